@@ -1,0 +1,162 @@
+"""PyTorch's own convolutions: the int8 baseline and the float reference points.
+
+int8: `torch.ops.quantized.conv2d_prepack` / `conv2d` / `conv2d_relu` on each CPU quantized engine
+(`torch-x86`, `torch-fbgemm`, `torch-onednn`, `torch-qnnpack`) and on CUDA (`torch-cuda`, the
+cuDNN path). What PyTorch refuses is reported as unsupported with PyTorch's own message.
+float, not quantized: `torch-fp32` (CPU) and `torch-fp16` (cuDNN, channels_last): the conv of the
+dequantized tensors, the figure users compare int8 against.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from qbench import (BackendInfo, ConvParams, ConvProblem, QuantizedActivation, QuantizedWeight,
+                    UnsupportedError, Verdict, hookimpl)
+
+CPU_ENGINES = ("x86", "fbgemm", "onednn", "qnnpack")
+_INT8 = {f"torch-{engine}": engine for engine in CPU_ENGINES} | {"torch-cuda": "cuda"}
+_FLOAT = {"torch-fp32": torch.float32, "torch-fp16": torch.float16}
+
+# PyTorch's refusals, as its kernels word them (torch 2.11-2.13); any other failure is an error.
+_REFUSAL = re.compile(
+    r"data type of input should be|Expected activation data type|only supports symmetric "
+    r"quantization|limited to groups|Unsupported qscheme|not supported for QUInt8|"
+    r"only supports per.tensor", re.IGNORECASE)
+
+
+@hookimpl
+def qbench_backends() -> list[BackendInfo]:
+    version = torch.__version__
+    infos = [BackendInfo(name, "cpu", version, channels_last=True,
+                         description=f"PyTorch quantized conv, {engine} engine")
+             for name, engine in _INT8.items() if engine != "cuda"]
+    infos.append(BackendInfo("torch-cuda", "cuda", version, channels_last=True,
+                             description="PyTorch quantized conv on CUDA (cuDNN, qint8 input)"))
+    infos.append(BackendInfo("torch-fp32", "cpu", version, numerics="fp32", channels_last=True,
+                             description="float32 conv of the dequantized tensors (not int8)"))
+    infos.append(BackendInfo("torch-fp16", "cuda", version, numerics="fp16", channels_last=True,
+                             description="float16 cuDNN conv, channels_last (not int8)"))
+    return infos
+
+
+@hookimpl
+def qbench_availability(backend: str) -> Verdict | None:
+    if backend in ("torch-cuda", "torch-fp16"):
+        if not torch.cuda.is_available():
+            return Verdict.no("no CUDA device visible to PyTorch "
+                              f"(torch {torch.__version__}, CUDA build: {torch.version.cuda})")
+        return Verdict.yes()
+    if backend in _INT8:
+        engine = _INT8[backend]
+        if engine not in torch.backends.quantized.supported_engines:
+            return Verdict.no(f"this PyTorch build has no {engine!r} quantized engine "
+                              f"(it has {torch.backends.quantized.supported_engines})")
+        return Verdict.yes()
+    if backend == "torch-fp32":
+        return Verdict.yes()
+    return None
+
+
+@hookimpl
+def qbench_supports(backend: str, problem: ConvProblem) -> Verdict | None:
+    if backend in _INT8 and problem.out_dtype != problem.in_dtype:
+        return Verdict.no("PyTorch's quantized conv returns the input's dtype "
+                          f"({problem.in_dtype}), not {problem.out_dtype}")
+    if backend in _INT8 or backend in _FLOAT:
+        return Verdict.yes()
+    return None
+
+
+@dataclass(frozen=True)
+class _PackedInt8:
+    engine: str
+    packed: Any
+
+
+@dataclass(frozen=True)
+class _PackedFloat:
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    params: ConvParams
+
+
+def _refusals_as_unsupported(call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except (RuntimeError, NotImplementedError) as exc:
+        if _REFUSAL.search(str(exc)):
+            raise UnsupportedError(str(exc).splitlines()[0]) from exc
+        raise
+
+
+def _use_engine(engine: str) -> None:
+    if engine != "cuda" and torch.backends.quantized.engine != engine:
+        torch.backends.quantized.engine = engine
+
+
+@hookimpl
+def qbench_prepack(backend: str, weight: QuantizedWeight, bias: torch.Tensor | None,
+                   params: ConvParams) -> Any:
+    if backend in _INT8:
+        engine = _INT8[backend]
+        _use_engine(engine)
+        return _PackedInt8(engine, _refusals_as_unsupported(
+            lambda: torch.ops.quantized.conv2d_prepack(
+                weight.to_torch(), bias, list(params.stride),
+                list(params.padding), list(params.dilation), params.groups)))
+    if backend in _FLOAT:
+        dtype = _FLOAT[backend]
+        w = weight.dequantize(torch.float32).to(dtype).contiguous(memory_format=torch.channels_last)
+        b = bias.to(dtype) if bias is not None else None
+        return _PackedFloat(w, b, params)
+    return None
+
+
+@hookimpl
+def qbench_prepare_input(backend: str, input: QuantizedActivation) -> Any:
+    if backend in _INT8:
+        return input.to_torch()
+    if backend in _FLOAT:
+        return input.dequantize(torch.float32).to(_FLOAT[backend])
+    return None
+
+
+def _apply_int8(packed: _PackedInt8, input: torch.Tensor, output: QuantizedActivation,
+                relu: bool) -> torch.Tensor:
+    _use_engine(packed.engine)
+    op = torch.ops.quantized.conv2d_relu if relu else torch.ops.quantized.conv2d
+    return _refusals_as_unsupported(
+        lambda: op(input, packed.packed, output.scale, output.zero_point))
+
+
+def _apply_float(packed: _PackedFloat, input: torch.Tensor, relu: bool) -> torch.Tensor:
+    p = packed.params
+    y = F.conv2d(input, packed.weight, packed.bias, p.stride, p.padding, p.dilation, p.groups)
+    return torch.relu_(y) if relu else y
+
+
+@hookimpl
+def qbench_apply(backend: str, packed: Any, input: Any,
+                 output: QuantizedActivation) -> torch.Tensor | None:
+    if backend in _INT8:
+        return _apply_int8(packed, input, output, relu=False)
+    if backend in _FLOAT:
+        return _apply_float(packed, input, relu=False)
+    return None
+
+
+@hookimpl
+def qbench_apply_relu(backend: str, packed: Any, input: Any,
+                      output: QuantizedActivation) -> torch.Tensor | None:
+    if backend in _INT8:
+        return _apply_int8(packed, input, output, relu=True)
+    if backend in _FLOAT:
+        return _apply_float(packed, input, relu=True)
+    return None

@@ -1,0 +1,61 @@
+"""Judging a backend's output against the reference: poison, LSB error, exact share, trust."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+TOLERANCE_LSB = 1
+# The reference output is not worth trusting when most of it sits at the clamp bounds or it
+# takes almost no distinct values: any backend would "pass" (benchdnn's MISTRUSTED).
+MAX_CLAMPED_SHARE = 0.75
+MIN_DISTINCT_VALUES = 4
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The outcome of comparing one output with the reference."""
+
+    max_err_lsb: int
+    exact_pct: float
+
+    @property
+    def within_tolerance(self) -> bool:
+        return self.max_err_lsb <= TOLERANCE_LSB
+
+
+def poison(reference: torch.Tensor) -> torch.Tensor:
+    """A buffer that differs from the reference by 128 LSB everywhere (top bit flipped).
+
+    An output element the backend never writes keeps this value and so can never pass.
+    """
+    return reference ^ torch.tensor(-128, dtype=torch.int8).view(reference.dtype)
+
+
+def compare(output: torch.Tensor, reference: torch.Tensor) -> Comparison:
+    """Max absolute difference in LSB and the share of bit-identical elements (percent).
+
+    `reference` may be given already widened to int16 (the runner does so once per case).
+    """
+    if output.shape != reference.shape:
+        raise ValueError(f"output shape {tuple(output.shape)} != expected {tuple(reference.shape)}")
+    diff = output.to(device=reference.device, dtype=torch.int16).sub_(reference).abs_()
+    mismatched = int(torch.count_nonzero(diff))
+    return Comparison(int(diff.max()), 100.0 * (1 - mismatched / diff.numel()))
+
+
+def mistrust_reason(reference: torch.Tensor, floor: int, ceiling: int) -> str | None:
+    """Why a pass on this reference output would mean little, or None when it is informative.
+
+    floor / ceiling: the lowest and highest attainable outputs (with ReLU the floor is the output
+    zero point, so ReLU's zeros count as clamped too: a mostly negative layer tests little).
+    """
+    ref = reference.to(torch.int16)
+    clamped_share = float(((ref == floor) | (ref == ceiling)).double().mean())
+    if clamped_share > MAX_CLAMPED_SHARE:
+        return f"{clamped_share:.0%} of reference outputs are clamped at {floor} or {ceiling}"
+    distinct = int(torch.count_nonzero(torch.bincount((ref - ref.min()).flatten().long())))
+    if distinct < MIN_DISTINCT_VALUES:
+        return f"the reference output takes only {distinct} distinct value(s)"
+    return None

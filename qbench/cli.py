@@ -1,0 +1,151 @@
+"""The command line: `qbench run`, `qbench backends`, `qbench --version`.
+
+Exit status: 0 when every row is ok, mistrusted, unsupported or unavailable; 1 when any row is a
+mismatch or an error; 2 for bad input (suite, plugin, option), reported in one line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+
+import click
+import torch
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+import qbench
+from qbench.environment import collect_environment
+from qbench.errors import QbenchError
+from qbench.registry import Backend, load_backends
+from qbench.results import FAILING_STATUSES, ResultWriter
+from qbench.runner import RunSettings, plan, run_suite
+from qbench.suite import load_suite
+from qbench.summary import print_summary
+from qbench.timing import TimingPolicy
+
+
+class InputError(click.ClickException):
+    """Bad input: one line on stderr, exit status 2."""
+
+    exit_code = 2
+
+
+def _load(plugins: tuple[str, ...]) -> dict[str, Backend]:
+    try:
+        return load_backends(plugins)
+    except QbenchError as exc:
+        raise InputError(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(qbench.__version__, prog_name="qbench")
+def cli() -> None:
+    """Int8 quantized 2D convolution: competing backends, checked bit for bit, timed properly."""
+
+
+plugin_option = click.option("-p", "plugins", multiple=True, metavar="MODULE",
+                             help="Also load this plugin module (repeatable), like pytest's -p.")
+
+
+@cli.command()
+@click.argument("suite_file", metavar="SUITE", type=click.Path(path_type=Path))
+@click.option("--backends", help="Comma-separated backend or plugin names (default: the suite's, "
+                                 "else every default backend of the device).")
+@click.option("--baseline", help="Backend that speedups are measured against "
+                                 "(default: torch-x86 on cpu, torch-cuda on cuda).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]),
+              help="Device whose backends run by default (default: cuda when present).")
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Result directory (default: results/<suite>-<device>-<time>/).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
+@click.option("--max-time", type=click.FloatRange(min=0), default=TimingPolicy.max_time_s,
+              show_default=True, help="Seconds of sampling per case and backend, at most, once "
+                                      "--min-samples are taken, while the median has not settled.")
+@click.option("--min-samples", type=click.IntRange(min=1), default=TimingPolicy.min_samples,
+              show_default=True, help="Timed samples per case and backend, at least.")
+@click.option("--timing", type=click.Choice(["cold", "hot"]), default="cold", show_default=True,
+              help="GPU: flush the L2 cache before each sample (cold) or not (hot).")
+@plugin_option
+def run(suite_file: Path, backends: str | None, baseline: str | None, device: str | None,
+        out: Path | None, seed: int, max_time: float, min_samples: int, timing: str,
+        plugins: tuple[str, ...]) -> None:
+    """Check and time every case of SUITE on each backend; write results.csv and results.json."""
+    available = _load(plugins)
+    known = set(available) | {b.plugin_name for b in available.values()}
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    names = tuple(n.strip() for n in backends.split(",") if n.strip()) if backends else None
+    for name in (names or ()) + ((baseline,) if baseline else ()):
+        if name not in known:
+            raise InputError(f"unknown backend {name!r}; known: {', '.join(sorted(known))}")
+    try:
+        suite = load_suite(suite_file, known)
+    except QbenchError as exc:
+        raise InputError(str(exc)) from None
+    settings = RunSettings(device=device, backends=names, baseline=baseline, seed=seed,
+                           policy=TimingPolicy(min_samples=min_samples, max_time_s=max_time,
+                                               mode=timing))
+    started = dt.datetime.now().astimezone()
+    out = out or Path("results") / f"{suite.name}-{device}-{started:%Y%m%d-%H%M%S}"
+    writer = ResultWriter(out, {
+        "qbench_version": qbench.__version__, "suite": suite.name, "suite_file": str(suite_file),
+        "description": suite.description, "command": sys.argv, "started": started.isoformat(),
+        "settings": {"device": device, "backends": names, "baseline": settings.baseline_name,
+                     "seed": seed, "timing": settings.policy.__dict__},
+        "environment": collect_environment(),
+    })
+    console = Console(stderr=True)
+    total = sum(len(chosen) for _, chosen in plan(suite, available, settings))
+    interrupted = False
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as progress:
+        task = progress.add_task(f"{suite.name}", total=total)
+        try:
+            for row in run_suite(suite, available, settings):
+                writer.append(row)
+                progress.update(task, advance=1,
+                                description=f"{escape(row['case'])} / {escape(row['backend'])}")
+        except KeyboardInterrupt:
+            interrupted = True
+    writer.finish(finished=dt.datetime.now().astimezone().isoformat(), interrupted=interrupted)
+    print_summary(Console(), writer.rows, settings.baseline_name)
+    console.print(f"results: {out}/results.csv, {out}/results.json", highlight=False)
+    if interrupted:
+        raise click.exceptions.Exit(130)
+    if any(r["status"] in FAILING_STATUSES for r in writer.rows):
+        raise click.exceptions.Exit(1)
+
+
+@cli.command("backends")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+@plugin_option
+def list_backends(as_json: bool, plugins: tuple[str, ...]) -> None:
+    """List every backend of every plugin: available or why not, and what it does."""
+    backends = _load(plugins)
+    records = [{
+        "name": b.name, "plugin": b.plugin_name, "plugin_version": b.plugin_version,
+        "version": b.info.version, "device": b.info.device, "numerics": b.info.numerics,
+        "default": b.info.default, "available": b.availability.ok,
+        "reason": b.availability.reason, "description": b.info.description,
+    } for b in backends.values()]
+    if as_json:
+        click.echo(json.dumps(records, indent=1))
+        return
+    table = Table(title="qbench backends")
+    for column in ("backend", "plugin", "device", "numerics", "available", "description / reason"):
+        table.add_column(column)
+    for r in records:
+        status = "[green]yes[/]" if r["available"] else "[red]no[/]"
+        detail = r["description"] if r["available"] else f"{r['description']} -- {r['reason']}"
+        table.add_row(escape(r["name"]), escape(f"{r['plugin']} {r['plugin_version']}"),
+                      r["device"], r["numerics"], status, escape(detail))
+    Console().print(table)
+
+
+def main() -> None:
+    """Entry point of the `qbench` script and of `python -m qbench`."""
+    cli(prog_name="qbench")

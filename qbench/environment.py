@@ -1,0 +1,81 @@
+"""The machine and software a run measured on, recorded in every result file."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import torch
+
+_PACKAGES = ("qbench", "torch", "numpy", "pandas", "pluggy", "triton", "cupy-cuda13x",
+             "cupy-cuda12x", "nvidia-cudnn-frontend", "nvidia-ml-py")
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name where Linux tells it, else what `platform` knows."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: str) -> str:
+    """A short name for a row's device column: "cpu: <model>" or "cuda: <card>"."""
+    if device == "cuda" and torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name()}"
+    return f"cpu: {cpu_model()}"
+
+
+def _gpu() -> dict[str, Any] | None:
+    if not torch.cuda.is_available():
+        return None
+    props = torch.cuda.get_device_properties(0)
+    gpu: dict[str, Any] = {
+        "name": props.name,
+        "compute_capability": f"{props.major}.{props.minor}",
+        "memory_gib": round(props.total_memory / 2**30, 1),
+        "sm_count": props.multi_processor_count,
+        "cuda_runtime": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
+    try:  # NVML: driver and clocks, when nvidia-ml-py is installed
+        import pynvml
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(torch.cuda.current_device())
+        gpu["driver"] = pynvml.nvmlSystemGetDriverVersion()
+        gpu["sm_clock_mhz"] = pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM)
+        gpu["max_sm_clock_mhz"] = pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_SM)
+        gpu["temperature_c"] = pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU)
+    except Exception as exc:  # no NVML is no reason to lose the run
+        gpu["nvml"] = f"unavailable: {exc}"
+    return gpu
+
+
+def collect_environment() -> dict[str, Any]:
+    """Host, CPU, GPU and driver (when present), and the versions of the libraries in play."""
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return {
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "quantized_engines": list(torch.backends.quantized.supported_engines),
+        "gpu": _gpu(),
+        "packages": versions,
+    }

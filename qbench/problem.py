@@ -1,0 +1,164 @@
+"""The convolution problem model: field names follow `torch.nn.Conv2d`, plus the quantization.
+
+A `ConvProblem` describes one quantized conv completely (shapes, strides, dtypes, scales); it holds
+no data. `validate()` is the one place that decides whether a problem is possible, so the suite
+loader and the Python API reject the same things with the same words.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from qbench.errors import InvalidProblem
+
+Pair = tuple[int, int]
+QDtype = Literal["quint8", "qint8"]
+QScheme = Literal["per_tensor", "per_channel"]
+
+QDTYPES: dict[str, tuple[int, int]] = {"quint8": (0, 255), "qint8": (-128, 127)}
+QSCHEMES = ("per_tensor", "per_channel")
+WEIGHT_RANGE = QDTYPES["qint8"]
+
+
+def dtype_range(dtype: str) -> tuple[int, int]:
+    """(lowest, highest) integer of a quantized dtype name."""
+    return QDTYPES[dtype]
+
+
+def as_pair(value: int | tuple[int, int] | list[int]) -> Pair:
+    """An int or an (h, w) sequence as an (h, w) tuple, as `torch.nn.modules.utils._pair` does."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value, value)
+    if (isinstance(value, (tuple, list)) and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        return (int(value[0]), int(value[1]))
+    raise TypeError(f"expected an int or an (h, w) pair of ints, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ConvProblem:
+    """One quantized 2D convolution, NCHW in and out, weights (K, C/groups, R, S).
+
+    `out_scale` / `out_zero_point` of None mean "auto": the runner picks them from the reference
+    accumulator so that outputs cover the output dtype (shared/DESIGN.md, numerics contract).
+    """
+
+    batch: int
+    in_channels: int
+    height: int
+    width: int
+    out_channels: int
+    kernel_size: Pair
+    stride: Pair = (1, 1)
+    padding: Pair = (0, 0)
+    dilation: Pair = (1, 1)
+    groups: int = 1
+    in_dtype: QDtype = "quint8"
+    in_scale: float = 0.05
+    in_zero_point: int = 0
+    weight_qscheme: QScheme = "per_channel"
+    weight_zero_point: int = 0
+    bias: bool = True
+    out_dtype: QDtype = "quint8"
+    out_scale: float | None = None
+    out_zero_point: int | None = None
+    relu: bool = False
+
+    def replace(self, **changes: object) -> ConvProblem:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def output_size(self) -> Pair:
+        """(OH, OW) as `torch.nn.Conv2d` computes them; may be < 1 for an invalid problem."""
+        sizes = []
+        for size, k, s, p, d in zip((self.height, self.width), self.kernel_size, self.stride,
+                                    self.padding, self.dilation):
+            sizes.append((size + 2 * p - d * (k - 1) - 1) // s + 1)
+        return (sizes[0], sizes[1])
+
+    @property
+    def reduction_size(self) -> int:
+        """Terms summed per output element: (C / groups) * R * S."""
+        return self.in_channels // self.groups * self.kernel_size[0] * self.kernel_size[1]
+
+    @property
+    def ops(self) -> int:
+        """Arithmetic operations (a multiply-add counts 2): 2 * N * K * OH * OW * (C/g) * R * S."""
+        oh, ow = self.output_size
+        return 2 * self.batch * self.out_channels * oh * ow * self.reduction_size
+
+    @property
+    def bytes_moved(self) -> int:
+        """Bytes that must move at least once: int8 input + int8 weight + int8 output."""
+        oh, ow = self.output_size
+        return (self.batch * self.in_channels * self.height * self.width
+                + self.out_channels * self.reduction_size
+                + self.batch * self.out_channels * oh * ow)
+
+    @property
+    def is_depthwise(self) -> bool:
+        """One input channel per group (groups == in_channels)."""
+        return self.groups == self.in_channels and self.groups > 1
+
+    def validate(self) -> ConvProblem:
+        """Return self, or raise `InvalidProblem` naming the first impossible field."""
+        for name in ("batch", "in_channels", "height", "width", "out_channels", "groups"):
+            _require_int(name, getattr(self, name), minimum=1)
+        for name, minimum in (("kernel_size", 1), ("stride", 1), ("padding", 0), ("dilation", 1)):
+            pair = getattr(self, name)
+            for v in pair:
+                _require_int(name, v, minimum=minimum)
+        if self.in_channels % self.groups:
+            raise InvalidProblem("groups", f"in_channels={self.in_channels} is not divisible by "
+                                 f"groups={self.groups}")
+        if self.out_channels % self.groups:
+            raise InvalidProblem("groups", f"out_channels={self.out_channels} is not divisible by "
+                                 f"groups={self.groups}")
+        oh, ow = self.output_size
+        if oh < 1 or ow < 1:
+            raise InvalidProblem("kernel_size", f"the output would be empty ({oh}x{ow}) for input "
+                                 f"{self.height}x{self.width}, padding {self.padding}, dilation "
+                                 f"{self.dilation}")
+        for name in ("in_dtype", "out_dtype"):
+            if getattr(self, name) not in QDTYPES:
+                raise InvalidProblem(name, f"unknown dtype {getattr(self, name)!r}; expected one of "
+                                     f"{sorted(QDTYPES)}")
+        if self.weight_qscheme not in QSCHEMES:
+            raise InvalidProblem("weight_qscheme", f"unknown qscheme {self.weight_qscheme!r}; "
+                                 f"expected one of {list(QSCHEMES)}")
+        _require_scale("in_scale", self.in_scale)
+        _require_zero_point("in_zero_point", self.in_zero_point, dtype_range(self.in_dtype))
+        _require_zero_point("weight_zero_point", self.weight_zero_point, WEIGHT_RANGE)
+        if self.out_scale is not None:
+            _require_scale("out_scale", self.out_scale)
+        if self.out_zero_point is not None:
+            _require_zero_point("out_zero_point", self.out_zero_point, dtype_range(self.out_dtype))
+        for name in ("bias", "relu"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidProblem(name, f"expected true or false, got {getattr(self, name)!r}")
+        return self
+
+
+def _require_int(field: str, value: object, *, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidProblem(field, f"expected an integer, got {value!r}")
+    if value < minimum:
+        raise InvalidProblem(field, f"must be >= {minimum}, got {value}")
+
+
+def _require_scale(field: str, value: object) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise InvalidProblem(field, f"expected a number, got {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise InvalidProblem(field, f"must be a finite number > 0, got {value}")
+
+
+def _require_zero_point(field: str, value: object, bounds: tuple[int, int]) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidProblem(field, f"expected an integer, got {value!r}")
+    if not bounds[0] <= value <= bounds[1]:
+        raise InvalidProblem(field, f"must lie in [{bounds[0]}, {bounds[1]}], got {value}")

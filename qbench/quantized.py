@@ -1,0 +1,148 @@
+"""Quantized tensors as the host hands them to backends: raw integer data plus its quantization.
+
+PyTorch's quantized tensors cannot wrap existing memory (`_make_per_tensor_quantized_tensor`
+copies), so inside qbench an activation is its raw uint8/int8 tensor with scale and zero point,
+and conversion to and from `torch.quint8` / `torch.qint8` happens only at the drop-in API's edge.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+from qbench.problem import Pair, QDtype, QScheme, as_pair, dtype_range
+
+RAW_DTYPES: dict[str, torch.dtype] = {"quint8": torch.uint8, "qint8": torch.int8}
+TORCH_QDTYPES: dict[str, torch.dtype] = {"quint8": torch.quint8, "qint8": torch.qint8}
+QDTYPE_NAMES: dict[torch.dtype, str] = {v: k for k, v in TORCH_QDTYPES.items()}
+
+
+@dataclass(frozen=True)
+class ConvParams:
+    """The geometry that `conv2d_prepack` receives besides weight and bias."""
+
+    stride: Pair = (1, 1)
+    padding: Pair = (0, 0)
+    dilation: Pair = (1, 1)
+    groups: int = 1
+
+    @classmethod
+    def of(cls, stride: int | Pair = 1, padding: int | Pair = 0, dilation: int | Pair = 1,
+           groups: int = 1) -> ConvParams:
+        """Params from ints or (h, w) pairs, as PyTorch accepts them."""
+        return cls(as_pair(stride), as_pair(padding), as_pair(dilation), int(groups))
+
+
+@dataclass(frozen=True)
+class QuantizedActivation:
+    """A per-tensor affine quantized NCHW activation: value = scale * (data - zero_point).
+
+    `data` is uint8 for quint8 and int8 for qint8, logical shape (N, C, H, W), in any memory format.
+    """
+
+    data: torch.Tensor
+    scale: float
+    zero_point: int
+    dtype: QDtype
+
+    @classmethod
+    def from_torch(cls, tensor: torch.Tensor) -> QuantizedActivation:
+        """Wrap a per-tensor quantized torch tensor (copies its integers once)."""
+        if tensor.dtype not in QDTYPE_NAMES or tensor.qscheme() != torch.per_tensor_affine:
+            raise ValueError(f"expected a per-tensor quint8 or qint8 tensor, got {tensor.dtype}"
+                             + (f" ({tensor.qscheme()})" if tensor.is_quantized else ""))
+        return cls(tensor.int_repr(), float(tensor.q_scale()), int(tensor.q_zero_point()),
+                   QDTYPE_NAMES[tensor.dtype])
+
+    def to_torch(self) -> torch.Tensor:
+        """The same values as a torch quantized tensor (a copy)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # quantized tensors are deprecated in 2.13
+            return torch._make_per_tensor_quantized_tensor(self.data, self.scale, self.zero_point)
+
+    def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The real values, exactly (data - zero_point) * scale computed in `dtype`."""
+        return (self.data.to(dtype) - self.zero_point) * self.scale
+
+    def empty_like(self, shape: tuple[int, ...], scale: float, zero_point: int, dtype: QDtype,
+                   memory_format: torch.memory_format = torch.contiguous_format
+                   ) -> QuantizedActivation:
+        """An uninitialised activation on the same device, e.g. an output buffer."""
+        data = torch.empty(shape, dtype=RAW_DTYPES[dtype], device=self.data.device,
+                           memory_format=memory_format)
+        return QuantizedActivation(data, scale, zero_point, dtype)
+
+
+@dataclass(frozen=True)
+class QuantizedWeight:
+    """qint8 weights (K, C/groups, R, S): value[k] = scales[k] * (data[k] - zero_points[k]).
+
+    `scales` (float64) and `zero_points` (int64) always have K entries; for a per-tensor weight
+    they repeat one value and `qscheme` says so.
+    """
+
+    data: torch.Tensor
+    scales: torch.Tensor
+    zero_points: torch.Tensor
+    qscheme: QScheme
+
+    @classmethod
+    def from_torch(cls, tensor: torch.Tensor) -> QuantizedWeight:
+        """Wrap a qint8 torch weight, per-tensor or per-channel along axis 0."""
+        if tensor.dtype != torch.qint8:
+            raise ValueError(f"weights must be torch.qint8, got {tensor.dtype}")
+        k = tensor.shape[0]
+        if tensor.qscheme() == torch.per_tensor_affine:
+            return cls(tensor.int_repr(), torch.full((k,), tensor.q_scale(), dtype=torch.float64),
+                       torch.full((k,), tensor.q_zero_point(), dtype=torch.int64), "per_tensor")
+        if tensor.qscheme() in (torch.per_channel_affine, torch.per_channel_affine_float_qparams):
+            if tensor.q_per_channel_axis() != 0:
+                raise ValueError("per-channel weights must be quantized along axis 0 (output "
+                                 f"channels), got axis {tensor.q_per_channel_axis()}")
+            return cls(tensor.int_repr(), tensor.q_per_channel_scales().to(torch.float64),
+                       tensor.q_per_channel_zero_points().to(torch.int64), "per_channel")
+        raise ValueError(f"unsupported weight qscheme {tensor.qscheme()}")
+
+    def to_torch(self) -> torch.Tensor:
+        """The same weights as a torch qint8 tensor (a copy)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            if self.qscheme == "per_tensor":
+                return torch._make_per_tensor_quantized_tensor(
+                    self.data, float(self.scales[0]), int(self.zero_points[0]))
+            return torch._make_per_channel_quantized_tensor(
+                self.data, self.scales.to(self.data.device), self.zero_points.to(self.data.device), 0)
+
+    def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The real weight values, computed in `dtype`."""
+        view = (-1, 1, 1, 1)
+        scales = self.scales.to(device=self.data.device, dtype=dtype).view(view)
+        zero_points = self.zero_points.to(self.data.device).view(view)
+        return (self.data.to(dtype) - zero_points.to(dtype)) * scales
+
+
+def quantize_output(values: torch.Tensor, output: QuantizedActivation) -> torch.Tensor:
+    """Float outputs to `output`'s integers: clamp(round_half_even(v / scale) + zero_point).
+
+    Used by the host for float reference backends, outside any timed region.
+    """
+    lo, hi = dtype_range(output.dtype)
+    q = torch.round(values.float() / output.scale) + output.zero_point
+    return q.clamp_(lo, hi).to(RAW_DTYPES[output.dtype])
+
+
+def output_integers(result: torch.Tensor | None, output: QuantizedActivation) -> torch.Tensor:
+    """What a backend's apply produced, as `output`'s integers (see `qbench_apply`'s contract).
+
+    None: the backend wrote `output.data`. A quantized tensor: its integers. A float tensor (float
+    reference backends): quantized here with the output's scale, zero point and dtype.
+    """
+    if result is None:
+        return output.data
+    if result.is_quantized:
+        return result.int_repr()
+    if result.is_floating_point():
+        return quantize_output(result, output)
+    return result

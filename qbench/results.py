@@ -1,0 +1,81 @@
+"""Result files: results.csv (one row per case and backend, appended as produced) and results.json
+(schema version, settings, environment, and the rows once the run ends)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from qbench.errors import QbenchError
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "mismatch", "mistrusted", "unsupported", "unavailable", "error")
+FAILING_STATUSES = ("mismatch", "error")
+COLUMNS = (
+    "suite", "case", "backend", "device", "status", "error", "batch", "in_channels",
+    "out_channels", "height", "width", "kernel_size", "stride", "padding", "dilation", "groups",
+    "in_dtype", "out_dtype", "weight_qscheme", "relu", "bias", "in_zero_point",
+    "weight_zero_point", "out_scale", "out_zero_point", "count", "numerics", "max_err_lsb",
+    "exact_pct", "median_us", "p10_us", "p90_us", "spread_pct", "median_ci_pct", "samples",
+    "settled",
+    "prepack_ms", "first_call_ms", "tops", "gbps", "speedup", "timing_mode",
+)
+
+
+class ResultWriter:
+    """Writes one run's files under `directory`: each row reaches results.csv when produced."""
+
+    def __init__(self, directory: Path, header: dict[str, Any]):
+        self.directory = directory
+        self.header = {"schema_version": SCHEMA_VERSION, **header}
+        self.rows: list[dict[str, Any]] = []
+        directory.mkdir(parents=True, exist_ok=True)
+        self.csv_path = directory / "results.csv"
+        self.json_path = directory / "results.json"
+        self.csv_path.unlink(missing_ok=True)
+        self._write_json()
+
+    def append(self, row: dict[str, Any]) -> None:
+        unknown = set(row) - set(COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown result columns: {sorted(unknown)}")
+        self.rows.append(row)
+        frame = pd.DataFrame([row], columns=list(COLUMNS))
+        frame.to_csv(self.csv_path, mode="a", header=len(self.rows) == 1, index=False)
+
+    def finish(self, **extra: Any) -> None:
+        """Rewrite results.json with the rows and `extra` header fields (e.g. the end time)."""
+        self.header.update(extra)
+        self._write_json()
+
+    def _write_json(self) -> None:
+        document = {**self.header, "rows": [_jsonable(r) for r in self.rows]}
+        self.json_path.write_text(json.dumps(document, indent=1, default=str) + "\n")
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in row.items()}
+
+
+def load_results(directory: str | Path) -> tuple[dict[str, Any], pd.DataFrame]:
+    """(header, rows) of a result directory; refuses a schema version it does not know."""
+    directory = Path(directory)
+    json_path = directory / "results.json"
+    try:
+        header = json.loads(json_path.read_text())
+    except FileNotFoundError:
+        raise QbenchError(f"{json_path}: no such file (not a qbench result directory)") from None
+    except json.JSONDecodeError as exc:
+        raise QbenchError(f"{json_path}: not valid JSON: {exc}") from None
+    if header.get("schema_version") != SCHEMA_VERSION:
+        raise QbenchError(f"{json_path}: schema version {header.get('schema_version')!r} is not "
+                          f"the one this qbench reads ({SCHEMA_VERSION})")
+    csv_path = directory / "results.csv"
+    rows = pd.read_csv(csv_path) if csv_path.exists() else pd.DataFrame(columns=list(COLUMNS))
+    header.pop("rows", None)
+    return header, rows

@@ -1,0 +1,229 @@
+"""The run: cases -> inputs -> exact reference -> each backend (prepack, checked run, timing) ->
+one result row per (case, backend), yielded as soon as it exists.
+
+A failing backend or case becomes a row with status "error" and the message; the run goes on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from qbench.check import compare, mistrust_reason, poison
+from qbench.environment import device_name
+from qbench.errors import UnsupportedError
+from qbench.inputs import ConvInputs, auto_output_quantization, case_seed, make_inputs
+from qbench.problem import ConvProblem, dtype_range
+from qbench.quantized import QuantizedActivation, QuantizedWeight, output_integers
+from qbench.reference import reference_accumulator, requantize
+from qbench.registry import Backend
+from qbench.suite import Case, Suite
+from qbench.timing import Sampler, TimingPolicy, measure, wall_time_ms
+
+DEFAULT_BASELINES = {"cpu": "torch-x86", "cuda": "torch-cuda"}
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What the command line decides: device, backends, baseline, seed and timing."""
+
+    device: str = "cpu"
+    backends: tuple[str, ...] | None = None
+    baseline: str | None = None
+    seed: int = 0
+    policy: TimingPolicy = field(default_factory=TimingPolicy)
+
+    @property
+    def baseline_name(self) -> str:
+        return self.baseline or DEFAULT_BASELINES.get(self.device, "")
+
+
+def select_backends(requested: tuple[str, ...] | None, backends: Mapping[str, Backend],
+                    device: str, baseline: str) -> list[Backend]:
+    """The backends of one case, baseline first.
+
+    requested: backend or plugin names (a plugin name means its default backends on `device`, or
+    all of its default backends when it has none there, so they show up as unavailable); None means
+    every default backend on `device`.
+    """
+    if requested is None:
+        chosen = [b for b in backends.values() if b.info.default and b.info.device == device]
+    else:
+        chosen = []
+        for name in requested:
+            if name in backends:
+                group = [backends[name]]
+            else:
+                own = [b for b in backends.values() if b.plugin_name == name and b.info.default]
+                group = [b for b in own if b.info.device == device] or own
+            chosen.extend(b for b in group if b not in chosen)
+    chosen.sort(key=lambda b: b.name != baseline)
+    return chosen
+
+
+def plan(suite: Suite, backends: Mapping[str, Backend],
+         settings: RunSettings) -> list[tuple[Case, list[Backend]]]:
+    """Each case with the backends it will run, in order."""
+    requested = settings.backends
+    return [(case, select_backends(requested or case.backends, backends, settings.device,
+                                   settings.baseline_name)) for case in suite.cases]
+
+
+def run_suite(suite: Suite, backends: Mapping[str, Backend],
+              settings: RunSettings) -> Iterator[dict[str, Any]]:
+    """Every row of the run, in order; see the module docstring."""
+    samplers: dict[str, Sampler] = {}
+    for case, chosen in plan(suite, backends, settings):
+        yield from _run_case(suite.name, case, chosen, settings, samplers)
+
+
+@dataclass
+class _Prepared:
+    """A case's data: inputs, the output quantization chosen, the reference and its trust."""
+
+    problem: ConvProblem
+    inputs: ConvInputs
+    reference: torch.Tensor
+    reference_wide: torch.Tensor
+    mistrust: str | None
+    on_device: dict[tuple[str, bool], ConvInputs] = field(default_factory=dict)
+
+    def inputs_for(self, device: str, channels_last: bool) -> ConvInputs:
+        """The inputs on `device`, NHWC if asked; made once per case and layout."""
+        key = (device, channels_last)
+        if key not in self.on_device:
+            fmt = torch.channels_last if channels_last else torch.contiguous_format
+            x, w = self.inputs.input, self.inputs.weight
+            self.on_device[key] = ConvInputs(
+                QuantizedActivation(x.data.to(device).contiguous(memory_format=fmt), x.scale,
+                                    x.zero_point, x.dtype),
+                QuantizedWeight(w.data.to(device), w.scales.to(device), w.zero_points.to(device),
+                                w.qscheme),
+                None if self.inputs.bias is None else self.inputs.bias.to(device),
+                self.inputs.params)
+        return self.on_device[key]
+
+
+def prepare_case(case: Case, seed: int) -> _Prepared:
+    """Inputs, resolved output quantization, reference output and whether to trust it."""
+    problem = case.problem
+    inputs = make_inputs(problem, case_seed(seed, case.name))
+    acc = reference_accumulator(inputs.input, inputs.weight, inputs.params)
+    if problem.out_scale is None or problem.out_zero_point is None:
+        scale, zero_point = auto_output_quantization(acc, inputs, problem)
+        problem = problem.replace(
+            out_scale=scale if problem.out_scale is None else problem.out_scale,
+            out_zero_point=zero_point if problem.out_zero_point is None else problem.out_zero_point)
+    reference = requantize(acc, inputs.input.scale, inputs.weight.scales, inputs.bias,
+                           problem.out_scale, problem.out_zero_point, problem.out_dtype,
+                           problem.relu)
+    lo, hi = dtype_range(problem.out_dtype)
+    floor = problem.out_zero_point if problem.relu else lo
+    return _Prepared(problem, inputs, reference, reference.to(torch.int16),
+                     mistrust_reason(reference, floor, hi))
+
+
+def _run_case(suite_name: str, case: Case, chosen: list[Backend], settings: RunSettings,
+              samplers: dict[str, Sampler]) -> Iterator[dict[str, Any]]:
+    try:
+        prepared = prepare_case(case, settings.seed)
+    except Exception as exc:
+        for backend in chosen:
+            row = _base_row(suite_name, case, case.problem, backend)
+            yield row | {"status": "error", "error": f"preparing the case (inputs, reference) "
+                                                     f"failed: {type(exc).__name__}: {exc}"}
+        return
+    baseline_us = math.nan
+    for backend in chosen:
+        row = _run_backend(suite_name, case, prepared, backend, settings, samplers)
+        if backend.name == settings.baseline_name:
+            baseline_us = row.get("median_us", math.nan)
+        if not math.isnan(row.get("median_us", math.nan)):
+            row["speedup"] = baseline_us / row["median_us"]
+        yield row
+
+
+def _base_row(suite_name: str, case: Case, problem: ConvProblem, backend: Backend) -> dict[str, Any]:
+    return {
+        "suite": suite_name, "case": case.name, "backend": backend.name,
+        "device": device_name(backend.info.device), "status": "", "error": "",
+        "batch": problem.batch, "in_channels": problem.in_channels,
+        "out_channels": problem.out_channels, "height": problem.height, "width": problem.width,
+        "kernel_size": _pair(problem.kernel_size), "stride": _pair(problem.stride),
+        "padding": _pair(problem.padding), "dilation": _pair(problem.dilation),
+        "groups": problem.groups, "in_dtype": problem.in_dtype, "out_dtype": problem.out_dtype,
+        "weight_qscheme": problem.weight_qscheme, "relu": problem.relu, "bias": problem.bias,
+        "in_zero_point": problem.in_zero_point, "weight_zero_point": problem.weight_zero_point,
+        "out_scale": problem.out_scale, "out_zero_point": problem.out_zero_point,
+        "count": case.count, "numerics": backend.info.numerics,
+        "max_err_lsb": math.nan, "exact_pct": math.nan, "median_us": math.nan,
+        "p10_us": math.nan, "p90_us": math.nan, "spread_pct": math.nan,
+        "median_ci_pct": math.nan, "samples": 0,
+        "settled": False, "prepack_ms": math.nan, "first_call_ms": math.nan, "tops": math.nan,
+        "gbps": math.nan, "speedup": math.nan, "timing_mode": "",
+    }
+
+
+def _pair(pair: tuple[int, int]) -> str:
+    return f"{pair[0]}x{pair[1]}"
+
+
+def _run_backend(suite_name: str, case: Case, prepared: _Prepared, backend: Backend,
+                 settings: RunSettings, samplers: dict[str, Sampler]) -> dict[str, Any]:
+    problem = prepared.problem
+    row = _base_row(suite_name, case, problem, backend)
+    if not backend.availability.ok:
+        return row | {"status": "unavailable", "error": backend.availability.reason}
+    stage = "qbench_supports"
+    try:
+        verdict = backend.supports(problem)
+        if not verdict.ok:
+            return row | {"status": "unsupported", "error": verdict.reason}
+        device = backend.info.device
+        inputs = prepared.inputs_for(device, backend.info.channels_last)
+        fmt = torch.channels_last if backend.info.channels_last else torch.contiguous_format
+        oh, ow = problem.output_size
+        output = inputs.input.empty_like((problem.batch, problem.out_channels, oh, ow),
+                                         problem.out_scale, problem.out_zero_point,
+                                         problem.out_dtype, memory_format=fmt)
+        apply = backend.apply_function(problem.relu)
+        stage = "qbench_prepack"
+        packed, prepack_ms = wall_time_ms(
+            lambda: backend.prepack(inputs.weight, inputs.bias, inputs.params), device)
+        stage = "qbench_prepare_input"
+        x = backend.prepare_input(inputs.input)
+        stage = "qbench_apply_relu" if problem.relu else "qbench_apply"
+        output.data.copy_(poison(prepared.reference))
+        result, first_ms = wall_time_ms(lambda: apply(packed, x, output), device)
+        comparison = compare(output_integers(result, output), prepared.reference_wide)
+        sampler = samplers.get(device) or samplers.setdefault(
+            device, Sampler(device, settings.policy.mode))
+        timing = measure(lambda: apply(packed, x, output), sampler, settings.policy)
+    except UnsupportedError as exc:
+        return row | {"status": "unsupported", "error": str(exc)}
+    except Exception as exc:
+        return row | {"status": "error",
+                      "error": f'Backend "{backend.name}" failed in {stage}: '
+                               f"{type(exc).__name__}: {exc}"}
+    if not comparison.within_tolerance:
+        status, error = "mismatch", (f"max error {comparison.max_err_lsb} LSB > 1 LSB; "
+                                     f"{comparison.exact_pct:.2f}% exact")
+    elif prepared.mistrust:
+        status, error = "mistrusted", prepared.mistrust
+    else:
+        status, error = "ok", ""
+    seconds = timing.median_us * 1e-6
+    return row | {
+        "status": status, "error": error, "max_err_lsb": comparison.max_err_lsb,
+        "exact_pct": comparison.exact_pct, "median_us": timing.median_us,
+        "p10_us": timing.p10_us, "p90_us": timing.p90_us, "spread_pct": timing.spread * 100,
+        "median_ci_pct": timing.median_ci * 100,
+        "samples": timing.samples, "settled": timing.settled, "prepack_ms": prepack_ms,
+        "first_call_ms": prepack_ms + first_ms, "tops": problem.ops / seconds / 1e12,
+        "gbps": problem.bytes_moved / seconds / 1e9,
+        "timing_mode": settings.policy.mode if device == "cuda" else "cpu",
+    }
