@@ -66,6 +66,12 @@ class QuantizedActivation:
         """The real values, exactly (data - zero_point) * scale computed in `dtype`."""
         return (self.data.to(dtype) - self.zero_point) * self.scale
 
+    def to(self, device: torch.device | str, channels_last: bool = False) -> QuantizedActivation:
+        """The same activation on `device`, NHWC in memory when `channels_last`."""
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        return QuantizedActivation(self.data.to(device).contiguous(memory_format=fmt), self.scale,
+                                   self.zero_point, self.dtype)
+
     def empty_like(self, shape: tuple[int, ...], scale: float, zero_point: int, dtype: QDtype,
                    memory_format: torch.memory_format = torch.contiguous_format
                    ) -> QuantizedActivation:
@@ -104,6 +110,11 @@ class QuantizedWeight:
             return cls(tensor.int_repr(), tensor.q_per_channel_scales().to(torch.float64),
                        tensor.q_per_channel_zero_points().to(torch.int64), "per_channel")
         raise ValueError(f"unsupported weight qscheme {tensor.qscheme()}")
+
+    def to(self, device: torch.device | str) -> QuantizedWeight:
+        """The same weights (and their scales and zero points) on `device`."""
+        return QuantizedWeight(self.data.to(device), self.scales.to(device),
+                               self.zero_points.to(device), self.qscheme)
 
     def to_torch(self) -> torch.Tensor:
         """The same weights as a torch qint8 tensor (a copy)."""

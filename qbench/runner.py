@@ -18,7 +18,7 @@ from qbench.environment import device_name
 from qbench.errors import UnsupportedError
 from qbench.inputs import ConvInputs, auto_output_quantization, case_seed, make_inputs
 from qbench.problem import ConvProblem, dtype_range
-from qbench.quantized import QuantizedActivation, QuantizedWeight, output_integers
+from qbench.quantized import output_integers
 from qbench.reference import reference_accumulator, requantize
 from qbench.registry import Backend
 from qbench.suite import Case, Suite
@@ -96,15 +96,10 @@ class _Prepared:
         """The inputs on `device`, NHWC if asked; made once per case and layout."""
         key = (device, channels_last)
         if key not in self.on_device:
-            fmt = torch.channels_last if channels_last else torch.contiguous_format
-            x, w = self.inputs.input, self.inputs.weight
+            bias = self.inputs.bias
             self.on_device[key] = ConvInputs(
-                QuantizedActivation(x.data.to(device).contiguous(memory_format=fmt), x.scale,
-                                    x.zero_point, x.dtype),
-                QuantizedWeight(w.data.to(device), w.scales.to(device), w.zero_points.to(device),
-                                w.qscheme),
-                None if self.inputs.bias is None else self.inputs.bias.to(device),
-                self.inputs.params)
+                self.inputs.input.to(device, channels_last), self.inputs.weight.to(device),
+                None if bias is None else bias.to(device), self.inputs.params)
         return self.on_device[key]
 
 

@@ -55,8 +55,8 @@ class Timing:
         p10, median, p90 = np.percentile(ordered, [10, 50, 90])
         ci = median_ci(ordered) / median if median > 0 else float("inf")
         spread = float((p90 - p10) / median) if median > 0 else float("inf")
-        return cls(float(median), float(p10), float(p90), len(ordered), spread, ci,
-                   ci <= target_ci)
+        return cls(float(median), float(p10), float(p90), len(ordered), spread, float(ci),
+                   bool(ci <= target_ci))
 
 
 def median_ci(ordered: np.ndarray) -> float:

@@ -74,10 +74,24 @@ def qbench_supports(backend: str, problem: ConvProblem) -> Verdict | None:
     return None
 
 
-@dataclass(frozen=True)
+@dataclass
 class _PackedInt8:
+    """PyTorch packed weights, one per op (plain, ReLU).
+
+    PyTorch 2.13's x86 and onednn engines cache the oneDNN primitive of the first call in the packed
+    weight: `conv2d_relu` after `conv2d` on the same packed weight skips the ReLU, and `conv2d` after
+    `conv2d_relu` applies one. A second packing for the other op, made on first use, sidesteps it.
+    """
+
     engine: str
-    packed: Any
+    pack: Callable[[], Any]
+    by_relu: dict[bool, Any]
+
+    def for_op(self, relu: bool) -> Any:
+        if relu not in self.by_relu:
+            _use_engine(self.engine)
+            self.by_relu[relu] = _refusals_as_unsupported(self.pack)
+        return self.by_relu[relu]
 
 
 @dataclass(frozen=True)
@@ -105,12 +119,14 @@ def _use_engine(engine: str) -> None:
 def qbench_prepack(backend: str, weight: QuantizedWeight, bias: torch.Tensor | None,
                    params: ConvParams) -> Any:
     if backend in _INT8:
-        engine = _INT8[backend]
-        _use_engine(engine)
-        return _PackedInt8(engine, _refusals_as_unsupported(
-            lambda: torch.ops.quantized.conv2d_prepack(
-                weight.to_torch(), bias, list(params.stride),
-                list(params.padding), list(params.dilation), params.groups)))
+        def pack() -> Any:
+            return torch.ops.quantized.conv2d_prepack(
+                weight.to_torch(), bias, list(params.stride), list(params.padding),
+                list(params.dilation), params.groups)
+
+        packed = _PackedInt8(_INT8[backend], pack, {})
+        packed.for_op(relu=False)  # refusals surface at prepack, as in PyTorch
+        return packed
     if backend in _FLOAT:
         dtype = _FLOAT[backend]
         w = weight.dequantize(torch.float32).to(dtype).contiguous(memory_format=torch.channels_last)
@@ -132,8 +148,8 @@ def _apply_int8(packed: _PackedInt8, input: torch.Tensor, output: QuantizedActiv
                 relu: bool) -> torch.Tensor:
     _use_engine(packed.engine)
     op = torch.ops.quantized.conv2d_relu if relu else torch.ops.quantized.conv2d
-    return _refusals_as_unsupported(
-        lambda: op(input, packed.packed, output.scale, output.zero_point))
+    weights = packed.for_op(relu)
+    return _refusals_as_unsupported(lambda: op(input, weights, output.scale, output.zero_point))
 
 
 def _apply_float(packed: _PackedFloat, input: torch.Tensor, relu: bool) -> torch.Tensor:

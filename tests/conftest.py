@@ -1,0 +1,69 @@
+"""Shared fixtures: a CLI runner, the fake plugins on sys.path, suite files written on the fly."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from qbench.cli import cli
+
+FAKE_PLUGINS = Path(__file__).parent / "fake_plugins"
+ROOT = Path(__file__).parent.parent
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.fixture
+def fake_plugins(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Puts tests/fake_plugins on sys.path (undone after the test)."""
+    monkeypatch.syspath_prepend(str(FAKE_PLUGINS))
+    return FAKE_PLUGINS
+
+
+@pytest.fixture
+def write_suite(tmp_path: Path):
+    """write_suite(text) -> path of a suite file holding the dedented text."""
+
+    def write(text: str, name: str = "suite.toml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def run_cli():
+    """run_cli(*args) -> click Result, exceptions not caught by the runner itself."""
+
+    def invoke(*args: str):
+        return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+    return invoke
+
+
+TINY_SUITE = """
+[suite]
+name = "tiny"
+[defaults]
+batch = 1
+height = 6
+width = 6
+[[case]]
+name = "a"
+in_channels = 4
+out_channels = 8
+kernel_size = 3
+padding = 1
+relu = [false, true]
+[[case]]
+name = "b"
+in_channels = 6
+out_channels = 6
+kernel_size = 3
+groups = 3
+"""

@@ -1,0 +1,57 @@
+"""Test-only backends that misbehave in known ways, to prove the host catches each one.
+
+faulty-raises: apply raises. faulty-lazy: apply writes nothing (only the poison can catch it).
+faulty-off-by-two: the exact result plus 2 LSB. faulty-refuses: prepack raises UnsupportedError.
+faulty-exact: the reference, written in place (a control that must pass).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from qbench import BackendInfo, UnsupportedError, hookimpl
+from qbench.problem import dtype_range
+from qbench.reference import reference_conv2d
+
+NAMES = ("faulty-raises", "faulty-lazy", "faulty-off-by-two", "faulty-refuses", "faulty-exact")
+
+
+@hookimpl
+def qbench_backends():
+    return [BackendInfo(name, "cpu", default=False) for name in NAMES]
+
+
+@hookimpl
+def qbench_prepack(backend, weight, bias, params):
+    if backend not in NAMES:
+        return None
+    if backend == "faulty-refuses":
+        raise UnsupportedError("faulty-refuses refuses everything")
+    return (weight, bias, params)
+
+
+def _apply(backend, packed, input, output, relu):
+    if backend not in NAMES:
+        return None
+    if backend == "faulty-raises":
+        raise RuntimeError("injected failure")
+    if backend == "faulty-lazy":
+        return None
+    weight, bias, params = packed
+    exact = reference_conv2d(input, weight, bias, params, output.scale, output.zero_point,
+                             output.dtype, relu)
+    if backend == "faulty-off-by-two":
+        lo, hi = dtype_range(output.dtype)
+        exact = (exact.to(torch.int16) + 2).clamp(lo, hi).to(exact.dtype)
+    output.data.copy_(exact)
+    return None
+
+
+@hookimpl
+def qbench_apply(backend, packed, input, output):
+    return _apply(backend, packed, input, output, relu=False)
+
+
+@hookimpl
+def qbench_apply_relu(backend, packed, input, output):
+    return _apply(backend, packed, input, output, relu=True)

@@ -1,0 +1,108 @@
+"""The runner end to end through the CLI: files, columns, statuses and exit codes; failing backends
+lose no other rows; the poison catches unwritten outputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+import qbench
+from qbench.results import COLUMNS, SCHEMA_VERSION, load_results
+from qbench.errors import QbenchError
+
+from conftest import ROOT, TINY_SUITE
+
+FAST = ("--max-time", "0.01", "--min-samples", "2")
+
+
+def test_smoke_suite_on_the_cpu_engines(run_cli, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli("run", ROOT / "suites" / "smoke.toml", "--out", out, *FAST)
+    rows = pd.read_csv(out / "results.csv")
+    assert list(rows.columns) == list(COLUMNS)
+    engines = {"torch-x86", "torch-fbgemm", "torch-onednn", "torch-qnnpack", "torch-fp32"}
+    assert set(rows.backend) == engines
+    assert len(rows) == 12 * len(engines)
+    checked = rows[rows.status.isin(["ok", "mismatch"])]
+    assert (checked.median_us > 0).all() and (checked.first_call_ms > 0).all()
+    assert (rows[rows.backend == "torch-x86"].dropna(subset=["speedup"]).speedup == 1.0).all()
+    # PyTorch refuses qint8 activations on every CPU engine, in its own words
+    refused = rows[(rows.case.str.startswith("qint8")) & (rows.backend == "torch-x86")]
+    assert set(refused.status) == {"unsupported"}
+    assert refused.error.str.contains("QUint8|QUInt8").all()
+    # fbgemm's depthwise kernel saturates int16 on full-range data (shared/DESIGN.md)
+    fbgemm_dw = rows[rows.case.str.startswith("depthwise") & (rows.backend == "torch-fbgemm")]
+    assert set(fbgemm_dw.status) == {"mismatch"} and (fbgemm_dw.max_err_lsb > 1).all()
+    ok = rows[rows.status == "ok"]
+    assert (ok.max_err_lsb <= 1).all() and len(ok) > 40
+    assert result.exit_code == 1  # the fbgemm mismatches fail the run
+    assert "mismatch depthwise" in result.output
+
+
+def test_results_json_has_schema_environment_and_rows(run_cli, write_suite, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli("run", write_suite(TINY_SUITE), "--out", out, "--backends", "torch-x86",
+                     *FAST)
+    assert result.exit_code == 0, result.output
+    header, rows = load_results(out)
+    assert header["schema_version"] == SCHEMA_VERSION
+    assert header["environment"]["cpu"] and header["environment"]["packages"]["torch"]
+    assert header["settings"]["baseline"] == "torch-x86" and header["finished"]
+    assert len(json.loads((out / "results.json").read_text())["rows"]) == len(rows) == 3
+    assert set(rows.status) == {"ok"}
+
+
+def test_unknown_schema_version_is_refused(tmp_path):
+    (tmp_path / "results.json").write_text(json.dumps({"schema_version": 999}))
+    with pytest.raises(QbenchError, match="schema version 999"):
+        load_results(tmp_path)
+
+
+def test_failing_backends_lose_no_rows(run_cli, write_suite, tmp_path, fake_plugins):
+    out = tmp_path / "out"
+    backends = "faulty-raises,faulty-lazy,faulty-off-by-two,faulty-refuses,faulty-exact,torch-x86"
+    result = run_cli("run", write_suite(TINY_SUITE), "--out", out, "--backends", backends,
+                     "-p", "qbench_faulty", *FAST)
+    rows = pd.read_csv(out / "results.csv").set_index(["case", "backend"])
+    assert len(rows) == 3 * 6  # every (case, backend) has its row
+    status = rows.status.groupby(level="backend").agg(set).to_dict()
+    assert status == {"faulty-raises": {"error"}, "faulty-lazy": {"mismatch"},
+                      "faulty-off-by-two": {"mismatch"}, "faulty-refuses": {"unsupported"},
+                      "faulty-exact": {"ok"}, "torch-x86": {"ok"}}
+    errors = rows.xs("faulty-raises", level="backend").error
+    assert errors.str.contains('Backend "faulty-raises" failed in qbench_apply').all()
+    lazy = rows.xs("faulty-lazy", level="backend")
+    assert (lazy.max_err_lsb == 128).all() and (lazy.exact_pct == 0).all()  # the poison shows
+    assert (rows.xs("faulty-off-by-two", level="backend").max_err_lsb == 2).all()
+    assert result.exit_code == 1
+
+
+def test_exit_status_zero_when_all_rows_pass(run_cli, write_suite, tmp_path):
+    result = run_cli("run", write_suite(TINY_SUITE), "--out", tmp_path / "o",
+                     "--backends", "torch-x86,torch-onednn,reference", *FAST)
+    assert result.exit_code == 0, result.output
+
+
+def test_unavailable_backends_are_rows_not_failures(run_cli, write_suite, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli("run", write_suite(TINY_SUITE), "--out", out,
+                     "--backends", "torch-x86,cudnn,triton", *FAST)
+    rows = pd.read_csv(out / "results.csv")
+    assert set(rows[rows.backend.isin(["cudnn", "triton"])].status) == {"unavailable"}
+    assert result.exit_code == 0
+
+
+def test_unknown_backend_option_is_bad_input(run_cli, write_suite):
+    result = run_cli("run", write_suite(TINY_SUITE), "--backends", "torch-x68")
+    assert result.exit_code == 2 and "unknown backend 'torch-x68'" in result.output
+
+
+def test_version_and_python_m(run_cli):
+    assert run_cli("--version").output.strip() == f"qbench, version {qbench.__version__}"
+    proc = subprocess.run([sys.executable, "-m", "qbench", "--version"], capture_output=True,
+                          text=True, check=True)
+    assert proc.stdout.strip() == f"qbench, version {qbench.__version__}"

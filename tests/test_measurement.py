@@ -1,0 +1,56 @@
+"""Timing statistics, the stopping rule, the poison and the trust check."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import numpy as np
+import torch
+
+from qbench.check import compare, mistrust_reason, poison
+from qbench.timing import Sampler, Timing, TimingPolicy, measure, median_ci
+
+
+def test_median_ci_uses_order_statistics():
+    assert median_ci(np.arange(7.0)) == float("inf")  # too few samples for a 95 % interval
+    assert median_ci(np.arange(100.0)) == 20.0  # ranks 40 and 60
+
+
+def test_timing_statistics():
+    t = Timing.of([10.0] * 50 + [11.0] * 50, target_ci=0.2)
+    assert t.median_us == 10.5 and t.p10_us == 10.0 and t.p90_us == 11.0 and t.settled
+
+
+def test_measure_stops_when_settled_or_out_of_time():
+    calls = []
+    steady = measure(lambda: calls.append(1), Sampler("cpu"), TimingPolicy(max_time_s=5.0,
+                                                                          target_ci=10.0))
+    assert steady.settled and steady.samples < 100 and len(calls) == steady.samples
+    rng = random.Random(0)
+    jittery = lambda: time.sleep(rng.random() * 1e-4)  # noqa: E731
+    never = measure(jittery, Sampler("cpu"), TimingPolicy(max_time_s=0.02, target_ci=0.0))
+    assert not never.settled and never.samples >= 3
+
+
+def test_poison_is_128_lsb_away_everywhere():
+    for dtype, lo, hi in ((torch.uint8, 0, 256), (torch.int8, -128, 128)):
+        ref = torch.arange(lo, hi).to(dtype)
+        assert compare(poison(ref), ref).max_err_lsb == 128
+        assert compare(poison(ref), ref).exact_pct == 0.0
+
+
+def test_compare_counts_exact_share():
+    ref = torch.zeros(100, dtype=torch.uint8)
+    out = ref.clone()
+    out[:3] = 1
+    result = compare(out, ref.to(torch.int16))
+    assert result.max_err_lsb == 1 and result.exact_pct == 97.0 and result.within_tolerance
+
+
+def test_mistrust_flags_clamped_or_constant_outputs():
+    spread = torch.arange(256).to(torch.uint8)
+    assert mistrust_reason(spread, 0, 255) is None
+    assert "clamped" in mistrust_reason(torch.tensor([0] * 80 + list(range(20))).to(torch.uint8),
+                                        0, 255)
+    assert "distinct" in mistrust_reason(torch.tensor([5, 6, 5, 6]).to(torch.uint8), 0, 255)

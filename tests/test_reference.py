@@ -1,0 +1,150 @@
+"""The exact reference: against a naive integer loop, and within 1 LSB of PyTorch's x86 and onednn
+engines on full-range random data over groups, depthwise, dilation, stride, per-channel weights,
+zero points, ReLU and both dtypes."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qbench.inputs import auto_output_quantization, make_inputs
+from qbench.problem import ConvProblem
+from qbench.quantized import QuantizedActivation, QuantizedWeight
+from qbench.reference import reference_accumulator, reference_conv2d, requantize
+
+
+def naive_accumulator(x: QuantizedActivation, w: QuantizedWeight, p) -> torch.Tensor:
+    """Direct definition: sum over the window of (x - zx) * (w - zw[k]), padding contributing 0."""
+    n_, c_, h_, w_ = x.data.shape
+    k_, cg, r_, s_ = w.data.shape
+    (sh, sw), (ph, pw), (dh, dw), g = p.stride, p.padding, p.dilation, p.groups
+    oh = (h_ + 2 * ph - dh * (r_ - 1) - 1) // sh + 1
+    ow = (w_ + 2 * pw - dw * (s_ - 1) - 1) // sw + 1
+    xs, ws = x.data.tolist(), w.data.tolist()
+    zw = w.zero_points.tolist()
+    out = torch.zeros((n_, k_, oh, ow), dtype=torch.int64)
+    for n, k, i, j in itertools.product(range(n_), range(k_), range(oh), range(ow)):
+        group = k // (k_ // g)
+        total = 0
+        for c, r, s in itertools.product(range(cg), range(r_), range(s_)):
+            y, xx = i * sh - ph + r * dh, j * sw - pw + s * dw
+            if 0 <= y < h_ and 0 <= xx < w_:
+                total += (xs[n][group * cg + c][y][xx] - x.zero_point) * (ws[k][c][r][s] - zw[k])
+        out[n, k, i, j] = total
+    return out
+
+
+PROBLEMS = [
+    ConvProblem(2, 4, 5, 6, 6, (3, 3), padding=(1, 1)),
+    ConvProblem(1, 6, 7, 5, 4, (3, 2), stride=(2, 1), padding=(1, 2), dilation=(2, 1), groups=2,
+                in_zero_point=100, weight_zero_point=-3),
+    ConvProblem(1, 5, 6, 6, 5, (3, 3), padding=(1, 1), groups=5, in_dtype="qint8",
+                in_zero_point=-7, weight_qscheme="per_tensor"),
+]
+
+
+@pytest.mark.parametrize("problem", PROBLEMS, ids=str)
+def test_accumulator_matches_the_definition(problem):
+    inputs = make_inputs(problem, seed=3)
+    expected = naive_accumulator(inputs.input, inputs.weight, inputs.params)
+    assert torch.equal(reference_accumulator(inputs.input, inputs.weight, inputs.params), expected)
+
+
+def test_requantize_rounds_half_to_even_and_clamps():
+    acc = torch.tensor([1, 3, 5, -1, -3, 1000, -1000], dtype=torch.int64).view(1, -1, 1, 1)
+    ones = torch.ones(7, dtype=torch.float64)
+    # aw = 1 * 1 and out_scale 2: v = acc / 2 = .5, 1.5, 2.5, -.5, -1.5 -> 0, 2, 2, -0, -2
+    q = requantize(acc, 1.0, ones, None, 2.0, 10, "quint8", relu=False).flatten().tolist()
+    assert q == [10, 12, 12, 10, 8, 255, 0]
+    q = requantize(acc, 1.0, ones, None, 2.0, 10, "quint8", relu=True).flatten().tolist()
+    assert q == [10, 12, 12, 10, 10, 255, 10]
+    q = requantize(acc, 1.0, ones, None, 2.0, -5, "qint8", relu=False).flatten().tolist()
+    assert q == [-5, -3, -3, -5, -7, 127, -128]
+
+
+def test_bias_is_added_in_accumulator_units():
+    acc = torch.zeros((1, 2, 1, 1), dtype=torch.int64)
+    scales = torch.tensor([0.5, 0.25], dtype=torch.float64)
+    bias = torch.tensor([3.0, -1.0])
+    # x_scale 2: aw = [1, 0.5]; v = (0 + b / aw) * aw / 0.5 = b / 0.5 = [6, -2]
+    q = requantize(acc, 2.0, scales, bias, 0.5, 0, "qint8", relu=False).flatten().tolist()
+    assert q == [6, -2]
+
+
+def _torch_conv(problem: ConvProblem, engine: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(reference, PyTorch) output integers; qint8 sides are shifted by 128 into PyTorch's quint8.
+
+    A qint8 tensor with zero point z holds the same real values as the quint8 tensor data + 128,
+    zero point z + 128, so PyTorch's quint8-only engines can judge the qint8 paths too.
+    """
+    inputs = make_inputs(problem, seed)
+    x, w, bias, p = inputs.input, inputs.weight, inputs.bias, inputs.params
+    out_scale, out_zp = auto_output_quantization(reference_accumulator(x, w, p), inputs, problem)
+    expected = reference_conv2d(x, w, bias, p, out_scale, out_zp, problem.out_dtype, problem.relu)
+    shift_in = 128 if x.dtype == "qint8" else 0
+    shift_out = 128 if problem.out_dtype == "qint8" else 0
+    x_u8 = QuantizedActivation((x.data.to(torch.int16) + shift_in).to(torch.uint8), x.scale,
+                               x.zero_point + shift_in, "quint8")
+    torch.backends.quantized.engine = engine
+    packed = torch.ops.quantized.conv2d_prepack(w.to_torch(), bias, list(p.stride),
+                                                list(p.padding), list(p.dilation), p.groups)
+    op = torch.ops.quantized.conv2d_relu if problem.relu else torch.ops.quantized.conv2d
+    y = op(x_u8.to_torch(), packed, out_scale, out_zp + shift_out).int_repr()
+    return expected.to(torch.int16), y.to(torch.int16) - shift_out
+
+
+@st.composite
+def torch_comparable_problems(draw) -> ConvProblem:
+    groups = draw(st.sampled_from([1, 2, 3]))
+    depthwise = draw(st.booleans())
+    cg = 1 if depthwise else draw(st.integers(1, 5))
+    kg = 1 if depthwise else draw(st.integers(1, 4))
+    k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    d = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    size = (draw(st.integers(max(k[0] * d[0], 3), 9)), draw(st.integers(max(k[1] * d[1], 3), 9)))
+    in_dtype = draw(st.sampled_from(["quint8", "qint8"]))
+    lo = 0 if in_dtype == "quint8" else -128
+    return ConvProblem(
+        batch=draw(st.integers(1, 2)), in_channels=cg * groups, height=size[0], width=size[1],
+        out_channels=kg * groups, kernel_size=k,
+        stride=(draw(st.integers(1, 2)), draw(st.integers(1, 2))),
+        padding=(draw(st.integers(0, 2)), draw(st.integers(0, 2))), dilation=d, groups=groups,
+        in_dtype=in_dtype, in_scale=draw(st.sampled_from([0.01, 0.05, 0.3])),
+        in_zero_point=draw(st.integers(lo, lo + 255)),
+        weight_qscheme=draw(st.sampled_from(["per_tensor", "per_channel"])),
+        bias=draw(st.booleans()), out_dtype=draw(st.sampled_from(["quint8", "qint8"])),
+        relu=draw(st.booleans())).validate()
+
+
+@pytest.mark.parametrize("engine", ["x86", "onednn"])
+@settings(max_examples=60, deadline=None)
+@given(problem=torch_comparable_problems(), seed=st.integers(0, 2**31))
+def test_reference_agrees_with_pytorch_within_one_lsb(engine, problem, seed):
+    if engine not in torch.backends.quantized.supported_engines:
+        pytest.skip(f"this PyTorch has no {engine} engine")
+    expected, actual = _torch_conv(problem, engine, seed)
+    assert int((expected - actual).abs().max()) <= 1
+
+
+@pytest.mark.parametrize("engine", ["x86", "onednn"])
+def test_reference_agrees_on_larger_layers(engine):
+    rng = random.Random(0)
+    for problem in [ConvProblem(2, 64, 14, 14, 64, (3, 3), padding=(1, 1), in_zero_point=128),
+                    ConvProblem(1, 32, 16, 16, 32, (3, 3), padding=(1, 1), groups=32, relu=True),
+                    ConvProblem(2, 256, 7, 7, 128, (1, 1), out_dtype="qint8")]:
+        expected, actual = _torch_conv(problem, engine, rng.randrange(2**31))
+        diff = (expected - actual).abs()
+        assert int(diff.max()) <= 1
+        assert float((diff == 0).double().mean()) > 0.99
+
+
+def test_full_range_inputs_are_not_degenerate():
+    inputs = make_inputs(ConvProblem(1, 16, 8, 8, 16, (3, 3)), seed=0)
+    assert int(inputs.input.data.min()) == 0 and int(inputs.input.data.max()) == 255
+    assert int(inputs.weight.data.min()) == -128 and int(inputs.weight.data.max()) == 127
+    assert len(set(inputs.weight.scales.tolist())) == 16  # per-channel scales differ
