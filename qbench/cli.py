@@ -112,7 +112,7 @@ def run(suite_file: Path, backends: str | None, baseline: str | None, device: st
         except KeyboardInterrupt:
             interrupted = True
     writer.finish(finished=dt.datetime.now().astimezone().isoformat(), interrupted=interrupted)
-    print_summary(Console(), writer.rows, settings.baseline_name)
+    print_summary(writer.rows, settings.baseline_name)
     console.print(f"results: {out}/results.csv, {out}/results.json", highlight=False)
     if interrupted:
         raise click.exceptions.Exit(130)

@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -18,20 +19,25 @@ def geomean(values: Sequence[float]) -> float:
     return math.exp(sum(map(math.log, finite)) / len(finite)) if finite else math.nan
 
 
+_SHORT = {"mismatch": "mism", "mistrusted": "mistr", "unsupported": "unsup",
+          "unavailable": "unavail"}
+
+
 def summary_table(rows: Sequence[dict[str, Any]], baseline: str) -> Table:
-    """One line per backend, in the order backends first appear."""
-    table = Table(title=f"qbench summary (speedup against {baseline or 'no baseline'})")
-    table.add_column("backend")
+    """One line per backend, in the order backends first appear: row counts per status, the worst
+    error and the lowest exact-match share over checked rows, the geomean speedup."""
+    table = Table(title=f"qbench: speedup against {baseline or 'no baseline'}",
+                  title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    table.add_column("backend", no_wrap=True)
     for status in STATUSES:
-        table.add_column(status, justify="right")
-    table.add_column("max err LSB", justify="right")
-    table.add_column("min exact %", justify="right")
-    table.add_column("geomean speedup", justify="right")
+        table.add_column(_SHORT.get(status, status), justify="right", no_wrap=True)
+    for column in ("max LSB", "exact %", "speedup"):
+        table.add_column(column, justify="right", no_wrap=True)
     for backend in dict.fromkeys(r["backend"] for r in rows):
         mine = [r for r in rows if r["backend"] == backend]
         counts = [sum(r["status"] == s for r in mine) for s in STATUSES]
         checked = [r for r in mine if not math.isnan(r["max_err_lsb"])]
-        max_err = str(max(r["max_err_lsb"] for r in checked)) if checked else "-"
+        max_err = str(int(max(r["max_err_lsb"] for r in checked))) if checked else "-"
         min_exact = f"{min(r['exact_pct'] for r in checked):.2f}" if checked else "-"
         speedup = geomean([r["speedup"] for r in mine])
         table.add_row(backend, *[str(c) if c else "" for c in counts], max_err, min_exact,
@@ -39,8 +45,14 @@ def summary_table(rows: Sequence[dict[str, Any]], baseline: str) -> Table:
     return table
 
 
-def print_summary(console: Console, rows: Sequence[dict[str, Any]], baseline: str) -> None:
-    """The table, then every mismatch and error with its message in full."""
+def print_summary(rows: Sequence[dict[str, Any]], baseline: str) -> None:
+    """The table on stdout, then every mismatch and error with its message in full.
+
+    Piped or captured output gets 100 columns, which the table needs, rather than rich's 80.
+    """
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=100)
     console.print(summary_table(rows, baseline))
     for row in rows:
         if row["status"] in ("mismatch", "error"):
