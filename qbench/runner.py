@@ -83,12 +83,13 @@ def run_suite(suite: Suite, backends: Mapping[str, Backend],
 
 @dataclass
 class _Prepared:
-    """A case's data: inputs, the output quantization chosen, the reference and its trust."""
+    """A case's data: inputs, the output quantization chosen, the reference output (widened to
+    int16 for comparisons), its poisoned twin and whether to trust it."""
 
     problem: ConvProblem
     inputs: ConvInputs
-    reference: torch.Tensor
     reference_wide: torch.Tensor
+    poisoned: torch.Tensor
     mistrust: str | None
     on_device: dict[tuple[str, bool], ConvInputs] = field(default_factory=dict)
 
@@ -118,7 +119,7 @@ def prepare_case(case: Case, seed: int) -> _Prepared:
                            problem.relu)
     lo, hi = dtype_range(problem.out_dtype)
     floor = problem.out_zero_point if problem.relu else lo
-    return _Prepared(problem, inputs, reference, reference.to(torch.int16),
+    return _Prepared(problem, inputs, reference.to(torch.int16), poison(reference),
                      mistrust_reason(reference, floor, hi))
 
 
@@ -192,7 +193,7 @@ def _run_backend(suite_name: str, case: Case, prepared: _Prepared, backend: Back
         stage = "qbench_prepare_input"
         x = backend.prepare_input(inputs.input)
         stage = "qbench_apply_relu" if problem.relu else "qbench_apply"
-        output.data.copy_(poison(prepared.reference))
+        output.data.copy_(prepared.poisoned)
         result, first_ms = wall_time_ms(lambda: apply(packed, x, output), device)
         comparison = compare(output_integers(result, output), prepared.reference_wide)
         sampler = samplers.get(device) or samplers.setdefault(

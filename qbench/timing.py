@@ -32,7 +32,7 @@ class TimingPolicy:
     warmup: int = 0
     min_samples: int = 3
     max_samples: int = 10_000
-    max_time_s: float = 0.1
+    max_time_s: float = 0.05
     target_ci: float = 0.02
     mode: TimingMode = "cold"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -80,17 +80,22 @@ class _PackedInt8:
 
     PyTorch 2.13's x86 and onednn engines cache the oneDNN primitive of the first call in the packed
     weight: `conv2d_relu` after `conv2d` on the same packed weight skips the ReLU, and `conv2d` after
-    `conv2d_relu` applies one. A second packing for the other op, made on first use, sidesteps it.
+    `conv2d_relu` applies one. So the packing made at prepack goes to whichever op runs first, and
+    the other op gets a packing of its own on its first use.
     """
 
     engine: str
     pack: Callable[[], Any]
-    by_relu: dict[bool, Any]
+    unclaimed: Any
+    by_relu: dict[bool, Any] = field(default_factory=dict)
 
     def for_op(self, relu: bool) -> Any:
         if relu not in self.by_relu:
-            _use_engine(self.engine)
-            self.by_relu[relu] = _refusals_as_unsupported(self.pack)
+            if self.unclaimed is not None:
+                self.by_relu[relu], self.unclaimed = self.unclaimed, None
+            else:
+                _use_engine(self.engine)
+                self.by_relu[relu] = _refusals_as_unsupported(self.pack)
         return self.by_relu[relu]
 
 
@@ -124,9 +129,8 @@ def qbench_prepack(backend: str, weight: QuantizedWeight, bias: torch.Tensor | N
                 weight.to_torch(), bias, list(params.stride), list(params.padding),
                 list(params.dilation), params.groups)
 
-        packed = _PackedInt8(_INT8[backend], pack, {})
-        packed.for_op(relu=False)  # refusals surface at prepack, as in PyTorch
-        return packed
+        _use_engine(_INT8[backend])
+        return _PackedInt8(_INT8[backend], pack, _refusals_as_unsupported(pack))
     if backend in _FLOAT:
         dtype = _FLOAT[backend]
         w = weight.dequantize(torch.float32).to(dtype).contiguous(memory_format=torch.channels_last)
