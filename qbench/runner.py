@@ -125,6 +125,11 @@ def prepare_case(case: Case, seed: int) -> _Prepared:
 
 def _run_case(suite_name: str, case: Case, chosen: list[Backend], settings: RunSettings,
               samplers: dict[str, Sampler]) -> Iterator[dict[str, Any]]:
+    if not any(backend.availability.ok for backend in chosen):  # no reason to build a reference
+        for backend in chosen:
+            yield _base_row(suite_name, case, case.problem, backend) | {
+                "status": "unavailable", "error": backend.availability.reason}
+        return
     try:
         prepared = prepare_case(case, settings.seed)
     except Exception as exc:

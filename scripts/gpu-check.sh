@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# One prepared call on a GPU machine: install qbench over the machine's own torch, run the GPU tests,
+# then the suites on the CUDA backends; everything lands in $OUT/gpu-check.tgz (one file, so that
+# it comes back from the device tool) besides the log on stdout. Without $OUT: ./gpu-out.
+# Missing wheels (e.g. nvidia-cudnn-frontend) may be carried in .whl/ and are installed first.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-gpu-out}
+WORK=$(mktemp -d)
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+if compgen -G ".whl/*.whl" > /dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+python3 -m pip install -q --no-deps --no-build-isolation -e . || exit 1
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu \
+    --format=csv | tee "$WORK/gpu.txt"
+python3 -m qbench backends | tee "$WORK/backends.txt"
+python3 -m pytest -q -m gpu 2>&1 | tee "$WORK/pytest-gpu.txt"
+for suite in resnet padding depthwise grouped; do
+    python3 -m qbench run "suites/$suite.toml" --device cuda --out "$WORK/$suite" \
+        --backends "${QBENCH_GPU_BACKENDS:-torch-cuda,torch-fp16,triton,cudnn,cupy}" \
+        2>&1 | tee "$WORK/$suite.txt"
+done
+tar -czf "$OUT/gpu-check.tgz" -C "$WORK" .
