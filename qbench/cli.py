@@ -1,4 +1,4 @@
-"""The command line: `qbench run`, `qbench backends`, `qbench --version`.
+"""The command line: `qbench run`, `report`, `compare`, `backends`, `qbench --version`.
 
 Exit status: 0 when every row is ok, mistrusted, unsupported or unavailable; 1 when any row is a
 mismatch or an error; 2 for bad input (suite, plugin, option), reported in one line.
@@ -20,8 +20,11 @@ from rich.table import Table
 
 import qbench
 from qbench.environment import collect_environment
+from qbench.compare import DEFAULT_THRESHOLD, NOISY_ABOVE, compare_runs, regressions
 from qbench.errors import QbenchError
+from qbench.export import export_pytest_benchmark
 from qbench.registry import Backend, load_backends
+from qbench.report import render_report, templates as _templates
 from qbench.results import FAILING_STATUSES, ResultWriter
 from qbench.runner import RunSettings, plan, run_suite
 from qbench.suite import load_suite
@@ -48,6 +51,9 @@ def cli() -> None:
     """Int8 quantized 2D convolution: competing backends, checked bit for bit, timed properly."""
 
 
+benchmark_json_option = click.option(
+    "--benchmark-json", type=click.Path(path_type=Path), metavar="FILE",
+    help="Also write the timings in pytest-benchmark's JSON format (for pytest-benchmark compare).")
 plugin_option = click.option("-p", "plugins", multiple=True, metavar="MODULE",
                              help="Also load this plugin module (repeatable), like pytest's -p.")
 
@@ -70,11 +76,13 @@ plugin_option = click.option("-p", "plugins", multiple=True, metavar="MODULE",
               show_default=True, help="Timed samples per case and backend, at least.")
 @click.option("--timing", type=click.Choice(["cold", "hot"]), default="cold", show_default=True,
               help="GPU: flush the L2 cache before each sample (cold) or not (hot).")
+@benchmark_json_option
 @plugin_option
 def run(suite_file: Path, backends: str | None, baseline: str | None, device: str | None,
         out: Path | None, seed: int, max_time: float, min_samples: int, timing: str,
-        plugins: tuple[str, ...]) -> None:
-    """Check and time every case of SUITE on each backend; write results.csv and results.json."""
+        benchmark_json: Path | None, plugins: tuple[str, ...]) -> None:
+    """Check and time every case of SUITE on each backend; write results.csv, results.json and
+    report.html."""
     available = _load(plugins)
     known = set(available) | {b.plugin_name for b in available.values()}
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -113,11 +121,71 @@ def run(suite_file: Path, backends: str | None, baseline: str | None, device: st
             interrupted = True
     writer.finish(finished=dt.datetime.now().astimezone().isoformat(), interrupted=interrupted)
     print_summary(writer.rows, settings.baseline_name)
-    console.print(f"results: {out}/results.csv, {out}/results.json", highlight=False)
+    _write_outputs(out, benchmark_json, console)
     if interrupted:
         raise click.exceptions.Exit(130)
     if any(r["status"] in FAILING_STATUSES for r in writer.rows):
         raise click.exceptions.Exit(1)
+
+
+def _write_outputs(directory: Path, benchmark_json: Path | None, console: Console) -> None:
+    report = render_report(directory)
+    console.print(f"results: {directory}/results.csv, results.json; report: {report}",
+                  highlight=False)
+    if benchmark_json is not None:
+        count = export_pytest_benchmark(directory, benchmark_json)
+        console.print(f"pytest-benchmark JSON: {benchmark_json} ({count} benchmarks)",
+                      highlight=False)
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+@benchmark_json_option
+def report(directory: Path, benchmark_json: Path | None) -> None:
+    """Render DIRECTORY/report.html again from its results.csv and results.json."""
+    try:
+        _write_outputs(directory, benchmark_json, Console(stderr=True))
+    except QbenchError as exc:
+        raise InputError(str(exc)) from None
+
+
+@cli.command()
+@click.argument("old", type=click.Path(path_type=Path))
+@click.argument("new", type=click.Path(path_type=Path))
+@click.option("--fail-above", type=click.FloatRange(min=0), metavar="PCT",
+              help="Exit 1 when a matched row is SLOWER by more than PCT percent (a CI gate).")
+@click.option("--threshold", type=click.FloatRange(min=0), default=DEFAULT_THRESHOLD * 100,
+              show_default=True, metavar="PCT",
+              help="Differences within this many percent (or the noise, if larger) are SAME.")
+@click.option("--html", type=click.Path(path_type=Path), metavar="FILE",
+              help="Where to write the comparison page (default: NEW/compare.html).")
+def compare(old: Path, new: Path, fail_above: float | None, threshold: float,
+            html: Path | None) -> None:
+    """Compare the timings of two result directories, OLD then NEW, row by row."""
+    try:
+        matched = compare_runs(old, new, threshold / 100)
+    except QbenchError as exc:
+        raise InputError(str(exc)) from None
+    table = Table(title=f"{old} -> {new}", title_justify="left")
+    for column in ("case", "backend", "old us", "new us", "ratio", "noise %", "label"):
+        table.add_column(column, justify="left" if column in ("case", "backend") else "right")
+    colours = {"FASTER": "green", "SLOWER": "red", "NOISY": "yellow", "SAME": ""}
+    for row in matched.itertuples():
+        table.add_row(escape(row.case), escape(row.backend), f"{row.median_us_old:.4g}",
+                      f"{row.median_us_new:.4g}", f"{row.ratio:.3f}", f"{row.noise * 100:.2f}",
+                      f"[{colours[row.label]}]{row.label}[/]" if colours[row.label] else row.label)
+    Console().print(table)
+    counts = matched["label"].value_counts().to_dict()
+    html = html or new / "compare.html"
+    html.write_text(_templates.get_template("compare.html.j2").render(
+        old=str(old), new=str(new), rows=matched.to_dict("records"), counts=counts,
+        noisy_pct=round(NOISY_ABOVE * 100), threshold_pct=threshold))
+    click.echo(", ".join(f"{k}: {v}" for k, v in counts.items()) + f"; page: {html}")
+    if fail_above is not None:
+        slower = regressions(matched, fail_above)
+        if len(slower):
+            click.echo(f"{len(slower)} row(s) slower by more than {fail_above:g} %", err=True)
+            raise click.exceptions.Exit(1)
 
 
 @cli.command("backends")

@@ -44,6 +44,12 @@ class Timing:
     median_us: float
     p10_us: float
     p90_us: float
+    min_us: float
+    max_us: float
+    mean_us: float
+    stddev_us: float
+    q1_us: float
+    q3_us: float
     samples: int
     spread: float
     median_ci: float
@@ -52,11 +58,13 @@ class Timing:
     @classmethod
     def of(cls, samples_us: list[float], target_ci: float) -> Timing:
         ordered = np.sort(np.asarray(samples_us))
-        p10, median, p90 = np.percentile(ordered, [10, 50, 90])
+        p10, q1, median, q3, p90 = np.percentile(ordered, [10, 25, 50, 75, 90])
         ci = median_ci(ordered) / median if median > 0 else float("inf")
         spread = float((p90 - p10) / median) if median > 0 else float("inf")
-        return cls(float(median), float(p10), float(p90), len(ordered), spread, float(ci),
-                   bool(ci <= target_ci))
+        stddev = float(np.std(ordered, ddof=1)) if len(ordered) > 1 else 0.0
+        return cls(float(median), float(p10), float(p90), float(ordered[0]), float(ordered[-1]),
+                   float(np.mean(ordered)), stddev, float(q1), float(q3), len(ordered), spread,
+                   float(ci), bool(ci <= target_ci))
 
 
 def median_ci(ordered: np.ndarray) -> float:

@@ -1,0 +1,64 @@
+"""Comparing two runs, NVBench-style: per (case, backend) the ratio of medians, labelled against
+the noise of both runs.
+
+A row's noise is the relative width of its median's 95 % confidence interval, or, where too few
+samples gave no interval, its relative spread (p90 - p10) / median. With `noise` the larger of the
+two runs' noises and `ratio` = new median / old median:
+    SAME    |ratio - 1| <= max(noise, threshold)   (no difference worth naming)
+    NOISY   otherwise, when noise > 10 %           (too noisy to call)
+    FASTER  ratio < 1,   SLOWER  ratio > 1
+The threshold (default 5 %) stands for what a median's own interval cannot see: drift between runs
+(clocks, temperature, neighbours on a shared machine), which on a shared CPU alone can move every
+median by 10 % or more.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from qbench.results import load_results
+
+NOISY_ABOVE = 0.10
+DEFAULT_THRESHOLD = 0.05
+_KEY = ["case", "backend"]
+
+
+def row_noise(rows: pd.DataFrame) -> pd.Series:
+    """Relative noise of each row's median (see the module docstring)."""
+    ci = rows["median_ci_pct"].where(rows["median_ci_pct"].map(math.isfinite), math.nan)
+    return ci.fillna(rows["spread_pct"]) / 100
+
+
+def label(ratio: float, noise: float, threshold: float = DEFAULT_THRESHOLD) -> str:
+    """SAME, NOISY, FASTER or SLOWER for one matched row."""
+    if abs(ratio - 1) <= max(noise, threshold):
+        return "SAME"
+    if noise > NOISY_ABOVE:
+        return "NOISY"
+    return "FASTER" if ratio < 1 else "SLOWER"
+
+
+def compare_runs(old: str | Path, new: str | Path,
+                 threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
+    """Rows timed in both runs, matched on (case, backend), with ratio, noise and label."""
+    frames = []
+    for directory in (old, new):
+        _, rows = load_results(directory)
+        timed = rows[rows["median_us"].notna()].copy()
+        timed["noise"] = row_noise(timed)
+        frames.append(timed[_KEY + ["median_us", "noise"]])
+    matched = frames[0].merge(frames[1], on=_KEY, suffixes=("_old", "_new"))
+    matched["ratio"] = matched["median_us_new"] / matched["median_us_old"]
+    matched["noise"] = matched[["noise_old", "noise_new"]].max(axis=1)
+    matched["label"] = [label(r, n, threshold)
+                        for r, n in zip(matched["ratio"], matched["noise"])]
+    return matched
+
+
+def regressions(matched: pd.DataFrame, fail_above_pct: float) -> pd.DataFrame:
+    """Rows labelled SLOWER whose median grew by more than `fail_above_pct` percent."""
+    return matched[(matched["label"] == "SLOWER")
+                   & (matched["ratio"] > 1 + fail_above_pct / 100)]

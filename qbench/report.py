@@ -1,0 +1,92 @@
+"""report.html: one self-contained page (inline SVG, CSS and a few lines of script) from a result
+directory's files. It reads results.json and results.csv only, so `qbench report DIR` works on a
+directory written yesterday, by another machine.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pandas as pd
+
+from qbench.peaks import PEAKS, peak_for
+from qbench.plots import plots_for_device
+from qbench.results import STATUSES, load_results
+from qbench.summary import geomean
+
+REPORT_FILE = "report.html"
+_TABLE_COLUMNS = ("case", "backend", "status", "batch", "in_channels", "out_channels", "height",
+                  "width", "kernel_size", "stride", "groups", "in_dtype", "out_dtype",
+                  "weight_qscheme", "relu", "max_err_lsb", "exact_pct", "median_us", "p10_us",
+                  "p90_us", "spread_pct", "settled", "first_call_ms", "tops", "gbps", "speedup")
+
+templates = jinja2.Environment(
+    loader=jinja2.PackageLoader("qbench", "templates"),
+    autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+def network_times(rows: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per (device, backend, batch): the sum over cases of median x count, in milliseconds, and how
+    many of the cases had a time (a sum over fewer cases is not the network's time)."""
+    result = []
+    for (device, backend, batch), group in rows.groupby(["device", "backend", "batch"], sort=False):
+        timed = group[group["median_us"].notna()]
+        result.append({"device": device, "backend": backend, "batch": int(batch),
+                       "ms": float((timed["median_us"] * timed["count"]).sum() / 1e3),
+                       "cases": len(timed), "of": len(group)})
+    return result
+
+
+def backend_summary(rows: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per backend: rows of each status and the geomean speedup against the baseline."""
+    summary = []
+    for backend, group in rows.groupby("backend", sort=False):
+        counts = {status: int((group["status"] == status).sum()) for status in STATUSES}
+        summary.append({"backend": backend, "counts": counts,
+                        "speedup": geomean(group["speedup"].dropna().tolist())})
+    return summary
+
+
+def accuracy_matrix(rows: pd.DataFrame) -> tuple[list[str], list[dict[str, Any]]]:
+    """(backends, one entry per case with a cell per backend: max LSB, exact share, status)."""
+    backends = list(dict.fromkeys(rows["backend"]))
+    cases = []
+    for case, group in rows.groupby("case", sort=False):
+        cells = {r["backend"]: r for _, r in group.iterrows()}
+        cases.append({"case": case, "cells": [cells.get(b) for b in backends]})
+    return backends, cases
+
+
+def render_report(directory: str | Path) -> Path:
+    """Write `directory`/report.html from its results and return the path."""
+    directory = Path(directory)
+    header, rows = load_results(directory)
+    baseline = header.get("settings", {}).get("baseline", "")
+    devices = []
+    for device, group in rows.groupby("device", sort=False):
+        peak = peak_for(str(device))
+        devices.append({"name": device, "peak": peak,
+                        "plots": plots_for_device(group, baseline, peak)})
+    backends, accuracy = accuracy_matrix(rows)
+    page = templates.get_template("report.html.j2").render(
+        header=header, rows=rows.to_dict("records"), columns=_TABLE_COLUMNS,
+        summary=backend_summary(rows), network=network_times(rows), devices=devices,
+        accuracy_backends=backends, accuracy=accuracy, statuses=STATUSES, peaks=PEAKS,
+        errors=rows[rows["error"].fillna("") != ""].to_dict("records"), fmt=_format)
+    path = directory / REPORT_FILE
+    path.write_text(page)
+    return path
+
+
+def _format(value: Any, digits: int = 4) -> str:
+    """A table cell: numbers to `digits` significant digits, missing values as a dash."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
