@@ -3,10 +3,10 @@ the noise of both runs.
 
 A row's noise is the relative width of its median's 95 % confidence interval, or, where too few
 samples gave no interval, its relative spread (p90 - p10) / median. With `noise` the larger of the
-two runs' noises and `ratio` = new median / old median:
-    SAME    |ratio - 1| <= max(noise, threshold)   (no difference worth naming)
-    NOISY   otherwise, when noise > 10 %           (too noisy to call)
-    FASTER  ratio < 1,   SLOWER  ratio > 1
+two runs' noises, `ratio` = new median / old median and d = |ratio - 1|:
+    SAME    d <= threshold, or d <= noise <= 10 %   (no difference worth naming)
+    NOISY   threshold < d <= noise, noise > 10 %    (a difference the noise cannot confirm)
+    FASTER / SLOWER   d > max(noise, threshold), ratio < 1 / ratio > 1
 The threshold (default 5 %) stands for what a median's own interval cannot see: drift between runs
 (clocks, temperature, neighbours on a shared machine), which on a shared CPU alone can move every
 median by 10 % or more.
@@ -34,10 +34,11 @@ def row_noise(rows: pd.DataFrame) -> pd.Series:
 
 def label(ratio: float, noise: float, threshold: float = DEFAULT_THRESHOLD) -> str:
     """SAME, NOISY, FASTER or SLOWER for one matched row."""
-    if abs(ratio - 1) <= max(noise, threshold):
+    difference = abs(ratio - 1)
+    if difference <= threshold:
         return "SAME"
-    if noise > NOISY_ABOVE:
-        return "NOISY"
+    if difference <= noise:
+        return "NOISY" if noise > NOISY_ABOVE else "SAME"
     return "FASTER" if ratio < 1 else "SLOWER"
 
 

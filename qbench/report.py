@@ -75,7 +75,7 @@ def render_report(directory: str | Path) -> Path:
         header=header, rows=rows.to_dict("records"), columns=_TABLE_COLUMNS,
         summary=backend_summary(rows), network=network_times(rows), devices=devices,
         accuracy_backends=backends, accuracy=accuracy, statuses=STATUSES, peaks=PEAKS,
-        errors=rows[rows["error"].fillna("") != ""].to_dict("records"), fmt=_format)
+        errors=rows[rows["error"] != ""].to_dict("records"), fmt=_format)
     path = directory / REPORT_FILE
     path.write_text(page)
     return path

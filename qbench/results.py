@@ -77,6 +77,12 @@ def load_results(directory: str | Path) -> tuple[dict[str, Any], pd.DataFrame]:
         raise QbenchError(f"{json_path}: schema version {header.get('schema_version')!r} is not "
                           f"the one this qbench reads ({SCHEMA_VERSION})")
     csv_path = directory / "results.csv"
-    rows = pd.read_csv(csv_path) if csv_path.exists() else pd.DataFrame(columns=list(COLUMNS))
+    if csv_path.exists():
+        text_columns = {name: str for name in ("suite", "case", "backend", "device", "status",
+                                               "error", "timing_mode")}
+        rows = pd.read_csv(csv_path, dtype=text_columns, keep_default_na=False,
+                           na_values={name: [""] for name in COLUMNS if name not in text_columns})
+    else:
+        rows = pd.DataFrame(columns=list(COLUMNS))
     header.pop("rows", None)
     return header, rows

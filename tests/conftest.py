@@ -67,3 +67,16 @@ out_channels = 6
 kernel_size = 3
 groups = 3
 """
+
+
+HOSTILE = '<script>alert("x")</script>'
+
+
+@pytest.fixture
+def hostile_run(run_cli, write_suite, tmp_path, fake_plugins) -> Path:
+    """A finished run (report included) whose case name is HTML and one of whose backends fails."""
+    suite = TINY_SUITE.replace('name = "a"', f"name = '{HOSTILE}'")
+    out = tmp_path / "run"
+    run_cli("run", write_suite(suite), "--out", out, "-p", "qbench_faulty",
+            "--backends", "torch-x86,torch-onednn,faulty-raises", "--max-time", "0.01")
+    return out

@@ -2,10 +2,14 @@
 
 faulty-raises: apply raises. faulty-lazy: apply writes nothing (only the poison can catch it).
 faulty-off-by-two: the exact result plus 2 LSB. faulty-refuses: prepack raises UnsupportedError.
-faulty-exact: the reference, written in place (a control that must pass).
+faulty-exact: the reference, written in place (a control that must pass), slowed down by
+QBENCH_FAULTY_DELAY_S seconds per call when that is set.
 """
 
 from __future__ import annotations
+
+import os
+import time
 
 import torch
 
@@ -37,6 +41,7 @@ def _apply(backend, packed, input, output, relu):
         raise RuntimeError("injected failure")
     if backend == "faulty-lazy":
         return None
+    time.sleep(float(os.environ.get("QBENCH_FAULTY_DELAY_S", "0")))
     weight, bias, params = packed
     exact = reference_conv2d(input, weight, bias, params, output.scale, output.zero_point,
                              output.dtype, relu)

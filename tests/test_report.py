@@ -1,0 +1,97 @@
+"""report.html, `qbench report`, `qbench compare` and the pytest-benchmark export."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from qbench.compare import label
+from qbench.peaks import peak_for
+from qbench.report import network_times
+
+from conftest import HOSTILE, TINY_SUITE
+
+FAST = ("--max-time", "0.01", "--min-samples", "2")
+
+
+def test_report_is_self_contained_with_plots_and_escaped_strings(hostile_run):
+    page = (hostile_run / "report.html").read_text()
+    assert HOSTILE not in page
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
+    assert not re.search(r'(src|href)\s*=\s*["\']?(https?:)?//', page)  # nothing fetched
+    assert "@import" not in page and "url(http" not in page
+    assert page.count("<svg") == 3  # time, speedup, roofline
+    assert re.search(r"<title>[^<]*torch-onednn[^<]*median [0-9.]+ us", page)  # hover text
+    assert "Backend &#34;faulty-raises&#34; failed in qbench_apply" in page  # messages in full
+    assert "network time" in page.lower() and "geomean speedup" in page
+
+
+def test_qbench_report_renders_again(hostile_run, run_cli):
+    (hostile_run / "report.html").unlink()
+    result = run_cli("report", hostile_run)
+    assert result.exit_code == 0 and (hostile_run / "report.html").exists()
+
+
+def test_qbench_report_on_a_non_result_directory(run_cli, tmp_path):
+    result = run_cli("report", tmp_path)
+    assert result.exit_code == 2 and "not a qbench result directory" in result.output
+
+
+def test_network_time_weights_by_count_and_flags_gaps():
+    rows = pd.DataFrame({"device": "cpu", "backend": ["b"] * 3, "batch": [1, 1, 1],
+                         "median_us": [10.0, 20.0, float("nan")], "count": [1, 3, 1]})
+    assert network_times(rows) == [{"device": "cpu", "backend": "b", "batch": 1, "ms": 0.07,
+                                    "cases": 2, "of": 3}]
+
+
+def test_peaks_match_cuda_device_names():
+    assert peak_for("cuda: NVIDIA H100 80GB HBM3").name == "H100 SXM"
+    assert peak_for("cuda: NVIDIA H100 PCIe").name == "H100 PCIe"
+    assert peak_for("cuda: NVIDIA H200").bandwidth_gbs == 4800
+    assert peak_for("cuda: NVIDIA L40S").name == "L40S" and peak_for("cuda: NVIDIA L4").name == "L4"
+    assert peak_for("cpu: AMD EPYC") is None
+
+
+def test_compare_labels():
+    assert label(1.02, noise=0.01) == "SAME"  # within the 5 % threshold
+    assert label(1.3, noise=0.02) == "SLOWER" and label(0.7, noise=0.02) == "FASTER"
+    assert label(1.08, noise=0.09) == "SAME"  # within a small noise
+    assert label(1.1, noise=0.2) == "NOISY"  # above the threshold, within a large noise
+    assert label(1.3, noise=0.2) == "SLOWER"  # beyond even a large noise
+
+
+def test_compare_a_run_with_itself_and_with_a_slowed_backend(run_cli, write_suite, tmp_path,
+                                                             fake_plugins, monkeypatch):
+    suite = write_suite(TINY_SUITE)
+    args = ("--backends", "faulty-exact", "-p", "qbench_faulty", "--max-time", "0.05")
+    run_cli("run", suite, "--out", tmp_path / "old", *args)
+    same = run_cli("compare", tmp_path / "old", tmp_path / "old", "--fail-above", "0")
+    assert same.exit_code == 0 and "SAME: 3" in same.output
+    monkeypatch.setenv("QBENCH_FAULTY_DELAY_S", "0.003")
+    run_cli("run", suite, "--out", tmp_path / "new", *args)
+    slower = run_cli("compare", tmp_path / "old", tmp_path / "new", "--fail-above", "50",
+                     "--html", tmp_path / "cmp.html")
+    assert "SLOWER: 3" in slower.output and slower.exit_code == 1
+    page = (tmp_path / "cmp.html").read_text()
+    assert page.count('class="SLOWER"') == 3
+
+
+def test_pytest_benchmark_compare_reads_the_export(run_cli, write_suite, tmp_path):
+    out, exported = tmp_path / "run", tmp_path / "bench.json"
+    run_cli("run", write_suite(TINY_SUITE), "--out", out, "--backends", "torch-x86",
+            "--benchmark-json", exported, *FAST)
+    document = json.loads(exported.read_text())
+    assert len(document["benchmarks"]) == 3
+    assert document["benchmarks"][0]["stats"]["median"] > 0
+    tool = shutil.which("pytest-benchmark", path=str(Path(sys.executable).parent))
+    proc = subprocess.run([tool, "compare", str(exported), "--columns=min,median,max"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "a[relu=false][torch-x86]" in proc.stdout
