@@ -21,7 +21,7 @@ COLUMNS = (
     "in_dtype", "out_dtype", "weight_qscheme", "relu", "bias", "in_zero_point",
     "weight_zero_point", "out_scale", "out_zero_point", "count", "numerics", "max_err_lsb",
     "exact_pct", "median_us", "p10_us", "p90_us", "min_us", "max_us", "mean_us", "stddev_us",
-    "q1_us", "q3_us", "spread_pct", "median_ci_pct", "samples",
+    "q1_us", "q3_us", "spread_pct", "median_ci_pct", "samples", "throttled_samples",
     "settled",
     "prepack_ms", "first_call_ms", "tops", "gbps", "speedup", "timing_mode",
 )

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from qbench.check import compare, mistrust_reason, poison
+from qbench.clocks import nvml_monitor
 from qbench.environment import device_name
 from qbench.errors import UnsupportedError
 from qbench.inputs import ConvInputs, auto_output_quantization, case_seed, make_inputs
@@ -36,6 +37,7 @@ class RunSettings:
     baseline: str | None = None
     seed: int = 0
     policy: TimingPolicy = field(default_factory=TimingPolicy)
+    clock_floor: float = 0.9  # GPU samples below this share of the default SM clock are dropped
 
     @property
     def baseline_name(self) -> str:
@@ -165,7 +167,7 @@ def _base_row(suite_name: str, case: Case, problem: ConvProblem, backend: Backen
         "p10_us": math.nan, "p90_us": math.nan, "min_us": math.nan, "max_us": math.nan,
         "mean_us": math.nan, "stddev_us": math.nan, "q1_us": math.nan, "q3_us": math.nan,
         "spread_pct": math.nan,
-        "median_ci_pct": math.nan, "samples": 0,
+        "median_ci_pct": math.nan, "samples": 0, "throttled_samples": 0,
         "settled": False, "prepack_ms": math.nan, "first_call_ms": math.nan, "tops": math.nan,
         "gbps": math.nan, "speedup": math.nan, "timing_mode": "",
     }
@@ -173,6 +175,14 @@ def _base_row(suite_name: str, case: Case, problem: ConvProblem, backend: Backen
 
 def _pair(pair: tuple[int, int]) -> str:
     return f"{pair[0]}x{pair[1]}"
+
+
+def make_sampler(device: str, settings: RunSettings) -> Sampler:
+    """A sampler for `device`: on CUDA in the policy's mode, watching the SM clock when NVML can."""
+    monitor = None
+    if device == "cuda" and settings.clock_floor > 0:
+        monitor = nvml_monitor(torch.cuda.current_device(), settings.clock_floor)
+    return Sampler(device, settings.policy.mode, monitor)
 
 
 def _run_backend(suite_name: str, case: Case, prepared: _Prepared, backend: Backend,
@@ -204,7 +214,7 @@ def _run_backend(suite_name: str, case: Case, prepared: _Prepared, backend: Back
         result, first_ms = wall_time_ms(lambda: apply(packed, x, output), device)
         comparison = compare(output_integers(result, output), prepared.reference_wide)
         sampler = samplers.get(device) or samplers.setdefault(
-            device, Sampler(device, settings.policy.mode))
+            device, make_sampler(device, settings))
         timing = measure(lambda: apply(packed, x, output), sampler, settings.policy)
     except UnsupportedError as exc:
         return row | {"status": "unsupported", "error": str(exc)}
@@ -226,7 +236,7 @@ def _run_backend(suite_name: str, case: Case, prepared: _Prepared, backend: Back
         "p10_us": timing.p10_us, "p90_us": timing.p90_us, "min_us": timing.min_us,
         "max_us": timing.max_us, "mean_us": timing.mean_us, "stddev_us": timing.stddev_us,
         "q1_us": timing.q1_us, "q3_us": timing.q3_us, "spread_pct": timing.spread * 100,
-        "median_ci_pct": timing.median_ci * 100,
+        "median_ci_pct": timing.median_ci * 100, "throttled_samples": timing.throttled,
         "samples": timing.samples, "settled": timing.settled, "prepack_ms": prepack_ms,
         "first_call_ms": prepack_ms + first_ms, "tops": problem.ops / seconds / 1e12,
         "gbps": problem.bytes_moved / seconds / 1e9,

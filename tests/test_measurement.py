@@ -54,3 +54,30 @@ def test_mistrust_flags_clamped_or_constant_outputs():
     assert "clamped" in mistrust_reason(torch.tensor([0] * 80 + list(range(20))).to(torch.uint8),
                                         0, 255)
     assert "distinct" in mistrust_reason(torch.tensor([5, 6, 5, 6]).to(torch.uint8), 0, 255)
+
+
+class FakeMonitor:
+    """Every third reading is below the floor, as a throttling GPU's would be."""
+
+    floor_mhz = 1500.0
+
+    def __init__(self):
+        self.readings = 0
+
+    def read_mhz(self) -> float:
+        self.readings += 1
+        return 900.0 if self.readings % 3 == 0 else 1980.0
+
+
+def test_samples_below_the_clock_floor_are_dropped_and_counted():
+    monitor = FakeMonitor()
+    timing = measure(lambda: None, Sampler("cpu", monitor=monitor),
+                     TimingPolicy(min_samples=20, target_ci=10.0))
+    assert timing.samples == 20 and timing.throttled == monitor.readings // 3 > 0
+
+
+def test_minimum_time_is_honoured():
+    start = time.perf_counter()
+    timing = measure(lambda: time.sleep(1e-4), Sampler("cpu"),
+                     TimingPolicy(min_time_s=0.05, target_ci=1.0))
+    assert time.perf_counter() - start >= 0.05 and timing.samples > 3
