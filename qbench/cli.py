@@ -25,11 +25,12 @@ from qbench.errors import QbenchError
 from qbench.export import export_pytest_benchmark
 from qbench.registry import Backend, load_backends
 from qbench.report import render_report, templates as _templates
-from qbench.results import FAILING_STATUSES, ResultWriter
-from qbench.runner import RunSettings, plan, run_suite
+from qbench.results import FAILING_STATUSES, ResultWriter, load_results
+from qbench.isolation import run_isolated
+from qbench.runner import RunSettings, plan, run_suite, with_speedups
 from qbench.suite import load_suite
 from qbench.summary import print_summary
-from qbench.timing import TimingPolicy
+from qbench.timing import TIMING_MODES, TimingPolicy
 
 
 class InputError(click.ClickException):
@@ -74,13 +75,28 @@ plugin_option = click.option("-p", "plugins", multiple=True, metavar="MODULE",
                                       "--min-samples are taken, while the median has not settled.")
 @click.option("--min-samples", type=click.IntRange(min=1), default=TimingPolicy.min_samples,
               show_default=True, help="Timed samples per case and backend, at least.")
-@click.option("--timing", type=click.Choice(["cold", "hot"]), default="cold", show_default=True,
-              help="GPU: flush the L2 cache before each sample (cold) or not (hot).")
+@click.option("--min-time", type=click.FloatRange(min=0), default=TimingPolicy.min_time_s,
+              show_default=True, help="Seconds of sampling per case and backend, at least.")
+@click.option("--timing", type=click.Choice(TIMING_MODES), default="cold", show_default=True,
+              help="GPU: flush the L2 cache before each sample (cold), or not (hot), or replay "
+                   "a CUDA graph of several calls (graph: for microsecond layers).")
+@click.option("--clock-floor", type=click.FloatRange(0, 1), default=RunSettings.clock_floor,
+              show_default=True, help="GPU: drop samples taken below this share of the default "
+                                      "SM clock (NVML); 0 keeps every sample.")
+@click.option("--isolation", type=click.Choice(["process", "none"]), default="process",
+              show_default=True, help="Run backends in worker processes (a crash or hang costs "
+                                      "one row), or in this process.")
+@click.option("--case-timeout", type=click.FloatRange(min=0, min_open=True), default=900.0,
+              show_default=True, help="Seconds one (case, backend) may take with --isolation "
+                                      "process before its worker is killed.")
+@click.option("--resume", type=click.Path(path_type=Path), metavar="DIR",
+              help="Continue the run in DIR: skip the (case, backend) rows already there.")
 @benchmark_json_option
 @plugin_option
 def run(suite_file: Path, backends: str | None, baseline: str | None, device: str | None,
-        out: Path | None, seed: int, max_time: float, min_samples: int, timing: str,
-        benchmark_json: Path | None, plugins: tuple[str, ...]) -> None:
+        out: Path | None, seed: int, max_time: float, min_samples: int, min_time: float,
+        timing: str, clock_floor: float, isolation: str, case_timeout: float,
+        resume: Path | None, benchmark_json: Path | None, plugins: tuple[str, ...]) -> None:
     """Check and time every case of SUITE on each backend; write results.csv, results.json and
     report.html."""
     available = _load(plugins)
@@ -95,30 +111,48 @@ def run(suite_file: Path, backends: str | None, baseline: str | None, device: st
     except QbenchError as exc:
         raise InputError(str(exc)) from None
     settings = RunSettings(device=device, backends=names, baseline=baseline, seed=seed,
-                           policy=TimingPolicy(min_samples=min_samples, max_time_s=max_time,
-                                               mode=timing))
+                           policy=TimingPolicy(min_samples=min_samples, min_time_s=min_time,
+                                               max_time_s=max_time, mode=timing),
+                           clock_floor=clock_floor)
     started = dt.datetime.now().astimezone()
-    out = out or Path("results") / f"{suite.name}-{device}-{started:%Y%m%d-%H%M%S}"
+    existing: list[dict] | None = None
+    if resume is not None:
+        if out is not None and out != resume:
+            raise InputError("--resume DIR writes to DIR: leave out --out")
+        existing = _earlier_rows(resume, suite.name)
+    out = resume or out or Path("results") / f"{suite.name}-{device}-{started:%Y%m%d-%H%M%S}"
+    skip = {(r["case"], r["backend"]) for r in existing or []}
+    known = {r["case"]: r["median_us"] for r in existing or []
+             if r["backend"] == settings.baseline_name}
     writer = ResultWriter(out, {
         "qbench_version": qbench.__version__, "suite": suite.name, "suite_file": str(suite_file),
         "description": suite.description, "command": sys.argv, "started": started.isoformat(),
         "settings": {"device": device, "backends": names, "baseline": settings.baseline_name,
                      "seed": seed, "timing": settings.policy.__dict__},
-        "environment": collect_environment(),
-    })
+        "environment": collect_environment(), "isolation": isolation,
+        "resumed_rows": len(skip),
+    }, existing)
     console = Console(stderr=True)
-    total = sum(len(chosen) for _, chosen in plan(suite, available, settings))
+    total = sum(1 for case, chosen in plan(suite, available, settings) for backend in chosen
+                if (case.name, backend.name) not in skip)
+    if isolation == "process":
+        produced = run_isolated(suite, available, settings, plugins, case_timeout, skip)
+    else:
+        produced = run_suite(suite, available, settings, skip)
+    rows = with_speedups(produced, settings.baseline_name, known)
     interrupted = False
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=True) as progress:
         task = progress.add_task(f"{suite.name}", total=total)
         try:
-            for row in run_suite(suite, available, settings):
+            for row in rows:
                 writer.append(row)
                 progress.update(task, advance=1,
                                 description=f"{escape(row['case'])} / {escape(row['backend'])}")
         except KeyboardInterrupt:
             interrupted = True
+        finally:
+            rows.close()  # stops the workers
     writer.finish(finished=dt.datetime.now().astimezone().isoformat(), interrupted=interrupted)
     print_summary(writer.rows, settings.baseline_name)
     _write_outputs(out, benchmark_json, console)
@@ -126,6 +160,18 @@ def run(suite_file: Path, backends: str | None, baseline: str | None, device: st
         raise click.exceptions.Exit(130)
     if any(r["status"] in FAILING_STATUSES for r in writer.rows):
         raise click.exceptions.Exit(1)
+
+
+def _earlier_rows(directory: Path, suite_name: str) -> list[dict]:
+    """The rows of the run to resume, after checking it ran the same suite."""
+    try:
+        header, rows = load_results(directory)
+    except QbenchError as exc:
+        raise InputError(f"--resume: {exc}") from None
+    if header.get("suite") != suite_name:
+        raise InputError(f"--resume: {directory} holds suite {header.get('suite')!r}, "
+                         f"not {suite_name!r}")
+    return rows.to_dict("records")
 
 
 def _write_outputs(directory: Path, benchmark_json: Path | None, console: Console) -> None:

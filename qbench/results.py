@@ -28,16 +28,21 @@ COLUMNS = (
 
 
 class ResultWriter:
-    """Writes one run's files under `directory`: each row reaches results.csv when produced."""
+    """Writes one run's files under `directory`: each row reaches results.csv when produced.
 
-    def __init__(self, directory: Path, header: dict[str, Any]):
+    `existing` rows (from `load_results`, for `--resume`) are kept: results.csv is appended to.
+    """
+
+    def __init__(self, directory: Path, header: dict[str, Any],
+                 existing: list[dict[str, Any]] | None = None):
         self.directory = directory
         self.header = {"schema_version": SCHEMA_VERSION, **header}
-        self.rows: list[dict[str, Any]] = []
+        self.rows: list[dict[str, Any]] = list(existing or [])
         directory.mkdir(parents=True, exist_ok=True)
         self.csv_path = directory / "results.csv"
         self.json_path = directory / "results.json"
-        self.csv_path.unlink(missing_ok=True)
+        if existing is None:
+            self.csv_path.unlink(missing_ok=True)
         self._write_json()
 
     def append(self, row: dict[str, Any]) -> None:
@@ -46,7 +51,7 @@ class ResultWriter:
             raise ValueError(f"unknown result columns: {sorted(unknown)}")
         self.rows.append(row)
         frame = pd.DataFrame([row], columns=list(COLUMNS))
-        frame.to_csv(self.csv_path, mode="a", header=len(self.rows) == 1, index=False)
+        frame.to_csv(self.csv_path, mode="a", header=not self.csv_path.exists(), index=False)
 
     def finish(self, **extra: Any) -> None:
         """Rewrite results.json with the rows and `extra` header fields (e.g. the end time)."""

@@ -2,12 +2,14 @@
 one result row per (case, backend), yielded as soon as it exists.
 
 A failing backend or case becomes a row with status "error" and the message; the run goes on.
+`run_suite` runs everything in this process; `qbench.isolation` runs the same `CaseRunner` in
+worker processes, so that a crash or a hang costs one row.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,12 +77,64 @@ def plan(suite: Suite, backends: Mapping[str, Backend],
                                    settings.baseline_name)) for case in suite.cases]
 
 
-def run_suite(suite: Suite, backends: Mapping[str, Backend],
-              settings: RunSettings) -> Iterator[dict[str, Any]]:
-    """Every row of the run, in order; see the module docstring."""
-    samplers: dict[str, Sampler] = {}
+def run_suite(suite: Suite, backends: Mapping[str, Backend], settings: RunSettings,
+              skip: Collection[tuple[str, str]] = ()) -> Iterator[dict[str, Any]]:
+    """Every row of the run in this process, in order, but the (case, backend) pairs in `skip`."""
+    runner = CaseRunner(settings)
     for case, chosen in plan(suite, backends, settings):
-        yield from _run_case(suite.name, case, chosen, settings, samplers)
+        for backend in chosen:
+            if (case.name, backend.name) not in skip:
+                yield runner.row(suite.name, case, backend)
+
+
+def with_speedups(rows: Iterable[dict[str, Any]], baseline: str,
+                  known: Mapping[str, float] | None = None) -> Iterator[dict[str, Any]]:
+    """The rows with `speedup` = baseline median / median, per case.
+
+    The baseline runs first in each case (see `select_backends`); `known` gives the baseline medians
+    of cases whose baseline row came from an earlier run (`--resume`).
+    """
+    baseline_us = dict(known or {})
+    for row in rows:
+        if row["backend"] == baseline:
+            baseline_us[row["case"]] = row["median_us"]
+        if not math.isnan(row["median_us"]):
+            row["speedup"] = baseline_us.get(row["case"], math.nan) / row["median_us"]
+        yield row
+
+
+class CaseRunner:
+    """Produces one (case, backend) row at a time, preparing each case (inputs, reference) once:
+    the unit of work of every executor, in process or in a worker."""
+
+    def __init__(self, settings: RunSettings):
+        self.settings = settings
+        self.samplers: dict[str, Sampler] = {}
+        self._prepared: tuple[str, _Prepared | Exception] | None = None
+
+    def row(self, suite_name: str, case: Case, backend: Backend) -> dict[str, Any]:
+        if not backend.availability.ok:
+            return unavailable_row(suite_name, case, backend)
+        if self._prepared is None or self._prepared[0] != case.name:
+            try:
+                self._prepared = (case.name, prepare_case(case, self.settings.seed))
+            except Exception as exc:
+                self._prepared = (case.name, exc)
+        prepared = self._prepared[1]
+        if isinstance(prepared, Exception):
+            return error_row(suite_name, case, backend, "preparing the case (inputs, reference) "
+                             f"failed: {type(prepared).__name__}: {prepared}")
+        return _run_backend(suite_name, case, prepared, backend, self.settings, self.samplers)
+
+
+def unavailable_row(suite_name: str, case: Case, backend: Backend) -> dict[str, Any]:
+    return _base_row(suite_name, case, case.problem, backend) | {
+        "status": "unavailable", "error": backend.availability.reason}
+
+
+def error_row(suite_name: str, case: Case, backend: Backend, message: str) -> dict[str, Any]:
+    return _base_row(suite_name, case, case.problem, backend) | {"status": "error",
+                                                                 "error": message}
 
 
 @dataclass
@@ -123,31 +177,6 @@ def prepare_case(case: Case, seed: int) -> _Prepared:
     floor = problem.out_zero_point if problem.relu else lo
     return _Prepared(problem, inputs, reference.to(torch.int16), poison(reference),
                      mistrust_reason(reference, floor, hi))
-
-
-def _run_case(suite_name: str, case: Case, chosen: list[Backend], settings: RunSettings,
-              samplers: dict[str, Sampler]) -> Iterator[dict[str, Any]]:
-    if not any(backend.availability.ok for backend in chosen):  # no reason to build a reference
-        for backend in chosen:
-            yield _base_row(suite_name, case, case.problem, backend) | {
-                "status": "unavailable", "error": backend.availability.reason}
-        return
-    try:
-        prepared = prepare_case(case, settings.seed)
-    except Exception as exc:
-        for backend in chosen:
-            row = _base_row(suite_name, case, case.problem, backend)
-            yield row | {"status": "error", "error": f"preparing the case (inputs, reference) "
-                                                     f"failed: {type(exc).__name__}: {exc}"}
-        return
-    baseline_us = math.nan
-    for backend in chosen:
-        row = _run_backend(suite_name, case, prepared, backend, settings, samplers)
-        if backend.name == settings.baseline_name:
-            baseline_us = row.get("median_us", math.nan)
-        if not math.isnan(row.get("median_us", math.nan)):
-            row["speedup"] = baseline_us / row["median_us"]
-        yield row
 
 
 def _base_row(suite_name: str, case: Case, problem: ConvProblem, backend: Backend) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """Test-only backends that misbehave in known ways, to prove the host catches each one.
 
 faulty-raises: apply raises. faulty-lazy: apply writes nothing (only the poison can catch it).
+faulty-aborts, faulty-segfaults, faulty-hangs: apply kills its process or never returns (run these
+only in worker processes).
 faulty-off-by-two: the exact result plus 2 LSB. faulty-refuses: prepack raises UnsupportedError.
 faulty-exact: the reference, written in place (a control that must pass), slowed down by
 QBENCH_FAULTY_DELAY_S seconds per call when that is set.
@@ -8,6 +10,7 @@ QBENCH_FAULTY_DELAY_S seconds per call when that is set.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import time
 
@@ -17,7 +20,8 @@ from qbench import BackendInfo, UnsupportedError, hookimpl
 from qbench.problem import dtype_range
 from qbench.reference import reference_conv2d
 
-NAMES = ("faulty-raises", "faulty-lazy", "faulty-off-by-two", "faulty-refuses", "faulty-exact")
+NAMES = ("faulty-raises", "faulty-lazy", "faulty-off-by-two", "faulty-refuses", "faulty-exact",
+         "faulty-aborts", "faulty-segfaults", "faulty-hangs")
 
 
 @hookimpl
@@ -39,6 +43,12 @@ def _apply(backend, packed, input, output, relu):
         return None
     if backend == "faulty-raises":
         raise RuntimeError("injected failure")
+    if backend == "faulty-aborts":
+        os.abort()
+    if backend == "faulty-segfaults":
+        ctypes.string_at(0)  # reads address 0
+    if backend == "faulty-hangs":
+        time.sleep(3600)
     if backend == "faulty-lazy":
         return None
     time.sleep(float(os.environ.get("QBENCH_FAULTY_DELAY_S", "0")))

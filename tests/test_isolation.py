@@ -1,0 +1,82 @@
+"""Runs that cannot be broken: crashes and hangs cost one row each, a resumed run skips the rows it
+has, Ctrl-C keeps every finished row and still writes the report."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+
+from conftest import FAKE_PLUGINS, TINY_SUITE
+
+FAST = ("--max-time", "0.01", "--min-samples", "2")
+TWO_CASES = TINY_SUITE.replace("relu = [false, true]\n", "")
+
+
+def test_crashes_and_hangs_lose_no_other_rows(run_cli, write_suite, tmp_path, fake_plugins):
+    out = tmp_path / "out"
+    backends = ["torch-x86", "faulty-aborts", "faulty-exact", "faulty-segfaults", "faulty-hangs",
+                "faulty-raises", "torch-onednn"]
+    result = run_cli("run", write_suite(TWO_CASES), "--out", out, "-p", "qbench_faulty",
+                     "--backends", ",".join(backends), "--case-timeout", "4", *FAST)
+    rows = pd.read_csv(out / "results.csv")
+    assert len(rows) == 2 * len(backends)  # zero lost rows
+    assert rows.groupby(["case", "backend"]).size().max() == 1
+    status = rows.groupby("backend").status.agg(set).to_dict()
+    assert status == {"torch-x86": {"ok"}, "faulty-exact": {"ok"}, "torch-onednn": {"ok"},
+                      "faulty-aborts": {"error"}, "faulty-segfaults": {"error"},
+                      "faulty-hangs": {"error"}, "faulty-raises": {"error"}}
+    error = rows.set_index(["backend", "case"]).error
+    assert error["faulty-aborts"].str.contains("killed by SIGABRT").all()
+    assert error["faulty-segfaults"].str.contains("killed by SIGSEGV").all()
+    assert error["faulty-hangs"].str.contains("timed out after 4 s").all()
+    assert error["faulty-raises"].str.contains("injected failure").all()
+    assert result.exit_code == 1 and (out / "report.html").exists()
+
+
+def test_resume_skips_the_rows_already_there(run_cli, write_suite, tmp_path):
+    suite, out = write_suite(TINY_SUITE), tmp_path / "out"
+    run_cli("run", suite, "--out", out, "--backends", "torch-x86", *FAST)
+    before = pd.read_csv(out / "results.csv")
+    result = run_cli("run", suite, "--resume", out, "--backends", "torch-x86,torch-onednn", *FAST)
+    after = pd.read_csv(out / "results.csv")
+    assert result.exit_code == 0, result.output
+    assert len(after) == 6 and after.groupby(["case", "backend"]).size().max() == 1
+    pd.testing.assert_frame_equal(after.iloc[:3], before)  # the earlier rows are untouched
+    assert after[after.backend == "torch-onednn"].speedup.notna().all()  # against earlier rows
+    assert json.loads((out / "results.json").read_text())["resumed_rows"] == 3
+
+
+def test_resume_refuses_another_suite(run_cli, write_suite, tmp_path):
+    out = tmp_path / "out"
+    run_cli("run", write_suite(TINY_SUITE), "--out", out, "--backends", "torch-x86", *FAST)
+    other = write_suite(TINY_SUITE.replace('name = "tiny"', 'name = "other"'), "other.toml")
+    result = run_cli("run", other, "--resume", out)
+    assert result.exit_code == 2 and "holds suite 'tiny', not 'other'" in result.output
+
+
+def test_ctrl_c_keeps_finished_rows_and_writes_the_report(write_suite, tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(FAKE_PLUGINS)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qbench", "run", str(write_suite(TINY_SUITE)), "--out", str(out),
+         "-p", "qbench_faulty", "--backends", "torch-x86,faulty-hangs", *FAST],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:  # wait for torch-x86's first row, then faulty-hangs hangs
+        if (out / "results.csv").exists() and len(pd.read_csv(out / "results.csv")) >= 1:
+            break
+        time.sleep(0.2)
+    time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    stdout, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    rows = pd.read_csv(out / "results.csv")
+    assert list(rows.backend) == ["torch-x86"] and rows.status.tolist() == ["ok"]
+    assert json.loads((out / "results.json").read_text())["interrupted"] is True
+    assert (out / "report.html").exists() and "torch-x86" in stdout
