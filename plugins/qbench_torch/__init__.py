@@ -162,21 +162,22 @@ def _apply_float(packed: _PackedFloat, input: torch.Tensor, relu: bool) -> torch
     return torch.relu_(y) if relu else y
 
 
+def _apply(backend: str, packed: Any, input: Any, output: QuantizedActivation,
+           relu: bool) -> torch.Tensor | None:
+    if backend in _INT8:
+        return _apply_int8(packed, input, output, relu)
+    if backend in _FLOAT:
+        return _apply_float(packed, input, relu)
+    return None
+
+
 @hookimpl
 def qbench_apply(backend: str, packed: Any, input: Any,
                  output: QuantizedActivation) -> torch.Tensor | None:
-    if backend in _INT8:
-        return _apply_int8(packed, input, output, relu=False)
-    if backend in _FLOAT:
-        return _apply_float(packed, input, relu=False)
-    return None
+    return _apply(backend, packed, input, output, relu=False)
 
 
 @hookimpl
 def qbench_apply_relu(backend: str, packed: Any, input: Any,
                       output: QuantizedActivation) -> torch.Tensor | None:
-    if backend in _INT8:
-        return _apply_int8(packed, input, output, relu=True)
-    if backend in _FLOAT:
-        return _apply_float(packed, input, relu=True)
-    return None
+    return _apply(backend, packed, input, output, relu=True)
