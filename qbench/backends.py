@@ -20,6 +20,8 @@ class BackendInfo:
         output itself, outside the timed region; it is never presented as a quantized result.
     channels_last: the backend wants NHWC activations and outputs; the host lays them out so.
     default: run when neither the suite nor the command line names backends.
+    interpreted: runs in a simulator (Triton's interpreter): checked like any backend, never timed,
+        since its times say nothing about performance.
     description: one line for `qbench backends`.
     """
 
@@ -29,6 +31,7 @@ class BackendInfo:
     numerics: Numerics = "int8"
     channels_last: bool = False
     default: bool = True
+    interpreted: bool = False
     description: str = ""
 
 

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 
-from qbench.cli import cli
+if not torch.cuda.is_available():
+    # the triton backend's kernels then run in Triton's interpreter, on CPU tensors; this must be
+    # set before the kernels are first imported
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from click.testing import CliRunner  # noqa: E402
+
+from qbench.cli import cli  # noqa: E402
 
 FAKE_PLUGINS = Path(__file__).parent / "fake_plugins"
 ROOT = Path(__file__).parent.parent

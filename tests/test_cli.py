@@ -90,9 +90,9 @@ def test_exit_status_zero_when_all_rows_pass(run_cli, write_suite, tmp_path):
 def test_unavailable_backends_are_rows_not_failures(run_cli, write_suite, tmp_path):
     out = tmp_path / "out"
     result = run_cli("run", write_suite(TINY_SUITE), "--out", out,
-                     "--backends", "torch-x86,cudnn,triton", *FAST)
+                     "--backends", "torch-x86,cudnn,cupy", *FAST)
     rows = pd.read_csv(out / "results.csv")
-    assert set(rows[rows.backend.isin(["cudnn", "triton"])].status) == {"unavailable"}
+    assert set(rows[rows.backend.isin(["cudnn", "cupy"])].status) == {"unavailable"}
     assert result.exit_code == 0
 
 

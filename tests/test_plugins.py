@@ -36,10 +36,11 @@ def test_env_var_restricts_entry_points(monkeypatch):
 
 
 def test_planned_backends_are_unavailable_with_a_reason(run_cli):
+    """cudnn and cupy come in their own issues; until then they say so."""
     result = run_cli("backends", "--json")
     assert result.exit_code == 0
     records = {r["name"]: r for r in json.loads(result.output)}
-    for name in ("triton", "cudnn", "cupy"):
+    for name in ("cudnn", "cupy"):
         assert records[name]["available"] is False
         assert "not implemented yet" in records[name]["reason"]
     assert records["torch-x86"]["available"] is True and records["torch-x86"]["reason"] == ""

@@ -1,23 +1,178 @@
-"""The `triton` backend: a Triton implicit-GEMM int8 conv.
+"""The `triton` backend: the whole quantized conv in one Triton kernel (see `kernels.py`).
 
-Declared so that `qbench backends` shows where it stands; the implementation comes with issue #4.
-Until then it is unavailable, never a stand-in that computes something else.
+On a CUDA GPU, kernels are autotuned over tile sizes, warps and stages per problem shape (the
+tuned choice is cached in the process; tuning is part of the first call). With TRITON_INTERPRET=1
+and no GPU, the same kernels run in Triton's interpreter on CPU tensors, one fixed small tile
+size: for checking numerics without a GPU, never for timing (the backend says so in its info).
 """
 
 from __future__ import annotations
 
-from qbench import BackendInfo, Verdict, hookimpl
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from qbench import (BackendInfo, ConvParams, ConvProblem, QuantizedActivation, QuantizedWeight,
+                    Verdict, hookimpl)
+from qbench.problem import dtype_range
+from qbench.reference import effective_scales
 
 NAME = "triton"
+DIRECT_BELOW = 16  # channels per group under which the direct kernel replaces the GEMM
+_INTERPRETER_TILES = {"BM": 16, "BN": 16, "BK": 16}
+
+
+def interpreting() -> bool:
+    """Whether Triton runs its interpreter (TRITON_INTERPRET=1) instead of compiling."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 @hookimpl
 def qbench_backends() -> list[BackendInfo]:
-    return [BackendInfo(NAME, "cuda", description="a Triton implicit-GEMM int8 conv")]
+    if interpreting():
+        return [BackendInfo(NAME, "cpu", _version(), channels_last=True, default=False,
+                            interpreted=True, description="Triton int8 implicit-GEMM conv, "
+                            "in Triton's interpreter on the CPU (numerics only, not timed)")]
+    return [BackendInfo(NAME, "cuda", _version(), channels_last=True,
+                        description="Triton int8 implicit-GEMM conv, requantization fused")]
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("triton")
+    except Exception:
+        return ""
 
 
 @hookimpl
 def qbench_availability(backend: str) -> Verdict | None:
     if backend != NAME:
         return None
-    return Verdict.no("not implemented yet (issue #4); it will need triton>=3.2 and a CUDA GPU, or TRITON_INTERPRET=1 to run on the CPU")
+    try:
+        import triton  # noqa: F401
+    except ImportError as exc:
+        return Verdict.no(f"triton is not installed (pip install 'qbench[triton]'): {exc}")
+    if not interpreting() and not torch.cuda.is_available():
+        return Verdict.no("no CUDA device visible to PyTorch; set TRITON_INTERPRET=1 to run the "
+                          "kernels in Triton's interpreter on the CPU (numerics only)")
+    return Verdict.yes()
+
+
+@hookimpl
+def qbench_supports(backend: str, problem: ConvProblem) -> Verdict | None:
+    if backend != NAME:
+        return None
+    elements = problem.batch * problem.in_channels * problem.height * problem.width
+    if elements >= 2**31:
+        return Verdict.no(f"the input has {elements} elements; the kernels use int32 offsets")
+    return Verdict.yes()
+
+
+@dataclass
+class _Packed:
+    """Weights [R, S, C/groups, K] int8, their per-channel sums and zero points, and the geometry;
+    requantization vectors are cached per (input scale, output scale)."""
+
+    weight: torch.Tensor
+    weight_sums: torch.Tensor
+    weight_zero_points: torch.Tensor
+    weight_scales: torch.Tensor
+    bias: torch.Tensor | None
+    params: ConvParams
+    kernel_size: tuple[int, int]
+    out_channels: int
+    group_in: int
+    requant: dict[tuple[float, float], tuple[torch.Tensor, torch.Tensor]] = field(
+        default_factory=dict)
+
+    def requantization(self, x_scale: float, out_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(f32(bias / aw), f32(aw / out_scale)) per output channel, as the reference computes."""
+        key = (x_scale, out_scale)
+        if key not in self.requant:
+            aw = effective_scales(x_scale, self.weight_scales)
+            multiplier = aw / torch.tensor(out_scale, dtype=torch.float32)
+            bias = (self.bias.float() / aw.to(self.bias.device) if self.bias is not None
+                    else torch.zeros_like(aw))
+            device = self.weight.device
+            self.requant[key] = (bias.to(device).contiguous(), multiplier.to(device).contiguous())
+        return self.requant[key]
+
+
+@hookimpl
+def qbench_prepack(backend: str, weight: QuantizedWeight, bias: torch.Tensor | None,
+                   params: ConvParams) -> Any:
+    if backend != NAME:
+        return None
+    k, group_in, r, s = weight.data.shape
+    packed_weight = weight.data.permute(2, 3, 1, 0).contiguous()  # [R, S, C/groups, K]
+    return _Packed(packed_weight, weight.data.to(torch.int32).sum(dim=(1, 2, 3)).contiguous(),
+                   weight.zero_points.to(device=weight.data.device, dtype=torch.int32),
+                   weight.scales.cpu(), bias, params, (r, s), k, group_in)
+
+
+@hookimpl
+def qbench_prepare_input(backend: str, input: QuantizedActivation) -> Any:
+    if backend != NAME:
+        return None
+    return (_nhwc(input.data), input)
+
+
+def _nhwc(data: torch.Tensor) -> torch.Tensor:
+    view = data.permute(0, 2, 3, 1)
+    if not view.is_contiguous():
+        raise ValueError("the triton backend needs channels_last (NHWC) tensors")
+    return view
+
+
+def _launch(packed: _Packed, prepared: Any, output: QuantizedActivation, relu: bool) -> None:
+    from qbench_triton import kernels
+
+    x, activation = prepared
+    n, h, w, c = x.shape
+    out = _nhwc(output.data)
+    _, oh, ow, k = out.shape
+    bias, multiplier = packed.requantization(activation.scale, output.scale)
+    lo, hi = dtype_range(output.dtype)
+    unsigned = activation.dtype == "quint8"
+    p = packed.params
+    group_out = k // p.groups
+    direct = packed.group_in < DIRECT_BELOW
+    args = (x, packed.weight, out, packed.weight_sums, packed.weight_zero_points, bias,
+            multiplier, n * oh * ow, h, w, oh, ow,
+            activation.zero_point - 128 if unsigned else activation.zero_point,
+            float(output.zero_point), float(output.zero_point if relu else lo), float(hi))
+    constants = dict(C=c, K=k, CG=packed.group_in, KG=group_out, R=packed.kernel_size[0],
+                     S=packed.kernel_size[1], SH=p.stride[0], SW=p.stride[1], PH=p.padding[0],
+                     PW=p.padding[1], DH=p.dilation[0], DW=p.dilation[1], X_UNSIGNED=unsigned,
+                     HAS_WZP=bool(packed.weight_zero_points.any()))
+    m = n * oh * ow
+
+    def grid(meta: dict[str, int]) -> tuple[int, ...]:
+        if direct:
+            return (-(-m // meta["BM"]), -(-k // meta["BN"]))
+        return (-(-m // meta["BM"]), -(-group_out // meta["BN"]), p.groups)
+
+    if interpreting():
+        kernel = kernels.conv_direct_kernel if direct else kernels.conv_gemm_kernel
+        tiles = {key: v for key, v in _INTERPRETER_TILES.items() if not (direct and key == "BK")}
+        kernel[grid(tiles)](*args, **constants, **tiles)
+    else:
+        kernel = kernels.conv_direct_tuned if direct else kernels.conv_gemm_tuned
+        kernel[grid](*args, **constants)
+
+
+@hookimpl
+def qbench_apply(backend: str, packed: Any, input: Any, output: QuantizedActivation) -> None:
+    if backend == NAME:
+        _launch(packed, input, output, relu=False)
+
+
+@hookimpl
+def qbench_apply_relu(backend: str, packed: Any, input: Any,
+                      output: QuantizedActivation) -> None:
+    if backend == NAME:
+        _launch(packed, input, output, relu=True)

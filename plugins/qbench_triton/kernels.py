@@ -1,0 +1,139 @@
+"""Triton kernels of the quantized conv: NHWC int8 activations, weights [R, S, C/groups, K].
+
+Both kernels compute acc = sum over the window of (x - zx)(w - zw[k]) exactly in int32, as
+    sum x w - zx sum w - zw[k] sum x + n zx zw[k]
+where padded positions are loaded as x = zx (so they contribute 0, also at the borders) and
+channels past C/groups as 0 on both sides; quint8 activations enter as x - 128 with zx - 128.
+The epilogue requantizes in the reference's float32 order and rounds half to even with floor
+(libdevice's rint is not available to Triton's interpreter, and this is the same in both).
+
+`conv_gemm_kernel`: implicit GEMM, rows N*OH*OW, columns K/groups per group, reduction over
+(R, S, C/groups) with `tl.dot` (int8 x int8 -> int32). `conv_direct_kernel`: multiply-accumulate
+per output channel, for depthwise and narrow groups, where a GEMM degenerates.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _requantize_store(acc, k, k_ok, m, m_ok, out_ptr, bias_ptr, mult_ptr, out_zp, lo, hi,
+                      K: tl.constexpr):
+    bias = tl.load(bias_ptr + k, mask=k_ok, other=0.0)  # f32(b / aw), zeros without bias
+    mult = tl.load(mult_ptr + k, mask=k_ok, other=0.0)  # f32(aw / s_y)
+    v = (acc.to(tl.float32) + bias[None, :]) * mult[None, :]
+    f = tl.floor(v)
+    frac = v - f
+    odd = (f - 2.0 * tl.floor(f * 0.5)) != 0.0
+    rounded = tl.where((frac > 0.5) | ((frac == 0.5) & odd), f + 1.0, f)
+    q = tl.minimum(tl.maximum(rounded + out_zp, lo), hi)
+    tl.store(out_ptr + m[:, None] * K + k[None, :],
+             q.to(tl.int32).to(out_ptr.dtype.element_ty), mask=m_ok[:, None] & k_ok[None, :])
+
+
+@triton.jit
+def _output_pixels(pid_m, M, OH, OW, BM: tl.constexpr):
+    m = pid_m * BM + tl.arange(0, BM)
+    ow = m % OW
+    t = m // OW
+    return m, m < M, t // OH, t % OH, ow
+
+
+@triton.jit
+def _load_activation(x_ptr, offsets, spatial_ok, lane_ok, x_zp, X_UNSIGNED: tl.constexpr):
+    """int32 activations - 128 for quint8; padding reads the zero point, idle lanes read 0."""
+    x = tl.load(x_ptr + offsets, mask=spatial_ok & lane_ok, other=0).to(tl.int32)
+    if X_UNSIGNED:
+        x = x - 128
+    return tl.where(lane_ok, tl.where(spatial_ok, x, x_zp), 0)
+
+
+@triton.jit
+def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, wsum_ptr, wzp_ptr, bias_ptr, mult_ptr,
+                     M, H, W, OH, OW, x_zp, out_zp, lo, hi,
+                     C: tl.constexpr, K: tl.constexpr, CG: tl.constexpr, KG: tl.constexpr,
+                     R: tl.constexpr, S: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr,
+                     PH: tl.constexpr, PW: tl.constexpr, DH: tl.constexpr, DW: tl.constexpr,
+                     X_UNSIGNED: tl.constexpr, HAS_WZP: tl.constexpr,
+                     BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+    m, m_ok, n, oh, ow = _output_pixels(tl.program_id(0), M, OH, OW, BM)
+    g = tl.program_id(2)
+    kg = tl.program_id(1) * BN + tl.arange(0, BN)
+    kg_ok = kg < KG
+    k = g * KG + kg
+    acc = tl.zeros([BM, BN], dtype=tl.int32)
+    xsum = tl.zeros([BM], dtype=tl.int32)
+    for r in range(R):
+        for s in range(S):
+            ih = oh * SH - PH + r * DH
+            iw = ow * SW - PW + s * DW
+            spatial_ok = m_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            row = ((n * H + ih) * W + iw) * C + g * CG
+            for c0 in range(0, CG, BK):
+                c = c0 + tl.arange(0, BK)
+                c_ok = c < CG
+                x = _load_activation(x_ptr, row[:, None] + c[None, :], spatial_ok[:, None],
+                                     c_ok[None, :], x_zp, X_UNSIGNED)
+                w = tl.load(w_ptr + ((r * S + s) * CG + c[:, None]) * K + k[None, :],
+                            mask=c_ok[:, None] & kg_ok[None, :], other=0)
+                acc += tl.dot(x.to(tl.int8), w, out_dtype=tl.int32)
+                if HAS_WZP:
+                    xsum += tl.sum(x, axis=1)
+    acc -= x_zp * tl.load(wsum_ptr + k, mask=kg_ok, other=0)[None, :]
+    if HAS_WZP:
+        wzp = tl.load(wzp_ptr + k, mask=kg_ok, other=0)[None, :]
+        acc += (CG * R * S * x_zp - xsum[:, None]) * wzp
+    _requantize_store(acc, k, kg_ok, m, m_ok, out_ptr, bias_ptr, mult_ptr, out_zp, lo, hi, K)
+
+
+@triton.jit
+def conv_direct_kernel(x_ptr, w_ptr, out_ptr, wsum_ptr, wzp_ptr, bias_ptr, mult_ptr,
+                       M, H, W, OH, OW, x_zp, out_zp, lo, hi,
+                       C: tl.constexpr, K: tl.constexpr, CG: tl.constexpr, KG: tl.constexpr,
+                       R: tl.constexpr, S: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr,
+                       PH: tl.constexpr, PW: tl.constexpr, DH: tl.constexpr, DW: tl.constexpr,
+                       X_UNSIGNED: tl.constexpr, HAS_WZP: tl.constexpr,
+                       BM: tl.constexpr, BN: tl.constexpr):
+    m, m_ok, n, oh, ow = _output_pixels(tl.program_id(0), M, OH, OW, BM)
+    k = tl.program_id(1) * BN + tl.arange(0, BN)
+    k_ok = k < K
+    first_channel = (k // KG) * CG
+    acc = tl.zeros([BM, BN], dtype=tl.int32)
+    xsum = tl.zeros([BM, BN], dtype=tl.int32)
+    for r in range(R):
+        for s in range(S):
+            ih = oh * SH - PH + r * DH
+            iw = ow * SW - PW + s * DW
+            spatial_ok = m_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            row = ((n * H + ih) * W + iw) * C
+            for c in range(CG):
+                x = _load_activation(x_ptr, row[:, None] + (first_channel + c)[None, :],
+                                     spatial_ok[:, None], k_ok[None, :], x_zp, X_UNSIGNED)
+                w = tl.load(w_ptr + ((r * S + s) * CG + c) * K + k, mask=k_ok, other=0)
+                acc += x * w.to(tl.int32)[None, :]
+                if HAS_WZP:
+                    xsum += x
+    acc -= x_zp * tl.load(wsum_ptr + k, mask=k_ok, other=0)[None, :]
+    if HAS_WZP:
+        acc += (CG * R * S * x_zp - xsum) * tl.load(wzp_ptr + k, mask=k_ok, other=0)[None, :]
+    _requantize_store(acc, k, k_ok, m, m_ok, out_ptr, bias_ptr, mult_ptr, out_zp, lo, hi, K)
+
+
+GEMM_CONFIGS = [
+    triton.Config({"BM": bm, "BN": bn, "BK": bk}, num_warps=warps, num_stages=stages)
+    for bm, bn, bk, warps, stages in [(128, 128, 64, 8, 3), (128, 64, 64, 4, 4),
+                                      (64, 128, 64, 4, 4), (64, 64, 64, 4, 4),
+                                      (128, 128, 128, 8, 3), (64, 64, 32, 4, 4),
+                                      (32, 64, 64, 4, 4), (128, 32, 32, 4, 4)]
+]
+DIRECT_CONFIGS = [
+    triton.Config({"BM": bm, "BN": bn}, num_warps=warps)
+    for bm, bn, warps in [(32, 32, 4), (64, 32, 4), (32, 64, 4), (64, 64, 4), (128, 32, 4),
+                          (128, 64, 8)]
+]
+TUNING_KEY = ["M", "H", "W", "OH", "OW", "C", "K", "CG", "KG", "R", "S", "SH", "SW", "PH", "PW",
+              "DH", "DW", "X_UNSIGNED", "HAS_WZP"]
+conv_gemm_tuned = triton.autotune(configs=GEMM_CONFIGS, key=TUNING_KEY)(conv_gemm_kernel)
+conv_direct_tuned = triton.autotune(configs=DIRECT_CONFIGS, key=TUNING_KEY)(conv_direct_kernel)

@@ -1,0 +1,82 @@
+"""The triton backend against the exact reference, every feature on small shapes: on a GPU compiled,
+without one in Triton's interpreter (conftest sets TRITON_INTERPRET=1), where it is never timed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from qbench.problem import ConvProblem
+from qbench.registry import load_backends
+from qbench.runner import CaseRunner, RunSettings
+from qbench.suite import Case
+from qbench.timing import TimingPolicy
+
+P = ConvProblem
+PROBLEMS = {
+    "gemm-3x3-pad": P(2, 32, 7, 6, 24, (3, 3), padding=(1, 1)),
+    "gemm-quint8-zero-points": P(1, 20, 6, 6, 17, (3, 3), padding=(1, 1), in_zero_point=200,
+                                 out_zero_point=None, relu=True),
+    "gemm-qint8-in-out": P(1, 16, 5, 5, 16, (1, 1), in_dtype="qint8", in_zero_point=-9,
+                           out_dtype="qint8"),
+    "gemm-per-tensor-no-bias": P(1, 48, 5, 5, 8, (3, 3), padding=(2, 2), dilation=(2, 2),
+                                 weight_qscheme="per_tensor", bias=False),
+    "gemm-weight-zero-point": P(1, 16, 6, 6, 8, (3, 3), padding=(1, 1), in_zero_point=30,
+                                weight_zero_point=-5),
+    "gemm-asymmetric": P(2, 17, 9, 7, 9, (3, 1), stride=(2, 1), padding=(1, 0),
+                         dilation=(1, 2)),
+    "gemm-groups": P(1, 32, 5, 5, 32, (3, 3), padding=(1, 1), groups=2, relu=True),
+    "gemm-quint8-out-qint8": P(1, 16, 4, 4, 16, (3, 3), padding=(1, 1), out_dtype="qint8",
+                               in_zero_point=128),
+    "direct-odd-channels": P(1, 7, 6, 6, 5, (3, 3), padding=(1, 1), in_zero_point=3),
+    "direct-resnext-width-4": P(2, 16, 8, 8, 16, (3, 3), padding=(1, 1), stride=(2, 2),
+                                groups=4, relu=True),
+    "direct-depthwise": P(2, 24, 8, 8, 24, (3, 3), padding=(1, 1), groups=24),
+    "direct-depthwise-multiplier-2": P(1, 8, 7, 7, 16, (5, 5), padding=(2, 2), groups=8,
+                                       in_dtype="qint8", in_zero_point=5, weight_zero_point=3),
+    "direct-conv1-like": P(1, 3, 16, 16, 8, (7, 7), stride=(2, 2), padding=(3, 3), relu=True),
+}
+
+
+@pytest.fixture(scope="module")
+def runner_and_backend():
+    backend = load_backends()["triton"]
+    if not backend.availability.ok:
+        pytest.skip(backend.availability.reason)
+    return CaseRunner(RunSettings(policy=TimingPolicy(min_samples=2, max_time_s=0.01))), backend
+
+
+@pytest.mark.parametrize("name", PROBLEMS)
+def test_triton_matches_the_reference(name, runner_and_backend):
+    runner, backend = runner_and_backend
+    row = runner.row("triton", Case(name, PROBLEMS[name].validate()), backend)
+    assert row["status"] == "ok", row["error"]
+    assert row["max_err_lsb"] <= 1
+    if backend.info.interpreted:  # checked, but a simulator's times are never reported
+        assert row["timing_mode"] == "interpreted (not timed)"
+        assert row["median_us"] != row["median_us"] and row["first_call_ms"] != row["first_call_ms"]
+
+
+def test_round_half_to_even_in_the_kernel(runner_and_backend):
+    """Outputs that land exactly on .5 round to the even neighbour, as the reference does."""
+    import qbench.functional as qf
+
+    x = torch.quantize_per_tensor(torch.arange(1.0, 9.0).view(1, 8, 1, 1), 1.0, 0, torch.quint8)
+    w = torch.quantize_per_tensor(torch.eye(8).view(8, 8, 1, 1), 1.0, 0, torch.qint8)
+    # output scale 2: x / 2 = 0.5, 1, 1.5, ... 4 -> 0, 1, 2, 2, 2, 3, 4, 4
+    out = qf.conv2d(x, w, None, scale=2.0, zero_point=0, backend="triton")
+    assert out.int_repr().flatten().tolist() == [0, 1, 2, 2, 2, 3, 4, 4]
+
+
+def test_qbench_backends_explains_what_triton_needs_without_gpu_or_interpreter():
+    env_code = ("import os; os.environ.pop('TRITON_INTERPRET', None);"
+                "from qbench.registry import load_backends;"
+                "print(load_backends()['triton'].availability.reason)")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: triton is available compiled")
+    proc = subprocess.run([sys.executable, "-c", env_code], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin"}, check=True)
+    assert "no CUDA device" in proc.stdout and "TRITON_INTERPRET=1" in proc.stdout
