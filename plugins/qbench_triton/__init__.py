@@ -72,34 +72,40 @@ def qbench_supports(backend: str, problem: ConvProblem) -> Verdict | None:
     return Verdict.yes()
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """Everything of a launch but the activation and output pointers."""
+
+    kernel: Any
+    grid: Any
+    weight: torch.Tensor
+    tail: tuple[Any, ...]  # the arguments after the output pointer
+    constants: dict[str, Any]
+
+
 @dataclass
 class _Packed:
     """Weights [R, S, C/groups, K] int8, their per-channel sums and zero points, and the geometry;
-    requantization vectors are cached per (input scale, output scale)."""
+    launch plans are cached per (shapes, quantization, ReLU)."""
 
     weight: torch.Tensor
     weight_sums: torch.Tensor
     weight_zero_points: torch.Tensor
+    has_weight_zero_points: bool
     weight_scales: torch.Tensor
     bias: torch.Tensor | None
     params: ConvParams
     kernel_size: tuple[int, int]
-    out_channels: int
     group_in: int
-    requant: dict[tuple[float, float], tuple[torch.Tensor, torch.Tensor]] = field(
-        default_factory=dict)
+    plans: dict[tuple[Any, ...], _Plan] = field(default_factory=dict)
 
     def requantization(self, x_scale: float, out_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
         """(f32(bias / aw), f32(aw / out_scale)) per output channel, as the reference computes."""
-        key = (x_scale, out_scale)
-        if key not in self.requant:
-            aw = effective_scales(x_scale, self.weight_scales)
-            multiplier = aw / torch.tensor(out_scale, dtype=torch.float32)
-            bias = (self.bias.float() / aw.to(self.bias.device) if self.bias is not None
-                    else torch.zeros_like(aw))
-            device = self.weight.device
-            self.requant[key] = (bias.to(device).contiguous(), multiplier.to(device).contiguous())
-        return self.requant[key]
+        aw = effective_scales(x_scale, self.weight_scales)
+        multiplier = aw / torch.tensor(out_scale, dtype=torch.float32)
+        bias = self.bias.float().cpu() / aw if self.bias is not None else torch.zeros_like(aw)
+        device = self.weight.device
+        return bias.to(device).contiguous(), multiplier.to(device).contiguous()
 
 
 @hookimpl
@@ -107,11 +113,12 @@ def qbench_prepack(backend: str, weight: QuantizedWeight, bias: torch.Tensor | N
                    params: ConvParams) -> Any:
     if backend != NAME:
         return None
-    k, group_in, r, s = weight.data.shape
+    _, group_in, r, s = weight.data.shape
     packed_weight = weight.data.permute(2, 3, 1, 0).contiguous()  # [R, S, C/groups, K]
+    zero_points = weight.zero_points.to(device=weight.data.device, dtype=torch.int32)
     return _Packed(packed_weight, weight.data.to(torch.int32).sum(dim=(1, 2, 3)).contiguous(),
-                   weight.zero_points.to(device=weight.data.device, dtype=torch.int32),
-                   weight.scales.cpu(), bias, params, (r, s), k, group_in)
+                   zero_points, bool(zero_points.any()), weight.scales.cpu(), bias, params,
+                   (r, s), group_in)
 
 
 @hookimpl
@@ -128,12 +135,11 @@ def _nhwc(data: torch.Tensor) -> torch.Tensor:
     return view
 
 
-def _launch(packed: _Packed, prepared: Any, output: QuantizedActivation, relu: bool) -> None:
+def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
+          out: torch.Tensor, output: QuantizedActivation, relu: bool) -> _Plan:
     from qbench_triton import kernels
 
-    x, activation = prepared
     n, h, w, c = x.shape
-    out = _nhwc(output.data)
     _, oh, ow, k = out.shape
     bias, multiplier = packed.requantization(activation.scale, output.scale)
     lo, hi = dtype_range(output.dtype)
@@ -141,15 +147,14 @@ def _launch(packed: _Packed, prepared: Any, output: QuantizedActivation, relu: b
     p = packed.params
     group_out = k // p.groups
     direct = packed.group_in < DIRECT_BELOW
-    args = (x, packed.weight, out, packed.weight_sums, packed.weight_zero_points, bias,
-            multiplier, n * oh * ow, h, w, oh, ow,
-            activation.zero_point - 128 if unsigned else activation.zero_point,
-            float(output.zero_point), float(output.zero_point if relu else lo), float(hi))
+    m = n * oh * ow
+    tail = (packed.weight_sums, packed.weight_zero_points, bias, multiplier, m, h, w, oh, ow,
+               activation.zero_point - 128 if unsigned else activation.zero_point,
+               float(output.zero_point), float(output.zero_point if relu else lo), float(hi))
     constants = dict(C=c, K=k, CG=packed.group_in, KG=group_out, R=packed.kernel_size[0],
                      S=packed.kernel_size[1], SH=p.stride[0], SW=p.stride[1], PH=p.padding[0],
                      PW=p.padding[1], DH=p.dilation[0], DW=p.dilation[1], X_UNSIGNED=unsigned,
-                     HAS_WZP=bool(packed.weight_zero_points.any()))
-    m = n * oh * ow
+                     HAS_WZP=packed.has_weight_zero_points)
 
     def grid(meta: dict[str, int]) -> tuple[int, ...]:
         if direct:
@@ -157,12 +162,22 @@ def _launch(packed: _Packed, prepared: Any, output: QuantizedActivation, relu: b
         return (-(-m // meta["BM"]), -(-group_out // meta["BN"]), p.groups)
 
     if interpreting():
-        kernel = kernels.conv_direct_kernel if direct else kernels.conv_gemm_kernel
         tiles = {key: v for key, v in _INTERPRETER_TILES.items() if not (direct and key == "BK")}
-        kernel[grid(tiles)](*args, **constants, **tiles)
-    else:
-        kernel = kernels.conv_direct_tuned if direct else kernels.conv_gemm_tuned
-        kernel[grid](*args, **constants)
+        kernel = kernels.conv_direct_kernel if direct else kernels.conv_gemm_kernel
+        return _Plan(kernel, grid(tiles), packed.weight, tail, constants | tiles)
+    kernel = kernels.conv_direct_tuned if direct else kernels.conv_gemm_tuned
+    return _Plan(kernel, grid, packed.weight, tail, constants)
+
+
+def _launch(packed: _Packed, prepared: Any, output: QuantizedActivation, relu: bool) -> None:
+    x, activation = prepared
+    out = _nhwc(output.data)
+    key = (x.shape, x.device, activation.scale, activation.zero_point, activation.dtype,
+           out.shape, output.scale, output.zero_point, output.dtype, relu)
+    plan = packed.plans.get(key)
+    if plan is None:
+        plan = packed.plans[key] = _plan(packed, x, activation, out, output, relu)
+    plan.kernel[plan.grid](x, plan.weight, out, *plan.tail, **plan.constants)
 
 
 @hookimpl
