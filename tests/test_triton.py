@@ -3,6 +3,7 @@ without one in Triton's interpreter (conftest sets TRITON_INTERPRET=1), where it
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -80,3 +81,16 @@ def test_qbench_backends_explains_what_triton_needs_without_gpu_or_interpreter()
     proc = subprocess.run([sys.executable, "-c", env_code], capture_output=True, text=True,
                           env={"PATH": "/usr/bin:/bin"}, check=True)
     assert "no CUDA device" in proc.stdout and "TRITON_INTERPRET=1" in proc.stdout
+
+
+def test_kernels_compile_for_sm80_and_sm90_without_a_gpu():
+    """Triton ships ptxas: the compiled path's errors (int8 dot shapes, types) show up here too."""
+    pytest.importorskip("triton")
+    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, "-m", "qbench_triton.compile_check", "80", "90"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 8
+    assert all("mma.sync.aligned.m16n8k32" in line for line in lines if "sm_80 gemm" in line)
+    assert all("wgmma.mma_async" in line for line in lines if "sm_90 gemm" in line)

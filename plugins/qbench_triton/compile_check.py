@@ -1,0 +1,50 @@
+"""Compile the kernels for a GPU architecture without a GPU (Triton ships ptxas): `python -m
+qbench_triton.compile_check 80 90`. Prints each kernel's tensor-core instruction and shared memory;
+exits non-zero when one fails to compile. Run without TRITON_INTERPRET."""
+
+from __future__ import annotations
+
+import sys
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from qbench_triton import kernels
+
+_POINTERS = {"x_ptr": "*u8", "w_ptr": "*i8", "out_ptr": "*u8", "wsum_ptr": "*i32",
+             "wzp_ptr": "*i32", "bias_ptr": "*fp32", "mult_ptr": "*fp32"}
+_SCALARS = {"M": "i32", "H": "i32", "W": "i32", "OH": "i32", "OW": "i32", "x_zp": "i32",
+            "out_zp": "fp32", "lo": "fp32", "hi": "fp32"}
+_SHAPE = dict(C=64, K=64, R=3, S=3, SH=1, SW=1, PH=1, PW=1, DH=1, DW=1, HAS_WZP=True)
+
+
+def compile_kernel(kernel, constants: dict, capability: int, unsigned: bool, warps: int):
+    """The compiled kernel for `capability` (80, 90, ...)."""
+    signature = dict(_POINTERS, **_SCALARS)
+    if not unsigned:
+        signature.update(x_ptr="*i8", out_ptr="*i8")
+    constants = dict(constants, X_UNSIGNED=unsigned)
+    signature.update({name: "constexpr" for name in constants})
+    source = ASTSource(fn=kernel, signature=signature, constexprs=constants)
+    return triton.compile(source, target=GPUTarget("cuda", capability, 32),
+                          options={"num_warps": warps, "num_stages": 3})
+
+
+def main(capabilities: list[int]) -> int:
+    variants = [("gemm", kernels.conv_gemm_kernel,
+                 dict(_SHAPE, CG=64, KG=64, BM=128, BN=128, BK=64)),
+                ("direct", kernels.conv_direct_kernel, dict(_SHAPE, CG=1, KG=1, BM=64, BN=64))]
+    for capability in capabilities:
+        for name, kernel, constants in variants:
+            for unsigned in (True, False):
+                compiled = compile_kernel(kernel, constants, capability, unsigned, warps=4)
+                mma = sorted({line.split()[0] for line in compiled.asm["ptx"].splitlines()
+                              if "mma" in line and line.strip().startswith(("mma", "wgmma"))})
+                print(f"sm_{capability} {name} {'quint8' if unsigned else 'qint8'}: "
+                      f"shared {compiled.metadata.shared} B, {' '.join(mma) or 'no mma'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main([int(arg) for arg in sys.argv[1:]] or [80, 90]))
