@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -122,8 +123,8 @@ def run(suite_file: Path, backends: str | None, baseline: str | None, device: st
         existing = _earlier_rows(resume, suite.name)
     out = resume or out or Path("results") / f"{suite.name}-{device}-{started:%Y%m%d-%H%M%S}"
     skip = {(r["case"], r["backend"]) for r in existing or []}
-    known = {r["case"]: r["median_us"] for r in existing or []
-             if r["backend"] == settings.baseline_name}
+    baseline_medians = {r["case"]: r["median_us"] for r in existing or []
+                        if r["backend"] == settings.baseline_name}
     writer = ResultWriter(out, {
         "qbench_version": qbench.__version__, "suite": suite.name, "suite_file": str(suite_file),
         "description": suite.description, "command": sys.argv, "started": started.isoformat(),
@@ -139,20 +140,11 @@ def run(suite_file: Path, backends: str | None, baseline: str | None, device: st
         produced = run_isolated(suite, available, settings, plugins, case_timeout, skip)
     else:
         produced = run_suite(suite, available, settings, skip)
-    rows = with_speedups(produced, settings.baseline_name, known)
-    interrupted = False
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=True) as progress:
-        task = progress.add_task(f"{suite.name}", total=total)
-        try:
-            for row in rows:
-                writer.append(row)
-                progress.update(task, advance=1,
-                                description=f"{escape(row['case'])} / {escape(row['backend'])}")
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            rows.close()  # stops the workers
+    try:
+        interrupted = _record(with_speedups(produced, settings.baseline_name, baseline_medians),
+                              writer, total, suite.name, console)
+    finally:
+        produced.close()  # stops the workers
     writer.finish(finished=dt.datetime.now().astimezone().isoformat(), interrupted=interrupted)
     print_summary(writer.rows, settings.baseline_name)
     _write_outputs(out, benchmark_json, console)
@@ -160,6 +152,22 @@ def run(suite_file: Path, backends: str | None, baseline: str | None, device: st
         raise click.exceptions.Exit(130)
     if any(r["status"] in FAILING_STATUSES for r in writer.rows):
         raise click.exceptions.Exit(1)
+
+
+def _record(rows: Iterator[dict], writer: ResultWriter, total: int, title: str,
+            console: Console) -> bool:
+    """Append each row as it comes, with a progress bar; True when Ctrl-C stopped the run."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as progress:
+        task = progress.add_task(escape(title), total=total)
+        try:
+            for row in rows:
+                writer.append(row)
+                progress.update(task, advance=1,
+                                description=f"{escape(row['case'])} / {escape(row['backend'])}")
+        except KeyboardInterrupt:
+            return True
+    return False
 
 
 def _earlier_rows(directory: Path, suite_name: str) -> list[dict]:
