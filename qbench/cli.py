@@ -25,7 +25,6 @@ from qbench.compare import DEFAULT_THRESHOLD, NOISY_ABOVE, compare_runs, regress
 from qbench.errors import QbenchError
 from qbench.export import export_pytest_benchmark
 from qbench.registry import Backend, load_backends
-from qbench.report import render_report, templates as _templates
 from qbench.results import FAILING_STATUSES, ResultWriter, load_results
 from qbench.isolation import run_isolated
 from qbench.runner import RunSettings, plan, run_suite, with_speedups
@@ -183,6 +182,9 @@ def _earlier_rows(directory: Path, suite_name: str) -> list[dict]:
 
 
 def _write_outputs(directory: Path, benchmark_json: Path | None, console: Console) -> None:
+    # imported here: matplotlib costs every spawned worker (which re-imports this module) 0.4 s
+    from qbench.report import render_report
+
     report = render_report(directory)
     console.print(f"results: {directory}/results.csv, results.json; report: {report}",
                   highlight=False)
@@ -229,9 +231,11 @@ def compare(old: Path, new: Path, fail_above: float | None, threshold: float,
                       f"{row.median_us_new:.4g}", f"{row.ratio:.3f}", f"{row.noise * 100:.2f}",
                       f"[{colours[row.label]}]{row.label}[/]" if colours[row.label] else row.label)
     Console().print(table)
+    from qbench.report import templates
+
     counts = matched["label"].value_counts().to_dict()
     html = html or new / "compare.html"
-    html.write_text(_templates.get_template("compare.html.j2").render(
+    html.write_text(templates.get_template("compare.html.j2").render(
         old=str(old), new=str(new), rows=matched.to_dict("records"), counts=counts,
         noisy_pct=round(NOISY_ABOVE * 100), threshold_pct=threshold))
     click.echo(", ".join(f"{k}: {v}" for k, v in counts.items()) + f"; page: {html}")

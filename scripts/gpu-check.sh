@@ -17,7 +17,10 @@ python3 -m pip install -q --no-deps --no-build-isolation -e . || exit 1
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu \
     --format=csv | tee "$WORK/gpu.txt"
 python3 -m qbench backends | tee "$WORK/backends.txt"
-python3 -m pytest -q -m gpu 2>&1 | tee "$WORK/pytest-gpu.txt"
+# the GPU tests, and the triton, API and timing tests that run compiled on a GPU (the device image
+# has no hypothesis, which the reference tests need; they ran in CI)
+python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_triton.py tests/test_api.py \
+    tests/test_measurement.py 2>&1 | tee "$WORK/pytest-gpu.txt"
 for suite in resnet padding depthwise grouped; do
     python3 -m qbench run "suites/$suite.toml" --device cuda --out "$WORK/$suite" \
         --backends "${QBENCH_GPU_BACKENDS:-torch-cuda,torch-fp16,triton,cudnn,cupy}" \
