@@ -1,10 +1,11 @@
 """Backends in worker processes, one per device, so that a crash or a hang costs one row.
 
 Each (case, backend) is sent to the worker of the backend's device, which answers with its row
-(`CaseRunner`). A worker that dies (abort, segfault, a CUDA error that poisons its context) yields
-an `error` row naming the signal or exit status; one that does not answer within the per-case
-timeout is killed and yields an `error` row saying so. Either way a fresh worker takes the next
-row and the sweep goes on. Workers are started with "spawn" (safe with CUDA) and ignore Ctrl-C,
+(`CaseRunner`) and whether its device still works. A worker that dies (abort, segfault) yields an
+`error` row naming the signal or exit status; one that does not answer within the per-case timeout
+is killed and yields an `error` row saying so; one whose CUDA context an error has poisoned (a
+sticky error such as an illegal address) sends its row and is retired. In each case a fresh worker
+takes the next row and the sweep goes on. Workers are started with "spawn" (safe with CUDA) and ignore Ctrl-C,
 which the parent handles.
 """
 
@@ -16,6 +17,8 @@ from collections.abc import Collection, Iterator, Mapping
 from multiprocessing.connection import Connection
 from typing import Any
 
+import torch
+
 from qbench.registry import Backend, load_backends
 from qbench.runner import CaseRunner, RunSettings, error_row, plan, unavailable_row
 from qbench.suite import Case, Suite
@@ -23,6 +26,17 @@ from qbench.suite import Case, Suite
 
 class WorkerLost(Exception):
     """The worker died or hung; the message says how."""
+
+
+def device_works(device: str) -> bool:
+    """False once a sticky CUDA error has poisoned this process's context."""
+    if device != "cuda":
+        return True
+    try:
+        torch.cuda.synchronize()
+        return True
+    except Exception:
+        return False
 
 
 def _serve(conn: Connection, modules: tuple[str, ...], settings: RunSettings) -> None:
@@ -34,7 +48,12 @@ def _serve(conn: Connection, modules: tuple[str, ...], settings: RunSettings) ->
             suite_name, case, backend_name = conn.recv()
         except EOFError:
             return
-        conn.send(runner.row(suite_name, case, backends[backend_name]))
+        backend = backends[backend_name]
+        row = runner.row(suite_name, case, backend)
+        works = row["status"] != "error" or device_works(backend.info.device)
+        conn.send((row, works))
+        if not works:
+            return
 
 
 class Worker:
@@ -48,8 +67,9 @@ class Worker:
         self.process.start()
         child.close()
 
-    def row(self, suite_name: str, case: Case, backend: str, timeout_s: float) -> dict[str, Any]:
-        """The worker's row for (case, backend), or WorkerLost."""
+    def row(self, suite_name: str, case: Case, backend: str,
+            timeout_s: float) -> tuple[dict[str, Any], bool]:
+        """The worker's row for (case, backend) and whether the worker can go on, or WorkerLost."""
         try:
             self.conn.send((suite_name, case, backend))
             if not self.conn.poll(timeout_s):
@@ -89,12 +109,14 @@ def run_isolated(suite: Suite, backends: Mapping[str, Backend], settings: RunSet
                 worker = workers.get(device) or workers.setdefault(device,
                                                                    Worker(modules, settings))
                 try:
-                    yield worker.row(suite.name, case, backend.name, timeout_s)
+                    row, works = worker.row(suite.name, case, backend.name, timeout_s)
                 except WorkerLost as lost:
+                    row, works = error_row(suite.name, case, backend,
+                                           f'Backend "{backend.name}" lost its worker: {lost}'), False
+                if not works:
                     worker.stop()
                     del workers[device]
-                    yield error_row(suite.name, case, backend,
-                                    f'Backend "{backend.name}" lost its worker: {lost}')
+                yield row
     finally:
         for worker in workers.values():
             worker.stop()

@@ -80,3 +80,13 @@ def test_ctrl_c_keeps_finished_rows_and_writes_the_report(write_suite, tmp_path)
     assert list(rows.backend) == ["torch-x86"] and rows.status.tolist() == ["ok"]
     assert json.loads((out / "results.json").read_text())["interrupted"] is True
     assert (out / "report.html").exists() and "torch-x86" in stdout
+
+
+def test_a_worker_whose_device_broke_is_retired(monkeypatch):
+    """A worker reports a poisoned device with its row; the parent starts a fresh one."""
+    from qbench import isolation
+
+    assert isolation.device_works("cpu")
+    monkeypatch.setattr(isolation.torch.cuda, "synchronize",
+                        lambda: (_ for _ in ()).throw(RuntimeError("illegal address")))
+    assert not isolation.device_works("cuda")
