@@ -27,7 +27,7 @@ from qbench.export import export_pytest_benchmark
 from qbench.registry import Backend, load_backends
 from qbench.results import FAILING_STATUSES, ResultWriter, load_results
 from qbench.isolation import run_isolated
-from qbench.runner import RunSettings, plan, run_suite, with_speedups
+from qbench.runner import RunSettings, fill_speedups, plan, run_suite
 from qbench.suite import load_suite
 from qbench.summary import print_summary
 from qbench.timing import TIMING_MODES, TimingPolicy
@@ -83,11 +83,14 @@ plugin_option = click.option("-p", "plugins", multiple=True, metavar="MODULE",
 @click.option("--clock-floor", type=click.FloatRange(0, 1), default=RunSettings.clock_floor,
               show_default=True, help="GPU: drop samples taken below this share of the default "
                                       "SM clock (NVML); 0 keeps every sample.")
-@click.option("--isolation", type=click.Choice(["process", "none"]), default="process",
-              show_default=True, help="Run backends in worker processes (a crash or hang costs "
-                                      "one row), or in this process.")
+@click.option("--executor", type=click.Choice(["process", "inline", "ray"]), default="process",
+              show_default=True, help="Where rows run: worker processes, one per device (a crash "
+                                      "or hang costs one row); this process; or Ray tasks, one "
+                                      "GPU each (pip install 'qbench[ray]').")
+@click.option("--address", metavar="ADDR", help="With --executor ray: join this Ray cluster "
+                                                "(default: start Ray here, on every local GPU).")
 @click.option("--case-timeout", type=click.FloatRange(min=0, min_open=True), default=900.0,
-              show_default=True, help="Seconds one (case, backend) may take with --isolation "
+              show_default=True, help="Seconds one (case, backend) may take with --executor "
                                       "process before its worker is killed.")
 @click.option("--resume", type=click.Path(path_type=Path), metavar="DIR",
               help="Continue the run in DIR: skip the (case, backend) rows already there.")
@@ -95,8 +98,8 @@ plugin_option = click.option("-p", "plugins", multiple=True, metavar="MODULE",
 @plugin_option
 def run(suite_file: Path, backends: str | None, baseline: str | None, device: str | None,
         out: Path | None, seed: int, max_time: float, min_samples: int, min_time: float,
-        timing: str, clock_floor: float, isolation: str, case_timeout: float,
-        resume: Path | None, benchmark_json: Path | None, plugins: tuple[str, ...]) -> None:
+        timing: str, clock_floor: float, executor: str, address: str | None,
+        case_timeout: float, resume: Path | None, benchmark_json: Path | None, plugins: tuple[str, ...]) -> None:
     """Check and time every case of SUITE on each backend; write results.csv, results.json and
     report.html."""
     available = _load(plugins)
@@ -122,28 +125,32 @@ def run(suite_file: Path, backends: str | None, baseline: str | None, device: st
         existing = _earlier_rows(resume, suite.name)
     out = resume or out or Path("results") / f"{suite.name}-{device}-{started:%Y%m%d-%H%M%S}"
     skip = {(r["case"], r["backend"]) for r in existing or []}
-    baseline_medians = {r["case"]: r["median_us"] for r in existing or []
-                        if r["backend"] == settings.baseline_name}
     writer = ResultWriter(out, {
         "qbench_version": qbench.__version__, "suite": suite.name, "suite_file": str(suite_file),
         "description": suite.description, "command": sys.argv, "started": started.isoformat(),
         "settings": {"device": device, "backends": names, "baseline": settings.baseline_name,
                      "seed": seed, "timing": settings.policy.__dict__},
-        "environment": collect_environment(), "isolation": isolation,
+        "environment": collect_environment(), "executor": executor,
         "resumed_rows": len(skip),
     }, existing)
     console = Console(stderr=True)
     total = sum(1 for case, chosen in plan(suite, available, settings) for backend in chosen
                 if (case.name, backend.name) not in skip)
-    if isolation == "process":
+    if executor == "ray":
+        from qbench.ray_executor import run_on_ray  # Ray is an optional extra
+
+        produced = run_on_ray(suite, available, settings, plugins, address, skip)
+    elif executor == "process":
         produced = run_isolated(suite, available, settings, plugins, case_timeout, skip)
     else:
         produced = run_suite(suite, available, settings, skip)
     try:
-        interrupted = _record(with_speedups(produced, settings.baseline_name, baseline_medians),
-                              writer, total, suite.name, console)
+        interrupted = _record(produced, writer, total, suite.name, console)
+    except QbenchError as exc:
+        raise InputError(str(exc)) from None
     finally:
         produced.close()  # stops the workers
+    fill_speedups(writer.rows, settings.baseline_name)
     writer.finish(finished=dt.datetime.now().astimezone().isoformat(), interrupted=interrupted)
     print_summary(writer.rows, settings.baseline_name)
     _write_outputs(out, benchmark_json, console)

@@ -60,6 +60,25 @@ def accuracy_matrix(rows: pd.DataFrame) -> tuple[list[str], list[dict[str, Any]]
     return backends, cases
 
 
+def cards_side_by_side(rows: pd.DataFrame) -> dict[str, Any] | None:
+    """With rows from more than one device: per case, the median of every (device, backend) and
+    each device's fastest backend among the rows that passed the check. None for one device."""
+    devices = list(dict.fromkeys(rows["device"]))
+    if len(devices) < 2:
+        return None
+    passed = rows[rows["status"].isin(["ok", "mistrusted"]) & rows["median_us"].notna()]
+    columns = list(dict.fromkeys(zip(rows["device"], rows["backend"])))
+    cases = []
+    for case, group in rows.groupby("case", sort=False):
+        medians = {(r["device"], r["backend"]): r["median_us"] for _, r in group.iterrows()}
+        mine = passed[passed["case"] == case]
+        best = {device: (mine[mine["device"] == device].nsmallest(1, "median_us")["backend"]
+                         .tolist() or ["-"])[0] for device in devices}
+        cases.append({"case": case, "medians": [medians.get(c) for c in columns],
+                      "best": [best[d] for d in devices]})
+    return {"devices": devices, "columns": columns, "cases": cases}
+
+
 def render_report(directory: str | Path) -> Path:
     """Write `directory`/report.html from its results and return the path."""
     directory = Path(directory)
@@ -75,6 +94,7 @@ def render_report(directory: str | Path) -> Path:
         header=header, rows=rows.to_dict("records"), columns=_TABLE_COLUMNS,
         summary=backend_summary(rows), network=network_times(rows), devices=devices,
         accuracy_backends=backends, accuracy=accuracy, statuses=STATUSES, peaks=PEAKS,
+        cards=cards_side_by_side(rows),
         errors=rows[rows["error"] != ""].to_dict("records"), fmt=_format)
     path = directory / REPORT_FILE
     path.write_text(page)

@@ -16,7 +16,7 @@ SCHEMA_VERSION = 1
 STATUSES = ("ok", "mismatch", "mistrusted", "unsupported", "unavailable", "error")
 FAILING_STATUSES = ("mismatch", "error")
 COLUMNS = (
-    "suite", "case", "backend", "device", "status", "error", "batch", "in_channels",
+    "suite", "case", "backend", "device", "node", "status", "error", "batch", "in_channels",
     "out_channels", "height", "width", "kernel_size", "stride", "padding", "dilation", "groups",
     "in_dtype", "out_dtype", "weight_qscheme", "relu", "bias", "in_zero_point",
     "weight_zero_point", "out_scale", "out_zero_point", "count", "numerics", "max_err_lsb",
@@ -54,8 +54,10 @@ class ResultWriter:
         frame.to_csv(self.csv_path, mode="a", header=not self.csv_path.exists(), index=False)
 
     def finish(self, **extra: Any) -> None:
-        """Rewrite results.json with the rows and `extra` header fields (e.g. the end time)."""
+        """Rewrite both files from all rows (with values derived across rows, such as speedups,
+        filled in since) and `extra` header fields (e.g. the end time)."""
         self.header.update(extra)
+        pd.DataFrame(self.rows, columns=list(COLUMNS)).to_csv(self.csv_path, index=False)
         self._write_json()
 
     def _write_json(self) -> None:
@@ -83,8 +85,8 @@ def load_results(directory: str | Path) -> tuple[dict[str, Any], pd.DataFrame]:
                           f"the one this qbench reads ({SCHEMA_VERSION})")
     csv_path = directory / "results.csv"
     if csv_path.exists():
-        text_columns = {name: str for name in ("suite", "case", "backend", "device", "status",
-                                               "error", "timing_mode")}
+        text_columns = {name: str for name in ("suite", "case", "backend", "device", "node",
+                                               "status", "error", "timing_mode")}
         rows = pd.read_csv(csv_path, dtype=text_columns, keep_default_na=False,
                            na_values={name: [""] for name in COLUMNS if name not in text_columns})
     else:

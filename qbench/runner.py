@@ -9,7 +9,8 @@ worker processes, so that a crash or a hang costs one row.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Iterator, Mapping
+import socket
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,20 +88,11 @@ def run_suite(suite: Suite, backends: Mapping[str, Backend], settings: RunSettin
                 yield runner.row(suite.name, case, backend)
 
 
-def with_speedups(rows: Iterable[dict[str, Any]], baseline: str,
-                  known: Mapping[str, float] | None = None) -> Iterator[dict[str, Any]]:
-    """The rows with `speedup` = baseline median / median, per case.
-
-    The baseline runs first in each case (see `select_backends`); `known` gives the baseline medians
-    of cases whose baseline row came from an earlier run (`--resume`).
-    """
-    baseline_us = dict(known or {})
+def fill_speedups(rows: list[dict[str, Any]], baseline: str) -> None:
+    """Set each row's `speedup` = the baseline backend's median / its median, in the same case."""
+    baseline_us = {r["case"]: r["median_us"] for r in rows if r["backend"] == baseline}
     for row in rows:
-        if row["backend"] == baseline:
-            baseline_us[row["case"]] = row["median_us"]
-        if not math.isnan(row["median_us"]):
-            row["speedup"] = baseline_us.get(row["case"], math.nan) / row["median_us"]
-        yield row
+        row["speedup"] = baseline_us.get(row["case"], math.nan) / row["median_us"]
 
 
 class CaseRunner:
@@ -182,7 +174,8 @@ def prepare_case(case: Case, seed: int) -> _Prepared:
 def _base_row(suite_name: str, case: Case, problem: ConvProblem, backend: Backend) -> dict[str, Any]:
     return {
         "suite": suite_name, "case": case.name, "backend": backend.name,
-        "device": device_name(backend.info.device), "status": "", "error": "",
+        "device": device_name(backend.info.device), "node": socket.gethostname(),
+        "status": "", "error": "",
         "batch": problem.batch, "in_channels": problem.in_channels,
         "out_channels": problem.out_channels, "height": problem.height, "width": problem.width,
         "kernel_size": _pair(problem.kernel_size), "stride": _pair(problem.stride),

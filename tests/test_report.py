@@ -95,3 +95,31 @@ def test_pytest_benchmark_compare_reads_the_export(run_cli, write_suite, tmp_pat
                           capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "a[relu=false][torch-x86]" in proc.stdout
+
+
+def test_rows_from_two_cards_are_shown_side_by_side(tmp_path):
+    from qbench.report import render_report
+    from qbench.results import COLUMNS, ResultWriter
+
+    writer = ResultWriter(tmp_path, {"suite": "s", "started": "", "command": [],
+                                     "qbench_version": "", "description": "",
+                                     "settings": {"baseline": "x"},
+                                     "environment": {"host": "h", "platform": "", "python": "",
+                                                     "cpu": "", "cpu_count": 1,
+                                                     "torch_threads": 1, "gpu": None,
+                                                     "packages": {}}})
+    for device, backend, median in [("cuda: NVIDIA H100 80GB HBM3", "triton", 10.0),
+                                    ("cuda: NVIDIA H100 80GB HBM3", "cudnn", 20.0),
+                                    ("cuda: NVIDIA L4", "triton", 90.0),
+                                    ("cuda: NVIDIA L4", "cudnn", 60.0)]:
+        row = dict.fromkeys(COLUMNS, float("nan")) | {
+            "case": "conv", "backend": backend, "device": device, "status": "ok", "error": "",
+            "median_us": median, "p10_us": median, "p90_us": median, "tops": 1.0, "gbps": 1.0,
+            "speedup": 1.0, "count": 1, "batch": 1}
+        writer.append(row)
+    writer.finish(finished="")
+    page = render_report(tmp_path).read_text()
+    section = page[page.index("Cards side by side"):page.index("Plots:")]
+    best = re.findall(r'<td class="text">(\w+)</td>', section)
+    assert best == ["conv", "triton", "cudnn"]  # H100: triton fastest; L4: cudnn fastest
+    assert page.count("<svg") == 6  # three plots per card
