@@ -27,7 +27,7 @@ from qbench.export import export_pytest_benchmark
 from qbench.registry import Backend, load_backends
 from qbench.results import FAILING_STATUSES, ResultWriter, load_results
 from qbench.isolation import run_isolated
-from qbench.runner import RunSettings, fill_speedups, plan, run_suite
+from qbench.runner import RunSettings, fill_speedups, run_suite, work
 from qbench.suite import load_suite
 from qbench.summary import print_summary
 from qbench.timing import TIMING_MODES, TimingPolicy
@@ -134,8 +134,7 @@ def run(suite_file: Path, backends: str | None, baseline: str | None, device: st
         "resumed_rows": len(skip),
     }, existing)
     console = Console(stderr=True)
-    total = sum(1 for case, chosen in plan(suite, available, settings) for backend in chosen
-                if (case.name, backend.name) not in skip)
+    total = len(work(suite, available, settings, skip))
     if executor == "ray":
         from qbench.ray_executor import run_on_ray  # Ray is an optional extra
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from qbench.registry import Backend, load_backends
-from qbench.runner import CaseRunner, RunSettings, error_row, plan, unavailable_row
+from qbench.runner import CaseRunner, RunSettings, error_row, unavailable_row, work
 from qbench.suite import Case, Suite
 
 
@@ -98,25 +98,21 @@ def run_isolated(suite: Suite, backends: Mapping[str, Backend], settings: RunSet
     """Every row of the run, computed in worker processes, in order; see the module docstring."""
     workers: dict[str, Worker] = {}
     try:
-        for case, chosen in plan(suite, backends, settings):
-            for backend in chosen:
-                if (case.name, backend.name) in skip:
-                    continue
-                if not backend.availability.ok:
-                    yield unavailable_row(suite.name, case, backend)
-                    continue
-                device = backend.info.device
-                worker = workers.get(device) or workers.setdefault(device,
-                                                                   Worker(modules, settings))
-                try:
-                    row, works = worker.row(suite.name, case, backend.name, timeout_s)
-                except WorkerLost as lost:
-                    row, works = error_row(suite.name, case, backend,
-                                           f'Backend "{backend.name}" lost its worker: {lost}'), False
-                if not works:
-                    worker.stop()
-                    del workers[device]
-                yield row
+        for case, backend in work(suite, backends, settings, skip):
+            if not backend.availability.ok:
+                yield unavailable_row(suite.name, case, backend)
+                continue
+            device = backend.info.device
+            worker = workers.get(device) or workers.setdefault(device, Worker(modules, settings))
+            try:
+                row, works = worker.row(suite.name, case, backend.name, timeout_s)
+            except WorkerLost as lost:
+                row, works = error_row(suite.name, case, backend,
+                                       f'Backend "{backend.name}" lost its worker: {lost}'), False
+            if not works:
+                worker.stop()
+                del workers[device]
+            yield row
     finally:
         for worker in workers.values():
             worker.stop()

@@ -18,7 +18,7 @@ from typing import Any
 
 from qbench.errors import QbenchError
 from qbench.registry import Backend, load_backends
-from qbench.runner import CaseRunner, RunSettings, error_row, plan, unavailable_row
+from qbench.runner import CaseRunner, RunSettings, error_row, unavailable_row, work
 from qbench.suite import Case, Suite
 
 # per Ray worker process: backends and a CaseRunner (with its prepared case) per run's settings
@@ -76,14 +76,11 @@ def run_on_ray(suite: Suite, backends: Mapping[str, Backend], settings: RunSetti
                                                        modules)
             pending[ref] = (case, backend, note)
 
-        for case, chosen in plan(suite, backends, settings):
-            for backend in chosen:
-                if (case.name, backend.name) in skip:
-                    continue
-                if not backend.availability.ok:
-                    yield unavailable_row(suite.name, case, backend)
-                else:
-                    submit(case, backend)
+        for case, backend in work(suite, backends, settings, skip):
+            if not backend.availability.ok:
+                yield unavailable_row(suite.name, case, backend)
+            else:
+                submit(case, backend)
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             case, backend, note = pending.pop(done[0])

@@ -70,22 +70,22 @@ def select_backends(requested: tuple[str, ...] | None, backends: Mapping[str, Ba
     return chosen
 
 
-def plan(suite: Suite, backends: Mapping[str, Backend],
-         settings: RunSettings) -> list[tuple[Case, list[Backend]]]:
-    """Each case with the backends it will run, in order."""
+def work(suite: Suite, backends: Mapping[str, Backend], settings: RunSettings,
+         skip: Collection[tuple[str, str]] = ()) -> list[tuple[Case, Backend]]:
+    """The (case, backend) rows to produce, in order, but those in `skip` (names, for --resume)."""
     requested = settings.backends
-    return [(case, select_backends(requested or case.backends, backends, settings.device,
-                                   settings.baseline_name)) for case in suite.cases]
+    return [(case, backend) for case in suite.cases
+            for backend in select_backends(requested or case.backends, backends, settings.device,
+                                           settings.baseline_name)
+            if (case.name, backend.name) not in skip]
 
 
 def run_suite(suite: Suite, backends: Mapping[str, Backend], settings: RunSettings,
               skip: Collection[tuple[str, str]] = ()) -> Iterator[dict[str, Any]]:
     """Every row of the run in this process, in order, but the (case, backend) pairs in `skip`."""
     runner = CaseRunner(settings)
-    for case, chosen in plan(suite, backends, settings):
-        for backend in chosen:
-            if (case.name, backend.name) not in skip:
-                yield runner.row(suite.name, case, backend)
+    for case, backend in work(suite, backends, settings, skip):
+        yield runner.row(suite.name, case, backend)
 
 
 def fill_speedups(rows: list[dict[str, Any]], baseline: str) -> None:
