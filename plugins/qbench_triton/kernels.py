@@ -42,6 +42,16 @@ def _output_pixels(pid_m, M, OH, OW, BM: tl.constexpr):
 
 
 @triton.jit
+def _input_pixel(n, oh, ow, m_ok, r, s, H, W, SH: tl.constexpr, SW: tl.constexpr,
+                 PH: tl.constexpr, PW: tl.constexpr, DH: tl.constexpr, DW: tl.constexpr):
+    """(NHWC pixel index, inside the image) of kernel tap (r, s) for each output pixel."""
+    ih = oh * SH - PH + r * DH
+    iw = ow * SW - PW + s * DW
+    inside = m_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+    return (n * H + ih) * W + iw, inside
+
+
+@triton.jit
 def _load_activation(x_ptr, offsets, spatial_ok, lane_ok, x_zp, X_UNSIGNED: tl.constexpr):
     """int32 activations - 128 for quint8; padding reads the zero point, idle lanes read 0."""
     x = tl.load(x_ptr + offsets, mask=spatial_ok & lane_ok, other=0).to(tl.int32)
@@ -67,10 +77,8 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, wsum_ptr, wzp_ptr, bias_ptr, mult_pt
     xsum = tl.zeros([BM], dtype=tl.int32)
     for r in range(R):
         for s in range(S):
-            ih = oh * SH - PH + r * DH
-            iw = ow * SW - PW + s * DW
-            spatial_ok = m_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-            row = ((n * H + ih) * W + iw) * C + g * CG
+            pixel, spatial_ok = _input_pixel(n, oh, ow, m_ok, r, s, H, W, SH, SW, PH, PW, DH, DW)
+            row = pixel * C + g * CG
             for c0 in range(0, CG, BK):
                 c = c0 + tl.arange(0, BK)
                 c_ok = c < CG
@@ -104,10 +112,8 @@ def conv_direct_kernel(x_ptr, w_ptr, out_ptr, wsum_ptr, wzp_ptr, bias_ptr, mult_
     xsum = tl.zeros([BM, BN], dtype=tl.int32)
     for r in range(R):
         for s in range(S):
-            ih = oh * SH - PH + r * DH
-            iw = ow * SW - PW + s * DW
-            spatial_ok = m_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-            row = ((n * H + ih) * W + iw) * C
+            pixel, spatial_ok = _input_pixel(n, oh, ow, m_ok, r, s, H, W, SH, SW, PH, PW, DH, DW)
+            row = pixel * C
             for c in range(CG):
                 x = _load_activation(x_ptr, row[:, None] + (first_channel + c)[None, :],
                                      spatial_ok[:, None], k_ok[None, :], x_zp, X_UNSIGNED)
