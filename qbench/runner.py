@@ -102,16 +102,16 @@ class CaseRunner:
     def __init__(self, settings: RunSettings):
         self.settings = settings
         self.samplers: dict[str, Sampler] = {}
-        self._prepared: tuple[str, _Prepared | Exception] | None = None
+        self._prepared: tuple[Case, _Prepared | Exception] | None = None
 
     def row(self, suite_name: str, case: Case, backend: Backend) -> dict[str, Any]:
         if not backend.availability.ok:
             return unavailable_row(suite_name, case, backend)
-        if self._prepared is None or self._prepared[0] != case.name:
-            try:
-                self._prepared = (case.name, prepare_case(case, self.settings.seed))
+        if self._prepared is None or self._prepared[0] != case:  # the whole case: a long-lived
+            try:                                                 # worker serves many suites
+                self._prepared = (case, prepare_case(case, self.settings.seed))
             except Exception as exc:
-                self._prepared = (case.name, exc)
+                self._prepared = (case, exc)
         prepared = self._prepared[1]
         if isinstance(prepared, Exception):
             return error_row(suite_name, case, backend, "preparing the case (inputs, reference) "

@@ -106,3 +106,17 @@ def test_version_and_python_m(run_cli):
     proc = subprocess.run([sys.executable, "-m", "qbench", "--version"], capture_output=True,
                           text=True, check=True)
     assert proc.stdout.strip() == f"qbench, version {qbench.__version__}"
+
+
+def test_a_case_runner_does_not_confuse_same_named_cases():
+    from qbench.problem import ConvProblem
+    from qbench.registry import load_backends
+    from qbench.runner import CaseRunner, RunSettings
+    from qbench.suite import Case
+    from qbench.timing import TimingPolicy
+
+    runner = CaseRunner(RunSettings(policy=TimingPolicy(min_samples=1, max_time_s=0.0)))
+    x86 = load_backends()["torch-x86"]
+    for channels in (8, 16):  # one name, two problems, as two suites could have
+        row = runner.row("s", Case("c", ConvProblem(1, channels, 6, 6, 8, (3, 3))), x86)
+        assert row["status"] == "ok" and row["in_channels"] == channels
