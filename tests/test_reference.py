@@ -99,7 +99,7 @@ def _torch_conv(problem: ConvProblem, engine: str, seed: int) -> tuple[torch.Ten
 
 
 @st.composite
-def torch_comparable_problems(draw) -> ConvProblem:
+def torch_comparable_problems(draw, weight_zero_points: bool = False) -> ConvProblem:
     groups = draw(st.sampled_from([1, 2, 3]))
     depthwise = draw(st.booleans())
     cg = 1 if depthwise else draw(st.integers(1, 5))
@@ -117,6 +117,7 @@ def torch_comparable_problems(draw) -> ConvProblem:
         in_dtype=in_dtype, in_scale=draw(st.sampled_from([0.01, 0.05, 0.3])),
         in_zero_point=draw(st.integers(lo, lo + 255)),
         weight_qscheme=draw(st.sampled_from(["per_tensor", "per_channel"])),
+        weight_zero_point=draw(st.integers(-20, 20)) if weight_zero_points else 0,
         bias=draw(st.booleans()), out_dtype=draw(st.sampled_from(["quint8", "qint8"])),
         relu=draw(st.booleans())).validate()
 
@@ -128,6 +129,14 @@ def test_reference_agrees_with_pytorch_within_one_lsb(engine, problem, seed):
     if engine not in torch.backends.quantized.supported_engines:
         pytest.skip(f"this PyTorch has no {engine} engine")
     expected, actual = _torch_conv(problem, engine, seed)
+    assert int((expected - actual).abs().max()) <= 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(problem=torch_comparable_problems(weight_zero_points=True), seed=st.integers(0, 2**31))
+def test_reference_agrees_with_pytorch_x86_on_asymmetric_weights(problem, seed):
+    """x86 (fbgemm underneath) accepts weight zero points; onednn refuses them."""
+    expected, actual = _torch_conv(problem, "x86", seed)
     assert int((expected - actual).abs().max()) <= 1
 
 
