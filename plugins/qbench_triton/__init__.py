@@ -149,11 +149,10 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
     direct = packed.group_in < DIRECT_BELOW
     m = n * oh * ow
     tail = (packed.weight_sums, packed.weight_zero_points, bias, multiplier, m, h, w, oh, ow,
-               activation.zero_point - 128 if unsigned else activation.zero_point,
-               float(output.zero_point), float(output.zero_point if relu else lo), float(hi))
-    constants = dict(C=c, K=k, CG=packed.group_in, KG=group_out, R=packed.kernel_size[0],
-                     S=packed.kernel_size[1], SH=p.stride[0], SW=p.stride[1], PH=p.padding[0],
-                     PW=p.padding[1], DH=p.dilation[0], DW=p.dilation[1], X_UNSIGNED=unsigned,
+            c, k, packed.group_in, group_out, *p.stride, *p.padding, *p.dilation,
+            activation.zero_point - 128 if unsigned else activation.zero_point,
+            float(output.zero_point), float(output.zero_point if relu else lo), float(hi))
+    constants = dict(R=packed.kernel_size[0], S=packed.kernel_size[1], X_UNSIGNED=unsigned,
                      HAS_WZP=packed.has_weight_zero_points)
 
     def grid(meta: dict[str, int]) -> tuple[int, ...]:

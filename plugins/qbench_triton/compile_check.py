@@ -14,9 +14,10 @@ from qbench_triton import kernels
 
 _POINTERS = {"x_ptr": "*u8", "w_ptr": "*i8", "out_ptr": "*u8", "wsum_ptr": "*i32",
              "wzp_ptr": "*i32", "bias_ptr": "*fp32", "mult_ptr": "*fp32"}
-_SCALARS = {"M": "i32", "H": "i32", "W": "i32", "OH": "i32", "OW": "i32", "x_zp": "i32",
-            "out_zp": "fp32", "lo": "fp32", "hi": "fp32"}
-_SHAPE = dict(C=64, K=64, R=3, S=3, SH=1, SW=1, PH=1, PW=1, DH=1, DW=1, HAS_WZP=True)
+_SCALARS = {name: "i32" for name in ("M", "H", "W", "OH", "OW", "C", "K", "CG", "KG", "SH",
+                                      "SW", "PH", "PW", "DH", "DW", "x_zp")}
+_SCALARS.update(out_zp="fp32", lo="fp32", hi="fp32")
+_SHAPE = dict(R=3, S=3, HAS_WZP=True)
 
 
 def compile_kernel(kernel, constants: dict, capability: int, unsigned: bool, warps: int):
@@ -32,9 +33,8 @@ def compile_kernel(kernel, constants: dict, capability: int, unsigned: bool, war
 
 
 def main(capabilities: list[int]) -> int:
-    variants = [("gemm", kernels.conv_gemm_kernel,
-                 dict(_SHAPE, CG=64, KG=64, BM=128, BN=128, BK=64)),
-                ("direct", kernels.conv_direct_kernel, dict(_SHAPE, CG=1, KG=1, BM=64, BN=64))]
+    variants = [("gemm", kernels.conv_gemm_kernel, dict(_SHAPE, BM=128, BN=128, BK=64)),
+                ("direct", kernels.conv_direct_kernel, dict(_SHAPE, BM=64, BN=64))]
     for capability in capabilities:
         for name, kernel, constants in variants:
             for unsigned in (True, False):

@@ -7,7 +7,8 @@ channels past C/groups as 0 on both sides; quint8 activations enter as x - 128 w
 The epilogue requantizes in the reference's float32 order and rounds half to even with floor
 (libdevice's rint is not available to Triton's interpreter, and this is the same in both).
 
-`conv_gemm_kernel`: implicit GEMM, rows N*OH*OW, columns K/groups per group, reduction over
+Only the tile sizes, the kernel's R and S and two flags are compile-time constants, so that a
+suite's many shapes share a handful of compiled variants. `conv_gemm_kernel`: implicit GEMM, rows N*OH*OW, columns K/groups per group, reduction over
 (R, S, C/groups) with `tl.dot` (int8 x int8 -> int32). `conv_direct_kernel`: multiply-accumulate
 per output channel, for depthwise and narrow groups, where a GEMM degenerates.
 """
@@ -19,8 +20,7 @@ import triton.language as tl
 
 
 @triton.jit
-def _requantize_store(acc, k, k_ok, m, m_ok, out_ptr, bias_ptr, mult_ptr, out_zp, lo, hi,
-                      K: tl.constexpr):
+def _requantize_store(acc, k, k_ok, m, m_ok, out_ptr, bias_ptr, mult_ptr, out_zp, lo, hi, K):
     bias = tl.load(bias_ptr + k, mask=k_ok, other=0.0)  # f32(b / aw), zeros without bias
     mult = tl.load(mult_ptr + k, mask=k_ok, other=0.0)  # f32(aw / s_y)
     v = (acc.to(tl.float32) + bias[None, :]) * mult[None, :]
@@ -42,8 +42,7 @@ def _output_pixels(pid_m, M, OH, OW, BM: tl.constexpr):
 
 
 @triton.jit
-def _input_pixel(n, oh, ow, m_ok, r, s, H, W, SH: tl.constexpr, SW: tl.constexpr,
-                 PH: tl.constexpr, PW: tl.constexpr, DH: tl.constexpr, DW: tl.constexpr):
+def _input_pixel(n, oh, ow, m_ok, r, s, H, W, SH, SW, PH, PW, DH, DW):
     """(NHWC pixel index, inside the image) of kernel tap (r, s) for each output pixel."""
     ih = oh * SH - PH + r * DH
     iw = ow * SW - PW + s * DW
@@ -62,11 +61,10 @@ def _load_activation(x_ptr, offsets, spatial_ok, lane_ok, x_zp, X_UNSIGNED: tl.c
 
 @triton.jit
 def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, wsum_ptr, wzp_ptr, bias_ptr, mult_ptr,
-                     M, H, W, OH, OW, x_zp, out_zp, lo, hi,
-                     C: tl.constexpr, K: tl.constexpr, CG: tl.constexpr, KG: tl.constexpr,
-                     R: tl.constexpr, S: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr,
-                     PH: tl.constexpr, PW: tl.constexpr, DH: tl.constexpr, DW: tl.constexpr,
-                     X_UNSIGNED: tl.constexpr, HAS_WZP: tl.constexpr,
+                     M, H, W, OH, OW, C, K, CG, KG, SH, SW, PH, PW, DH, DW,
+                     x_zp, out_zp, lo, hi,
+                     R: tl.constexpr, S: tl.constexpr, X_UNSIGNED: tl.constexpr,
+                     HAS_WZP: tl.constexpr,
                      BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
     m, m_ok, n, oh, ow = _output_pixels(tl.program_id(0), M, OH, OW, BM)
     g = tl.program_id(2)
@@ -98,11 +96,10 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, wsum_ptr, wzp_ptr, bias_ptr, mult_pt
 
 @triton.jit
 def conv_direct_kernel(x_ptr, w_ptr, out_ptr, wsum_ptr, wzp_ptr, bias_ptr, mult_ptr,
-                       M, H, W, OH, OW, x_zp, out_zp, lo, hi,
-                       C: tl.constexpr, K: tl.constexpr, CG: tl.constexpr, KG: tl.constexpr,
-                       R: tl.constexpr, S: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr,
-                       PH: tl.constexpr, PW: tl.constexpr, DH: tl.constexpr, DW: tl.constexpr,
-                       X_UNSIGNED: tl.constexpr, HAS_WZP: tl.constexpr,
+                       M, H, W, OH, OW, C, K, CG, KG, SH, SW, PH, PW, DH, DW,
+                       x_zp, out_zp, lo, hi,
+                       R: tl.constexpr, S: tl.constexpr, X_UNSIGNED: tl.constexpr,
+                       HAS_WZP: tl.constexpr,
                        BM: tl.constexpr, BN: tl.constexpr):
     m, m_ok, n, oh, ow = _output_pixels(tl.program_id(0), M, OH, OW, BM)
     k = tl.program_id(1) * BN + tl.arange(0, BN)
@@ -141,5 +138,14 @@ DIRECT_CONFIGS = [
 ]
 TUNING_KEY = ["M", "H", "W", "OH", "OW", "C", "K", "CG", "KG", "R", "S", "SH", "SW", "PH", "PW",
               "DH", "DW", "X_UNSIGNED", "HAS_WZP"]
-conv_gemm_tuned = triton.autotune(configs=GEMM_CONFIGS, key=TUNING_KEY)(conv_gemm_kernel)
-conv_direct_tuned = triton.autotune(configs=DIRECT_CONFIGS, key=TUNING_KEY)(conv_direct_kernel)
+
+
+def _brief_bench(fn, quantiles):
+    """Tuning measures each config for ~20 ms (Triton's default is 100 ms): a suite has many shapes."""
+    return triton.testing.do_bench(fn, warmup=5, rep=20, quantiles=quantiles)
+
+
+conv_gemm_tuned = triton.autotune(configs=GEMM_CONFIGS, key=TUNING_KEY,
+                                  do_bench=_brief_bench)(conv_gemm_kernel)
+conv_direct_tuned = triton.autotune(configs=DIRECT_CONFIGS, key=TUNING_KEY,
+                                    do_bench=_brief_bench)(conv_direct_kernel)
