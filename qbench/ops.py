@@ -81,10 +81,7 @@ def apply(input: torch.Tensor, packed: PackedConv, scale: float, zero_point: int
     verdict = backend.supports(problem)
     if not verdict.ok:
         raise UnsupportedError(f'backend "{backend.name}": {verdict.reason}')
-    oh, ow = problem.output_size
-    fmt = torch.channels_last if backend.info.channels_last else torch.contiguous_format
-    output = x.empty_like((problem.batch, problem.out_channels, oh, ow), problem.out_scale,
-                          problem.out_zero_point, problem.out_dtype, memory_format=fmt)
+    output = QuantizedActivation.output_buffer(problem, x.data.device, backend.info.channels_last)
     result = backend.apply_function(relu)(packed.packed, backend.prepare_input(x), output)
     integers = output_integers(result, output)
     return QuantizedActivation(integers, output.scale, output.zero_point, output.dtype).to_torch()

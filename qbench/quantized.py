@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from qbench.problem import Pair, QDtype, QScheme, as_pair, dtype_range
+from qbench.problem import ConvProblem, Pair, QDtype, QScheme, as_pair, dtype_range
 
 RAW_DTYPES: dict[str, torch.dtype] = {"quint8": torch.uint8, "qint8": torch.int8}
 TORCH_QDTYPES: dict[str, torch.dtype] = {"quint8": torch.quint8, "qint8": torch.qint8}
@@ -72,13 +72,15 @@ class QuantizedActivation:
         return QuantizedActivation(self.data.to(device).contiguous(memory_format=fmt), self.scale,
                                    self.zero_point, self.dtype)
 
-    def empty_like(self, shape: tuple[int, ...], scale: float, zero_point: int, dtype: QDtype,
-                   memory_format: torch.memory_format = torch.contiguous_format
-                   ) -> QuantizedActivation:
-        """An uninitialised activation on the same device, e.g. an output buffer."""
-        data = torch.empty(shape, dtype=RAW_DTYPES[dtype], device=self.data.device,
-                           memory_format=memory_format)
-        return QuantizedActivation(data, scale, zero_point, dtype)
+    @classmethod
+    def output_buffer(cls, problem: ConvProblem, device: torch.device | str,
+                      channels_last: bool) -> QuantizedActivation:
+        """An uninitialised output (N, K, OH, OW) of `problem`, quantized as its output is."""
+        oh, ow = problem.output_size
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        data = torch.empty((problem.batch, problem.out_channels, oh, ow),
+                           dtype=RAW_DTYPES[problem.out_dtype], device=device, memory_format=fmt)
+        return cls(data, problem.out_scale, problem.out_zero_point, problem.out_dtype)
 
 
 @dataclass(frozen=True)

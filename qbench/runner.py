@@ -22,7 +22,7 @@ from qbench.environment import device_name
 from qbench.errors import UnsupportedError
 from qbench.inputs import ConvInputs, auto_output_quantization, case_seed, make_inputs
 from qbench.problem import ConvProblem, dtype_range
-from qbench.quantized import output_integers
+from qbench.quantized import QuantizedActivation, output_integers
 from qbench.reference import reference_accumulator, requantize
 from qbench.registry import Backend
 from qbench.suite import Case, Suite
@@ -220,11 +220,7 @@ def _run_backend(suite_name: str, case: Case, prepared: _Prepared, backend: Back
             return row | {"status": "unsupported", "error": verdict.reason}
         device = backend.info.device
         inputs = prepared.inputs_for(device, backend.info.channels_last)
-        fmt = torch.channels_last if backend.info.channels_last else torch.contiguous_format
-        oh, ow = problem.output_size
-        output = inputs.input.empty_like((problem.batch, problem.out_channels, oh, ow),
-                                         problem.out_scale, problem.out_zero_point,
-                                         problem.out_dtype, memory_format=fmt)
+        output = QuantizedActivation.output_buffer(problem, device, backend.info.channels_last)
         apply = backend.apply_function(problem.relu)
         stage = "qbench_prepack"
         packed, prepack_ms = wall_time_ms(
