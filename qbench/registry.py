@@ -58,7 +58,7 @@ class Backend:
         return verdict if verdict is not None else Verdict.yes()
 
     def prepack(self, weight: Any, bias: Any, params: Any) -> Any:
-        return self._call("qbench_prepack", weight, bias, params)
+        return self._required("qbench_prepack")(weight, bias, params)
 
     def prepare_input(self, input: Any) -> Any:
         op = self.operations["qbench_prepare_input"]
@@ -67,16 +67,13 @@ class Backend:
 
     def apply_function(self, relu: bool) -> Callable[[Any, Any, Any], Any]:
         """The bare function the timed loop calls: (packed, input, output) -> tensor or None."""
-        op = self.operations["qbench_apply_relu" if relu else "qbench_apply"]
-        if op is None:
-            raise PluginError(f'backend "{self.name}" has no {"fused ReLU" if relu else "apply"}')
-        return op
+        return self._required("qbench_apply_relu" if relu else "qbench_apply")
 
-    def _call(self, hook: str, *args: Any) -> Any:
+    def _required(self, hook: str) -> Callable[..., Any]:
         op = self.operations[hook]
         if op is None:
             raise PluginError(f'backend "{self.name}" (plugin {self.plugin_name!r}) has no {hook}')
-        return op(*args)
+        return op
 
 
 def bind_hookimpl(impl: pluggy.HookImpl, spec_argnames: tuple[str, ...],
