@@ -15,7 +15,7 @@ import pandas as pd
 from qbench.peaks import PEAKS, peak_for
 from qbench.plots import plots_for_device
 from qbench.results import STATUSES, load_results
-from qbench.summary import geomean
+from qbench.summary import backend_stats
 
 REPORT_FILE = "report.html"
 _TABLE_COLUMNS = ("case", "backend", "status", "batch", "in_channels", "out_channels", "height",
@@ -38,16 +38,6 @@ def network_times(rows: pd.DataFrame) -> list[dict[str, Any]]:
                        "ms": float((timed["median_us"] * timed["count"]).sum() / 1e3),
                        "cases": len(timed), "of": len(group)})
     return result
-
-
-def backend_summary(rows: pd.DataFrame) -> list[dict[str, Any]]:
-    """Per backend: rows of each status and the geomean speedup against the baseline."""
-    summary = []
-    for backend, group in rows.groupby("backend", sort=False):
-        counts = {status: int((group["status"] == status).sum()) for status in STATUSES}
-        summary.append({"backend": backend, "counts": counts,
-                        "speedup": geomean(group["speedup"].dropna().tolist())})
-    return summary
 
 
 def accuracy_matrix(rows: pd.DataFrame) -> tuple[list[str], list[dict[str, Any]]]:
@@ -92,7 +82,7 @@ def render_report(directory: str | Path) -> Path:
     backends, accuracy = accuracy_matrix(rows)
     page = templates.get_template("report.html.j2").render(
         header=header, rows=rows.to_dict("records"), columns=_TABLE_COLUMNS,
-        summary=backend_summary(rows), network=network_times(rows), devices=devices,
+        summary=backend_stats(rows.to_dict("records")), network=network_times(rows), devices=devices,
         accuracy_backends=backends, accuracy=accuracy, statuses=STATUSES, peaks=PEAKS,
         cards=cards_side_by_side(rows),
         errors=rows[rows["error"] != ""].to_dict("records"), fmt=_format)

@@ -33,16 +33,33 @@ def summary_table(rows: Sequence[dict[str, Any]], baseline: str) -> Table:
         table.add_column(_SHORT.get(status, status), justify="right", no_wrap=True)
     for column in ("max LSB", "exact %", "speedup"):
         table.add_column(column, justify="right", no_wrap=True)
+    for entry in backend_stats(rows):
+        counts = [entry["counts"][s] for s in STATUSES]
+        table.add_row(entry["backend"], *[str(c) if c else "" for c in counts],
+                      _show(entry["max_err_lsb"], "{:.0f}"), _show(entry["min_exact_pct"], "{:.2f}"),
+                      _show(entry["speedup"], "{:.2f}x"))
+    return table
+
+
+def backend_stats(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per backend, in the order backends first appear: rows of each status, the worst error and
+    the lowest exact-match share over checked rows (NaN when none), and the geomean speedup."""
+    stats = []
     for backend in dict.fromkeys(r["backend"] for r in rows):
         mine = [r for r in rows if r["backend"] == backend]
-        counts = [sum(r["status"] == s for r in mine) for s in STATUSES]
         checked = [r for r in mine if not math.isnan(r["max_err_lsb"])]
-        max_err = str(int(max(r["max_err_lsb"] for r in checked))) if checked else "-"
-        min_exact = f"{min(r['exact_pct'] for r in checked):.2f}" if checked else "-"
-        speedup = geomean([r["speedup"] for r in mine])
-        table.add_row(backend, *[str(c) if c else "" for c in counts], max_err, min_exact,
-                      "-" if math.isnan(speedup) else f"{speedup:.2f}x")
-    return table
+        stats.append({
+            "backend": backend,
+            "counts": {s: sum(r["status"] == s for r in mine) for s in STATUSES},
+            "max_err_lsb": max((r["max_err_lsb"] for r in checked), default=math.nan),
+            "min_exact_pct": min((r["exact_pct"] for r in checked), default=math.nan),
+            "speedup": geomean([r["speedup"] for r in mine]),
+        })
+    return stats
+
+
+def _show(value: float, pattern: str) -> str:
+    return "-" if math.isnan(value) else pattern.format(value)
 
 
 def print_summary(rows: Sequence[dict[str, Any]], baseline: str) -> None:
