@@ -28,7 +28,7 @@ from qbench.registry import Backend, load_backends
 from qbench.results import FAILING_STATUSES, ResultWriter, load_results
 from qbench.isolation import run_isolated
 from qbench.runner import RunSettings, fill_speedups, run_suite, work
-from qbench.suite import load_suite
+from qbench.suite import load_suite, suggestion
 from qbench.summary import print_summary
 from qbench.timing import TIMING_MODES, TimingPolicy
 
@@ -108,7 +108,8 @@ def run(suite_file: Path, backends: str | None, baseline: str | None, device: st
     names = tuple(n.strip() for n in backends.split(",") if n.strip()) if backends else None
     for name in (names or ()) + ((baseline,) if baseline else ()):
         if name not in known:
-            raise InputError(f"unknown backend {name!r}; known: {', '.join(sorted(known))}")
+            raise InputError(f"unknown backend {name!r}{suggestion(name, known)}; known: "
+                             f"{', '.join(sorted(known))}")
     try:
         suite = load_suite(suite_file, known)
     except QbenchError as exc:

@@ -106,14 +106,18 @@ def _case_label(raw: dict[str, Any], index: int) -> str:
     return name if isinstance(name, str) and name else f"#{index + 1}"
 
 
+def suggestion(name: str, known: Collection[str]) -> str:
+    """ (did you mean 'x'?) for the closest known name, or nothing."""
+    hint = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {hint[0]!r}?)" if hint else ""
+
+
 def _check_keys(file: str, case: str | None, table: dict[str, Any], allowed: Collection[str],
                 what: str) -> None:
     for key in table:
         if key not in allowed:
-            hint = difflib.get_close_matches(key, list(allowed), n=1)
-            suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise SuiteError(file, f"unknown {what}{suggestion}; known: {', '.join(sorted(allowed))}",
-                             case=case, field=key)
+            raise SuiteError(file, f"unknown {what}{suggestion(key, allowed)}; known: "
+                             f"{', '.join(sorted(allowed))}", case=case, field=key)
 
 
 def _require_type(file: str, case: str | None, field: str, value: Any, kind: type,
@@ -189,11 +193,8 @@ def _backends(file: str, case: str, value: Any,
     if known is not None:
         for name in value:
             if name not in known:
-                hint = difflib.get_close_matches(name, list(known), n=1)
-                raise SuiteError(file, f"unknown backend {name!r}"
-                                 + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                                 + f"; known: {', '.join(sorted(known))}",
-                                 case=case, field="backends")
+                raise SuiteError(file, f"unknown backend {name!r}{suggestion(name, known)}; known: "
+                                 f"{', '.join(sorted(known))}", case=case, field="backends")
     return tuple(value)
 
 
