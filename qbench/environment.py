@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import socket
@@ -14,6 +15,7 @@ _PACKAGES = ("qbench", "torch", "numpy", "pandas", "pluggy", "triton", "cupy-cud
              "cupy-cuda12x", "nvidia-cudnn-frontend", "nvidia-ml-py")
 
 
+@functools.cache
 def cpu_model() -> str:
     """The CPU's marketing name where Linux tells it, else what `platform` knows."""
     try:
@@ -26,6 +28,7 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+@functools.cache
 def device_name(device: str) -> str:
     """A short name for a row's device column: "cpu: <model>" or "cuda: <card>"."""
     if device == "cuda" and torch.cuda.is_available():
