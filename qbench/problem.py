@@ -99,11 +99,6 @@ class ConvProblem:
                 + self.out_channels * self.reduction_size
                 + self.batch * self.out_channels * oh * ow)
 
-    @property
-    def is_depthwise(self) -> bool:
-        """One input channel per group (groups == in_channels)."""
-        return self.groups == self.in_channels and self.groups > 1
-
     def validate(self) -> ConvProblem:
         """Return self, or raise `InvalidProblem` naming the first impossible field."""
         for name in ("batch", "in_channels", "height", "width", "out_channels", "groups"):
