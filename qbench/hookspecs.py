@@ -99,3 +99,19 @@ def qbench_apply_relu(backend: str, packed: Any, input: Any,
 
     A backend without this hook is reported unsupported for problems with `relu = true`.
     """
+
+
+@hookspec(firstresult=True)
+def qbench_details(backend: str, packed: Any) -> dict[str, Any] | None:
+    """Return facts about a prepared problem for the results' `details` column, e.g. how many
+    execution plans were tried and which one won. Asked after the timed run. Optional.
+    """
+
+
+@hookspec(firstresult=True)
+def qbench_parts(backend: str, packed: Any, input: Any,
+                 output: QuantizedActivation) -> dict[str, Any] | None:
+    """Return named parts of apply that the host times on their own, as it times apply, e.g.
+    {"pad_input": f} where f() runs only the per-call channel padding. Each becomes
+    `<name>_us=<median>` in the `details` column. Return {} or None when apply has no such part.
+    """

@@ -37,16 +37,26 @@ def effective_scales(x_scale: float, w_scales: torch.Tensor) -> torch.Tensor:
     return torch.tensor(x_scale, dtype=torch.float32) * w_scales.to(torch.float32)
 
 
+def requantization_terms(x_scale: float, w_scales: torch.Tensor, bias: torch.Tensor | None,
+                         out_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(f32(b[k] / aw[k]), M[k] = f32(aw[k] / s_y)) on the CPU, float32, as `requantize` uses them:
+    what a backend's epilogue adds to f32(acc) and then multiplies by (zeros when there is no bias)."""
+    aw = effective_scales(x_scale, w_scales.cpu())
+    multiplier = aw / torch.tensor(out_scale, dtype=torch.float32)
+    if bias is None:
+        return torch.zeros_like(aw), multiplier
+    return bias.detach().to(device="cpu", dtype=torch.float32) / aw, multiplier
+
+
 def requantize(acc: torch.Tensor, x_scale: float, w_scales: torch.Tensor,
                bias: torch.Tensor | None, out_scale: float, out_zero_point: int,
                out_dtype: QDtype, relu: bool) -> torch.Tensor:
     """int64 accumulators (N, K, OH, OW) -> output integers, in fbgemm's float32 order."""
-    aw = effective_scales(x_scale, w_scales).to(acc.device)
-    multiplier = aw / torch.tensor(out_scale, dtype=torch.float32)
+    bias_terms, multiplier = requantization_terms(x_scale, w_scales, bias, out_scale)
     v = acc.to(torch.float32)
     if bias is not None:
-        v = v + (bias.to(device=acc.device, dtype=torch.float32) / aw).view(1, -1, 1, 1)
-    v = v * multiplier.view(1, -1, 1, 1)
+        v = v + bias_terms.to(acc.device).view(1, -1, 1, 1)
+    v = v * multiplier.to(acc.device).view(1, -1, 1, 1)
     lo, hi = dtype_range(out_dtype)
     if relu:
         lo = out_zero_point

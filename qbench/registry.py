@@ -15,7 +15,8 @@ from qbench.plugins import make_plugin_manager, plugin_version
 from qbench.problem import ConvProblem
 
 _OPERATIONS = ("qbench_availability", "qbench_supports", "qbench_prepack",
-               "qbench_prepare_input", "qbench_apply", "qbench_apply_relu")
+               "qbench_prepare_input", "qbench_apply", "qbench_apply_relu", "qbench_details",
+               "qbench_parts")
 
 
 @dataclass
@@ -64,6 +65,16 @@ class Backend:
         op = self.operations["qbench_prepare_input"]
         prepared = op(input) if op is not None else None
         return input if prepared is None else prepared
+
+    def details(self, packed: Any) -> dict[str, Any]:
+        """What the backend tells of a prepared problem (plans, choices); {} when nothing."""
+        op = self.operations["qbench_details"]
+        return (op(packed) if op is not None else None) or {}
+
+    def parts(self, packed: Any, input: Any, output: Any) -> dict[str, Callable[[], Any]]:
+        """Parts of apply to be timed separately (e.g. channel padding); {} when none."""
+        op = self.operations["qbench_parts"]
+        return (op(packed, input, output) if op is not None else None) or {}
 
     def apply_function(self, relu: bool) -> Callable[[Any, Any, Any], Any]:
         """The bare function the timed loop calls: (packed, input, output) -> tensor or None."""

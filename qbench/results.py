@@ -23,7 +23,7 @@ COLUMNS = (
     "exact_pct", "median_us", "p10_us", "p90_us", "min_us", "max_us", "mean_us", "stddev_us",
     "q1_us", "q3_us", "spread_pct", "median_ci_pct", "samples", "throttled_samples",
     "settled",
-    "prepack_ms", "first_call_ms", "tops", "gbps", "speedup", "timing_mode",
+    "prepack_ms", "first_call_ms", "tops", "gbps", "speedup", "timing_mode", "details",
 )
 
 
@@ -86,7 +86,7 @@ def load_results(directory: str | Path) -> tuple[dict[str, Any], pd.DataFrame]:
     csv_path = directory / "results.csv"
     if csv_path.exists():
         text_columns = {name: str for name in ("suite", "case", "backend", "device", "node",
-                                               "status", "error", "timing_mode")}
+                                               "status", "error", "timing_mode", "details")}
         rows = pd.read_csv(csv_path, dtype=text_columns, keep_default_na=False,
                            na_values={name: [""] for name in COLUMNS if name not in text_columns})
     else:

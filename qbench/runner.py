@@ -191,7 +191,7 @@ def _base_row(suite_name: str, case: Case, problem: ConvProblem, backend: Backen
         "spread_pct": math.nan,
         "median_ci_pct": math.nan, "samples": 0, "throttled_samples": 0,
         "settled": False, "prepack_ms": math.nan, "first_call_ms": math.nan, "tops": math.nan,
-        "gbps": math.nan, "speedup": math.nan, "timing_mode": "",
+        "gbps": math.nan, "speedup": math.nan, "timing_mode": "", "details": "",
     }
 
 
@@ -205,6 +205,17 @@ def make_sampler(device: str, settings: RunSettings) -> Sampler:
     if device == "cuda" and settings.clock_floor > 0:
         monitor = nvml_monitor(torch.cuda.current_device(), settings.clock_floor)
     return Sampler(device, settings.policy.mode, monitor)
+
+
+def _details(backend: Backend, packed: Any, x: Any, output: QuantizedActivation,
+             sampler: Sampler, policy: TimingPolicy, timed: bool) -> str:
+    """The backend's facts about `packed` and, when timing, the median of each separately timed
+    part of apply, as "name=value; ..."."""
+    facts = dict(backend.details(packed))
+    if timed:
+        for name, part in backend.parts(packed, x, output).items():
+            facts[f"{name}_us"] = f"{measure(part, sampler, policy).median_us:.2f}"
+    return "; ".join(f"{name}={value}" for name, value in facts.items())
 
 
 def _run_backend(suite_name: str, case: Case, prepared: _Prepared, backend: Backend,
@@ -235,6 +246,9 @@ def _run_backend(suite_name: str, case: Case, prepared: _Prepared, backend: Back
             device, make_sampler(device, settings))
         timing = None if backend.info.interpreted else measure(
             lambda: apply(packed, x, output), sampler, settings.policy)
+        stage = "qbench_details"
+        details = _details(backend, packed, x, output, sampler, settings.policy,
+                           timed=timing is not None)
     except UnsupportedError as exc:
         return row | {"status": "unsupported", "error": str(exc)}
     except Exception as exc:
@@ -249,7 +263,7 @@ def _run_backend(suite_name: str, case: Case, prepared: _Prepared, backend: Back
     else:
         status, error = "ok", ""
     checked = row | {"status": status, "error": error, "max_err_lsb": comparison.max_err_lsb,
-                     "exact_pct": comparison.exact_pct}
+                     "exact_pct": comparison.exact_pct, "details": details}
     if timing is None:  # a simulator's times are no performance figures: none are reported
         return checked | {"timing_mode": "interpreted (not timed)"}
     seconds = timing.median_us * 1e-6

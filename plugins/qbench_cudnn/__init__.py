@@ -1,23 +1,330 @@
-"""The `cudnn` backend: the fused cuDNN-frontend int8 conv graph.
+"""The `cudnn` backend: PyTorch's fused cuDNN int8 conv graph, through cudnn-frontend, done fully.
 
-Declared so that `qbench backends` shows where it stands; the implementation comes with issue #5.
-Until then it is unavailable, never a stand-in that computes something else.
+Beyond PyTorch's own path it takes per-channel weights, quint8 input and output, input and output
+zero points and groups (where cuDNN has an engine), and keeps the fastest plan instead of the
+first that runs. numerics.py holds the arithmetic, graph.py the graph, plans.py the plan cache and
+autotuning; this module wires them to qbench's hooks.
+
+Channels: each problem first tries cuDNN with its own channel counts; only when cuDNN has no plan
+for them are channels padded to multiples of 4 (weights once, activations per call), and that
+per-call padding is timed on its own (`stage_input_us` in the results' details).
 """
 
 from __future__ import annotations
 
-from qbench import BackendInfo, Verdict, hookimpl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from qbench import (BackendInfo, ConvParams, ConvProblem, QuantizedActivation, QuantizedWeight,
+                    UnsupportedError, Verdict, hookimpl)
+from qbench.reference import requantization_terms
+from qbench_cudnn import graph as graphs
+from qbench_cudnn.numerics import (ChannelLayout, finish_output, offsets, output_terms, pack_weight,
+                                   signed_zero_point, stage_input)
+from qbench_cudnn.plans import Autotuned, CacheKey, PlanCache, alignment, autotune
 
 NAME = "cudnn"
+Pack = dict[int, torch.Tensor]
+Executor = Callable[[Pack], None]
 
 
 @hookimpl
 def qbench_backends() -> list[BackendInfo]:
-    return [BackendInfo(NAME, "cuda", description="the fused cuDNN-frontend int8 conv graph")]
+    return [BackendInfo(NAME, "cuda", _version(), channels_last=True,
+                        description="fused cuDNN-frontend int8 conv graph, autotuned plans")]
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("nvidia-cudnn-frontend")
+    except Exception:
+        return ""
 
 
 @hookimpl
 def qbench_availability(backend: str) -> Verdict | None:
     if backend != NAME:
         return None
-    return Verdict.no("not implemented yet (issue #5); it will need nvidia-cudnn-frontend>=1.22, the cuDNN runtime and a CUDA GPU")
+    try:
+        import cudnn
+    except ImportError as exc:
+        return Verdict.no(f"nvidia-cudnn-frontend is not installed (pip install 'qbench[cudnn]'): "
+                          f"{exc}")
+    if not torch.cuda.is_available():
+        return Verdict.no("no CUDA device visible to PyTorch")
+    try:
+        cudnn.backend_version()
+    except Exception as exc:
+        return Verdict.no(f"cudnn-frontend cannot load the cuDNN library: {exc}")
+    return Verdict.yes()
+
+
+@hookimpl
+def qbench_supports(backend: str, problem: ConvProblem) -> Verdict | None:
+    if backend != NAME:
+        return None
+    if problem.weight_zero_point != 0:
+        return Verdict.no("cuDNN's int8 conv has no weight zero point (its compensation would need "
+                          "a second convolution)")
+    return Verdict.yes()
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One prepared (shapes, quantization, ReLU, alignments): buffers, constants and the plan."""
+
+    execute: Executor
+    pack: Pack  # uid -> tensor; X and Y are set per call
+    staged_input: torch.Tensor | None  # int8 NHWC scratch when the input is padded or flipped
+    staged_output: torch.Tensor | None  # int8 NHWC scratch when the output is padded
+    unsigned_in: bool
+    unsigned_out: bool
+    details: dict[str, Any]
+
+    def run(self, x: torch.Tensor, out: torch.Tensor) -> None:
+        pack = self.pack
+        if self.staged_input is not None:
+            stage_input(x, self.staged_input, self.unsigned_in)
+        else:
+            pack[graphs.X] = x
+        result = self.staged_output if self.staged_output is not None else out.view(torch.int8)
+        pack[graphs.Y] = result
+        self.execute(pack)
+        if self.staged_output is not None or self.unsigned_out:
+            finish_output(result, out, self.unsigned_out)
+
+    def parts(self, x: torch.Tensor, out: torch.Tensor) -> dict[str, Callable[[], None]]:
+        parts: dict[str, Callable[[], None]] = {}
+        if self.staged_input is not None:
+            staged = self.staged_input
+            parts["stage_input"] = lambda: stage_input(x, staged, self.unsigned_in)
+        if self.staged_output is not None or self.unsigned_out:
+            result = self.staged_output if self.staged_output is not None else out.view(torch.int8)
+            parts["finish_output"] = lambda: finish_output(result, out, self.unsigned_out)
+        return parts
+
+
+@dataclass(frozen=True)
+class _Last:
+    """The most recent call's inputs (held, so that their identities stay unique) and its _Call:
+    the timed loop's repeated calls skip the key lookup."""
+
+    activation: QuantizedActivation
+    output: QuantizedActivation
+    relu: bool
+    out: torch.Tensor  # output.data as NHWC
+    call: _Call
+
+
+@dataclass
+class _Packed:
+    weight: torch.Tensor  # the problem's int8 (K, C/g, R, S), on the device
+    weight_scales: torch.Tensor
+    bias: torch.Tensor | None
+    params: ConvParams
+    padded_weights: dict[ChannelLayout, torch.Tensor] = field(default_factory=dict)
+    calls: dict[tuple[Any, ...], _Call] = field(default_factory=dict)
+    last: _Last | None = None
+
+
+@hookimpl
+def qbench_prepack(backend: str, weight: QuantizedWeight, bias: torch.Tensor | None,
+                   params: ConvParams) -> Any:
+    if backend != NAME:
+        return None
+    if bool(weight.zero_points.any()):
+        raise UnsupportedError("cuDNN's int8 conv has no weight zero point")
+    return _Packed(weight.data, weight.scales.cpu(), bias, params)
+
+
+@hookimpl
+def qbench_prepare_input(backend: str, input: QuantizedActivation) -> Any:
+    if backend != NAME:
+        return None
+    return (_nhwc(input.data), input)
+
+
+def _nhwc(data: torch.Tensor) -> torch.Tensor:
+    view = data.permute(0, 2, 3, 1)
+    if not view.is_contiguous():
+        raise ValueError("the cudnn backend needs channels_last (NHWC) tensors")
+    return view
+
+
+def _call(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
+          out: torch.Tensor, output: QuantizedActivation, relu: bool) -> _Call:
+    key = (x.shape, x.dtype, activation.scale, activation.zero_point, out.shape, output.scale,
+           output.zero_point, output.dtype, relu, alignment(x.data_ptr()),
+           alignment(out.data_ptr()))
+    call = packed.calls.get(key)
+    if call is None:
+        call = packed.calls[key] = _prepare_call(packed, x, activation, out, output, relu)
+    return call
+
+
+def _prepare_call(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
+                  out: torch.Tensor, output: QuantizedActivation, relu: bool) -> _Call:
+    """Constants, buffers and the plan; with the problem's channels if cuDNN takes them, else
+    padded to multiples of 4."""
+    refusals = []
+    for pad in (False, True):
+        layout = ChannelLayout.of(x.shape[-1], out.shape[-1], packed.params.groups, pad)
+        if pad and not (layout.pads_input or layout.pads_output):
+            break  # padding would change nothing
+        try:
+            return _prepare_layout(packed, layout, x, activation, out, output, relu)
+        except UnsupportedError as exc:
+            refusals.append(f"{'padded' if pad else 'as given'} ({layout.padded_in} -> "
+                            f"{layout.padded_out} channels): {exc}")
+    raise UnsupportedError("cuDNN has no plan for this problem: " + "; ".join(refusals))
+
+
+def _prepare_layout(packed: _Packed, layout: ChannelLayout, x: torch.Tensor,
+                    activation: QuantizedActivation, out: torch.Tensor,
+                    output: QuantizedActivation, relu: bool) -> _Call:
+    device = x.device
+    n, h, w, _ = x.shape
+    _, oh, ow, _ = out.shape
+    unsigned_in, unsigned_out = activation.dtype == "quint8", output.dtype == "quint8"
+    if layout not in packed.padded_weights:
+        packed.padded_weights[layout] = pack_weight(packed.weight, layout)
+    weight = packed.padded_weights[layout]
+    bias_terms, multiplier = requantization_terms(activation.scale, packed.weight_scales,
+                                                  packed.bias, output.scale)
+    offset = offsets(packed.weight, packed.params, h, w,
+                     signed_zero_point(activation.zero_point, unsigned_in), bias_terms)
+    zero_point, _ = output_terms(output.zero_point, unsigned_out, layout.out_channels)
+    k_pad = layout.padded_out - layout.out_channels
+    constants = [torch.nn.functional.pad(t, (0, 0, 0, 0, 0, k_pad))
+                 for t in (offset, multiplier.view(1, -1, 1, 1), zero_point)]
+    spec = graphs.describe(
+        (n, layout.padded_in, h, w), tuple(weight.shape), (n, layout.padded_out, oh, ow),
+        offset_varies=offset.shape[-1] > 1, padding=packed.params.padding,
+        stride=packed.params.stride, dilation=packed.params.dilation, relu=relu)
+    staged_input = staged_output = None
+    if layout.pads_input or unsigned_in:
+        staged_input = torch.zeros((n, h, w, layout.padded_in), dtype=torch.int8, device=device)
+    if layout.pads_output:
+        staged_output = torch.empty((n, oh, ow, layout.padded_out), dtype=torch.int8,
+                                    device=device)
+    pack: Pack = {graphs.W: weight}
+    pack |= {t.uid: c.to(device).contiguous(memory_format=torch.channels_last)
+             for t, c in zip((spec.offset, spec.scale, spec.zero_point), constants)}
+    pack[graphs.X] = staged_input if staged_input is not None else x
+    pack[graphs.Y] = staged_output if staged_output is not None else out.view(torch.int8)
+    execute, plan_details = executor_for(spec, pack)
+    channels = ("as given" if layout.padded_in == layout.in_channels and not layout.pads_output
+                else f"padded {layout.in_channels}->{layout.padded_in}, "
+                     f"{layout.out_channels}->{layout.padded_out}")
+    return _Call(execute, pack, staged_input, staged_output, unsigned_in, unsigned_out,
+                 plan_details | {"channels": channels})
+
+
+_plans: PlanCache[Autotuned] = PlanCache()
+_local = threading.local()
+
+
+def executor_for(spec: graphs.GraphSpec, pack: Pack) -> tuple[Executor, dict[str, Any]]:
+    """The function that runs `spec`'s fastest cuDNN plan on a variant pack, and what autotuning
+    found (plans offered and runnable, the winner). Builds and autotunes on a key's first use;
+    raises UnsupportedError when cuDNN has no plan."""
+    import cudnn
+
+    device = pack[graphs.W].device
+    handle = _handle(cudnn, device)
+    key = CacheKey(spec, device.index or 0, alignment(pack[graphs.X].data_ptr()),
+                   alignment(pack[graphs.W].data_ptr()), alignment(pack[graphs.Y].data_ptr()))
+    try:
+        tuned = _plans.get(key, lambda: autotune(graphs.build(spec, cudnn, handle), cudnn,
+                                                 _plan_timer(pack, handle)))
+    except (cudnn.cudnnGraphNotSupportedError, RuntimeError) as exc:
+        raise UnsupportedError(str(exc).strip()) from exc
+    workspace = torch.empty(tuned.workspace_size, dtype=torch.uint8, device=device)
+    graph, index = tuned.graph, tuned.plan_index
+
+    def execute(variant_pack: Pack) -> None:
+        stream = torch.cuda.current_stream(device).cuda_stream
+        if stream != _local.streams.get(handle):
+            cudnn.set_stream(handle=handle, stream=stream)
+            _local.streams[handle] = stream
+        graph.execute_plan_at_index(variant_pack, workspace, index, handle)
+
+    return execute, {"plans": tuned.candidates, "runnable": tuned.runnable,
+                     "plan": tuned.plan_name}
+
+
+def _handle(cudnn: Any, device: torch.device) -> int:
+    """This thread's cuDNN handle for `device` (cuDNN handles must not be shared by threads)."""
+    if not hasattr(_local, "handles"):
+        _local.handles, _local.streams = {}, {}
+    if device not in _local.handles:
+        with torch.cuda.device(device):
+            _local.handles[device] = cudnn.create_handle()
+    return _local.handles[device]
+
+
+def _plan_timer(pack: Pack, handle: int, runs: int = 10) -> Callable[[Any, int], float]:
+    """time_plan(graph, index): median seconds of `runs` runs of one plan, after one warm-up."""
+    import cudnn
+
+    def time_plan(graph: Any, index: int) -> float:
+        device = pack[graphs.W].device
+        cudnn.set_stream(handle=handle, stream=torch.cuda.current_stream(device).cuda_stream)
+        workspace = torch.empty(graph.get_workspace_size_plan_at_index(index), dtype=torch.uint8,
+                                device=device)
+        graph.execute_plan_at_index(pack, workspace, index, handle)
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                  for _ in range(runs)]
+        for start, end in events:
+            start.record()
+            graph.execute_plan_at_index(pack, workspace, index, handle)
+            end.record()
+        torch.cuda.synchronize(device)
+        return sorted(s.elapsed_time(e) for s, e in events)[runs // 2] * 1e-3
+
+    return time_plan
+
+
+def _apply(packed: _Packed, prepared: Any, output: QuantizedActivation, relu: bool) -> None:
+    x, activation = prepared
+    last = packed.last
+    if (last is None or last.activation is not activation or last.output is not output
+            or last.relu is not relu):
+        out = _nhwc(output.data)
+        last = packed.last = _Last(activation, output, relu, out,
+                                   _call(packed, x, activation, out, output, relu))
+    last.call.run(x, last.out)
+
+
+@hookimpl
+def qbench_apply(backend: str, packed: Any, input: Any, output: QuantizedActivation) -> None:
+    if backend == NAME:
+        _apply(packed, input, output, relu=False)
+
+
+@hookimpl
+def qbench_apply_relu(backend: str, packed: Any, input: Any,
+                      output: QuantizedActivation) -> None:
+    if backend == NAME:
+        _apply(packed, input, output, relu=True)
+
+
+@hookimpl
+def qbench_details(backend: str, packed: Any) -> dict[str, Any] | None:
+    if backend != NAME or packed.last is None:
+        return None
+    return packed.last.call.details
+
+
+@hookimpl
+def qbench_parts(backend: str, packed: Any, input: Any,
+                 output: QuantizedActivation) -> dict[str, Any] | None:
+    if backend != NAME or packed.last is None:
+        return None
+    return packed.last.call.parts(input[0], packed.last.out)

@@ -17,7 +17,7 @@ import torch
 from qbench import (BackendInfo, ConvParams, ConvProblem, QuantizedActivation, QuantizedWeight,
                     Verdict, hookimpl)
 from qbench.problem import dtype_range
-from qbench.reference import effective_scales
+from qbench.reference import requantization_terms
 
 NAME = "triton"
 DIRECT_BELOW = 16  # channels per group under which the direct kernel replaces the GEMM
@@ -101,9 +101,7 @@ class _Packed:
 
     def requantization(self, x_scale: float, out_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
         """(f32(bias / aw), f32(aw / out_scale)) per output channel, as the reference computes."""
-        aw = effective_scales(x_scale, self.weight_scales)
-        multiplier = aw / torch.tensor(out_scale, dtype=torch.float32)
-        bias = self.bias.float().cpu() / aw if self.bias is not None else torch.zeros_like(aw)
+        bias, multiplier = requantization_terms(x_scale, self.weight_scales, self.bias, out_scale)
         device = self.weight.device
         return bias.to(device).contiguous(), multiplier.to(device).contiguous()
 

@@ -1,0 +1,102 @@
+"""The fused int8 conv graph: described in plain Python, then built with cudnn-frontend.
+
+    y = int8_sat( [relu]( (f32(conv_int32(x, w)) + offset) * scale ) + zero_point )
+
+x, w and y are int8 NHWC; offset is (1, K, OH, OW) or (1, K, 1, 1), scale and zero_point are
+(1, K, 1, 1), all float32 (see numerics.py for what they hold). The conv computes in INT32 and
+hands FLOAT on; every pointwise op must be told to compute in FLOAT: left to inherit the graph's
+INT32, cuDNN finds no engine ("mathPrec != CUDNN_DATA_FLOAT", shared/DESIGN.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# Tensor uids, so that a call's variant pack is a small dict of ints.
+X, W, OFFSET, SCALE, ZERO_POINT, Y = range(1, 7)
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    uid: int
+    name: str
+    dims: tuple[int, int, int, int]
+    data_type: str  # a cudnn.data_type member name: "INT8" or "FLOAT"
+
+    @property
+    def strides(self) -> tuple[int, int, int, int]:
+        """NHWC (channels_last) strides of the logical NCHW dims."""
+        _, c, h, w = self.dims
+        return (h * w * c, 1, w * c, c)
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """Everything cuDNN needs to build the graph; equal specs build the same graph."""
+
+    x: TensorSpec
+    w: TensorSpec
+    offset: TensorSpec
+    scale: TensorSpec
+    zero_point: TensorSpec
+    y: TensorSpec
+    padding: tuple[int, int]
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    relu: bool
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        return (self.x, self.w, self.offset, self.scale, self.zero_point)
+
+
+def describe(x_dims: tuple[int, int, int, int], w_dims: tuple[int, int, int, int],
+             y_dims: tuple[int, int, int, int], offset_varies: bool, padding: tuple[int, int],
+             stride: tuple[int, int], dilation: tuple[int, int], relu: bool) -> GraphSpec:
+    """The graph for these (possibly channel-padded) shapes."""
+    _, k, oh, ow = y_dims
+    per_channel = (1, k, 1, 1)
+    return GraphSpec(
+        x=TensorSpec(X, "x", x_dims, "INT8"),
+        w=TensorSpec(W, "w", w_dims, "INT8"),
+        offset=TensorSpec(OFFSET, "offset", (1, k, oh, ow) if offset_varies else per_channel,
+                          "FLOAT"),
+        scale=TensorSpec(SCALE, "scale", per_channel, "FLOAT"),
+        zero_point=TensorSpec(ZERO_POINT, "zero_point", per_channel, "FLOAT"),
+        y=TensorSpec(Y, "y", y_dims, "INT8"),
+        padding=padding, stride=stride, dilation=dilation, relu=relu)
+
+
+def build(spec: GraphSpec, cudnn: Any, handle: int) -> Any:
+    """A cudnn-frontend `pygraph` of `spec`, validated and lowered to an operation graph.
+
+    `cudnn` is the imported module (passed in so that importing this file needs no cuDNN).
+    Raises cudnn's own error when cuDNN refuses the graph.
+    """
+    types = cudnn.data_type
+    graph = cudnn.pygraph(io_data_type=types.INT8, intermediate_data_type=types.FLOAT,
+                          compute_data_type=types.INT32, handle=handle)
+
+    def tensor(t: TensorSpec) -> Any:
+        return graph.tensor(name=t.name, dim=list(t.dims), stride=list(t.strides),
+                            data_type=getattr(types, t.data_type), uid=t.uid)
+
+    x, w, offset, scale, zero_point = (tensor(t) for t in spec.inputs)
+    acc = graph.conv_fprop(image=x, weight=w, padding=list(spec.padding),
+                           stride=list(spec.stride), dilation=list(spec.dilation),
+                           compute_data_type=types.INT32, name="conv")
+    acc.set_data_type(types.FLOAT)
+    value = graph.add(a=acc, b=offset, compute_data_type=types.FLOAT, name="add_offset")
+    value = graph.mul(a=value, b=scale, compute_data_type=types.FLOAT, name="scale")
+    if spec.relu:
+        value = graph.relu(input=value, compute_data_type=types.FLOAT, name="relu")
+    y = graph.add(a=value, b=zero_point, compute_data_type=types.FLOAT, name="add_zero_point")
+    y.set_output(True).set_data_type(types.INT8)
+    y.set_uid(spec.y.uid)
+    y.set_name(spec.y.name)
+    y.set_dim(list(spec.y.dims))
+    y.set_stride(list(spec.y.strides))
+    graph.validate()
+    graph.build_operation_graph()
+    return graph

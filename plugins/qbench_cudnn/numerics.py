@@ -1,0 +1,128 @@
+"""The arithmetic that turns PyTorch's quantized conv into cuDNN's int8 graph, in plain PyTorch.
+
+cuDNN's int8 conv knows no zero points and no quint8: it sums raw signed products over the window,
+with zeros at padded positions. The exact accumulator is recovered from it as
+
+    acc = sum_valid (x - zx)(w - 0) = raw - zx' * sum_valid(w)     with x' = x ^ 0x80 for quint8,
+                                                                    zx' = zx - 128 for quint8,
+
+where sum_valid(w)[k, oh, ow] is the sum of filter k's weights over the taps that land inside the
+image (constant in the interior, smaller at padded borders). The graph adds a float offset
+f32(b/aw) - zx' * sum_valid(w), multiplies by M = f32(aw / s_y), applies ReLU, adds the output zero
+point and saturates to int8. A quint8 output is computed as int8 with zero point zp - 128, and its
+bytes flipped back (q ^ 0x80). Weights with non-zero zero points would need a second convolution
+(sum_valid(x) per pixel) and are refused.
+
+Channels: cuDNN's int8 engines want C and K in multiples of 4. Weights are padded once at prepack;
+activations are padded per call into a scratch buffer (zeros in the padded channels), which is also
+where a quint8 input gets its bytes flipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from qbench.quantized import ConvParams
+
+CHANNEL_ALIGNMENT = 4
+SIGN_FLIP = 0x80  # x ^ 0x80 maps uint8 v to the int8 byte of v - 128
+
+
+def round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+@dataclass(frozen=True)
+class ChannelLayout:
+    """Input and output channels as cuDNN sees them: the problem's, or padded to CHANNEL_ALIGNMENT.
+
+    Padding applies to groups == 1 only (as PyTorch's cuDNN path, which has no groups); a grouped
+    problem is given to cuDNN as it is.
+    """
+
+    in_channels: int
+    out_channels: int
+    padded_in: int
+    padded_out: int
+
+    @classmethod
+    def of(cls, in_channels: int, out_channels: int, groups: int, pad: bool) -> ChannelLayout:
+        if not pad or groups != 1:
+            return cls(in_channels, out_channels, in_channels, out_channels)
+        return cls(in_channels, out_channels, round_up(in_channels, CHANNEL_ALIGNMENT),
+                   round_up(out_channels, CHANNEL_ALIGNMENT))
+
+    @property
+    def pads_input(self) -> bool:
+        return self.padded_in != self.in_channels
+
+    @property
+    def pads_output(self) -> bool:
+        return self.padded_out != self.out_channels
+
+
+def pack_weight(weight: torch.Tensor, layout: ChannelLayout) -> torch.Tensor:
+    """int8 (K, C/g, R, S) weights zero-padded to (K', C'/g, R, S), NHWC (channels_last) in memory."""
+    k, group_in, r, s = weight.shape
+    padded = weight.new_zeros((layout.padded_out, group_in + layout.padded_in - layout.in_channels,
+                               r, s))
+    padded[:k, :group_in] = weight
+    return padded.contiguous(memory_format=torch.channels_last)
+
+
+def signed_zero_point(zero_point: int, unsigned: bool) -> int:
+    """The input zero point of the int8 bytes cuDNN reads (zx - 128 after a quint8 flip)."""
+    return zero_point - SIGN_FLIP if unsigned else zero_point
+
+
+def offsets(weight: torch.Tensor, params: ConvParams, height: int, width: int,
+            x_zero_point: int, bias_terms: torch.Tensor) -> torch.Tensor:
+    """The float32 term added to f32(raw accumulator): f32(b/aw)[k] - zx' * sum_valid(w)[k, oh, ow].
+
+    weight: the problem's int8 (K, C/g, R, S) weights (unpadded); bias_terms: f32(b/aw), (K,).
+    Shape (1, K, OH, OW) when padding makes sum_valid(w) vary over the image and zx' != 0, else
+    (1, K, 1, 1). The product is exact in float64 and rounded once to float32.
+    """
+    k = weight.shape[0]
+    bias = bias_terms.to(torch.float64).view(1, k, 1, 1)
+    if x_zero_point == 0:
+        return bias.to(torch.float32)
+    w = weight.to(device="cpu", dtype=torch.float64)
+    if params.padding == (0, 0):
+        valid = w.sum(dim=(1, 2, 3)).view(1, k, 1, 1)
+    else:
+        ones = torch.ones((1, w.shape[1] * params.groups, height, width), dtype=torch.float64)
+        valid = F.conv2d(ones, w, None, params.stride, params.padding, params.dilation,
+                         params.groups)
+    return (bias - x_zero_point * valid).to(torch.float32)
+
+
+def output_terms(out_zero_point: int, unsigned: bool, out_channels: int
+                 ) -> tuple[torch.Tensor, int]:
+    """(the float32 (1, K, 1, 1) zero point the graph adds, that zero point as an int):
+    zp - 128 for a quint8 output, whose int8 result is flipped back afterwards."""
+    zero_point = out_zero_point - SIGN_FLIP if unsigned else out_zero_point
+    return torch.full((1, out_channels, 1, 1), float(zero_point)), zero_point
+
+
+def stage_input(x: torch.Tensor, staged: torch.Tensor, unsigned: bool) -> None:
+    """Write NHWC activations `x` into the int8 NHWC scratch `staged` (C' >= C channels, zeros
+    beyond C, set when it was allocated), flipping quint8 bytes to int8."""
+    target = staged[..., : x.shape[-1]]
+    if unsigned:
+        torch.bitwise_xor(x, SIGN_FLIP, out=target.view(torch.uint8))
+    else:
+        target.copy_(x)
+
+
+def finish_output(result: torch.Tensor, out: torch.Tensor, unsigned: bool) -> None:
+    """Copy the graph's int8 NHWC `result` (K' >= K channels) into the NHWC output `out`,
+    flipping bytes back for a quint8 output."""
+    source = result[..., : out.shape[-1]]
+    if unsigned:
+        torch.bitwise_xor(source.view(torch.uint8), SIGN_FLIP, out=out)
+    else:
+        out.copy_(source)

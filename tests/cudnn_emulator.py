@@ -1,0 +1,44 @@
+"""A CPU stand-in for cuDNN that runs a `GraphSpec` the way cuDNN reads it: from each buffer's
+storage with the spec's own dims and NHWC strides (not the tensor's shape), int8 x int8 summed
+exactly, converted to float32, pointwise ops in float32, then rounded half-to-even and saturated
+to int8. It checks the backend's arithmetic and buffer layouts without a GPU; whether cuDNN agrees
+is the GPU tests' question."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from qbench import UnsupportedError
+from qbench_cudnn.graph import GraphSpec, TensorSpec
+
+
+def _view(tensor: torch.Tensor, spec: TensorSpec) -> torch.Tensor:
+    """`tensor`'s storage as cuDNN would see it through `spec` (raises if it does not fit)."""
+    return torch.as_strided(tensor, spec.dims, spec.strides, tensor.storage_offset())
+
+
+def emulated_executor_for(channel_multiple: int = 1):
+    """An `executor_for` replacement; like cuDNN's int8 engines, it refuses channel counts that
+    are not multiples of `channel_multiple`."""
+
+    def executor_for(spec: GraphSpec, pack: dict[int, torch.Tensor]):
+        if spec.x.dims[1] % channel_multiple or spec.y.dims[1] % channel_multiple:
+            raise UnsupportedError(f"emulated: channels must be multiples of {channel_multiple}")
+
+        def execute(variant_pack: dict[int, torch.Tensor]) -> None:
+            x = _view(variant_pack[spec.x.uid], spec.x).to(torch.float64)
+            w = _view(variant_pack[spec.w.uid], spec.w).to(torch.float64)
+            groups = spec.x.dims[1] // spec.w.dims[1]
+            value = F.conv2d(x, w, None, spec.stride, spec.padding, spec.dilation, groups)
+            value = value.to(torch.float32) + _view(variant_pack[spec.offset.uid], spec.offset)
+            value = value * _view(variant_pack[spec.scale.uid], spec.scale)
+            if spec.relu:
+                value = value.clamp_min(0)
+            value = value + _view(variant_pack[spec.zero_point.uid], spec.zero_point)
+            y = _view(variant_pack[spec.y.uid], spec.y)
+            y.copy_(torch.round(value).clamp_(-128, 127).to(torch.int8))
+
+        return execute, {"plans": 1, "runnable": 1, "plan": "emulated"}
+
+    return executor_for

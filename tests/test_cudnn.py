@@ -1,0 +1,261 @@
+"""The cudnn backend. Without a GPU: its arithmetic and buffer layouts through the whole runner
+with cuDNN emulated on the CPU (tests/cudnn_emulator.py), its graph description, plan cache and
+autotuning logic. With a GPU and cudnn-frontend: the same problems against real cuDNN."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+
+import pytest
+import torch
+
+import qbench_cudnn
+from cudnn_emulator import emulated_executor_for
+from problems import PROBLEMS
+from qbench import UnsupportedError, Verdict
+from qbench.quantized import ConvParams
+from qbench.registry import load_backends
+from qbench.runner import CaseRunner, RunSettings
+from qbench.suite import Case
+from qbench.timing import TimingPolicy
+from qbench_cudnn import graph as graphs
+from qbench_cudnn.numerics import ChannelLayout, offsets, pack_weight
+from qbench_cudnn.plans import PlanCache, alignment, autotune
+
+POLICY = TimingPolicy(min_samples=2, max_time_s=0.005)
+
+
+def _on_cpu_with_emulated_cudnn(monkeypatch, channel_multiple: int):
+    backend = load_backends()["cudnn"]
+    backend = dataclasses.replace(backend, info=dataclasses.replace(backend.info, device="cpu"))
+    backend.__dict__["availability"] = Verdict.yes()  # the emulator stands in for the GPU
+    monkeypatch.setattr(qbench_cudnn, "executor_for", emulated_executor_for(channel_multiple))
+    return backend
+
+
+@pytest.mark.parametrize("channel_multiple", [1, 4], ids=["unpadded", "padded-to-4"])
+@pytest.mark.parametrize("name", PROBLEMS)
+def test_arithmetic_matches_the_reference_with_cudnn_emulated(name, channel_multiple,
+                                                              monkeypatch):
+    backend = _on_cpu_with_emulated_cudnn(monkeypatch, channel_multiple)
+    problem = PROBLEMS[name].validate()
+    row = CaseRunner(RunSettings(policy=POLICY)).row("t", Case(name, problem), backend)
+    if problem.weight_zero_point:
+        assert row["status"] == "unsupported" and "weight zero point" in row["error"]
+        return
+    if channel_multiple > 1 and problem.groups > 1 and (
+            problem.in_channels % channel_multiple or problem.out_channels % channel_multiple):
+        assert row["status"] == "unsupported" and "no plan" in row["error"], row["error"]
+        return
+    assert row["status"] == "ok", row["error"]
+    assert row["max_err_lsb"] <= 1
+    padded = channel_multiple > 1 and (problem.in_channels % 4 or problem.out_channels % 4)
+    assert ("channels=padded" in row["details"]) == bool(padded), row["details"]
+    assert "plan=emulated" in row["details"]
+    staged = padded or problem.in_dtype == "quint8"
+    assert ("stage_input_us=" in row["details"]) == bool(staged), row["details"]
+
+
+def test_padding_is_used_only_when_cudnn_refuses_the_problems_channels(monkeypatch):
+    backend = _on_cpu_with_emulated_cudnn(monkeypatch, channel_multiple=1)
+    case = Case("c30", PROBLEMS["direct-odd-channels"].replace(in_dtype="qint8").validate())
+    row = CaseRunner(RunSettings(policy=POLICY)).row("t", case, backend)
+    assert row["status"] == "ok" and "channels=as given" in row["details"]
+    assert "stage_input_us" not in row["details"]
+
+
+def test_offsets_are_exact_at_padded_borders():
+    weight = torch.randint(-128, 128, (3, 2, 3, 3), dtype=torch.int8)
+    params = ConvParams.of(padding=1)
+    bias_terms = torch.tensor([0.5, -1.0, 2.0])
+    off = offsets(weight, params, 4, 5, 7, bias_terms)
+    assert off.shape == (1, 3, 4, 5)
+    w = weight.to(torch.int64)
+    corner = w[:, :, 1:, 1:].sum(dim=(1, 2, 3))  # output (0, 0) sees taps r, s >= 1 only
+    interior = w.sum(dim=(1, 2, 3))
+    assert torch.equal(off[0, :, 0, 0], (bias_terms - 7 * corner).float())
+    assert torch.equal(off[0, :, 1, 1], (bias_terms - 7 * interior).float())
+    assert offsets(weight, params, 4, 5, 0, bias_terms).shape == (1, 3, 1, 1)
+
+
+def test_weights_are_padded_with_zeros_channels_last():
+    weight = torch.randint(-128, 128, (5, 3, 3, 3), dtype=torch.int8)
+    layout = ChannelLayout.of(3, 5, groups=1, pad=True)
+    assert (layout.padded_in, layout.padded_out) == (4, 8)
+    packed = pack_weight(weight, layout)
+    assert packed.shape == (8, 4, 3, 3)
+    assert packed.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(packed[:5, :3], weight)
+    assert not packed[5:].any() and not packed[:, 3:].any()
+    assert ChannelLayout.of(6, 6, groups=3, pad=True).padded_in == 6  # groups: never padded
+
+
+class RecordingCudnn:
+    """Records the graph calls of `graphs.build`, to check what it asks of cuDNN."""
+
+    class data_type:  # noqa: N801 - mirrors cudnn.data_type
+        INT8, INT32, FLOAT = "INT8", "INT32", "FLOAT"
+
+    def __init__(self):
+        self.calls = []
+        recorder = self
+
+        class Tensor:
+            def __init__(self, **kw):
+                self.attrs = dict(kw)
+
+            def __getattr__(self, name):
+                if not name.startswith("set_"):
+                    raise AttributeError(name)
+
+                def setter(value):
+                    self.attrs[name[4:]] = value
+                    return self
+                return setter
+
+        class Graph:
+            def __init__(self, **kw):
+                recorder.calls.append(("pygraph", kw))
+
+            def tensor(self, **kw):
+                recorder.calls.append(("tensor", kw))
+                return Tensor(**kw)
+
+            def __getattr__(self, op):
+                def record(**kw):
+                    recorder.calls.append((op, kw))
+                    result = Tensor(op=op)
+                    recorder.outputs.append(result)
+                    return result
+                return record
+
+        self.pygraph = Graph
+        self.outputs = []
+
+
+def test_graph_computes_the_conv_in_int32_and_every_pointwise_op_in_float():
+    spec = graphs.describe((2, 8, 6, 6), (16, 8, 3, 3), (2, 16, 6, 6), offset_varies=True,
+                           padding=(1, 1), stride=(1, 1), dilation=(1, 1), relu=True)
+    cudnn = RecordingCudnn()
+    graphs.build(spec, cudnn, handle=0)
+    ops = [(name, kw) for name, kw in cudnn.calls if name not in ("pygraph", "tensor")]
+    assert [name for name, _ in ops] == ["conv_fprop", "add", "mul", "relu", "add", "validate",
+                                         "build_operation_graph"]
+    assert ops[0][1]["compute_data_type"] == "INT32"
+    assert all(kw["compute_data_type"] == "FLOAT" for _, kw in ops[1:5])
+    conv_out, y = cudnn.outputs[0], cudnn.outputs[4]
+    assert conv_out.attrs["data_type"] == "FLOAT"
+    assert y.attrs["output"] is True and y.attrs["data_type"] == "INT8"
+    assert y.attrs["stride"] == [6 * 6 * 16, 1, 6 * 16, 16] and y.attrs["uid"] == graphs.Y
+    tensors = {kw["name"]: kw for name, kw in cudnn.calls if name == "tensor"}
+    assert tensors["x"]["stride"] == [6 * 6 * 8, 1, 6 * 8, 8]
+    assert tensors["offset"]["dim"] == [1, 16, 6, 6]
+
+
+def test_plan_cache_builds_each_key_once_across_threads():
+    cache: PlanCache[str] = PlanCache()
+    builds = []
+
+    def build(key):
+        def make():
+            builds.append(key)
+            time.sleep(0.02)
+            return f"plan-{key}"
+        return make
+
+    results = []
+    threads = [threading.Thread(target=lambda k=k: results.append(cache.get(k, build(k))))
+               for k in ("a", "b") * 4]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(builds) == ["a", "b"] and len(cache) == 2
+    assert sorted(results) == ["plan-a"] * 4 + ["plan-b"] * 4
+
+
+def test_a_failed_build_is_not_cached():
+    cache: PlanCache[int] = PlanCache()
+    with pytest.raises(RuntimeError):
+        cache.get("k", lambda: (_ for _ in ()).throw(RuntimeError("no engine")))
+    assert cache.get("k", lambda: 3) == 3
+
+
+class FakePlans:
+    """A graph whose plans take the given times; None means the plan fails to build."""
+
+    class heur_mode:  # noqa: N801
+        A, FALLBACK = "A", "FALLBACK"
+
+    def __init__(self, times):
+        self.times = times
+
+    def create_execution_plans(self, modes):
+        assert modes == ["A", "FALLBACK"]
+
+    def check_support(self):
+        pass
+
+    def get_execution_plan_count(self):
+        return len(self.times)
+
+    def build_plan_at_index(self, index):
+        if self.times[index] is None:
+            raise RuntimeError("CUDNN_STATUS_NOT_SUPPORTED")
+
+    def get_plan_name_at_index(self, index):
+        return f"engine{index}"
+
+    def get_workspace_size_plan_at_index(self, index):
+        return 64 * index
+
+
+def test_autotune_keeps_the_fastest_plan_that_builds():
+    graph = FakePlans([3e-6, None, 1e-6, 2e-6])
+    tuned = autotune(graph, FakePlans, lambda g, i: g.times[i])
+    assert (tuned.plan_index, tuned.plan_name, tuned.workspace_size) == (2, "engine2", 128)
+    assert (tuned.candidates, tuned.runnable) == (4, 3)
+
+
+def test_autotune_without_a_runnable_plan_says_why():
+    with pytest.raises(RuntimeError, match="none of cuDNN's 2 plans ran.*NOT_SUPPORTED"):
+        autotune(FakePlans([None, None]), FakePlans, lambda g, i: 0.0)
+
+
+def test_alignment_is_the_largest_power_of_two_up_to_16():
+    assert [alignment(p) for p in (0, 32, 8, 12, 6, 7)] == [16, 16, 8, 4, 2, 1]
+
+
+def test_unavailable_without_cudnn_frontend_or_gpu_says_what_it_needs():
+    backend = load_backends()["cudnn"]
+    if backend.availability.ok:
+        pytest.skip("cudnn is available here")
+    assert any(word in backend.availability.reason
+               for word in ("nvidia-cudnn-frontend", "CUDA device", "cuDNN library"))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", PROBLEMS)
+def test_real_cudnn_matches_the_reference(name):
+    backend = load_backends()["cudnn"]
+    if not backend.availability.ok:
+        pytest.skip(backend.availability.reason)
+    problem = PROBLEMS[name].validate()
+    row = CaseRunner(RunSettings(policy=POLICY)).row("t", Case(name, problem), backend)
+    if problem.weight_zero_point or (problem.groups == problem.in_channels and
+                                     row["status"] == "unsupported"):
+        assert row["status"] == "unsupported" and row["error"], row  # cuDNN's own reason
+        return
+    assert row["status"] == "ok", row["error"]
+    assert row["max_err_lsb"] <= 1
+    assert "plan=" in row["details"] and row["first_call_ms"] > 0
+
+
+def test_unsupported_error_is_raised_for_weight_zero_points():
+    from qbench.inputs import make_inputs
+
+    inputs = make_inputs(PROBLEMS["gemm-weight-zero-point"].validate(), 1)
+    with pytest.raises(UnsupportedError, match="weight zero point"):
+        qbench_cudnn.qbench_prepack("cudnn", inputs.weight, inputs.bias, inputs.params)
