@@ -117,7 +117,7 @@ def test_every_hookspec_is_documented_with_its_contract():
     readme = (ROOT / "README.md").read_text()
     specs = [f for name, f in inspect.getmembers(hookspecs, inspect.isfunction)
              if name.startswith("qbench_")]
-    assert len(specs) == 7
+    assert len(specs) == 9
     for spec in specs:
         assert spec.__doc__ and len(spec.__doc__.split()) > 15, spec.__name__
         assert re.search(rf"`{spec.__name__}`", readme) or spec.__name__ in readme, spec.__name__

@@ -1,23 +1,248 @@
-"""The `cupy` backend: hand-written CUDA C int8 conv kernels launched through cupy.RawModule.
+"""The `cupy` backend: hand-written CUDA C int8 convolutions (kernels/*.cu) through cupy.RawModule.
 
-Declared so that `qbench backends` shows where it stands; the implementation comes with issue #6.
-Until then it is unavailable, never a stand-in that computes something else.
+Kernels: an implicit GEMM on the tensor cores (mma.sync m16n8k32), a direct dp4a/bytewise kernel
+for what the tensor cores do not fit, and a depthwise kernel; all fuse the requantization.
+plan.py decides which kernels fit a problem and prepares their arguments. On a problem's first
+call its candidate kernels are compiled (NVRTC, specialised by template arguments) and timed, and
+the fastest is kept for the process: that is first-call cost, never part of the timed median.
 """
 
 from __future__ import annotations
 
-from qbench import BackendInfo, Verdict, hookimpl
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from qbench import (BackendInfo, ConvParams, ConvProblem, QuantizedActivation, QuantizedWeight,
+                    Verdict, hookimpl)
+from qbench.reference import requantization_terms
+from qbench_cupy.plan import (KERNEL_DIR, Geometry, Kernel, Operands, Scalars, candidates,
+                              int32_limits)
 
 NAME = "cupy"
+TUNING_RUNS = 5
 
 
 @hookimpl
 def qbench_backends() -> list[BackendInfo]:
-    return [BackendInfo(NAME, "cuda", description="hand-written CUDA C int8 conv kernels launched through cupy.RawModule")]
+    return [BackendInfo(NAME, "cuda", _version(), channels_last=True,
+                        description="hand-written CUDA C: mma.sync implicit GEMM, dp4a, depthwise")]
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import packages_distributions, version
+
+        names = [d for d in packages_distributions().get("cupy", []) if d.startswith("cupy")]
+        return version(names[0]) if names else ""
+    except Exception:
+        return ""
 
 
 @hookimpl
 def qbench_availability(backend: str) -> Verdict | None:
     if backend != NAME:
         return None
-    return Verdict.no("not implemented yet (issue #6); it will need cupy-cuda13x (or cupy-cuda12x) and a CUDA GPU")
+    try:
+        import cupy
+    except ImportError as exc:
+        return Verdict.no(f"cupy is not installed (pip install 'qbench[cupy]'): {exc}")
+    if not torch.cuda.is_available():
+        return Verdict.no("no CUDA device visible to PyTorch")
+    try:
+        major, minor = torch.cuda.get_device_capability()
+        cupy.cuda.Device(torch.cuda.current_device()).use()
+    except Exception as exc:
+        return Verdict.no(f"cupy cannot use the GPU: {exc}")
+    if (major, minor) < (6, 1):
+        return Verdict.no(f"needs compute capability 6.1 (dp4a); this GPU has {major}.{minor}")
+    return Verdict.yes()
+
+
+@hookimpl
+def qbench_supports(backend: str, problem: ConvProblem) -> Verdict | None:
+    if backend != NAME:
+        return None
+    oh, ow = problem.output_size
+    g = Geometry.of((problem.batch, problem.height, problem.width, problem.in_channels),
+                    (problem.batch, oh, ow, problem.out_channels), problem.kernel_size,
+                    ConvParams(problem.stride, problem.padding, problem.dilation, problem.groups))
+    reason = int32_limits(g)
+    return Verdict.no(reason) if reason else Verdict.yes()
+
+
+@dataclass(frozen=True)
+class _Launch:
+    """One problem's chosen kernel with every argument but the activation and output."""
+
+    function: Any
+    grid: tuple[int, ...]
+    block: tuple[int, ...]
+    operands: tuple[Any, ...]  # cupy views of the constant tensors, then numpy int32 scalars
+    details: dict[str, Any]
+
+    def __call__(self, x: Any, y: Any) -> None:
+        self.function(self.grid, self.block, (x, self.operands[0], y, *self.operands[1:]))
+
+
+@dataclass
+class _Packed:
+    weight: torch.Tensor  # int8 (K, C/g, R, S)
+    weight_zero_points: torch.Tensor
+    weight_scales: torch.Tensor
+    bias: torch.Tensor | None
+    params: ConvParams
+    launches: dict[tuple[Any, ...], _Launch] = field(default_factory=dict)
+    last: _Last | None = None
+
+
+@dataclass(frozen=True)
+class _Last:
+    """The most recent call's input and output (held, so that their identities stay unique), their
+    cupy views and the launch: the timed loop's repeated calls skip the key lookup."""
+
+    input: Any  # what prepare_input returned
+    output: QuantizedActivation
+    relu: bool
+    x: Any
+    y: Any
+    launch: _Launch
+
+
+@hookimpl
+def qbench_prepack(backend: str, weight: QuantizedWeight, bias: torch.Tensor | None,
+                   params: ConvParams) -> Any:
+    if backend != NAME:
+        return None
+    return _Packed(weight.data, weight.zero_points, weight.scales.cpu(), bias, params)
+
+
+@hookimpl
+def qbench_prepare_input(backend: str, input: QuantizedActivation) -> Any:
+    if backend != NAME:
+        return None
+    return (_nhwc(input.data), input)
+
+
+def _nhwc(data: torch.Tensor) -> torch.Tensor:
+    view = data.permute(0, 2, 3, 1)
+    if not view.is_contiguous():
+        raise ValueError("the cupy backend needs channels_last (NHWC) tensors")
+    return view
+
+
+_modules: dict[tuple[str, tuple[str, ...]], Any] = {}
+_modules_lock = threading.Lock()
+_streams: dict[int, Any] = {}
+
+
+def _function(kernel: Kernel, expressions: tuple[str, ...]) -> Any:
+    """`kernel` from the module compiling `expressions` of its source file (compiled once)."""
+    import cupy
+
+    key = (kernel.source, expressions)
+    with _modules_lock:
+        if key not in _modules:
+            _modules[key] = cupy.RawModule(
+                code=(KERNEL_DIR / kernel.source).read_text(),
+                options=("-std=c++17", f"-I{KERNEL_DIR}"), name_expressions=list(expressions))
+        module = _modules[key]
+    return module.get_function(kernel.expression)
+
+
+def _use_torch_stream() -> None:
+    """Make cupy launch on PyTorch's current stream (CUDA-graph capture included)."""
+    import cupy
+
+    pointer = torch.cuda.current_stream().cuda_stream
+    stream = _streams.get(pointer)
+    if stream is None:
+        stream = _streams[pointer] = cupy.cuda.ExternalStream(pointer)
+    if cupy.cuda.get_current_stream() is not stream:
+        stream.use()
+
+
+def _tune(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation, out: torch.Tensor,
+          output: QuantizedActivation, relu: bool) -> _Launch:
+    """Compile the problem's candidate kernels, time each, keep the fastest."""
+    import cupy
+    import numpy as np
+
+    k, _, r, s = packed.weight.shape
+    g = Geometry.of(tuple(x.shape), tuple(out.shape), (r, s), packed.params)
+    major, _ = torch.cuda.get_device_capability(x.device)
+    kernels = [kernel for kernel in candidates(g, activation.dtype, output.dtype,
+                                               bool(packed.weight_zero_points.any()))
+               if kernel.tile is None or major >= 8]  # mma.sync m16n8k32 needs sm_80
+    bias_terms, multipliers = requantization_terms(activation.scale, packed.weight_scales,
+                                                   packed.bias, output.scale)
+    scalars = Scalars.of(g, activation.dtype, activation.zero_point, output.dtype,
+                         output.zero_point, relu)
+    x_view, y_view = cupy.asarray(x), cupy.asarray(out)
+    timings: dict[int, float] = {}
+    launches: list[_Launch] = []
+    for index, kernel in enumerate(kernels):
+        expressions = tuple(c.expression for c in kernels if c.source == kernel.source)
+        operands = Operands.of(kernel, g, packed.weight, packed.weight_zero_points, bias_terms,
+                               multipliers, scalars)
+        tensors = (operands.weight, operands.w_sums, operands.w_zero_points,
+                   operands.bias_terms, operands.multipliers)
+        grid, block = kernel.launch(g)
+        launch = _Launch(_function(kernel, expressions), grid, block,
+                         (*(cupy.asarray(t) for t in tensors),
+                          *(np.int32(v) for v in operands.ints)),
+                         {"kernel": kernel.expression})
+        launches.append(launch)
+        launch(x_view, y_view)  # warm-up
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                  for _ in range(TUNING_RUNS)]
+        for start, end in events:
+            start.record()
+            launch(x_view, y_view)
+            end.record()
+        torch.cuda.synchronize(x.device)
+        timings[index] = sorted(a.elapsed_time(b) for a, b in events)[TUNING_RUNS // 2]
+    best = min(timings, key=timings.__getitem__)
+    chosen = launches[best]
+    chosen.details["candidates"] = len(kernels)
+    return chosen
+
+
+def _apply(packed: _Packed, prepared: Any, output: QuantizedActivation, relu: bool) -> None:
+    _use_torch_stream()
+    last = packed.last
+    if last is None or last.input is not prepared or last.output is not output or (
+            last.relu is not relu):
+        import cupy
+
+        x, activation = prepared
+        out = _nhwc(output.data)
+        key = (x.shape, activation.scale, activation.zero_point, activation.dtype, out.shape,
+               output.scale, output.zero_point, output.dtype, relu)
+        if key not in packed.launches:
+            packed.launches[key] = _tune(packed, x, activation, out, output, relu)
+        last = packed.last = _Last(prepared, output, relu, cupy.asarray(x), cupy.asarray(out),
+                                   packed.launches[key])
+    last.launch(last.x, last.y)
+
+
+@hookimpl
+def qbench_apply(backend: str, packed: Any, input: Any, output: QuantizedActivation) -> None:
+    if backend == NAME:
+        _apply(packed, input, output, relu=False)
+
+
+@hookimpl
+def qbench_apply_relu(backend: str, packed: Any, input: Any,
+                      output: QuantizedActivation) -> None:
+    if backend == NAME:
+        _apply(packed, input, output, relu=True)
+
+
+@hookimpl
+def qbench_details(backend: str, packed: Any) -> dict[str, Any] | None:
+    if backend != NAME or packed.last is None:
+        return None
+    return packed.last.launch.details

@@ -1,0 +1,172 @@
+"""The cupy backend. Without a GPU: every kernel specialisation compiles with nvcc for sm_80 and
+sm_90 with warnings and spills as errors, and the host-side plans (kernel choice, repacked weights,
+compensation terms, scalar arguments) run through the kernels' own __host__ __device__ functions on
+the CPU (tests/cuda/host_check.cu) and match the exact reference. With a GPU and CuPy: the kernels
+themselves, through the runner."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT
+from problems import PROBLEMS
+from qbench.inputs import ConvInputs
+from qbench.quantized import ConvParams, QuantizedActivation, QuantizedWeight
+from qbench.reference import reference_conv2d, requantization_terms
+from qbench.registry import load_backends
+from qbench.runner import CaseRunner, RunSettings, prepare_case
+from qbench.suite import Case
+from qbench.timing import TimingPolicy
+from qbench_cupy import compile_check
+from qbench_cupy.plan import (KERNEL_DIR, Geometry, Kernel, Operands, Scalars, candidates,
+                              every_kernel, int32_limits)
+
+requires_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc on PATH")
+KINDS = {"conv_direct.cu": 0, "conv_depthwise.cu": 1, "conv_mma.cu": 2}
+RAW = {"quint8": torch.uint8, "qint8": torch.int8}
+
+
+@pytest.fixture(scope="module")
+def host_check(tmp_path_factory) -> str:
+    executable = tmp_path_factory.mktemp("cuda") / "host_check"
+    subprocess.run(["nvcc", "-std=c++17", "-O2", "-Werror", "all-warnings", f"-I{KERNEL_DIR}",
+                    str(ROOT / "tests" / "cuda" / "host_check.cu"), "-o", str(executable)],
+                   check=True)
+    return str(executable)
+
+
+def run_host_check(executable: str, kernel: Kernel, inputs: ConvInputs, out_dtype: str,
+                   out_scale: float, out_zero_point: int, relu: bool) -> torch.Tensor:
+    """What `kernel`, as planned for `inputs`, computes (NCHW integers), by the host harness."""
+    x = inputs.input.data.permute(0, 2, 3, 1).contiguous()
+    weight = inputs.weight
+    k, _, r, s = weight.data.shape
+    out = reference_conv2d(inputs.input, weight, inputs.bias, inputs.params, out_scale,
+                           out_zero_point, out_dtype, relu)  # only for the output's shape
+    g = Geometry.of(tuple(x.shape), tuple(out.permute(0, 2, 3, 1).shape), (r, s), inputs.params)
+    bias_terms, multipliers = requantization_terms(inputs.input.scale, weight.scales, inputs.bias,
+                                                   out_scale)
+    scalars = Scalars.of(g, inputs.input.dtype, inputs.input.zero_point, out_dtype,
+                         out_zero_point, relu)
+    operands = Operands.of(kernel, g, weight.data, weight.zero_points, bias_terms, multipliers,
+                           scalars)
+    vector = kernel.template_args[2] if kernel.source == "conv_direct.cu" else 0
+    header = np.array([KINDS[kernel.source], inputs.input.dtype == "quint8",
+                       out_dtype == "quint8", vector, *operands.ints], dtype="<i4")
+    blob = b"".join([header.tobytes(), x.numpy().tobytes(), operands.weight.numpy().tobytes(),
+                     operands.w_sums.numpy().astype("<i4").tobytes(),
+                     operands.w_zero_points.numpy().astype("<i4").tobytes(),
+                     operands.bias_terms.numpy().astype("<f4").tobytes(),
+                     operands.multipliers.numpy().astype("<f4").tobytes()])
+    result = subprocess.run([executable], input=blob, capture_output=True, check=True)
+    y = torch.frombuffer(bytearray(result.stdout), dtype=RAW[out_dtype])
+    return y.view(g.n, g.oh, g.ow, g.k).permute(0, 3, 1, 2)
+
+
+def _planned_kernels(inputs: ConvInputs, problem) -> list[Kernel]:
+    x_shape = (problem.batch, problem.height, problem.width, problem.in_channels)
+    oh, ow = problem.output_size
+    g = Geometry.of(x_shape, (problem.batch, oh, ow, problem.out_channels),
+                    problem.kernel_size, inputs.params)
+    planned = candidates(g, problem.in_dtype, problem.out_dtype,
+                         bool(inputs.weight.zero_points.any()))
+    if g.group_in > 1:  # the bytewise direct kernel computes every problem
+        planned.append(Kernel("conv_direct.cu", "qbench::conv_direct",
+                              (*planned[-1].template_args[:2], 1), "k_r_s_c"))
+    return planned
+
+
+@requires_nvcc
+@pytest.mark.parametrize("name", PROBLEMS)
+def test_planned_kernels_match_the_reference_on_the_cpu(name, host_check):
+    prepared = prepare_case(Case(name, PROBLEMS[name].validate()), seed=7)
+    problem = prepared.problem
+    kernels = _planned_kernels(prepared.inputs, problem)
+    assert kernels
+    for kernel in kernels:
+        y = run_host_check(host_check, kernel, prepared.inputs, problem.out_dtype,
+                           problem.out_scale, problem.out_zero_point, problem.relu)
+        error = (y.to(torch.int16) - prepared.reference_wide).abs().max().item()
+        assert error <= 1, f"{kernel.expression}: {error} LSB"
+
+
+def test_the_plan_picks_the_kernel_that_fits():
+    def kinds(c, k, groups, zero_points=False):
+        g = Geometry(2, 8, 8, c, k, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, c // groups, k // groups)
+        return [kernel.source for kernel in candidates(g, "quint8", "quint8", zero_points)]
+
+    assert set(kinds(64, 64, 1)) == {"conv_mma.cu", "conv_direct.cu"}
+    assert kinds(64, 64, 1)[0] == "conv_mma.cu"
+    assert kinds(64, 64, 1, zero_points=True) == ["conv_direct.cu"]
+    assert kinds(3, 64, 1) == ["conv_direct.cu"]  # conv1: 3 channels
+    assert kinds(128, 128, 128) == ["conv_depthwise.cu"]
+    assert kinds(128, 128, 32) == ["conv_direct.cu"]  # ResNeXt: 4 channels per group
+    assert kinds(30, 30, 1) == ["conv_direct.cu"]
+
+
+def test_vector_width_follows_channel_alignment():
+    def template(c):
+        g = Geometry(1, 4, 4, c, 32, 4, 4, 1, 1, 1, 1, 0, 0, 1, 1, c, 32)
+        return [k.template_args[-1] for k in candidates(g, "qint8", "qint8", False)]
+
+    assert template(64)[:-1] == [16] * (len(template(64)) - 1)  # tensor cores, 16-byte loads
+    assert template(20)[0] == 4 and template(20)[-1] == 4  # 4-byte loads, dp4a
+    assert template(7) == [1]
+
+
+def test_round_half_to_even_in_the_host_harness(host_check):
+    """Outputs exactly on .5 round to the even neighbour, in the direct and the GEMM paths."""
+    data = torch.arange(1, 33, dtype=torch.uint8).view(1, 32, 1, 1)
+    x = QuantizedActivation(data, 1.0, 0, "quint8")
+    w = QuantizedWeight(torch.eye(32, dtype=torch.int8).view(32, 32, 1, 1),
+                        torch.ones(32, dtype=torch.float64), torch.zeros(32, dtype=torch.int64),
+                        "per_tensor")
+    inputs = ConvInputs(x, w, None, ConvParams())
+    expected = torch.round(torch.arange(1, 33) / 2.0).to(torch.uint8)
+    g = Geometry(1, 1, 1, 32, 32, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 32, 32)
+    for kernel in candidates(g, "quint8", "quint8", False):
+        y = run_host_check(host_check, kernel, inputs, "quint8", 2.0, 0, False)
+        assert y.flatten().tolist() == expected.tolist(), kernel.expression
+    assert expected[:4].tolist() == [0, 1, 2, 2]
+
+
+@requires_nvcc
+def test_every_kernel_compiles_for_sm80_and_sm90_without_warnings_or_spills(capsys):
+    assert compile_check.main([80, 90]) == 0
+    usage = capsys.readouterr().out.splitlines()
+    assert len(usage) == 2 * len(every_kernel())
+    assert all("spills 0+0 B" in line for line in usage)
+    assert any(line.startswith("sm_90") and "conv_mma" in line for line in usage)
+
+
+def test_int32_limits_refuse_what_would_overflow():
+    small = Geometry(1, 8, 8, 64, 64, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 64, 64)
+    assert int32_limits(small) is None
+    deep = Geometry(1, 8, 8, 8192, 64, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 8192, 64)
+    assert "overflow" in int32_limits(deep)
+
+
+def test_unavailable_without_cupy_or_gpu_says_what_it_needs():
+    backend = load_backends()["cupy"]
+    if backend.availability.ok:
+        pytest.skip("cupy is available here")
+    assert any(word in backend.availability.reason for word in ("cupy", "CUDA device"))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", PROBLEMS)
+def test_kernels_on_the_gpu_match_the_reference(name):
+    backend = load_backends()["cupy"]
+    if not backend.availability.ok:
+        pytest.skip(backend.availability.reason)
+    policy = TimingPolicy(min_samples=2, max_time_s=0.01)
+    row = CaseRunner(RunSettings(policy=policy)).row("t", Case(name, PROBLEMS[name].validate()),
+                                                     backend)
+    assert row["status"] == "ok", row["error"]
+    assert row["max_err_lsb"] <= 1
+    assert "kernel=" in row["details"]
