@@ -227,7 +227,24 @@ def _prepare_layout(packed: _Packed, layout: ChannelLayout, x: torch.Tensor,
 
 
 _plans: PlanCache[Autotuned] = PlanCache()
-_local = threading.local()
+_local = threading.local()  # .handles: this thread's cuDNN handle per device
+_handle_streams: dict[int, int] = {}  # the stream each handle was last set to
+
+
+@dataclass(frozen=True)
+class CudnnExecutor:
+    """Runs one autotuned plan on a variant pack, on PyTorch's current stream."""
+
+    graph: Any
+    plan_index: int
+    workspace: torch.Tensor
+    handle: int
+    device: torch.device
+
+    def __call__(self, variant_pack: Pack) -> None:
+        _use_current_stream(self.handle, self.device)
+        self.graph.execute_plan_at_index(variant_pack, self.workspace, self.plan_index,
+                                         self.handle)
 
 
 def executor_for(spec: graphs.GraphSpec, pack: Pack) -> tuple[Executor, dict[str, Any]]:
@@ -246,23 +263,24 @@ def executor_for(spec: graphs.GraphSpec, pack: Pack) -> tuple[Executor, dict[str
     except (cudnn.cudnnGraphNotSupportedError, RuntimeError) as exc:
         raise UnsupportedError(str(exc).strip()) from exc
     workspace = torch.empty(tuned.workspace_size, dtype=torch.uint8, device=device)
-    graph, index = tuned.graph, tuned.plan_index
+    return (CudnnExecutor(tuned.graph, tuned.plan_index, workspace, handle, device),
+            {"plans": tuned.candidates, "runnable": tuned.runnable, "plan": tuned.plan_name})
 
-    def execute(variant_pack: Pack) -> None:
-        stream = torch.cuda.current_stream(device).cuda_stream
-        if stream != _local.streams.get(handle):
-            cudnn.set_stream(handle=handle, stream=stream)
-            _local.streams[handle] = stream
-        graph.execute_plan_at_index(variant_pack, workspace, index, handle)
 
-    return execute, {"plans": tuned.candidates, "runnable": tuned.runnable,
-                     "plan": tuned.plan_name}
+def _use_current_stream(handle: int, device: torch.device) -> None:
+    """Point `handle` at PyTorch's current stream (CUDA-graph capture included), when it moved."""
+    stream = torch.cuda.current_stream(device).cuda_stream
+    if stream != _handle_streams.get(handle):
+        import cudnn
+
+        cudnn.set_stream(handle=handle, stream=stream)
+        _handle_streams[handle] = stream
 
 
 def _handle(cudnn: Any, device: torch.device) -> int:
     """This thread's cuDNN handle for `device` (cuDNN handles must not be shared by threads)."""
     if not hasattr(_local, "handles"):
-        _local.handles, _local.streams = {}, {}
+        _local.handles = {}
     if device not in _local.handles:
         with torch.cuda.device(device):
             _local.handles[device] = cudnn.create_handle()
@@ -271,11 +289,9 @@ def _handle(cudnn: Any, device: torch.device) -> int:
 
 def _plan_timer(pack: Pack, handle: int, runs: int = 10) -> Callable[[Any, int], float]:
     """time_plan(graph, index): median seconds of `runs` runs of one plan, after one warm-up."""
-    import cudnn
-
     def time_plan(graph: Any, index: int) -> float:
         device = pack[graphs.W].device
-        cudnn.set_stream(handle=handle, stream=torch.cuda.current_stream(device).cuda_stream)
+        _use_current_stream(handle, device)
         workspace = torch.empty(graph.get_workspace_size_plan_at_index(index), dtype=torch.uint8,
                                 device=device)
         graph.execute_plan_at_index(pack, workspace, index, handle)
