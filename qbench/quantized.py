@@ -136,6 +136,16 @@ class QuantizedWeight:
         return (self.data.to(dtype) - zero_points.to(dtype)) * scales
 
 
+def nhwc_view(data: torch.Tensor) -> torch.Tensor:
+    """The (N, C, H, W) tensor `data` as a contiguous (N, H, W, C) view, for kernels that index
+    NHWC memory; a ValueError when `data` is not channels_last in memory."""
+    view = data.permute(0, 2, 3, 1)
+    if not view.is_contiguous():
+        raise ValueError("expected a channels_last (NHWC) tensor; backends whose info says "
+                         "channels_last are given such tensors")
+    return view
+
+
 def quantize_output(values: torch.Tensor, output: QuantizedActivation) -> torch.Tensor:
     """Float outputs to `output`'s integers: clamp(round_half_even(v / scale) + zero_point).
 

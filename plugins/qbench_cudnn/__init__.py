@@ -21,6 +21,7 @@ import torch
 
 from qbench import (BackendInfo, ConvParams, ConvProblem, QuantizedActivation, QuantizedWeight,
                     UnsupportedError, Verdict, hookimpl)
+from qbench.quantized import nhwc_view
 from qbench.reference import requantization_terms
 from qbench_cudnn import graph as graphs
 from qbench_cudnn.numerics import (ChannelLayout, finish_output, offsets, output_terms, pack_weight,
@@ -147,14 +148,8 @@ def qbench_prepack(backend: str, weight: QuantizedWeight, bias: torch.Tensor | N
 def qbench_prepare_input(backend: str, input: QuantizedActivation) -> Any:
     if backend != NAME:
         return None
-    return (_nhwc(input.data), input)
+    return (nhwc_view(input.data), input)
 
-
-def _nhwc(data: torch.Tensor) -> torch.Tensor:
-    view = data.permute(0, 2, 3, 1)
-    if not view.is_contiguous():
-        raise ValueError("the cudnn backend needs channels_last (NHWC) tensors")
-    return view
 
 
 def _call(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
@@ -312,7 +307,7 @@ def _apply(packed: _Packed, prepared: Any, output: QuantizedActivation, relu: bo
     last = packed.last
     if (last is None or last.activation is not activation or last.output is not output
             or last.relu is not relu):
-        out = _nhwc(output.data)
+        out = nhwc_view(output.data)
         last = packed.last = _Last(activation, output, relu, out,
                                    _call(packed, x, activation, out, output, relu))
     last.call.run(x, last.out)

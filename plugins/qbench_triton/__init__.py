@@ -17,6 +17,7 @@ import torch
 from qbench import (BackendInfo, ConvParams, ConvProblem, QuantizedActivation, QuantizedWeight,
                     Verdict, hookimpl)
 from qbench.problem import dtype_range
+from qbench.quantized import nhwc_view
 from qbench.reference import requantization_terms
 
 NAME = "triton"
@@ -123,14 +124,8 @@ def qbench_prepack(backend: str, weight: QuantizedWeight, bias: torch.Tensor | N
 def qbench_prepare_input(backend: str, input: QuantizedActivation) -> Any:
     if backend != NAME:
         return None
-    return (_nhwc(input.data), input)
+    return (nhwc_view(input.data), input)
 
-
-def _nhwc(data: torch.Tensor) -> torch.Tensor:
-    view = data.permute(0, 2, 3, 1)
-    if not view.is_contiguous():
-        raise ValueError("the triton backend needs channels_last (NHWC) tensors")
-    return view
 
 
 def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
@@ -168,7 +163,7 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
 
 def _launch(packed: _Packed, prepared: Any, output: QuantizedActivation, relu: bool) -> None:
     x, activation = prepared
-    out = _nhwc(output.data)
+    out = nhwc_view(output.data)
     key = (x.shape, x.device, activation.scale, activation.zero_point, activation.dtype,
            out.shape, output.scale, output.zero_point, output.dtype, relu)
     plan = packed.plans.get(key)
