@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from qbench.compare import label
 from qbench.peaks import peak_for

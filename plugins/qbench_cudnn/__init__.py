@@ -24,8 +24,8 @@ from qbench import (BackendInfo, ConvParams, ConvProblem, QuantizedActivation, Q
 from qbench.quantized import nhwc_view
 from qbench.reference import requantization_terms
 from qbench_cudnn import graph as graphs
-from qbench_cudnn.numerics import (ChannelLayout, finish_output, offsets, output_terms, pack_weight,
-                                   signed_zero_point, stage_input)
+from qbench_cudnn.numerics import (ChannelLayout, finish_output, offsets, output_zero_point,
+                                   pack_weight, signed_zero_point, stage_input)
 from qbench_cudnn.plans import Autotuned, CacheKey, PlanCache, alignment, autotune
 
 NAME = "cudnn"
@@ -151,7 +151,6 @@ def qbench_prepare_input(backend: str, input: QuantizedActivation) -> Any:
     return (nhwc_view(input.data), input)
 
 
-
 def _call(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
           out: torch.Tensor, output: QuantizedActivation, relu: bool) -> _Call:
     key = (x.shape, x.dtype, activation.scale, activation.zero_point, out.shape, output.scale,
@@ -194,7 +193,7 @@ def _prepare_layout(packed: _Packed, layout: ChannelLayout, x: torch.Tensor,
                                                   packed.bias, output.scale)
     offset = offsets(packed.weight, packed.params, h, w,
                      signed_zero_point(activation.zero_point, unsigned_in), bias_terms)
-    zero_point, _ = output_terms(output.zero_point, unsigned_out, layout.out_channels)
+    zero_point = output_zero_point(output.zero_point, unsigned_out, layout.out_channels)
     k_pad = layout.padded_out - layout.out_channels
     constants = [torch.nn.functional.pad(t, (0, 0, 0, 0, 0, k_pad))
                  for t in (offset, multiplier.view(1, -1, 1, 1), zero_point)]

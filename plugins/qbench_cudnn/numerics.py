@@ -65,7 +65,7 @@ class ChannelLayout:
 
 
 def pack_weight(weight: torch.Tensor, layout: ChannelLayout) -> torch.Tensor:
-    """int8 (K, C/g, R, S) weights zero-padded to (K', C'/g, R, S), NHWC (channels_last) in memory."""
+    """int8 (K, C/g, R, S) weights zero-padded to (K', C'/g, R, S), channels_last in memory."""
     k, group_in, r, s = weight.shape
     padded = weight.new_zeros((layout.padded_out, group_in + layout.padded_in - layout.in_channels,
                                r, s))
@@ -100,12 +100,11 @@ def offsets(weight: torch.Tensor, params: ConvParams, height: int, width: int,
     return (bias - x_zero_point * valid).to(torch.float32)
 
 
-def output_terms(out_zero_point: int, unsigned: bool, out_channels: int
-                 ) -> tuple[torch.Tensor, int]:
-    """(the float32 (1, K, 1, 1) zero point the graph adds, that zero point as an int):
-    zp - 128 for a quint8 output, whose int8 result is flipped back afterwards."""
+def output_zero_point(out_zero_point: int, unsigned: bool, out_channels: int) -> torch.Tensor:
+    """The float32 (1, K, 1, 1) zero point the graph adds: zp - 128 for a quint8 output, whose
+    int8 result is flipped back afterwards."""
     zero_point = out_zero_point - SIGN_FLIP if unsigned else out_zero_point
-    return torch.full((1, out_channels, 1, 1), float(zero_point)), zero_point
+    return torch.full((1, out_channels, 1, 1), float(zero_point))
 
 
 def stage_input(x: torch.Tensor, staged: torch.Tensor, unsigned: bool) -> None:

@@ -127,7 +127,6 @@ def qbench_prepare_input(backend: str, input: QuantizedActivation) -> Any:
     return (nhwc_view(input.data), input)
 
 
-
 _modules: dict[tuple[str, tuple[str, ...]], Any] = {}
 _modules_lock = threading.Lock()
 _streams: dict[int, Any] = {}

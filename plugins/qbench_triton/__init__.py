@@ -127,7 +127,6 @@ def qbench_prepare_input(backend: str, input: QuantizedActivation) -> Any:
     return (nhwc_view(input.data), input)
 
 
-
 def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
           out: torch.Tensor, output: QuantizedActivation, relu: bool) -> _Plan:
     from qbench_triton import kernels
