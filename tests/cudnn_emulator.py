@@ -18,13 +18,15 @@ def _view(tensor: torch.Tensor, spec: TensorSpec) -> torch.Tensor:
     return torch.as_strided(tensor, spec.dims, spec.strides, tensor.storage_offset())
 
 
-def emulated_executor_for(channel_multiple: int = 1):
-    """An `executor_for` replacement; like cuDNN's int8 engines, it refuses channel counts that
-    are not multiples of `channel_multiple`."""
+def emulated_executor_for(channel_multiple: int = 1, per_channel_offsets_only: bool = False):
+    """An `executor_for` replacement. As cuDNN's engines may, it refuses channel counts that are
+    not multiples of `channel_multiple` and, if asked, an offset that varies over the image."""
 
     def executor_for(spec: GraphSpec, pack: dict[int, torch.Tensor]):
         if spec.x.dims[1] % channel_multiple or spec.y.dims[1] % channel_multiple:
             raise UnsupportedError(f"emulated: channels must be multiples of {channel_multiple}")
+        if per_channel_offsets_only and spec.offset.dims[2:] != (1, 1):
+            raise UnsupportedError("emulated: no engine for a (1, K, OH, OW) operand")
 
         def execute(variant_pack: dict[int, torch.Tensor]) -> None:
             x = _view(variant_pack[spec.x.uid], spec.x).to(torch.float64)

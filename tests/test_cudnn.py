@@ -27,19 +27,25 @@ from qbench_cudnn.plans import PlanCache, alignment, autotune
 POLICY = TimingPolicy(min_samples=2, max_time_s=0.005)
 
 
-def _on_cpu_with_emulated_cudnn(monkeypatch, channel_multiple: int):
+def _on_cpu_with_emulated_cudnn(monkeypatch, channel_multiple: int,
+                                per_channel_offsets_only: bool = False):
     backend = load_backends()["cudnn"]
     backend = dataclasses.replace(backend, info=dataclasses.replace(backend.info, device="cpu"))
     backend.__dict__["availability"] = Verdict.yes()  # the emulator stands in for the GPU
-    monkeypatch.setattr(qbench_cudnn, "executor_for", emulated_executor_for(channel_multiple))
+    monkeypatch.setattr(qbench_cudnn, "executor_for",
+                        emulated_executor_for(channel_multiple, per_channel_offsets_only))
     return backend
 
 
-@pytest.mark.parametrize("channel_multiple", [1, 4], ids=["unpadded", "padded-to-4"])
+ENGINES = {"any-channels": (1, False), "channels-by-4": (4, False),
+           "per-channel-offsets-only": (1, True), "both-limits": (4, True)}
+
+
+@pytest.mark.parametrize("engines", ENGINES)
 @pytest.mark.parametrize("name", PROBLEMS)
-def test_arithmetic_matches_the_reference_with_cudnn_emulated(name, channel_multiple,
-                                                              monkeypatch):
-    backend = _on_cpu_with_emulated_cudnn(monkeypatch, channel_multiple)
+def test_arithmetic_matches_the_reference_with_cudnn_emulated(name, engines, monkeypatch):
+    channel_multiple, per_channel_offsets_only = ENGINES[engines]
+    backend = _on_cpu_with_emulated_cudnn(monkeypatch, channel_multiple, per_channel_offsets_only)
     problem = PROBLEMS[name].validate()
     row = CaseRunner(RunSettings(policy=POLICY)).row("t", Case(name, problem), backend)
     if problem.weight_zero_point:
@@ -52,9 +58,13 @@ def test_arithmetic_matches_the_reference_with_cudnn_emulated(name, channel_mult
     assert row["status"] == "ok", row["error"]
     assert row["max_err_lsb"] <= 1
     padded = channel_multiple > 1 and (problem.in_channels % 4 or problem.out_channels % 4)
-    assert ("channels=padded" in row["details"]) == bool(padded), row["details"]
+    assert ("channels padded" in row["details"]) == bool(padded), row["details"]
+    signed_zero_point = problem.in_zero_point - (128 if problem.in_dtype == "quint8" else 0)
+    varying = signed_zero_point != 0 and problem.padding != (0, 0)
+    staged_padding = per_channel_offsets_only and varying
+    assert ("spatial padding staged" in row["details"]) == staged_padding, row["details"]
     assert "plan=emulated" in row["details"]
-    staged = padded or problem.in_dtype == "quint8"
+    staged = padded or problem.in_dtype == "quint8" or staged_padding
     assert ("stage_input_us=" in row["details"]) == bool(staged), row["details"]
 
 
@@ -62,8 +72,17 @@ def test_padding_is_used_only_when_cudnn_refuses_the_problems_channels(monkeypat
     backend = _on_cpu_with_emulated_cudnn(monkeypatch, channel_multiple=1)
     case = Case("c30", PROBLEMS["direct-odd-channels"].replace(in_dtype="qint8").validate())
     row = CaseRunner(RunSettings(policy=POLICY)).row("t", case, backend)
-    assert row["status"] == "ok" and "channels=as given" in row["details"]
+    assert row["status"] == "ok"
+    assert "channels as given, spatial padding in the graph" in row["details"]
     assert "stage_input_us" not in row["details"]
+
+
+def test_refusals_of_every_arrangement_are_reported(monkeypatch):
+    backend = _on_cpu_with_emulated_cudnn(monkeypatch, channel_multiple=64)
+    row = CaseRunner(RunSettings(policy=POLICY)).row(
+        "t", Case("odd", PROBLEMS["direct-odd-channels"].validate()), backend)
+    assert row["status"] == "unsupported"
+    assert row["error"].count("multiples of 64") == 4  # 2 channel layouts x 2 paddings
 
 
 def test_offsets_are_exact_at_padded_borders():

@@ -5,13 +5,15 @@ zero points and groups (where cuDNN has an engine), and keeps the fastest plan i
 first that runs. numerics.py holds the arithmetic, graph.py the graph, plans.py the plan cache and
 autotuning; this module wires them to qbench's hooks.
 
-Channels: each problem first tries cuDNN with its own channel counts; only when cuDNN has no plan
-for them are channels padded to multiples of 4 (weights once, activations per call), and that
-per-call padding is timed on its own (`stage_input_us` in the results' details).
+Each problem first tries cuDNN with its own channel counts and its padding in the graph. Only when
+cuDNN has no plan for that are the spatial padding (as the zero point) and then the channels
+(to multiples of 4: weights once, activations per call) written into a staged copy of the
+activations; that per-call staging is timed on its own (`stage_input_us` in the results' details).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +27,8 @@ from qbench.quantized import nhwc_view
 from qbench.reference import requantization_terms
 from qbench_cudnn import graph as graphs
 from qbench_cudnn.numerics import (ChannelLayout, finish_output, offsets, output_zero_point,
-                                   pack_weight, signed_zero_point, stage_input)
+                                   pack_weight, signed_zero_point, stage_input,
+                                   staged_buffer)
 from qbench_cudnn.plans import Autotuned, CacheKey, PlanCache, alignment, autotune
 
 NAME = "cudnn"
@@ -82,8 +85,9 @@ class _Call:
 
     execute: Executor
     pack: Pack  # uid -> tensor; X and Y are set per call
-    staged_input: torch.Tensor | None  # int8 NHWC scratch when the input is padded or flipped
-    staged_output: torch.Tensor | None  # int8 NHWC scratch when the output is padded
+    staged_input: torch.Tensor | None  # int8 NHWC, when the input is padded or flipped
+    staged_padding: tuple[int, int]  # the spatial padding written into staged_input
+    staged_output: torch.Tensor | None  # int8 NHWC, when the output channels are padded
     unsigned_in: bool
     unsigned_out: bool
     details: dict[str, Any]
@@ -91,7 +95,7 @@ class _Call:
     def run(self, x: torch.Tensor, out: torch.Tensor) -> None:
         pack = self.pack
         if self.staged_input is not None:
-            stage_input(x, self.staged_input, self.unsigned_in)
+            stage_input(x, self.staged_input, self.unsigned_in, self.staged_padding)
         else:
             pack[graphs.X] = x
         result = self.staged_output if self.staged_output is not None else out.view(torch.int8)
@@ -104,7 +108,8 @@ class _Call:
         parts: dict[str, Callable[[], None]] = {}
         if self.staged_input is not None:
             staged = self.staged_input
-            parts["stage_input"] = lambda: stage_input(x, staged, self.unsigned_in)
+            parts["stage_input"] = lambda: stage_input(x, staged, self.unsigned_in,
+                                                       self.staged_padding)
         if self.staged_output is not None or self.unsigned_out:
             result = self.staged_output if self.staged_output is not None else out.view(torch.int8)
             parts["finish_output"] = lambda: finish_output(result, out, self.unsigned_out)
@@ -164,60 +169,71 @@ def _call(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
 
 def _prepare_call(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
                   out: torch.Tensor, output: QuantizedActivation, relu: bool) -> _Call:
-    """Constants, buffers and the plan; with the problem's channels if cuDNN takes them, else
-    padded to multiples of 4."""
+    """Constants, buffers and the plan, in the first arrangement cuDNN has a plan for: channels
+    as given, then padded to multiples of 4; spatial padding in the graph, then staged."""
+    zero_point = signed_zero_point(activation.zero_point, activation.dtype == "quint8")
+    varying = zero_point != 0 and packed.params.padding != (0, 0)  # offsets vary over the image
     refusals = []
-    for pad in (False, True):
-        layout = ChannelLayout.of(x.shape[-1], out.shape[-1], packed.params.groups, pad)
-        if pad and not (layout.pads_input or layout.pads_output):
+    for pad_channels in (False, True):
+        layout = ChannelLayout.of(x.shape[-1], out.shape[-1], packed.params.groups, pad_channels)
+        if pad_channels and not (layout.pads_input or layout.pads_output):
             break  # padding would change nothing
-        try:
-            return _prepare_layout(packed, layout, x, activation, out, output, relu)
-        except UnsupportedError as exc:
-            refusals.append(f"{'padded' if pad else 'as given'} ({layout.padded_in} -> "
-                            f"{layout.padded_out} channels): {exc}")
+        for stage_padding in (False, True) if varying else (False,):
+            try:
+                return _prepare_layout(packed, layout, stage_padding, x, activation, out, output,
+                                       relu)
+            except UnsupportedError as exc:
+                refusals.append(f"{_arrangement(layout, stage_padding)}: {exc}")
     raise UnsupportedError("cuDNN has no plan for this problem: " + "; ".join(refusals))
 
 
-def _prepare_layout(packed: _Packed, layout: ChannelLayout, x: torch.Tensor,
+def _arrangement(layout: ChannelLayout, stage_padding: bool) -> str:
+    channels = ("as given" if not (layout.pads_input or layout.pads_output)
+                else f"padded {layout.in_channels}->{layout.padded_in}, "
+                     f"{layout.out_channels}->{layout.padded_out}")
+    return f"channels {channels}, spatial padding {'staged' if stage_padding else 'in the graph'}"
+
+
+def _prepare_layout(packed: _Packed, layout: ChannelLayout, stage_padding: bool, x: torch.Tensor,
                     activation: QuantizedActivation, out: torch.Tensor,
                     output: QuantizedActivation, relu: bool) -> _Call:
-    device = x.device
     n, h, w, _ = x.shape
     _, oh, ow, _ = out.shape
     unsigned_in, unsigned_out = activation.dtype == "quint8", output.dtype == "quint8"
+    x_zero_point = signed_zero_point(activation.zero_point, unsigned_in)
     if layout not in packed.padded_weights:
         packed.padded_weights[layout] = pack_weight(packed.weight, layout)
     weight = packed.padded_weights[layout]
+    params = packed.params
+    graph_padding = (0, 0) if stage_padding else params.padding
     bias_terms, multiplier = requantization_terms(activation.scale, packed.weight_scales,
                                                   packed.bias, output.scale)
-    offset = offsets(packed.weight, packed.params, h, w,
-                     signed_zero_point(activation.zero_point, unsigned_in), bias_terms)
-    zero_point = output_zero_point(output.zero_point, unsigned_out, layout.out_channels)
+    offset = offsets(packed.weight, dataclasses.replace(params, padding=graph_padding), h, w,
+                     x_zero_point, bias_terms)
     k_pad = layout.padded_out - layout.out_channels
     constants = [torch.nn.functional.pad(t, (0, 0, 0, 0, 0, k_pad))
-                 for t in (offset, multiplier.view(1, -1, 1, 1), zero_point)]
-    spec = graphs.describe(
-        (n, layout.padded_in, h, w), tuple(weight.shape), (n, layout.padded_out, oh, ow),
-        offset_varies=offset.shape[-1] > 1, padding=packed.params.padding,
-        stride=packed.params.stride, dilation=packed.params.dilation, relu=relu)
+                 for t in (offset, multiplier.view(1, -1, 1, 1),
+                           output_zero_point(output.zero_point, unsigned_out,
+                                             layout.out_channels))]
+    staged_padding = params.padding if stage_padding else (0, 0)
     staged_input = staged_output = None
-    if layout.pads_input or unsigned_in:
-        staged_input = torch.zeros((n, h, w, layout.padded_in), dtype=torch.int8, device=device)
+    if layout.pads_input or unsigned_in or stage_padding:
+        staged_input = staged_buffer(x, layout.padded_in, staged_padding, x_zero_point)
     if layout.pads_output:
         staged_output = torch.empty((n, oh, ow, layout.padded_out), dtype=torch.int8,
-                                    device=device)
+                                    device=x.device)
+    x_dims = (n, layout.padded_in, h + 2 * staged_padding[0], w + 2 * staged_padding[1])
+    spec = graphs.describe(x_dims, tuple(weight.shape), (n, layout.padded_out, oh, ow),
+                           offset_varies=offset.shape[-1] > 1, padding=graph_padding,
+                           stride=params.stride, dilation=params.dilation, relu=relu)
     pack: Pack = {graphs.W: weight}
-    pack |= {t.uid: c.to(device).contiguous(memory_format=torch.channels_last)
+    pack |= {t.uid: c.to(x.device).contiguous(memory_format=torch.channels_last)
              for t, c in zip((spec.offset, spec.scale, spec.zero_point), constants)}
     pack[graphs.X] = staged_input if staged_input is not None else x
     pack[graphs.Y] = staged_output if staged_output is not None else out.view(torch.int8)
     execute, plan_details = executor_for(spec, pack)
-    channels = ("as given" if layout.padded_in == layout.in_channels and not layout.pads_output
-                else f"padded {layout.in_channels}->{layout.padded_in}, "
-                     f"{layout.out_channels}->{layout.padded_out}")
-    return _Call(execute, pack, staged_input, staged_output, unsigned_in, unsigned_out,
-                 plan_details | {"channels": channels})
+    return _Call(execute, pack, staged_input, staged_padding, staged_output, unsigned_in,
+                 unsigned_out, plan_details | {"arrangement": _arrangement(layout, stage_padding)})
 
 
 _plans: PlanCache[Autotuned] = PlanCache()

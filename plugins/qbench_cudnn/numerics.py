@@ -13,9 +13,14 @@ point and saturates to int8. A quint8 output is computed as int8 with zero point
 bytes flipped back (q ^ 0x80). Weights with non-zero zero points would need a second convolution
 (sum_valid(x) per pixel) and are refused.
 
-Channels: cuDNN's int8 engines want C and K in multiples of 4. Weights are padded once at prepack;
-activations are padded per call into a scratch buffer (zeros in the padded channels), which is also
-where a quint8 input gets its bytes flipped.
+Where offsets vary over the image, cuDNN may find no engine for a (1, K, OH, OW) operand; then the
+spatial padding is written into the staged activations instead, as the zero point, the graph's conv
+runs unpadded, and the offset is per channel again (as in qbench's own kernels, a padded tap then
+reads the zero point and adds nothing).
+
+Channels: cuDNN's int8 engines want C and K in multiples of 4. Weights are padded once; activations
+are padded per call into a staged buffer (the zero point in the padded channels, where the weights
+are 0), which is also where a quint8 input gets its bytes flipped.
 """
 
 from __future__ import annotations
@@ -107,10 +112,23 @@ def output_zero_point(out_zero_point: int, unsigned: bool, out_channels: int) ->
     return torch.full((1, out_channels, 1, 1), float(zero_point))
 
 
-def stage_input(x: torch.Tensor, staged: torch.Tensor, unsigned: bool) -> None:
-    """Write NHWC activations `x` into the int8 NHWC scratch `staged` (C' >= C channels, zeros
-    beyond C, set when it was allocated), flipping quint8 bytes to int8."""
-    target = staged[..., : x.shape[-1]]
+def staged_buffer(x: torch.Tensor, channels: int, padding: tuple[int, int],
+                  zero_point: int) -> torch.Tensor:
+    """An int8 NHWC buffer for `x` (N, H, W, C) with `channels` >= C channels and `padding` rows
+    and columns on each side, filled with the (int8-domain) input zero point."""
+    n, h, w, _ = x.shape
+    ph, pw = padding
+    return torch.full((n, h + 2 * ph, w + 2 * pw, channels), zero_point, dtype=torch.int8,
+                      device=x.device)
+
+
+def stage_input(x: torch.Tensor, staged: torch.Tensor, unsigned: bool,
+                padding: tuple[int, int]) -> None:
+    """Write NHWC activations `x` into the interior of `staged` (see `staged_buffer`; its border
+    and extra channels keep the zero point), flipping quint8 bytes to int8."""
+    _, h, w, c = x.shape
+    ph, pw = padding
+    target = staged[:, ph: ph + h, pw: pw + w, :c]
     if unsigned:
         torch.bitwise_xor(x, SIGN_FLIP, out=target.view(torch.uint8))
     else:
