@@ -160,11 +160,11 @@ def _use_torch_stream() -> None:
 
 def _tune(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation, out: torch.Tensor,
           output: QuantizedActivation, relu: bool) -> _Launch:
-    """Compile the problem's candidate kernels, time each, keep the fastest."""
+    """Compile the problem's candidate kernels, time each, keep the fastest. A candidate that
+    fails to compile or launch is skipped and named in the details; if all fail, RuntimeError."""
     import cupy
-    import numpy as np
 
-    k, _, r, s = packed.weight.shape
+    _, _, r, s = packed.weight.shape
     g = Geometry.of(tuple(x.shape), tuple(out.shape), (r, s), packed.params)
     major, _ = torch.cuda.get_device_capability(x.device)
     kernels = [kernel for kernel in candidates(g, activation.dtype, output.dtype,
@@ -175,33 +175,54 @@ def _tune(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation, out
     scalars = Scalars.of(g, activation.dtype, activation.zero_point, output.dtype,
                          output.zero_point, relu)
     x_view, y_view = cupy.asarray(x), cupy.asarray(out)
+    operands: dict[str, tuple[Any, ...]] = {}  # per weight layout
     timings: dict[int, float] = {}
-    launches: list[_Launch] = []
+    launches: dict[int, _Launch] = {}
+    failures: list[str] = []
     for index, kernel in enumerate(kernels):
-        expressions = tuple(c.expression for c in kernels if c.source == kernel.source)
-        operands = Operands.of(kernel, g, packed.weight, packed.weight_zero_points, bias_terms,
-                               multipliers, scalars)
-        tensors = (operands.weight, operands.w_sums, operands.w_zero_points,
-                   operands.bias_terms, operands.multipliers)
-        grid, block = kernel.launch(g)
-        launch = _Launch(_function(kernel, expressions), grid, block,
-                         (*(cupy.asarray(t) for t in tensors),
-                          *(np.int32(v) for v in operands.ints)),
-                         {"kernel": kernel.expression})
-        launches.append(launch)
-        launch(x_view, y_view)  # warm-up
-        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-                  for _ in range(TUNING_RUNS)]
-        for start, end in events:
-            start.record()
-            launch(x_view, y_view)
-            end.record()
-        torch.cuda.synchronize(x.device)
-        timings[index] = sorted(a.elapsed_time(b) for a, b in events)[TUNING_RUNS // 2]
-    best = min(timings, key=timings.__getitem__)
-    chosen = launches[best]
+        try:
+            if kernel.weight_layout not in operands:
+                operands[kernel.weight_layout] = _device_operands(Operands.of(
+                    kernel, g, packed.weight, packed.weight_zero_points, bias_terms, multipliers,
+                    scalars))
+            grid, block = kernel.launch(g)
+            expressions = tuple(c.expression for c in kernels if c.source == kernel.source)
+            launch = _Launch(_function(kernel, expressions), grid, block,
+                             operands[kernel.weight_layout], {"kernel": kernel.expression})
+            timings[index] = _median_ms(lambda: launch(x_view, y_view), x.device)
+            launches[index] = launch
+        except Exception as exc:  # a broken candidate must not hide the others
+            failures.append(f"{kernel.expression}: {type(exc).__name__}: {exc}")
+    if not timings:
+        raise RuntimeError("no kernel ran: " + "; ".join(failures))
+    chosen = launches[min(timings, key=timings.__getitem__)]
     chosen.details["candidates"] = len(kernels)
+    if failures:
+        chosen.details["failed"] = " | ".join(failures)
     return chosen
+
+
+def _device_operands(operands: Operands) -> tuple[Any, ...]:
+    """The kernel arguments after x, w and y as CuPy takes them: views, then int32 scalars."""
+    import cupy
+    import numpy as np
+
+    tensors = (operands.weight, operands.w_sums, operands.w_zero_points, operands.bias_terms,
+               operands.multipliers)
+    return (*(cupy.asarray(t) for t in tensors), *(np.int32(v) for v in operands.ints))
+
+
+def _median_ms(run: Any, device: torch.device) -> float:
+    """The median of TUNING_RUNS timed runs of `run`, after one untimed run."""
+    run()
+    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+              for _ in range(TUNING_RUNS)]
+    for start, end in events:
+        start.record()
+        run()
+        end.record()
+    torch.cuda.synchronize(device)
+    return sorted(a.elapsed_time(b) for a, b in events)[TUNING_RUNS // 2]
 
 
 def _apply(packed: _Packed, prepared: Any, output: QuantizedActivation, relu: bool) -> None:
