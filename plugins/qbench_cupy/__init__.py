@@ -9,7 +9,9 @@ the fastest is kept for the process: that is first-call cost, never part of the 
 
 from __future__ import annotations
 
+import functools
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -189,7 +191,7 @@ def _tune(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation, out
             expressions = tuple(c.expression for c in kernels if c.source == kernel.source)
             launch = _Launch(_function(kernel, expressions), grid, block,
                              operands[kernel.weight_layout], {"kernel": kernel.expression})
-            timings[index] = _median_ms(lambda: launch(x_view, y_view), x.device)
+            timings[index] = _median_ms(functools.partial(launch, x_view, y_view), x.device)
             launches[index] = launch
         except Exception as exc:  # a broken candidate must not hide the others
             failures.append(f"{kernel.expression}: {type(exc).__name__}: {exc}")
@@ -212,7 +214,7 @@ def _device_operands(operands: Operands) -> tuple[Any, ...]:
     return (*(cupy.asarray(t) for t in tensors), *(np.int32(v) for v in operands.ints))
 
 
-def _median_ms(run: Any, device: torch.device) -> float:
+def _median_ms(run: Callable[[], None], device: torch.device) -> float:
     """The median of TUNING_RUNS timed runs of `run`, after one untimed run."""
     run()
     events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
