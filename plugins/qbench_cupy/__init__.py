@@ -154,8 +154,9 @@ def _use_torch_stream() -> None:
 
     pointer = torch.cuda.current_stream().cuda_stream
     stream = _streams.get(pointer)
-    if stream is None:
-        stream = _streams[pointer] = cupy.cuda.ExternalStream(pointer)
+    if stream is None:  # 0 is the legacy default stream, which cupy calls Stream.null
+        stream = _streams[pointer] = (cupy.cuda.ExternalStream(pointer) if pointer
+                                      else cupy.cuda.Stream.null)
     if cupy.cuda.get_current_stream() is not stream:
         stream.use()
 
