@@ -132,6 +132,7 @@ def qbench_prepare_input(backend: str, input: QuantizedActivation) -> Any:
 _modules: dict[tuple[str, tuple[str, ...]], Any] = {}
 _modules_lock = threading.Lock()
 _streams: dict[int, Any] = {}
+_choices: dict[tuple[Any, ...], str] = {}  # the fastest kernel per problem shape and device
 
 
 def _function(kernel: Kernel, expressions: tuple[str, ...]) -> Any:
@@ -163,16 +164,20 @@ def _use_torch_stream() -> None:
 
 def _tune(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation, out: torch.Tensor,
           output: QuantizedActivation, relu: bool) -> _Launch:
-    """Compile the problem's candidate kernels, time each, keep the fastest. A candidate that
-    fails to compile or launch is skipped and named in the details; if all fail, RuntimeError."""
+    """Compile the problem's candidate kernels, time each, keep the fastest (remembered for the
+    process, per shape and device). A candidate that fails to compile or launch is skipped and
+    named in the details; if all fail, RuntimeError."""
     import cupy
 
     _, _, r, s = packed.weight.shape
     g = Geometry.of(tuple(x.shape), tuple(out.shape), (r, s), packed.params)
-    major, _ = torch.cuda.get_device_capability(x.device)
-    kernels = [kernel for kernel in candidates(g, activation.dtype, output.dtype,
-                                               bool(packed.weight_zero_points.any()))
-               if kernel.tile is None or major >= 8]  # mma.sync m16n8k32 needs sm_80
+    capability = torch.cuda.get_device_capability(x.device)
+    zero_points = bool(packed.weight_zero_points.any())
+    fitting = [kernel for kernel in candidates(g, activation.dtype, output.dtype, zero_points)
+               if kernel.tile is None or capability >= (8, 0)]  # mma.sync m16n8k32: sm_80
+    choice_key = (g, activation.dtype, output.dtype, zero_points, capability)
+    kernels = [kernel for kernel in fitting
+               if choice_key not in _choices or kernel.expression == _choices[choice_key]]
     bias_terms, multipliers = requantization_terms(activation.scale, packed.weight_scales,
                                                    packed.bias, output.scale)
     scalars = Scalars.of(g, activation.dtype, activation.zero_point, output.dtype,
@@ -189,17 +194,21 @@ def _tune(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation, out
                     kernel, g, packed.weight, packed.weight_zero_points, bias_terms, multipliers,
                     scalars))
             grid, block = kernel.launch(g)
-            expressions = tuple(c.expression for c in kernels if c.source == kernel.source)
+            expressions = tuple(c.expression for c in fitting if c.source == kernel.source)
             launch = _Launch(_function(kernel, expressions), grid, block,
                              operands[kernel.weight_layout], {"kernel": kernel.expression})
-            timings[index] = _median_ms(functools.partial(launch, x_view, y_view), x.device)
+            timings[index] = (_median_ms(functools.partial(launch, x_view, y_view), x.device)
+                              if len(kernels) > 1 else 0.0)
             launches[index] = launch
         except Exception as exc:  # a broken candidate must not hide the others
             failures.append(f"{kernel.expression}: {type(exc).__name__}: {exc}")
     if not timings:
         raise RuntimeError("no kernel ran: " + "; ".join(failures))
     chosen = launches[min(timings, key=timings.__getitem__)]
-    chosen.details["candidates"] = len(kernels)
+    _choices[choice_key] = chosen.details["kernel"]
+    chosen.details["candidates"] = len(fitting)
+    if len(kernels) < len(fitting):
+        chosen.details["tuned"] = "earlier in this process"
     if failures:
         chosen.details["failed"] = " | ".join(failures)
     return chosen
