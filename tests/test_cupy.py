@@ -6,15 +6,20 @@ themselves, through the runner."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
+import qbench_cupy
 from conftest import ROOT
+from cupy_fake import make_fake_cupy
 from problems import PROBLEMS
+from qbench import Verdict
 from qbench.inputs import ConvInputs
 from qbench.quantized import ConvParams, QuantizedActivation, QuantizedWeight
 from qbench.reference import reference_conv2d, requantization_terms
@@ -70,14 +75,16 @@ def run_host_check(executable: str, kernel: Kernel, inputs: ConvInputs, out_dtyp
     return y.view(g.n, g.oh, g.ow, g.k).permute(0, 3, 1, 2)
 
 
-def _planned_kernels(inputs: ConvInputs, problem) -> list[Kernel]:
+def _planned_kernels(inputs: ConvInputs, problem, bytewise: bool = False) -> list[Kernel]:
+    """The plan's candidates for `problem`, and with `bytewise` the bytewise direct kernel too
+    (it computes every problem but depthwise)."""
     x_shape = (problem.batch, problem.height, problem.width, problem.in_channels)
     oh, ow = problem.output_size
     g = Geometry.of(x_shape, (problem.batch, oh, ow, problem.out_channels),
                     problem.kernel_size, inputs.params)
     planned = candidates(g, problem.in_dtype, problem.out_dtype,
                          bool(inputs.weight.zero_points.any()))
-    if g.group_in > 1:  # the bytewise direct kernel computes every problem
+    if bytewise and g.group_in > 1:
         planned.append(Kernel("conv_direct.cu", "qbench::conv_direct",
                               (*planned[-1].template_args[:2], 1), "k_r_s_c"))
     return planned
@@ -87,13 +94,53 @@ def _planned_kernels(inputs: ConvInputs, problem) -> list[Kernel]:
 def test_planned_kernels_match_the_reference_on_the_cpu(name, host_check):
     prepared = prepare_case(Case(name, PROBLEMS[name].validate()), seed=7)
     problem = prepared.problem
-    kernels = _planned_kernels(prepared.inputs, problem)
+    kernels = _planned_kernels(prepared.inputs, problem, bytewise=True)
     assert kernels
     for kernel in kernels:
         y = run_host_check(host_check, kernel, prepared.inputs, problem.out_dtype,
                            problem.out_scale, problem.out_zero_point, problem.relu)
         error = (y.to(torch.int16) - prepared.reference_wide).abs().max().item()
         assert error <= 1, f"{kernel.expression}: {error} LSB"
+
+
+def _candidates_of(problem) -> list[Kernel]:
+    oh, ow = problem.output_size
+    params = ConvParams(problem.stride, problem.padding, problem.dilation, problem.groups)
+    g = Geometry.of((problem.batch, problem.height, problem.width, problem.in_channels),
+                    (problem.batch, oh, ow, problem.out_channels), problem.kernel_size, params)
+    return candidates(g, problem.in_dtype, problem.out_dtype, problem.weight_zero_point != 0)
+
+
+@pytest.mark.parametrize("name, pick", [
+    (name, pick) for name, problem in PROBLEMS.items()
+    for pick in range(len(_candidates_of(problem)))])
+def test_the_backend_launches_each_candidate_with_the_right_arguments(name, pick, host_check,
+                                                                      monkeypatch):
+    """The plugin, end to end through the runner, with cupy faked on the CPU (tests/cupy_fake.py)
+    and tuning told to pick candidate `pick`: the output must match the reference."""
+    problem = PROBLEMS[name].validate()
+    fitting = _candidates_of(problem)
+    monkeypatch.setitem(sys.modules, "cupy", make_fake_cupy(host_check))
+    monkeypatch.setattr(qbench_cupy, "_use_torch_stream", lambda: None)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *args: (9, 0))
+    monkeypatch.setattr(qbench_cupy, "_choices", {})
+    timed = []
+
+    def pick_by_order(run, device):
+        run()
+        timed.append(run)
+        return 0.0 if len(timed) - 1 == pick else 1.0
+
+    monkeypatch.setattr(qbench_cupy, "_median_ms", pick_by_order)
+    backend = load_backends()["cupy"]
+    backend = dataclasses.replace(backend, info=dataclasses.replace(backend.info, device="cpu"))
+    backend.__dict__["availability"] = Verdict.yes()  # the fake stands in for the GPU
+    row = CaseRunner(RunSettings(policy=TimingPolicy(min_samples=2, max_time_s=0.005))).row(
+        "t", Case(name, problem), backend)
+    assert row["status"] == "ok", row["error"]
+    assert row["max_err_lsb"] <= 1
+    assert f"kernel={fitting[pick].expression}" in row["details"]
+    assert f"candidates={len(fitting)}" in row["details"]
 
 
 def test_the_plan_picks_the_kernel_that_fits():
