@@ -18,26 +18,37 @@ def _view(tensor: torch.Tensor, spec: TensorSpec) -> torch.Tensor:
     return torch.as_strided(tensor, spec.dims, spec.strides, tensor.storage_offset())
 
 
-def emulated_executor_for(channel_multiple: int = 1, per_channel_offsets_only: bool = False):
+def emulated_executor_for(channel_multiple: int = 1, per_channel_offsets_only: bool = False,
+                          scale_first_only: bool = False):
     """An `executor_for` replacement. As cuDNN's engines may, it refuses channel counts that are
-    not multiples of `channel_multiple` and, if asked, an offset that varies over the image."""
+    not multiples of `channel_multiple` and, if asked, an offset that varies over the image or
+    the "offset first" form of the graph."""
 
     def executor_for(spec: GraphSpec, pack: dict[int, torch.Tensor]):
         if spec.x.dims[1] % channel_multiple or spec.y.dims[1] % channel_multiple:
             raise UnsupportedError(f"emulated: channels must be multiples of {channel_multiple}")
         if per_channel_offsets_only and spec.offset.dims[2:] != (1, 1):
             raise UnsupportedError("emulated: no engine for a (1, K, OH, OW) operand")
+        if scale_first_only and spec.form != "scale first":
+            raise UnsupportedError("emulated: no engine for this pointwise chain")
 
         def execute(variant_pack: dict[int, torch.Tensor]) -> None:
             x = _view(variant_pack[spec.x.uid], spec.x).to(torch.float64)
             w = _view(variant_pack[spec.w.uid], spec.w).to(torch.float64)
             groups = spec.x.dims[1] // spec.w.dims[1]
             value = F.conv2d(x, w, None, spec.stride, spec.padding, spec.dilation, groups)
-            value = value.to(torch.float32) + _view(variant_pack[spec.offset.uid], spec.offset)
-            value = value * _view(variant_pack[spec.scale.uid], spec.scale)
-            if spec.relu:
-                value = value.clamp_min(0)
-            value = value + _view(variant_pack[spec.zero_point.uid], spec.zero_point)
+            value = value.to(torch.float32)
+            offset = _view(variant_pack[spec.offset.uid], spec.offset)
+            scale = _view(variant_pack[spec.scale.uid], spec.scale)
+            if spec.form == "offset first":
+                value = (value + offset) * scale
+                if spec.relu:
+                    value = value.clamp_min(0)
+                value = value + _view(variant_pack[spec.zero_point.uid], spec.zero_point)
+            else:
+                value = value * scale + offset
+                if spec.relu:
+                    value = value.clamp_min(spec.relu_floor)
             y = _view(variant_pack[spec.y.uid], spec.y)
             y.copy_(torch.round(value).clamp_(-128, 127).to(torch.int8))
 

@@ -28,24 +28,28 @@ POLICY = TimingPolicy(min_samples=2, max_time_s=0.005)
 
 
 def _on_cpu_with_emulated_cudnn(monkeypatch, channel_multiple: int,
-                                per_channel_offsets_only: bool = False):
+                                per_channel_offsets_only: bool = False,
+                                scale_first_only: bool = False):
     backend = load_backends()["cudnn"]
     backend = dataclasses.replace(backend, info=dataclasses.replace(backend.info, device="cpu"))
     backend.__dict__["availability"] = Verdict.yes()  # the emulator stands in for the GPU
-    monkeypatch.setattr(qbench_cudnn, "executor_for",
-                        emulated_executor_for(channel_multiple, per_channel_offsets_only))
+    monkeypatch.setattr(qbench_cudnn, "executor_for", emulated_executor_for(
+        channel_multiple, per_channel_offsets_only, scale_first_only))
     return backend
 
 
-ENGINES = {"any-channels": (1, False), "channels-by-4": (4, False),
-           "per-channel-offsets-only": (1, True), "both-limits": (4, True)}
+# what the emulated engines refuse: (channels not multiples of, varying offsets, offset first)
+ENGINES = {"any-channels": (1, False, False), "channels-by-4": (4, False, False),
+           "per-channel-offsets-only": (1, True, False), "scale-first-only": (1, False, True),
+           "every-limit": (4, True, True)}
 
 
 @pytest.mark.parametrize("engines", ENGINES)
 @pytest.mark.parametrize("name", PROBLEMS)
 def test_arithmetic_matches_the_reference_with_cudnn_emulated(name, engines, monkeypatch):
-    channel_multiple, per_channel_offsets_only = ENGINES[engines]
-    backend = _on_cpu_with_emulated_cudnn(monkeypatch, channel_multiple, per_channel_offsets_only)
+    channel_multiple, per_channel_offsets_only, scale_first_only = ENGINES[engines]
+    backend = _on_cpu_with_emulated_cudnn(monkeypatch, channel_multiple, per_channel_offsets_only,
+                                          scale_first_only)
     problem = PROBLEMS[name].validate()
     row = CaseRunner(RunSettings(policy=POLICY)).row("t", Case(name, problem), backend)
     if problem.weight_zero_point:
@@ -64,6 +68,7 @@ def test_arithmetic_matches_the_reference_with_cudnn_emulated(name, engines, mon
     staged_padding = per_channel_offsets_only and varying
     assert ("spatial padding staged" in row["details"]) == staged_padding, row["details"]
     assert "plan=emulated" in row["details"]
+    assert ("scale first" in row["details"]) == scale_first_only, row["details"]
     staged = padded or problem.in_dtype == "quint8" or staged_padding
     assert ("stage_input_us=" in row["details"]) == bool(staged), row["details"]
 
@@ -82,7 +87,7 @@ def test_refusals_of_every_arrangement_are_reported(monkeypatch):
     row = CaseRunner(RunSettings(policy=POLICY)).row(
         "t", Case("odd", PROBLEMS["direct-odd-channels"].validate()), backend)
     assert row["status"] == "unsupported"
-    assert row["error"].count("multiples of 64") == 4  # 2 channel layouts x 2 paddings
+    assert row["error"].count("multiples of 64") == 8  # 2 channel layouts, paddings and forms
 
 
 def test_offsets_are_exact_at_padded_borders():
@@ -154,23 +159,30 @@ class RecordingCudnn:
         self.outputs = []
 
 
-def test_graph_computes_the_conv_in_int32_and_every_pointwise_op_in_float():
+@pytest.mark.parametrize("form, ops", [
+    ("offset first", ["add", "mul", "relu", "add"]),
+    ("scale first", ["mul", "add", "relu"])])
+def test_graph_computes_the_conv_in_int32_and_every_pointwise_op_in_float(form, ops):
     spec = graphs.describe((2, 8, 6, 6), (16, 8, 3, 3), (2, 16, 6, 6), offset_varies=True,
-                           padding=(1, 1), stride=(1, 1), dilation=(1, 1), relu=True)
+                           padding=(1, 1), stride=(1, 1), dilation=(1, 1), relu=True, form=form,
+                           relu_floor=-3.0)
     cudnn = RecordingCudnn()
     graphs.build(spec, cudnn, handle=0)
-    ops = [(name, kw) for name, kw in cudnn.calls if name not in ("pygraph", "tensor")]
-    assert [name for name, _ in ops] == ["conv_fprop", "add", "mul", "relu", "add", "validate",
-                                         "build_operation_graph"]
-    assert ops[0][1]["compute_data_type"] == "INT32"
-    assert all(kw["compute_data_type"] == "FLOAT" for _, kw in ops[1:5])
-    conv_out, y = cudnn.outputs[0], cudnn.outputs[4]
+    calls = [(name, kw) for name, kw in cudnn.calls if name not in ("pygraph", "tensor")]
+    assert [name for name, _ in calls] == ["conv_fprop", *ops, "validate",
+                                           "build_operation_graph"]
+    assert calls[0][1]["compute_data_type"] == "INT32"
+    assert all(kw["compute_data_type"] == "FLOAT" for _, kw in calls[1:1 + len(ops)])
+    conv_out, y = cudnn.outputs[0], cudnn.outputs[len(ops)]
     assert conv_out.attrs["data_type"] == "FLOAT"
     assert y.attrs["output"] is True and y.attrs["data_type"] == "INT8"
     assert y.attrs["stride"] == [6 * 6 * 16, 1, 6 * 16, 16] and y.attrs["uid"] == graphs.Y
     tensors = {kw["name"]: kw for name, kw in cudnn.calls if name == "tensor"}
     assert tensors["x"]["stride"] == [6 * 6 * 8, 1, 6 * 8, 8]
     assert tensors["offset"]["dim"] == [1, 16, 6, 6]
+    assert ("zero_point" in tensors) == (form == "offset first")
+    relu = dict(calls)["relu"]
+    assert relu.get("lower_clip") == (-3.0 if form == "scale first" else None)
 
 
 def test_plan_cache_builds_each_key_once_across_threads():

@@ -27,8 +27,8 @@ from qbench.quantized import nhwc_view
 from qbench.reference import requantization_terms
 from qbench_cudnn import graph as graphs
 from qbench_cudnn.numerics import (ChannelLayout, finish_output, offsets, output_zero_point,
-                                   pack_weight, signed_zero_point, stage_input,
-                                   staged_buffer)
+                                   pack_weight, scale_first_offset, signed_zero_point,
+                                   stage_input, staged_buffer)
 from qbench_cudnn.plans import Autotuned, CacheKey, PlanCache, alignment, autotune
 
 NAME = "cudnn"
@@ -179,23 +179,25 @@ def _prepare_call(packed: _Packed, x: torch.Tensor, activation: QuantizedActivat
         if pad_channels and not (layout.pads_input or layout.pads_output):
             break  # padding would change nothing
         for stage_padding in (False, True) if varying else (False,):
-            try:
-                return _prepare_layout(packed, layout, stage_padding, x, activation, out, output,
-                                       relu)
-            except UnsupportedError as exc:
-                refusals.append(f"{_arrangement(layout, stage_padding)}: {exc}")
+            for form in graphs.FORMS:
+                try:
+                    return _prepare_layout(packed, layout, stage_padding, form, x, activation,
+                                           out, output, relu)
+                except UnsupportedError as exc:
+                    refusals.append(f"{_arrangement(layout, stage_padding, form)}: {exc}")
     raise UnsupportedError("cuDNN has no plan for this problem: " + "; ".join(refusals))
 
 
-def _arrangement(layout: ChannelLayout, stage_padding: bool) -> str:
+def _arrangement(layout: ChannelLayout, stage_padding: bool, form: str) -> str:
     channels = ("as given" if not (layout.pads_input or layout.pads_output)
                 else f"padded {layout.in_channels}->{layout.padded_in}, "
                      f"{layout.out_channels}->{layout.padded_out}")
-    return f"channels {channels}, spatial padding {'staged' if stage_padding else 'in the graph'}"
+    return (f"channels {channels}, spatial padding "
+            f"{'staged' if stage_padding else 'in the graph'}, {form}")
 
 
-def _prepare_layout(packed: _Packed, layout: ChannelLayout, stage_padding: bool, x: torch.Tensor,
-                    activation: QuantizedActivation, out: torch.Tensor,
+def _prepare_layout(packed: _Packed, layout: ChannelLayout, stage_padding: bool, form: str,
+                    x: torch.Tensor, activation: QuantizedActivation, out: torch.Tensor,
                     output: QuantizedActivation, relu: bool) -> _Call:
     n, h, w, _ = x.shape
     _, oh, ow, _ = out.shape
@@ -210,11 +212,14 @@ def _prepare_layout(packed: _Packed, layout: ChannelLayout, stage_padding: bool,
                                                   packed.bias, output.scale)
     offset = offsets(packed.weight, dataclasses.replace(params, padding=graph_padding), h, w,
                      x_zero_point, bias_terms)
+    zero_point = output_zero_point(output.zero_point, unsigned_out, layout.out_channels)
+    if form == graphs.FORMS[0]:
+        operands = (offset, multiplier.view(1, -1, 1, 1), zero_point)
+    else:
+        operands = (scale_first_offset(offset, multiplier, zero_point),
+                    multiplier.view(1, -1, 1, 1))
     k_pad = layout.padded_out - layout.out_channels
-    constants = [torch.nn.functional.pad(t, (0, 0, 0, 0, 0, k_pad))
-                 for t in (offset, multiplier.view(1, -1, 1, 1),
-                           output_zero_point(output.zero_point, unsigned_out,
-                                             layout.out_channels))]
+    constants = [torch.nn.functional.pad(t, (0, 0, 0, 0, 0, k_pad)) for t in operands]
     staged_padding = params.padding if stage_padding else (0, 0)
     staged_input = staged_output = None
     if layout.pads_input or unsigned_in or stage_padding:
@@ -225,15 +230,17 @@ def _prepare_layout(packed: _Packed, layout: ChannelLayout, stage_padding: bool,
     x_dims = (n, layout.padded_in, h + 2 * staged_padding[0], w + 2 * staged_padding[1])
     spec = graphs.describe(x_dims, tuple(weight.shape), (n, layout.padded_out, oh, ow),
                            offset_varies=offset.shape[-1] > 1, padding=graph_padding,
-                           stride=params.stride, dilation=params.dilation, relu=relu)
+                           stride=params.stride, dilation=params.dilation, relu=relu, form=form,
+                           relu_floor=float(zero_point[0, 0, 0, 0]))
     pack: Pack = {graphs.W: weight}
     pack |= {t.uid: c.to(x.device).contiguous(memory_format=torch.channels_last)
-             for t, c in zip((spec.offset, spec.scale, spec.zero_point), constants)}
+             for t, c in zip(spec.inputs[2:], constants)}
     pack[graphs.X] = staged_input if staged_input is not None else x
     pack[graphs.Y] = staged_output if staged_output is not None else out.view(torch.int8)
     execute, plan_details = executor_for(spec, pack)
     return _Call(execute, pack, staged_input, staged_padding, staged_output, unsigned_in,
-                 unsigned_out, plan_details | {"arrangement": _arrangement(layout, stage_padding)})
+                 unsigned_out,
+                 plan_details | {"arrangement": _arrangement(layout, stage_padding, form)})
 
 
 _plans: PlanCache[Autotuned] = PlanCache()

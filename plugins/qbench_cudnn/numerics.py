@@ -112,6 +112,15 @@ def output_zero_point(out_zero_point: int, unsigned: bool, out_channels: int) ->
     return torch.full((1, out_channels, 1, 1), float(zero_point))
 
 
+def scale_first_offset(offset: torch.Tensor, multiplier: torch.Tensor,
+                       zero_point: torch.Tensor) -> torch.Tensor:
+    """The "scale first" graph's offset: f32(f32(offset * M) + zero point), (1, K, ., .) float32.
+
+    That graph computes f32(acc) * M + offset': the same value as the reference's
+    (f32(acc) + offset) * M + zero point, rounded in another order (within 1 LSB)."""
+    return offset * multiplier.view(1, -1, 1, 1) + zero_point
+
+
 def staged_buffer(x: torch.Tensor, channels: int, padding: tuple[int, int],
                   zero_point: int) -> torch.Tensor:
     """An int8 NHWC buffer for `x` (N, H, W, C) with `channels` >= C channels and `padding` rows
