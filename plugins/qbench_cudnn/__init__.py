@@ -173,7 +173,7 @@ def _prepare_call(packed: _Packed, x: torch.Tensor, activation: QuantizedActivat
     as given, then padded to multiples of 4; spatial padding in the graph, then staged."""
     zero_point = signed_zero_point(activation.zero_point, activation.dtype == "quint8")
     varying = zero_point != 0 and packed.params.padding != (0, 0)  # offsets vary over the image
-    refusals = []
+    refusals: dict[str, list[str]] = {}  # cuDNN's reason -> the arrangements it refused
     for pad_channels in (False, True):
         layout = ChannelLayout.of(x.shape[-1], out.shape[-1], packed.params.groups, pad_channels)
         if pad_channels and not (layout.pads_input or layout.pads_output):
@@ -184,8 +184,11 @@ def _prepare_call(packed: _Packed, x: torch.Tensor, activation: QuantizedActivat
                     return _prepare_layout(packed, layout, stage_padding, form, x, activation,
                                            out, output, relu)
                 except UnsupportedError as exc:
-                    refusals.append(f"{_arrangement(layout, stage_padding, form)}: {exc}")
-    raise UnsupportedError("cuDNN has no plan for this problem: " + "; ".join(refusals))
+                    refusals.setdefault(str(exc), []).append(
+                        _arrangement(layout, stage_padding, form))
+    raise UnsupportedError("cuDNN has no plan for this problem: " + "; ".join(
+        f"{reason} ({len(arrangements)} arrangement{'s' * (len(arrangements) > 1)}: "
+        f"{' | '.join(arrangements)})" for reason, arrangements in refusals.items()))
 
 
 def _arrangement(layout: ChannelLayout, stage_padding: bool, form: str) -> str:
