@@ -207,14 +207,26 @@ def test_unavailable_without_cupy_or_gpu_says_what_it_needs():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("name", PROBLEMS)
-def test_kernels_on_the_gpu_match_the_reference(name):
+@pytest.mark.parametrize("name, pick", [
+    (name, pick) for name, problem in PROBLEMS.items()
+    for pick in range(len(_candidates_of(problem)))])
+def test_every_candidate_kernel_on_the_gpu_matches_the_reference(name, pick, monkeypatch):
+    """Each kernel tuning may choose, forced in turn, on the GPU: not only the fastest."""
     backend = load_backends()["cupy"]
     if not backend.availability.ok:
         pytest.skip(backend.availability.reason)
+    problem = PROBLEMS[name].validate()
+    timed = []
+
+    def pick_by_order(run, device):
+        run()
+        timed.append(run)
+        return 0.0 if len(timed) - 1 == pick else 1.0
+
+    monkeypatch.setattr(qbench_cupy, "_median_ms", pick_by_order)
+    monkeypatch.setattr(qbench_cupy, "_choices", {})
     policy = TimingPolicy(min_samples=2, max_time_s=0.01)
-    row = CaseRunner(RunSettings(policy=policy)).row("t", Case(name, PROBLEMS[name].validate()),
-                                                     backend)
+    row = CaseRunner(RunSettings(policy=policy)).row("t", Case(name, problem), backend)
     assert row["status"] == "ok", row["error"]
     assert row["max_err_lsb"] <= 1
-    assert "kernel=" in row["details"]
+    assert f"kernel={_candidates_of(problem)[pick].expression}" in row["details"]
