@@ -190,6 +190,9 @@ def test_every_kernel_compiles_for_sm80_and_sm90_without_warnings_or_spills(caps
     assert len(usage) == 2 * len(every_kernel())
     assert all("spills 0+0 B" in line for line in usage)
     assert any(line.startswith("sm_90") and "conv_mma" in line for line in usage)
+    if shutil.which("c++filt"):  # every specialisation the plan can choose, by name
+        compiled = {line.split(" ", 1)[1].rsplit(":", 1)[0] for line in usage}
+        assert compiled == {kernel.expression for kernel in every_kernel()}
 
 
 def test_int32_limits_refuse_what_would_overflow():

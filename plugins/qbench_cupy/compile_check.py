@@ -42,12 +42,20 @@ def compile_for(capability: int, workdir: Path) -> subprocess.CompletedProcess[s
     return subprocess.run(command, capture_output=True, text=True, check=False)
 
 
+def demangle(symbol: str) -> str:
+    """`qbench::conv_mma<...>` for a mangled kernel name (the name itself without c++filt)."""
+    if shutil.which("c++filt") is None:
+        return symbol
+    result = subprocess.run(["c++filt", symbol], capture_output=True, text=True, check=False)
+    return result.stdout.strip().removeprefix("void ").split("(")[0] or symbol
+
+
 def resource_usage(ptxas_log: str) -> list[str]:
-    """One line per compiled kernel: function, architecture, registers, shared memory, spills."""
+    """One line per compiled kernel: architecture, kernel, registers, shared memory, spills."""
     lines, entry = [], None
     for line in ptxas_log.splitlines():
         if match := _PTXAS_ENTRY.search(line):
-            entry = f"{match.group(2)} {match.group(1)}"
+            entry = f"{match.group(2)} {demangle(match.group(1))}"
         elif entry and (match := _PTXAS_SPILLS.search(line)):
             spills = f"spills {match.group(1)}+{match.group(2)} B"
         elif entry and (match := _PTXAS_USAGE.search(line)):
