@@ -39,8 +39,8 @@ def effective_scales(x_scale: float, w_scales: torch.Tensor) -> torch.Tensor:
 
 def requantization_terms(x_scale: float, w_scales: torch.Tensor, bias: torch.Tensor | None,
                          out_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(f32(b[k] / aw[k]), M[k] = f32(aw[k] / s_y)) on the CPU, float32, as `requantize` uses them:
-    what a backend's epilogue adds to f32(acc) and then multiplies by (zeros when there is no bias)."""
+    """(f32(b[k] / aw[k]), M[k] = f32(aw[k] / s_y)), float32 on the CPU, as `requantize` uses
+    them: what an epilogue adds to f32(acc) and then multiplies by (zeros when there is no bias)."""
     aw = effective_scales(x_scale, w_scales.cpu())
     multiplier = aw / torch.tensor(out_scale, dtype=torch.float32)
     if bias is None:

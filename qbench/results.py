@@ -12,7 +12,7 @@ import pandas as pd
 
 from qbench.errors import QbenchError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the `details` column
 STATUSES = ("ok", "mismatch", "mistrusted", "unsupported", "unavailable", "error")
 FAILING_STATUSES = ("mismatch", "error")
 COLUMNS = (

@@ -1,9 +1,9 @@
-// Runs the cupy backend's __host__ __device__ functions (conv_common.cuh) on the CPU, as the kernels
-// run them per output element, so that the tests can compare them with the exact reference.
+// Runs the cupy backend's __host__ __device__ functions (conv_common.cuh) on the CPU, as the
+// kernels run them per output element, so that the tests can compare them with the reference.
 //
 // stdin, little-endian: int32 kind (0 direct, 1 depthwise, 2 tensor-core GEMM view), x_unsigned,
-// out_unsigned, vec (direct: 1 or 4), then the kernels' 22 int arguments (Geometry, padded_group_in,
-// x_zero_point, out_zero_point, lo, hi); then x (N*H*W*C bytes, NHWC), the packed weights
+// out_unsigned, vec (direct: 1 or 4), then the kernels' 22 int arguments (Geometry,
+// padded_group_in, x_zero_point, out_zero_point, lo, hi); then x (N*H*W*C bytes, NHWC), the packed weights
 // (K*R*S*C/g bytes, or K*R*S*padded_group_in for the GEMM view), w_sums int32[K],
 // w_zero_points int32[K], bias_terms float[K], multipliers float[K].
 // stdout: y, N*OH*OW*K bytes, NHWC.
