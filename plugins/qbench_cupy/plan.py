@@ -20,7 +20,7 @@ C_TYPES = {"quint8": "unsigned char", "qint8": "signed char"}
 SIGN_FLIP = 128  # quint8 bytes are used as int8 bytes v ^ 0x80 = v - 128
 MMA_DEPTH = 32  # channels per tensor-core step (m16n8k32)
 MMA_MIN_GROUP_IN = 16  # below this a 32-deep MMA step is mostly padding: the direct kernel runs
-DIRECT_THREADS = 256
+DIRECT_THREADS = 256  # the direct and depthwise kernels' __launch_bounds__
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,6 @@ class Tile:
     @property
     def threads(self) -> int:
         return 32 * self.warps_m * self.warps_n
-
 
     def pieces_per_thread(self, width: int) -> int:
         """Activation pieces of `width` bytes each thread loads per 32-channel step."""
