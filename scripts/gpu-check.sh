@@ -2,6 +2,9 @@
 # One prepared call on a GPU machine: install qbench over the machine's own torch, run the GPU tests,
 # then the suites on the CUDA backends; everything lands in $OUT/gpu-check.tgz (one file, so that
 # it comes back from the device tool) besides the log on stdout. Without $OUT: ./gpu-out.
+# The archive is rewritten after every step, and each step gets what is left of
+# QBENCH_GPU_BUDGET_S seconds (default 540, inside the device tool's 600 s per command), so a slow
+# step costs the steps after it, never what was already measured. Steps run most important first.
 # Missing wheels may be carried in .whl/ (git-ignored) and are installed first. The device image has
 # no nvidia-cudnn-frontend; fetch it here with
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
@@ -17,20 +20,35 @@ if compgen -G ".whl/*.whl" > /dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
     export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
+deadline=$((SECONDS + ${QBENCH_GPU_BUDGET_S:-540}))
+
+# step NAME COMMAND...: run COMMAND with what is left of the budget, its output in $WORK/NAME.txt,
+# then rewrite the archive.
+step() {
+    local name=$1 left=$((deadline - SECONDS))
+    shift
+    if [ "$left" -le 15 ]; then
+        echo "$name: not run, the time budget is spent" | tee -a "$WORK/skipped.txt"
+        return
+    fi
+    timeout -s INT -k 15 "$left" "$@" 2>&1 | tee "$WORK/$name.txt"  # SIGINT: qbench and pytest
+    # keep what they finished (qbench writes its report)
+    tar -czf "$OUT/gpu-check.tgz" -C "$WORK" .
+}
+
 python3 -m pip install -q --no-deps --no-build-isolation -e . || exit 1
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu \
-    --format=csv | tee "$WORK/gpu.txt"
-python3 -m qbench backends | tee "$WORK/backends.txt"
+step gpu nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu \
+    --format=csv
+step backends python3 -m qbench backends
 # the GPU tests, and the backend, API and timing tests that run compiled on a GPU (the device image
 # has no hypothesis, which the reference tests need; they ran in CI)
-python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_triton.py tests/test_cudnn.py \
-    tests/test_cupy.py tests/test_api.py tests/test_measurement.py 2>&1 | tee "$WORK/pytest-gpu.txt"
-# qbench's own cost per call over the bare cuDNN plan and the bare kernel launch
-python3 -m pytest -q -p no:cacheprovider benchmarks/test_gpu_overhead.py \
-    --benchmark-group-by=group --benchmark-json "$WORK/overhead.json" 2>&1 | tee "$WORK/overhead.txt"
+step pytest-gpu python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_triton.py \
+    tests/test_cudnn.py tests/test_cupy.py tests/test_api.py tests/test_measurement.py
 for suite in resnet padding depthwise grouped; do
-    python3 -m qbench run "suites/$suite.toml" --device cuda --out "$WORK/$suite" \
-        --backends "${QBENCH_GPU_BACKENDS:-torch-cuda,torch-fp16,triton,cudnn,cupy}" \
-        2>&1 | tee "$WORK/$suite.txt"
+    step "$suite" python3 -m qbench run "suites/$suite.toml" --device cuda --out "$WORK/$suite" \
+        --backends "${QBENCH_GPU_BACKENDS:-torch-cuda,torch-fp16,triton,cudnn,cupy}"
 done
-tar -czf "$OUT/gpu-check.tgz" -C "$WORK" .
+# qbench's own cost per call over the bare cuDNN plan and the bare kernel launch
+step overhead python3 -m pytest -q -p no:cacheprovider benchmarks/test_gpu_overhead.py \
+    --benchmark-group-by=group --benchmark-json "$WORK/overhead.json"
+tar -czf "$OUT/gpu-check.tgz" -C "$WORK" .  # with skipped.txt, if steps were skipped
