@@ -27,7 +27,7 @@ def make_fake_cupy(host_check: str) -> types.ModuleType:
             assert all(isinstance(v, np.int32) for v in ints) and len(ints) == 22
             assert x.dtype == (torch.uint8 if UNSIGNED[self.template_args[0]] else torch.int8)
             assert y.dtype == (torch.uint8 if UNSIGNED[self.template_args[1]] else torch.int8)
-            vector = int(self.template_args[2]) if self.kind == 0 else 0
+            vector = int(self.template_args[2]) if self.kind in (0, 1) else 0
             header = np.array([self.kind, UNSIGNED[self.template_args[0]],
                                UNSIGNED[self.template_args[1]], vector, *ints], dtype="<i4")
             blob = b"".join([header.tobytes(), x.numpy().tobytes(), w.numpy().tobytes(),

@@ -62,7 +62,7 @@ def run_host_check(executable: str, kernel: Kernel, inputs: ConvInputs, out_dtyp
                          out_zero_point, relu)
     operands = Operands.of(kernel, g, weight.data, weight.zero_points, bias_terms, multipliers,
                            scalars)
-    vector = kernel.template_args[2] if kernel.source == "conv_direct.cu" else 0
+    vector = 0 if kernel.source == "conv_mma.cu" else kernel.template_args[2]
     header = np.array([KINDS[kernel.source], inputs.input.dtype == "quint8",
                        out_dtype == "quint8", vector, *operands.ints], dtype="<i4")
     blob = b"".join([header.tobytes(), x.numpy().tobytes(), operands.weight.numpy().tobytes(),
@@ -152,7 +152,8 @@ def test_the_plan_picks_the_kernel_that_fits():
     assert kinds(64, 64, 1)[0] == "conv_mma.cu"
     assert kinds(64, 64, 1, zero_points=True) == ["conv_direct.cu"]
     assert kinds(3, 64, 1) == ["conv_direct.cu"]  # conv1: 3 channels
-    assert kinds(128, 128, 128) == ["conv_depthwise.cu"]
+    assert kinds(128, 128, 128) == ["conv_depthwise.cu"] * 2  # 4 channels a thread, and 1
+    assert kinds(6, 12, 6) == ["conv_depthwise.cu"]  # a channel multiplier: 1 a thread
     assert kinds(128, 128, 32) == ["conv_direct.cu"]  # ResNeXt: 4 channels per group
     assert kinds(30, 30, 1) == ["conv_direct.cu"]
 

@@ -104,6 +104,7 @@ class Kernel:
     template_args: tuple[str | int, ...]
     weight_layout: str  # "k_r_s_c", "r_s_k" or "k_r_s_cpad"
     tile: Tile | None = None
+    outputs_per_thread: int = 1  # kernels without a tile
 
     @property
     def expression(self) -> str:
@@ -113,7 +114,8 @@ class Kernel:
     def launch(self, g: Geometry) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """(grid, block) for problem `g`."""
         if self.tile is None:
-            return (-(-g.pixels * g.k // DIRECT_THREADS),), (DIRECT_THREADS,)
+            threads = g.pixels * g.k // self.outputs_per_thread
+            return (-(-threads // DIRECT_THREADS),), (DIRECT_THREADS,)
         t = self.tile
         return (-(-g.pixels // t.bm), -(-g.group_out // t.bn), g.groups), (t.threads,)
 
@@ -130,13 +132,19 @@ def candidates(g: Geometry, x_dtype: str, out_dtype: str,
                weight_zero_points: bool) -> list[Kernel]:
     """The kernels that compute `g`, best guess first; autotuning times them all.
 
-    depthwise (C/g = 1): its own kernel. Tensor cores when C/g >= 16 is a multiple of 4 and the
-    weights have no zero points, with the direct dp4a kernel as a contender (it wins on tiny
-    problems). Otherwise the direct kernel: dp4a when channels come in fours, else bytewise.
+    depthwise (C/g = 1): its own kernel, four channels per thread when each channel has one filter
+    and C is a multiple of 4, with one per thread as a contender. Tensor cores when C/g >= 16 is a
+    multiple of 4 and the weights have no zero points, with the direct dp4a kernel as a contender
+    (it wins on tiny problems). Otherwise the direct kernel: dp4a when channels come in fours,
+    else bytewise.
     """
     types = (C_TYPES[x_dtype], C_TYPES[out_dtype])
     if g.group_in == 1:
-        return [Kernel("conv_depthwise.cu", "qbench::conv_depthwise", types, "r_s_k")]
+        one = Kernel("conv_depthwise.cu", "qbench::conv_depthwise", (*types, 1), "r_s_k")
+        if g.group_out == 1 and g.c % 4 == 0:
+            return [Kernel("conv_depthwise.cu", "qbench::conv_depthwise", (*types, 4), "r_s_k",
+                           outputs_per_thread=4), one]
+        return [one]
     width = vector_width(g)
     direct = Kernel("conv_direct.cu", "qbench::conv_direct", (*types, 4 if width >= 4 else 1),
                     "k_r_s_c")

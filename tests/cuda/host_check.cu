@@ -2,7 +2,7 @@
 // kernels run them per output element, so that the tests can compare them with the reference.
 //
 // stdin, little-endian: int32 kind (0 direct, 1 depthwise, 2 tensor-core GEMM view), x_unsigned,
-// out_unsigned, vec (direct: 1 or 4), then the kernels' 22 int arguments (Geometry,
+// out_unsigned, vec (direct and depthwise: 1 or 4), then the kernels' 22 int arguments (Geometry,
 // padded_group_in, x_zero_point, out_zero_point, lo, hi); then x (N*H*W*C bytes, NHWC), the packed weights
 // (K*R*S*C/g bytes, or K*R*S*padded_group_in for the GEMM view), w_sums int32[K],
 // w_zero_points int32[K], bias_terms float[K], multipliers float[K].
@@ -42,6 +42,12 @@ int accumulate(const Inputs& in, int m, int k) {
   const XT* x = reinterpret_cast<const XT*>(in.x.data());
   int n, oh, ow;
   qbench::pixel_of(m, g, n, oh, ow);
+  if (in.kind == 1 && in.vec == 4) {  // the four channels a thread computes together
+    int acc[4];
+    qbench::depthwise_accumulate4<XT>(x, in.w.data(), g, n, oh, ow, k - k % 4, in.x_zero_point,
+                                      in.w_zero_points.data(), acc);
+    return acc[k % 4];
+  }
   if (in.kind == 1) {
     return qbench::depthwise_accumulate<XT>(x, in.w.data(), g, n, oh, ow, k, in.x_zero_point,
                                             in.w_zero_points[k]);

@@ -165,6 +165,32 @@ __host__ __device__ inline int depthwise_accumulate(const XT* x, const signed ch
   return acc;
 }
 
+// Four neighbouring depthwise outputs, channels k..k+3 (k a multiple of 4), when each channel has
+// its own filter (C/g = K/g = 1) and C is a multiple of 4: one 4-byte load of x and of the
+// [R][S][K] weights per tap serves all four.
+template <typename XT>
+__host__ __device__ inline void depthwise_accumulate4(const XT* x, const signed char* w,
+                                                      const Geometry& g, int n, int oh, int ow,
+                                                      int k, int x_zero_point,
+                                                      const int* w_zero_points, int (&acc)[4]) {
+  for (int lane = 0; lane < 4; ++lane) acc[lane] = 0;
+  for (int r = 0; r < g.r; ++r) {
+    const int ih = oh * g.stride_h - g.pad_h + r * g.dil_h;
+    for (int s = 0; s < g.s; ++s) {
+      const int iw = ow * g.stride_w - g.pad_w + s * g.dil_w;
+      const XT* xp = input_at(x, g, n, ih, iw, k, 0);  // group k: input channel k
+      if (xp == nullptr) continue;
+      const unsigned int xv = load_word(xp) ^ Bytes<XT>::flip;
+      const unsigned int wv = load_word(w + (r * g.s + s) * g.k + k);
+      for (int lane = 0; lane < 4; ++lane) {
+        acc[lane] += (static_cast<signed char>((xv >> (8 * lane)) & 0xffu) - x_zero_point) *
+                     (static_cast<signed char>((wv >> (8 * lane)) & 0xffu) -
+                      w_zero_points[k + lane]);
+      }
+    }
+  }
+}
+
 // The tensor-core kernel's view: an implicit GEMM whose rows are output pixels and whose reduction
 // runs over taps and then channels, channels padded to `cp` (a multiple of 32) in the weights
 // [K][R][S][cp] (zeros beyond C/g). At a padded tap the activation byte is the zero point, so
