@@ -24,6 +24,7 @@ import torch
 from qbench import (BackendInfo, ConvParams, ConvProblem, QuantizedActivation, QuantizedWeight,
                     UnsupportedError, Verdict, hookimpl)
 from qbench.quantized import nhwc_view
+from qbench.timing import current_stream_pointer
 from qbench.reference import requantization_terms
 from qbench_cudnn import graph as graphs
 from qbench_cudnn.numerics import (ChannelLayout, finish_output, offsets, output_zero_point,
@@ -92,26 +93,31 @@ class _Call:
     unsigned_out: bool
     details: dict[str, Any]
 
-    def run(self, x: torch.Tensor, out: torch.Tensor) -> None:
+    def result_for(self, out: torch.Tensor) -> torch.Tensor:
+        """Where the graph writes for NHWC output `out`: the staged output, or `out` as int8."""
+        return self.staged_output if self.staged_output is not None else out.view(torch.int8)
+
+    def run(self, x: torch.Tensor, out: torch.Tensor, result: torch.Tensor) -> None:
+        """One call: stage x if need be, run the plan into `result` (see result_for), finish."""
         pack = self.pack
         if self.staged_input is not None:
             stage_input(x, self.staged_input, self.unsigned_in, self.staged_padding)
         else:
             pack[graphs.X] = x
-        result = self.staged_output if self.staged_output is not None else out.view(torch.int8)
         pack[graphs.Y] = result
         self.execute(pack)
         if self.staged_output is not None or self.unsigned_out:
             finish_output(result, out, self.unsigned_out)
 
-    def parts(self, x: torch.Tensor, out: torch.Tensor) -> dict[str, Callable[[], None]]:
+    def parts(self, x: torch.Tensor, out: torch.Tensor,
+              result: torch.Tensor) -> dict[str, Callable[[], None]]:
+        """The per-call staging of `run`, each on its own (see the qbench_parts hook)."""
         parts: dict[str, Callable[[], None]] = {}
         if self.staged_input is not None:
             staged = self.staged_input
             parts["stage_input"] = lambda: stage_input(x, staged, self.unsigned_in,
                                                        self.staged_padding)
         if self.staged_output is not None or self.unsigned_out:
-            result = self.staged_output if self.staged_output is not None else out.view(torch.int8)
             parts["finish_output"] = lambda: finish_output(result, out, self.unsigned_out)
         return parts
 
@@ -125,6 +131,7 @@ class _Last:
     output: QuantizedActivation
     relu: bool
     out: torch.Tensor  # output.data as NHWC
+    result: torch.Tensor  # call.result_for(out)
     call: _Call
 
 
@@ -289,7 +296,7 @@ def executor_for(spec: graphs.GraphSpec, pack: Pack) -> tuple[Executor, dict[str
 
 def _use_current_stream(handle: int, device: torch.device) -> None:
     """Point `handle` at PyTorch's current stream (CUDA-graph capture included), when it moved."""
-    stream = torch.cuda.current_stream(device).cuda_stream
+    stream = current_stream_pointer(device.index or 0)
     if stream != _handle_streams.get(handle):
         import cudnn
 
@@ -333,9 +340,9 @@ def _apply(packed: _Packed, prepared: Any, output: QuantizedActivation, relu: bo
     if (last is None or last.activation is not activation or last.output is not output
             or last.relu is not relu):
         out = nhwc_view(output.data)
-        last = packed.last = _Last(activation, output, relu, out,
-                                   _call(packed, x, activation, out, output, relu))
-    last.call.run(x, last.out)
+        call = _call(packed, x, activation, out, output, relu)
+        last = packed.last = _Last(activation, output, relu, out, call.result_for(out), call)
+    last.call.run(x, last.out, last.result)
 
 
 @hookimpl
@@ -363,4 +370,5 @@ def qbench_parts(backend: str, packed: Any, input: Any,
                  output: QuantizedActivation) -> dict[str, Any] | None:
     if backend != NAME or packed.last is None:
         return None
-    return packed.last.call.parts(input[0], packed.last.out)
+    last = packed.last
+    return last.call.parts(input[0], last.out, last.result)

@@ -20,6 +20,7 @@ import torch
 from qbench import (BackendInfo, ConvParams, ConvProblem, QuantizedActivation, QuantizedWeight,
                     Verdict, hookimpl)
 from qbench.quantized import nhwc_view
+from qbench.timing import current_stream_pointer
 from qbench.reference import requantization_terms
 from qbench_cupy.plan import (KERNEL_DIR, Geometry, Kernel, Operands, Scalars, candidates,
                               int32_limits)
@@ -153,7 +154,7 @@ def _use_torch_stream() -> None:
     """Make cupy launch on PyTorch's current stream (CUDA-graph capture included)."""
     import cupy
 
-    pointer = torch.cuda.current_stream().cuda_stream
+    pointer = current_stream_pointer(torch.cuda.current_device())
     stream = _streams.get(pointer)
     if stream is None:  # 0 is the legacy default stream, which cupy calls Stream.null
         stream = _streams[pointer] = (cupy.cuda.ExternalStream(pointer) if pointer
