@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 from dataclasses import dataclass
 from typing import Literal
 
@@ -49,3 +51,20 @@ class Verdict:
     @classmethod
     def no(cls, reason: str) -> Verdict:
         return cls(False, reason)
+
+
+@functools.cache
+def _distributions() -> dict[str, list[str]]:
+    return importlib.metadata.packages_distributions()
+
+
+def installed_version(module: str) -> str:
+    """The version of the installed distribution that provides the top-level import package
+    `module` (e.g. "cudnn" -> nvidia-cudnn-frontend's), or "" when there is none. Imports nothing,
+    so a plugin's `qbench_backends` can report versions cheaply."""
+    for name in _distributions().get(module, []):
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return ""

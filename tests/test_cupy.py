@@ -103,6 +103,19 @@ def test_planned_kernels_match_the_reference_on_the_cpu(name, host_check):
         assert error <= 1, f"{kernel.expression}: {error} LSB"
 
 
+def _force_candidate(monkeypatch, pick: int) -> None:
+    """Make the backend's tuning choose its `pick`-th candidate kernel (all still run once)."""
+    timed = []
+
+    def pick_by_order(run, device):
+        run()
+        timed.append(run)
+        return 0.0 if len(timed) - 1 == pick else 1.0
+
+    monkeypatch.setattr(qbench_cupy, "_median_ms", pick_by_order)
+    monkeypatch.setattr(qbench_cupy, "_choices", {})
+
+
 def _candidates_of(problem) -> list[Kernel]:
     oh, ow = problem.output_size
     params = ConvParams(problem.stride, problem.padding, problem.dilation, problem.groups)
@@ -123,15 +136,7 @@ def test_the_backend_launches_each_candidate_with_the_right_arguments(name, pick
     monkeypatch.setitem(sys.modules, "cupy", make_fake_cupy(host_check))
     monkeypatch.setattr(qbench_cupy, "_use_torch_stream", lambda: None)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *args: (9, 0))
-    monkeypatch.setattr(qbench_cupy, "_choices", {})
-    timed = []
-
-    def pick_by_order(run, device):
-        run()
-        timed.append(run)
-        return 0.0 if len(timed) - 1 == pick else 1.0
-
-    monkeypatch.setattr(qbench_cupy, "_median_ms", pick_by_order)
+    _force_candidate(monkeypatch, pick)
     backend = load_backends()["cupy"]
     backend = dataclasses.replace(backend, info=dataclasses.replace(backend.info, device="cpu"))
     backend.__dict__["availability"] = Verdict.yes()  # the fake stands in for the GPU
@@ -220,15 +225,7 @@ def test_every_candidate_kernel_on_the_gpu_matches_the_reference(name, pick, mon
     if not backend.availability.ok:
         pytest.skip(backend.availability.reason)
     problem = PROBLEMS[name].validate()
-    timed = []
-
-    def pick_by_order(run, device):
-        run()
-        timed.append(run)
-        return 0.0 if len(timed) - 1 == pick else 1.0
-
-    monkeypatch.setattr(qbench_cupy, "_median_ms", pick_by_order)
-    monkeypatch.setattr(qbench_cupy, "_choices", {})
+    _force_candidate(monkeypatch, pick)
     policy = TimingPolicy(min_samples=2, max_time_s=0.01)
     row = CaseRunner(RunSettings(policy=policy)).row("t", Case(name, problem), backend)
     assert row["status"] == "ok", row["error"]

@@ -23,6 +23,7 @@ import torch
 
 from qbench import (BackendInfo, ConvParams, ConvProblem, QuantizedActivation, QuantizedWeight,
                     UnsupportedError, Verdict, hookimpl)
+from qbench.backends import installed_version
 from qbench.quantized import nhwc_view
 from qbench.timing import current_stream_pointer
 from qbench.reference import requantization_terms
@@ -39,17 +40,9 @@ Executor = Callable[[Pack], None]
 
 @hookimpl
 def qbench_backends() -> list[BackendInfo]:
-    return [BackendInfo(NAME, "cuda", _version(), channels_last=True,
+    return [BackendInfo(NAME, "cuda", installed_version("cudnn"), channels_last=True,
                         description="fused cuDNN-frontend int8 conv graph, autotuned plans")]
 
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("nvidia-cudnn-frontend")
-    except Exception:
-        return ""
 
 
 @hookimpl

@@ -19,6 +19,7 @@ import torch
 
 from qbench import (BackendInfo, ConvParams, ConvProblem, QuantizedActivation, QuantizedWeight,
                     Verdict, hookimpl)
+from qbench.backends import installed_version
 from qbench.quantized import nhwc_view
 from qbench.timing import current_stream_pointer
 from qbench.reference import requantization_terms
@@ -31,18 +32,9 @@ TUNING_RUNS = 5
 
 @hookimpl
 def qbench_backends() -> list[BackendInfo]:
-    return [BackendInfo(NAME, "cuda", _version(), channels_last=True,
+    return [BackendInfo(NAME, "cuda", installed_version("cupy"), channels_last=True,
                         description="hand-written CUDA C: mma.sync implicit GEMM, dp4a, depthwise")]
 
-
-def _version() -> str:
-    try:
-        from importlib.metadata import packages_distributions, version
-
-        names = [d for d in packages_distributions().get("cupy", []) if d.startswith("cupy")]
-        return version(names[0]) if names else ""
-    except Exception:
-        return ""
 
 
 @hookimpl

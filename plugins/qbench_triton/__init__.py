@@ -17,6 +17,7 @@ import torch
 from qbench import (BackendInfo, ConvParams, ConvProblem, QuantizedActivation, QuantizedWeight,
                     Verdict, hookimpl)
 from qbench.problem import dtype_range
+from qbench.backends import installed_version
 from qbench.quantized import nhwc_view
 from qbench.reference import requantization_terms
 
@@ -32,21 +33,14 @@ def interpreting() -> bool:
 
 @hookimpl
 def qbench_backends() -> list[BackendInfo]:
+    version = installed_version("triton")
     if interpreting():
-        return [BackendInfo(NAME, "cpu", _version(), channels_last=True, default=False,
+        return [BackendInfo(NAME, "cpu", version, channels_last=True, default=False,
                             interpreted=True, description="Triton int8 implicit-GEMM conv, "
                             "in Triton's interpreter on the CPU (numerics only, not timed)")]
-    return [BackendInfo(NAME, "cuda", _version(), channels_last=True,
+    return [BackendInfo(NAME, "cuda", version, channels_last=True,
                         description="Triton int8 implicit-GEMM conv, requantization fused")]
 
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("triton")
-    except Exception:
-        return ""
 
 
 @hookimpl
