@@ -25,8 +25,8 @@ from qbench import (BackendInfo, ConvParams, ConvProblem, QuantizedActivation, Q
                     UnsupportedError, Verdict, hookimpl)
 from qbench.backends import installed_version
 from qbench.quantized import nhwc_view
-from qbench.timing import current_stream_pointer
 from qbench.reference import requantization_terms
+from qbench.timing import current_stream_pointer
 from qbench_cudnn import graph as graphs
 from qbench_cudnn.numerics import (ChannelLayout, finish_output, offsets, output_zero_point,
                                    pack_weight, scale_first_offset, signed_zero_point,
@@ -42,7 +42,6 @@ Executor = Callable[[Pack], None]
 def qbench_backends() -> list[BackendInfo]:
     return [BackendInfo(NAME, "cuda", installed_version("cudnn"), channels_last=True,
                         description="fused cuDNN-frontend int8 conv graph, autotuned plans")]
-
 
 
 @hookimpl

@@ -21,8 +21,8 @@ from qbench import (BackendInfo, ConvParams, ConvProblem, QuantizedActivation, Q
                     Verdict, hookimpl)
 from qbench.backends import installed_version
 from qbench.quantized import nhwc_view
-from qbench.timing import current_stream_pointer
 from qbench.reference import requantization_terms
+from qbench.timing import current_stream_pointer
 from qbench_cupy.plan import (KERNEL_DIR, Geometry, Kernel, Operands, Scalars, candidates,
                               int32_limits)
 
@@ -34,7 +34,6 @@ TUNING_RUNS = 5
 def qbench_backends() -> list[BackendInfo]:
     return [BackendInfo(NAME, "cuda", installed_version("cupy"), channels_last=True,
                         description="hand-written CUDA C: mma.sync implicit GEMM, dp4a, depthwise")]
-
 
 
 @hookimpl

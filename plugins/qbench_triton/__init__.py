@@ -42,7 +42,6 @@ def qbench_backends() -> list[BackendInfo]:
                         description="Triton int8 implicit-GEMM conv, requantization fused")]
 
 
-
 @hookimpl
 def qbench_availability(backend: str) -> Verdict | None:
     if backend != NAME:
