@@ -169,7 +169,8 @@ def _call(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
 def _prepare_call(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
                   out: torch.Tensor, output: QuantizedActivation, relu: bool) -> _Call:
     """Constants, buffers and the plan, in the first arrangement cuDNN has a plan for: channels
-    as given, then padded to multiples of 4; spatial padding in the graph, then staged."""
+    as given, then padded to multiples of 4; within each, spatial padding in the graph, then
+    staged; within each, the graph in fbgemm's order, then in PyTorch's shape (graph.FORMS)."""
     zero_point = signed_zero_point(activation.zero_point, activation.dtype == "quint8")
     varying = zero_point != 0 and packed.params.padding != (0, 0)  # offsets vary over the image
     refusals: dict[str, list[str]] = {}  # cuDNN's reason -> the arrangements it refused
@@ -180,7 +181,7 @@ def _prepare_call(packed: _Packed, x: torch.Tensor, activation: QuantizedActivat
         for stage_padding in (False, True) if varying else (False,):
             for form in graphs.FORMS:
                 try:
-                    return _prepare_layout(packed, layout, stage_padding, form, x, activation,
+                    return _prepare_arrangement(packed, layout, stage_padding, form, x, activation,
                                            out, output, relu)
                 except UnsupportedError as exc:
                     refusals.setdefault(str(exc), []).append(
@@ -198,7 +199,7 @@ def _arrangement(layout: ChannelLayout, stage_padding: bool, form: str) -> str:
             f"{'staged' if stage_padding else 'in the graph'}, {form}")
 
 
-def _prepare_layout(packed: _Packed, layout: ChannelLayout, stage_padding: bool, form: str,
+def _prepare_arrangement(packed: _Packed, layout: ChannelLayout, stage_padding: bool, form: str,
                     x: torch.Tensor, activation: QuantizedActivation, out: torch.Tensor,
                     output: QuantizedActivation, relu: bool) -> _Call:
     n, h, w, _ = x.shape
