@@ -181,8 +181,8 @@ def _prepare_call(packed: _Packed, x: torch.Tensor, activation: QuantizedActivat
         for stage_padding in (False, True) if varying else (False,):
             for form in graphs.FORMS:
                 try:
-                    return _prepare_arrangement(packed, layout, stage_padding, form, x, activation,
-                                           out, output, relu)
+                    return _prepare_arrangement(packed, layout, stage_padding, form, x,
+                                                activation, out, output, relu)
                 except UnsupportedError as exc:
                     refusals.setdefault(str(exc), []).append(
                         _arrangement(layout, stage_padding, form))
@@ -199,9 +199,9 @@ def _arrangement(layout: ChannelLayout, stage_padding: bool, form: str) -> str:
             f"{'staged' if stage_padding else 'in the graph'}, {form}")
 
 
-def _prepare_arrangement(packed: _Packed, layout: ChannelLayout, stage_padding: bool, form: str,
-                    x: torch.Tensor, activation: QuantizedActivation, out: torch.Tensor,
-                    output: QuantizedActivation, relu: bool) -> _Call:
+def _prepare_arrangement(packed: _Packed, layout: ChannelLayout, stage_padding: bool,
+                         form: str, x: torch.Tensor, activation: QuantizedActivation,
+                         out: torch.Tensor, output: QuantizedActivation, relu: bool) -> _Call:
     n, h, w, _ = x.shape
     _, oh, ow, _ = out.shape
     unsigned_in, unsigned_out = activation.dtype == "quint8", output.dtype == "quint8"
