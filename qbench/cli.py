@@ -28,7 +28,7 @@ from qbench.registry import Backend, load_backends
 from qbench.results import FAILING_STATUSES, ResultWriter, load_results
 from qbench.isolation import run_isolated
 from qbench.runner import RunSettings, fill_speedups, run_suite, work
-from qbench.suite import load_suite, suggestion
+from qbench.suite import load_suite, parse_override, suggestion
 from qbench.summary import print_summary
 from qbench.timing import TIMING_MODES, TimingPolicy
 
@@ -63,6 +63,10 @@ plugin_option = click.option("-p", "plugins", multiple=True, metavar="MODULE",
 @click.argument("suite_file", metavar="SUITE", type=click.Path(path_type=Path))
 @click.option("--backends", help="Comma-separated backend or plugin names (default: the suite's, "
                                  "else every default backend of the device).")
+@click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
+              help="Set a field in every case, over the suite's own values (a TOML value; a "
+                   "word needs no quotes); repeatable. E.g. --set in_dtype=qint8 --set "
+                   "weight_qscheme=per_tensor: what PyTorch's CUDA path accepts.")
 @click.option("--baseline", help="Backend that speedups are measured against "
                                  "(default: torch-x86 on cpu, torch-cuda on cuda).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]),
@@ -96,10 +100,11 @@ plugin_option = click.option("-p", "plugins", multiple=True, metavar="MODULE",
               help="Continue the run in DIR: skip the (case, backend) rows already there.")
 @benchmark_json_option
 @plugin_option
-def run(suite_file: Path, backends: str | None, baseline: str | None, device: str | None,
-        out: Path | None, seed: int, max_time: float, min_samples: int, min_time: float,
-        timing: str, clock_floor: float, executor: str, address: str | None,
-        case_timeout: float, resume: Path | None, benchmark_json: Path | None, plugins: tuple[str, ...]) -> None:
+def run(suite_file: Path, backends: str | None, overrides: tuple[str, ...], baseline: str | None,
+        device: str | None, out: Path | None, seed: int, max_time: float, min_samples: int,
+        min_time: float, timing: str, clock_floor: float, executor: str, address: str | None,
+        case_timeout: float, resume: Path | None, benchmark_json: Path | None,
+        plugins: tuple[str, ...]) -> None:
     """Check and time every case of SUITE on each backend; write results.csv, results.json and
     report.html."""
     available = _load(plugins)
@@ -111,7 +116,8 @@ def run(suite_file: Path, backends: str | None, baseline: str | None, device: st
             raise InputError(f"unknown backend {name!r}{suggestion(name, known)}; known: "
                              f"{', '.join(sorted(known))}")
     try:
-        suite = load_suite(suite_file, known)
+        fields = dict(parse_override(text) for text in overrides)
+        suite = load_suite(suite_file, known, fields)
     except QbenchError as exc:
         raise InputError(str(exc)) from None
     settings = RunSettings(device=device, backends=names, baseline=baseline, seed=seed,
@@ -130,7 +136,7 @@ def run(suite_file: Path, backends: str | None, baseline: str | None, device: st
         "qbench_version": qbench.__version__, "suite": suite.name, "suite_file": str(suite_file),
         "description": suite.description, "command": sys.argv, "started": started.isoformat(),
         "settings": {"device": device, "backends": names, "baseline": settings.baseline_name,
-                     "seed": seed, "timing": settings.policy.__dict__},
+                     "seed": seed, "timing": settings.policy.__dict__, "overrides": fields},
         "environment": collect_environment(), "executor": executor,
         "resumed_rows": len(skip),
     }, existing)

@@ -12,7 +12,7 @@ import difflib
 import itertools
 import math
 import tomllib
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,19 @@ PROBLEM_FIELDS = tuple(f.name for f in fields(ConvProblem))
 CASE_FIELDS = PROBLEM_FIELDS + ("count", "backends")
 REQUIRED_FIELDS = ("in_channels", "out_channels", "height", "width", "kernel_size")
 _DEFAULTS = {"batch": 1}
+OVERRIDE_SOURCE = "--set"  # how errors name the command line's overrides
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """FIELD=VALUE from the command line: VALUE as a TOML value (`3`, `[1, 32]`, `true`), or as
+    a string when it is not one (`qint8`). Raises SuiteError without an `=`."""
+    field, sep, value = text.partition("=")
+    if not sep or not field.strip():
+        raise SuiteError(OVERRIDE_SOURCE, f"expected FIELD=VALUE, got {text!r}")
+    try:
+        return field.strip(), tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        return field.strip(), value.strip()
 
 
 @dataclass(frozen=True)
@@ -55,9 +68,16 @@ class Suite:
     cases: tuple[Case, ...]
 
 
-def load_suite(path: str | Path, known_backends: Collection[str] | None = None) -> Suite:
-    """Read and validate a suite; `known_backends` (backend and plugin names) checks `backends`."""
+def load_suite(path: str | Path, known_backends: Collection[str] | None = None,
+               overrides: Mapping[str, Any] | None = None) -> Suite:
+    """Read and validate a suite; `known_backends` (backend and plugin names) checks `backends`.
+
+    `overrides` (the command line's --set) replace a field in every case, after [defaults] and
+    the case's own value; a list is a sweep as anywhere else.
+    """
     file = str(path)
+    overrides = dict(overrides or {})
+    _check_keys(OVERRIDE_SOURCE, None, overrides, set(CASE_FIELDS), "field")
     try:
         with open(path, "rb") as fh:
             document = tomllib.load(fh)
@@ -86,13 +106,13 @@ def load_suite(path: str | Path, known_backends: Collection[str] | None = None) 
     planned = 0
     for index, raw in enumerate(raw_cases):
         planned += math.prod(len(v) for _, v in _axes(file, _case_label(raw, index),
-                                                       {**defaults, **raw}))
+                                                       {**defaults, **raw, **overrides}))
         if planned > MAX_CASES:
             raise SuiteError(file, f"the sweeps expand to more than {MAX_CASES} cases (at case "
                              f"{_case_label(raw, index)!r}); split the suite or shorten the lists")
     cases: list[Case] = []
     for index, raw in enumerate(raw_cases):
-        cases.extend(_expand(file, raw, index, defaults, known_backends))
+        cases.extend(_expand(file, raw, index, defaults, overrides, known_backends))
     seen: set[str] = set()
     for case in cases:
         if case.name in seen:
@@ -147,13 +167,13 @@ def _axes(file: str, case: str, merged: dict[str, Any]) -> list[tuple[str, list[
 
 
 def _expand(file: str, raw: dict[str, Any], index: int, defaults: dict[str, Any],
-            known_backends: Collection[str] | None) -> list[Case]:
+            overrides: dict[str, Any], known_backends: Collection[str] | None) -> list[Case]:
     label = _case_label(raw, index)
     _check_keys(file, label, raw, set(CASE_FIELDS) | {"name"}, "field")
     if "name" not in raw:
         raise SuiteError(file, "missing field: every case needs a name", case=label, field="name")
     _require_type(file, label, "name", raw["name"], str, "a string")
-    merged = {**_DEFAULTS, **defaults, **raw}
+    merged = {**_DEFAULTS, **defaults, **raw, **overrides}
     for field in REQUIRED_FIELDS:
         if field not in merged:
             raise SuiteError(file, "missing field (give it in the case or in [defaults])",

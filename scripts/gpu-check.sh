@@ -44,9 +44,15 @@ step backends python3 -m qbench backends
 # has no hypothesis, which the reference tests need; they ran in CI)
 step pytest-gpu python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_triton.py \
     tests/test_cudnn.py tests/test_cupy.py tests/test_api.py tests/test_measurement.py
-for suite in resnet padding depthwise grouped; do
+backends=${QBENCH_GPU_BACKENDS:-torch-cuda,torch-fp16,triton,cudnn,cupy}
+# ResNet-50 first as PyTorch's CUDA path takes it (qint8 input, per-tensor weights), so that every
+# backend is compared with torch-cuda; then the other suites and ResNet-50 as written (quint8,
+# per-channel), which torch-cuda refuses.
+step resnet-qint8 python3 -m qbench run suites/resnet.toml --device cuda --out "$WORK/resnet-qint8" \
+    --set in_dtype=qint8 --set weight_qscheme=per_tensor --backends "$backends"
+for suite in padding depthwise grouped resnet; do
     step "$suite" python3 -m qbench run "suites/$suite.toml" --device cuda --out "$WORK/$suite" \
-        --backends "${QBENCH_GPU_BACKENDS:-torch-cuda,torch-fp16,triton,cudnn,cupy}"
+        --backends "$backends"
 done
 # qbench's own cost per call over the bare cuDNN plan and the bare kernel launch
 step overhead python3 -m pytest -q -p no:cacheprovider benchmarks/test_gpu_overhead.py \

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from qbench.errors import SuiteError
-from qbench.suite import MAX_CASES, load_suite
+from qbench.suite import MAX_CASES, load_suite, parse_override
 
-from conftest import ROOT
+from conftest import ROOT, TINY_SUITE
 
 CASE = """
 [[case]]
@@ -133,3 +133,45 @@ def test_cli_reports_bad_suites_in_one_line_with_status_2(name, write_suite, run
 def test_cli_missing_suite_file(run_cli, tmp_path):
     result = run_cli("run", tmp_path / "absent.toml")
     assert result.exit_code == 2 and "absent.toml: no such file" in result.output
+
+
+def test_overrides_set_a_field_in_every_case_over_the_suites_values(write_suite):
+    path = write_suite(TINY_SUITE)
+    plain = load_suite(path)
+    assert {c.problem.in_dtype for c in plain.cases} == {"quint8"}
+    fields = dict(parse_override(t) for t in ("in_dtype=qint8", "weight_qscheme=per_tensor",
+                                             "batch=[1, 2]", "relu=true"))
+    suite = load_suite(path, overrides=fields)
+    assert len(suite.cases) == 2 * 2  # case "a" swept relu; now relu is set: batch is the sweep
+    assert {(c.problem.in_dtype, c.problem.weight_qscheme, c.problem.relu)
+            for c in suite.cases} == {("qint8", "per_tensor", True)}
+    assert {c.problem.batch for c in suite.cases} == {1, 2}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("in_dtyp=qint8", "--set: field 'in_dtyp': unknown field (did you mean 'in_dtype'?)"),
+    ("in_dtype", "--set: expected FIELD=VALUE"),
+    ("in_dtype=int4", "field 'in_dtype'"),
+])
+def test_cli_reports_bad_overrides_in_one_line_with_status_2(text, message, write_suite, run_cli):
+    path = write_suite(TINY_SUITE)
+    result = run_cli("run", path, "--set", text, "--out", path.parent / "out")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert message in result.output, result.output
+    assert not (path.parent / "out").exists()
+
+
+def test_cli_overrides_reach_the_rows_and_the_settings(write_suite, run_cli):
+    import json
+
+    import pandas as pd
+
+    path = write_suite(TINY_SUITE)
+    out = path.parent / "out"
+    result = run_cli("run", path, "--set", "in_dtype=qint8", "--set", "batch=2", "--out", out,
+                     "--backends", "torch-x86", "--max-time", "0.01", "--executor", "inline")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(out / "results.csv")
+    assert set(rows.in_dtype) == {"qint8"} and set(rows.batch) == {2}
+    settings = json.loads((out / "results.json").read_text())["settings"]
+    assert settings["overrides"] == {"in_dtype": "qint8", "batch": 2}
