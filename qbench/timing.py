@@ -109,6 +109,21 @@ def current_stream_pointer(device_index: int) -> int:
     return torch.cuda.current_stream(device_index).cuda_stream
 
 
+def tuning_median_ms(run: Callable[[], Any], runs: int, device: torch.device) -> float:
+    """The median milliseconds of `runs` back-to-back runs of `run` on PyTorch's current CUDA
+    stream, timed with events after one untimed run: how a backend picks among its candidate plans
+    or kernels on first use (a quick choice, not qbench's measurement)."""
+    run()
+    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+              for _ in range(runs)]
+    for start, end in events:
+        start.record()
+        run()
+        end.record()
+    torch.cuda.synchronize(device)
+    return sorted(start.elapsed_time(end) for start, end in events)[runs // 2]
+
+
 def wall_time_ms(call: Callable[[], Any], device: str) -> tuple[Any, float]:
     """(result, milliseconds) of one call including queued device work: first-call costs."""
     synchronize(device)

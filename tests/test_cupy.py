@@ -107,12 +107,12 @@ def _force_candidate(monkeypatch, pick: int) -> None:
     """Make the backend's tuning choose its `pick`-th candidate kernel (all still run once)."""
     timed = []
 
-    def pick_by_order(run, device):
+    def pick_by_order(run, runs, device):
         run()
         timed.append(run)
         return 0.0 if len(timed) - 1 == pick else 1.0
 
-    monkeypatch.setattr(qbench_cupy, "_median_ms", pick_by_order)
+    monkeypatch.setattr(qbench_cupy, "tuning_median_ms", pick_by_order)
     monkeypatch.setattr(qbench_cupy, "_choices", {})
 
 

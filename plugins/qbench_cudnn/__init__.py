@@ -26,7 +26,7 @@ from qbench import (BackendInfo, ConvParams, ConvProblem, QuantizedActivation, Q
 from qbench.backends import installed_version
 from qbench.quantized import nhwc_view
 from qbench.reference import requantization_terms
-from qbench.timing import current_stream_pointer
+from qbench.timing import current_stream_pointer, tuning_median_ms
 from qbench_cudnn import graph as graphs
 from qbench_cudnn.numerics import (ChannelLayout, finish_output, offsets, output_zero_point,
                                    pack_weight, scale_first_offset, signed_zero_point,
@@ -314,15 +314,9 @@ def _plan_timer(pack: Pack, handle: int, runs: int = 10) -> Callable[[Any, int],
         _use_current_stream(handle, device)
         workspace = torch.empty(graph.get_workspace_size_plan_at_index(index), dtype=torch.uint8,
                                 device=device)
-        graph.execute_plan_at_index(pack, workspace, index, handle)
-        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-                  for _ in range(runs)]
-        for start, end in events:
-            start.record()
-            graph.execute_plan_at_index(pack, workspace, index, handle)
-            end.record()
-        torch.cuda.synchronize(device)
-        return sorted(s.elapsed_time(e) for s, e in events)[runs // 2] * 1e-3
+        return tuning_median_ms(
+            lambda: graph.execute_plan_at_index(pack, workspace, index, handle), runs,
+            device) * 1e-3
 
     return time_plan
 

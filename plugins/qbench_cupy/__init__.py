@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +21,7 @@ from qbench import (BackendInfo, ConvParams, ConvProblem, QuantizedActivation, Q
 from qbench.backends import installed_version
 from qbench.quantized import nhwc_view
 from qbench.reference import requantization_terms
-from qbench.timing import current_stream_pointer
+from qbench.timing import current_stream_pointer, tuning_median_ms
 from qbench_cupy.plan import (KERNEL_DIR, Geometry, Kernel, Operands, Scalars, candidates,
                               int32_limits)
 
@@ -189,7 +188,8 @@ def _tune(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation, out
             expressions = tuple(c.expression for c in fitting if c.source == kernel.source)
             launch = _Launch(_function(kernel, expressions), grid, block,
                              operands[kernel.weight_layout], {"kernel": kernel.expression})
-            timings[index] = (_median_ms(functools.partial(launch, x_view, y_view), x.device)
+            timings[index] = (tuning_median_ms(functools.partial(launch, x_view, y_view),
+                                               TUNING_RUNS, x.device)
                               if len(kernels) > 1 else 0.0)
             launches[index] = launch
         except Exception as exc:  # a broken candidate must not hide the others
@@ -214,19 +214,6 @@ def _device_operands(operands: Operands) -> tuple[Any, ...]:
     tensors = (operands.weight, operands.w_sums, operands.w_zero_points, operands.bias_terms,
                operands.multipliers)
     return (*(cupy.asarray(t) for t in tensors), *(np.int32(v) for v in operands.ints))
-
-
-def _median_ms(run: Callable[[], None], device: torch.device) -> float:
-    """The median of TUNING_RUNS timed runs of `run`, after one untimed run."""
-    run()
-    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-              for _ in range(TUNING_RUNS)]
-    for start, end in events:
-        start.record()
-        run()
-        end.record()
-    torch.cuda.synchronize(device)
-    return sorted(a.elapsed_time(b) for a, b in events)[TUNING_RUNS // 2]
 
 
 def _apply(packed: _Packed, prepared: Any, output: QuantizedActivation, relu: bool) -> None:
