@@ -75,26 +75,11 @@ def run_host_check(executable: str, kernel: Kernel, inputs: ConvInputs, out_dtyp
     return y.view(g.n, g.oh, g.ow, g.k).permute(0, 3, 1, 2)
 
 
-def _planned_kernels(inputs: ConvInputs, problem, bytewise: bool = False) -> list[Kernel]:
-    """The plan's candidates for `problem`, and with `bytewise` the bytewise direct kernel too
-    (it computes every problem but depthwise)."""
-    x_shape = (problem.batch, problem.height, problem.width, problem.in_channels)
-    oh, ow = problem.output_size
-    g = Geometry.of(x_shape, (problem.batch, oh, ow, problem.out_channels),
-                    problem.kernel_size, inputs.params)
-    planned = candidates(g, problem.in_dtype, problem.out_dtype,
-                         bool(inputs.weight.zero_points.any()))
-    if bytewise and g.group_in > 1:
-        planned.append(Kernel("conv_direct.cu", "qbench::conv_direct",
-                              (*planned[-1].template_args[:2], 1), "k_r_s_c"))
-    return planned
-
-
 @pytest.mark.parametrize("name", PROBLEMS)
 def test_planned_kernels_match_the_reference_on_the_cpu(name, host_check):
     prepared = prepare_case(Case(name, PROBLEMS[name].validate()), seed=7)
     problem = prepared.problem
-    kernels = _planned_kernels(prepared.inputs, problem, bytewise=True)
+    kernels = _candidates_of(problem, bytewise=True)
     assert kernels
     for kernel in kernels:
         y = run_host_check(host_check, kernel, prepared.inputs, problem.out_dtype,
@@ -116,12 +101,15 @@ def _force_candidate(monkeypatch, pick: int) -> None:
     monkeypatch.setattr(qbench_cupy, "_choices", {})
 
 
-def _candidates_of(problem) -> list[Kernel]:
-    oh, ow = problem.output_size
-    params = ConvParams(problem.stride, problem.padding, problem.dilation, problem.groups)
-    g = Geometry.of((problem.batch, problem.height, problem.width, problem.in_channels),
-                    (problem.batch, oh, ow, problem.out_channels), problem.kernel_size, params)
-    return candidates(g, problem.in_dtype, problem.out_dtype, problem.weight_zero_point != 0)
+def _candidates_of(problem, bytewise: bool = False) -> list[Kernel]:
+    """The plan's candidates for `problem`, and with `bytewise` the bytewise direct kernel too
+    (it computes every problem but depthwise)."""
+    g = Geometry.of_problem(problem)
+    planned = candidates(g, problem.in_dtype, problem.out_dtype, problem.weight_zero_point != 0)
+    if bytewise and g.group_in > 1:
+        planned.append(Kernel("conv_direct.cu", "qbench::conv_direct",
+                              (*planned[-1].template_args[:2], 1), "k_r_s_c"))
+    return planned
 
 
 @pytest.mark.parametrize("name, pick", [

@@ -59,11 +59,7 @@ def qbench_availability(backend: str) -> Verdict | None:
 def qbench_supports(backend: str, problem: ConvProblem) -> Verdict | None:
     if backend != NAME:
         return None
-    oh, ow = problem.output_size
-    g = Geometry.of((problem.batch, problem.height, problem.width, problem.in_channels),
-                    (problem.batch, oh, ow, problem.out_channels), problem.kernel_size,
-                    ConvParams(problem.stride, problem.padding, problem.dilation, problem.groups))
-    reason = int32_limits(g)
+    reason = int32_limits(Geometry.of_problem(problem))
     return Verdict.no(reason) if reason else Verdict.yes()
 
 
