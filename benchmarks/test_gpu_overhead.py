@@ -67,4 +67,4 @@ def test_cupy_apply(benchmark):
 def test_cupy_bare_launch(benchmark):
     _, packed, _, _ = _prepared("cupy")
     last = packed.last
-    _run(benchmark, last.launch, last.x, last.y)
+    _run(benchmark, last.launch.function, last.launch.grid, last.launch.block, last.arguments)

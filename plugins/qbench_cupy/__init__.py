@@ -73,8 +73,12 @@ class _Launch:
     operands: tuple[Any, ...]  # cupy views of the constant tensors, then numpy int32 scalars
     details: dict[str, Any]
 
-    def __call__(self, x: Any, y: Any) -> None:
-        self.function(self.grid, self.block, (x, self.operands[0], y, *self.operands[1:]))
+    def arguments(self, x: Any, y: Any) -> tuple[Any, ...]:
+        """The kernel's arguments for activation view `x` and output view `y`."""
+        return (x, self.operands[0], y, *self.operands[1:])
+
+    def run(self, arguments: tuple[Any, ...]) -> None:
+        self.function(self.grid, self.block, arguments)
 
 
 @dataclass
@@ -90,15 +94,15 @@ class _Packed:
 
 @dataclass(frozen=True)
 class _Last:
-    """The most recent call's input and output (held, so that their identities stay unique), their
-    cupy views and the launch: the timed loop's repeated calls skip the key lookup."""
+    """The most recent call's input and output (held, so that their identities stay unique), the
+    launch and its arguments for them: the timed loop's repeated calls skip the key lookup and
+    build nothing."""
 
     input: Any  # what prepare_input returned
     output: QuantizedActivation
     relu: bool
-    x: Any
-    y: Any
     launch: _Launch
+    arguments: tuple[Any, ...]
 
 
 @hookimpl
@@ -184,8 +188,8 @@ def _tune(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation, out
             expressions = tuple(c.expression for c in fitting if c.source == kernel.source)
             launch = _Launch(_function(kernel, expressions), grid, block,
                              operands[kernel.weight_layout], {"kernel": kernel.expression})
-            timings[index] = (tuning_median_ms(functools.partial(launch, x_view, y_view),
-                                               TUNING_RUNS, x.device)
+            run = functools.partial(launch.run, launch.arguments(x_view, y_view))
+            timings[index] = (tuning_median_ms(run, TUNING_RUNS, x.device)
                               if len(kernels) > 1 else 0.0)
             launches[index] = launch
         except Exception as exc:  # a broken candidate must not hide the others
@@ -225,9 +229,10 @@ def _apply(packed: _Packed, prepared: Any, output: QuantizedActivation, relu: bo
                output.scale, output.zero_point, output.dtype, relu)
         if key not in packed.launches:
             packed.launches[key] = _tune(packed, x, activation, out, output, relu)
-        last = packed.last = _Last(prepared, output, relu, cupy.asarray(x), cupy.asarray(out),
-                                   packed.launches[key])
-    last.launch(last.x, last.y)
+        launch = packed.launches[key]
+        last = packed.last = _Last(prepared, output, relu, launch,
+                                   launch.arguments(cupy.asarray(x), cupy.asarray(out)))
+    last.launch.run(last.arguments)
 
 
 @hookimpl
