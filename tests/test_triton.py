@@ -16,6 +16,11 @@ from qbench.runner import CaseRunner, RunSettings
 from qbench.suite import Case
 from qbench.timing import TimingPolicy
 
+# where a GEMM tap's reduction would be under 16 channels (odd channels and conv1 merge a row's
+# pixels, which makes 21)
+TRITON_DIRECT = {"direct-resnext-width-4", "direct-depthwise", "direct-depthwise-multiplier-2"}
+
+
 @pytest.fixture(scope="module")
 def runner_and_backend():
     backend = load_backends()["triton"]
@@ -30,6 +35,7 @@ def test_triton_matches_the_reference(name, runner_and_backend):
     row = runner.row("triton", Case(name, PROBLEMS[name].validate()), backend)
     assert row["status"] == "ok", row["error"]
     assert row["max_err_lsb"] <= 1
+    assert f"kernel={'direct' if name in TRITON_DIRECT else 'gemm'}" in row["details"]
     if backend.info.interpreted:  # checked, but a simulator's times are never reported
         assert row["timing_mode"] == "interpreted (not timed)"
         assert row["median_us"] != row["median_us"] and row["first_call_ms"] != row["first_call_ms"]
@@ -68,3 +74,29 @@ def test_kernels_compile_for_sm80_and_sm90_without_a_gpu():
     assert len(lines) == 8
     assert all("mma.sync.aligned.m16n8k32" in line for line in lines if "sm_80 gemm" in line)
     assert all("wgmma.mma_async" in line for line in lines if "sm_90 gemm" in line)
+
+
+def _config_tiles(configs):
+    return {tuple(config.kwargs.values()) for config in configs}
+
+
+def test_tuning_skips_tiles_wider_than_twice_the_problem():
+    pytest.importorskip("triton")
+    from qbench_triton import kernels
+
+    layer1 = dict(M=32 * 56 * 56, C=64, CG=64, KG=64)  # 3x3 64 -> 64: no 128- or 256-wide BN
+    fitting = kernels._fitting_gemm_configs(kernels.GEMM_CONFIGS, layer1, S=3, MERGE_S=True)
+    assert _config_tiles(fitting) == {(bm, bn, bk) for bm, bn, bk in
+                                      _config_tiles(kernels.GEMM_CONFIGS) if bn <= 64}
+    conv1 = dict(M=32 * 112 * 112, C=3, CG=3, KG=64)  # a row of 7 pixels x 3 channels: BK 32
+    fitting = kernels._fitting_gemm_configs(kernels.GEMM_CONFIGS, conv1, S=7, MERGE_S=True)
+    assert {bk for _, _, bk in _config_tiles(fitting)} == {32}
+    grouped = dict(M=32 * 56 * 56, C=64, CG=16, KG=16)  # groups' spans are their own channels
+    fitting = kernels._fitting_gemm_configs(kernels.GEMM_CONFIGS, grouped, S=3, MERGE_S=False)
+    assert _config_tiles(fitting) == {(128, 32, 32)}
+    tiny = dict(M=4, C=16, CG=16, KG=8)  # nothing fits: one of the smallest configs
+    (smallest,) = _config_tiles(kernels._fitting_gemm_configs(kernels.GEMM_CONFIGS, tiny, S=1,
+                                                              MERGE_S=False))
+    assert sum(smallest) == min(map(sum, _config_tiles(kernels.GEMM_CONFIGS)))
+    depthwise = kernels._fitting_direct_configs(kernels.DIRECT_CONFIGS, dict(M=6, K=24))
+    assert _config_tiles(depthwise) == {(32, 32)}

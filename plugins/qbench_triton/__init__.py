@@ -22,7 +22,7 @@ from qbench.quantized import nhwc_view
 from qbench.reference import requantization_terms
 
 NAME = "triton"
-DIRECT_BELOW = 16  # channels per group under which the direct kernel replaces the GEMM
+DIRECT_BELOW = 16  # reduction span per tap under which the direct kernel replaces the GEMM
 _INTERPRETER_TILES = {"BM": 16, "BN": 16, "BK": 16}
 
 
@@ -70,6 +70,7 @@ def qbench_supports(backend: str, problem: ConvProblem) -> Verdict | None:
 class _Plan:
     """Everything of a launch but the activation and output pointers."""
 
+    name: str  # "gemm" or "direct"
     kernel: Any
     grid: Any
     weight: torch.Tensor
@@ -92,6 +93,7 @@ class _Packed:
     kernel_size: tuple[int, int]
     group_in: int
     plans: dict[tuple[Any, ...], _Plan] = field(default_factory=dict)
+    last: _Plan | None = None
 
     def requantization(self, x_scale: float, out_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
         """(f32(bias / aw), f32(aw / out_scale)) per output channel, as the reference computes."""
@@ -131,7 +133,10 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
     unsigned = activation.dtype == "quint8"
     p = packed.params
     group_out = k // p.groups
-    direct = packed.group_in < DIRECT_BELOW
+    merge_s = p.groups == 1 and p.dilation[1] == 1  # see kernels.conv_gemm_kernel
+    span = packed.kernel_size[1] * c if merge_s else packed.group_in
+    direct = span < DIRECT_BELOW
+    name = "direct" if direct else "gemm"
     m = n * oh * ow
     tail = (packed.weight_sums, packed.weight_zero_points, bias, multiplier, m, h, w, oh, ow,
             c, k, packed.group_in, group_out, *p.stride, *p.padding, *p.dilation,
@@ -139,6 +144,8 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
             float(output.zero_point), float(output.zero_point if relu else lo), float(hi))
     constants = dict(R=packed.kernel_size[0], S=packed.kernel_size[1], X_UNSIGNED=unsigned,
                      HAS_WZP=packed.has_weight_zero_points)
+    if not direct:
+        constants["MERGE_S"] = merge_s
 
     def grid(meta: dict[str, int]) -> tuple[int, ...]:
         if direct:
@@ -148,9 +155,9 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
     if interpreting():
         tiles = {key: v for key, v in _INTERPRETER_TILES.items() if not (direct and key == "BK")}
         kernel = kernels.conv_direct_kernel if direct else kernels.conv_gemm_kernel
-        return _Plan(kernel, grid(tiles), packed.weight, tail, constants | tiles)
+        return _Plan(name, kernel, grid(tiles), packed.weight, tail, constants | tiles)
     kernel = kernels.conv_direct_tuned if direct else kernels.conv_gemm_tuned
-    return _Plan(kernel, grid, packed.weight, tail, constants)
+    return _Plan(name, kernel, grid, packed.weight, tail, constants)
 
 
 def _launch(packed: _Packed, prepared: Any, output: QuantizedActivation, relu: bool) -> None:
@@ -161,6 +168,7 @@ def _launch(packed: _Packed, prepared: Any, output: QuantizedActivation, relu: b
     plan = packed.plans.get(key)
     if plan is None:
         plan = packed.plans[key] = _plan(packed, x, activation, out, output, relu)
+    packed.last = plan
     plan.kernel[plan.grid](x, plan.weight, out, *plan.tail, **plan.constants)
 
 
@@ -175,3 +183,16 @@ def qbench_apply_relu(backend: str, packed: Any, input: Any,
                       output: QuantizedActivation) -> None:
     if backend == NAME:
         _launch(packed, input, output, relu=True)
+
+
+@hookimpl
+def qbench_details(backend: str, packed: Any) -> dict[str, Any] | None:
+    if backend != NAME or packed.last is None:
+        return None
+    plan = packed.last
+    config = getattr(plan.kernel, "best_config", None)  # the autotuner's, for its last launch
+    if config is None:  # the interpreter's fixed tiles
+        return {"kernel": plan.name, **{key: plan.constants[key] for key in _INTERPRETER_TILES
+                                        if key in plan.constants}}
+    return {"kernel": plan.name, **config.kwargs, "warps": config.num_warps,
+            "stages": config.num_stages}

@@ -64,29 +64,53 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, wsum_ptr, wzp_ptr, bias_ptr, mult_pt
                      M, H, W, OH, OW, C, K, CG, KG, SH, SW, PH, PW, DH, DW,
                      x_zp, out_zp, lo, hi,
                      R: tl.constexpr, S: tl.constexpr, X_UNSIGNED: tl.constexpr,
-                     HAS_WZP: tl.constexpr,
+                     HAS_WZP: tl.constexpr, MERGE_S: tl.constexpr,
                      BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+    """The reduction is one flat loop over BK-wide blocks of taps, so that Triton pipelines its
+    loads. A tap is (r, s) with its group's CG channels, or with MERGE_S (groups == 1 and unit
+    width dilation) a whole kernel row r: its S pixels' channels lie side by side in NHWC, so the
+    row is S*C contiguous bytes, which wastes less of a block when C is small (conv1: C = 3)."""
     m, m_ok, n, oh, ow = _output_pixels(tl.program_id(0), M, OH, OW, BM)
     g = tl.program_id(2)
     kg = tl.program_id(1) * BN + tl.arange(0, BN)
     kg_ok = kg < KG
     k = g * KG + kg
+    if MERGE_S:
+        span = S * C
+        taps_per_row: tl.constexpr = 1
+    else:
+        span = CG
+        taps_per_row: tl.constexpr = S
+    blocks = tl.cdiv(span, BK)
+    ih0 = oh * SH - PH
+    iw0 = ow * SW - PW
     acc = tl.zeros([BM, BN], dtype=tl.int32)
     xsum = tl.zeros([BM], dtype=tl.int32)
-    for r in range(R):
-        for s in range(S):
-            pixel, spatial_ok = _input_pixel(n, oh, ow, m_ok, r, s, H, W, SH, SW, PH, PW, DH, DW)
-            row = pixel * C + g * CG
-            for c0 in range(0, CG, BK):
-                c = c0 + tl.arange(0, BK)
-                c_ok = c < CG
-                x = _load_activation(x_ptr, row[:, None] + c[None, :], spatial_ok[:, None],
-                                     c_ok[None, :], x_zp, X_UNSIGNED)
-                w = tl.load(w_ptr + ((r * S + s) * CG + c[:, None]) * K + k[None, :],
-                            mask=c_ok[:, None] & kg_ok[None, :], other=0)
-                acc += tl.dot(x.to(tl.int8), w, out_dtype=tl.int32)
-                if HAS_WZP:
-                    xsum += tl.sum(x, axis=1)
+    for t in range(0, R * taps_per_row * blocks):
+        tap = t // blocks
+        j = (t - tap * blocks) * BK + tl.arange(0, BK)
+        j_ok = j < span
+        r = tap // taps_per_row
+        ih = ih0 + r * DH
+        row_ok = m_ok & (ih >= 0) & (ih < H)
+        if MERGE_S:  # lane j is channel j % C of the row's pixel j // C: contiguous bytes
+            iw = iw0[:, None] + (j // C)[None, :]
+            inside = row_ok[:, None] & (iw >= 0) & (iw < W) & j_ok[None, :]
+            offsets = (((n * H + ih) * W + iw0) * C)[:, None] + j[None, :]
+        else:
+            iw = iw0 + tap % taps_per_row * DW
+            inside = (row_ok & (iw >= 0) & (iw < W))[:, None] & j_ok[None, :]
+            offsets = (((n * H + ih) * W + iw) * C + g * CG)[:, None] + j[None, :]
+        x = tl.load(x_ptr + offsets, mask=inside, other=0)
+        if X_UNSIGNED:  # quint8 v as int8 v - 128: flip the top bit
+            x = x.to(tl.int8, bitcast=True) ^ -128
+        # padding reads the zero point; idle lanes meet zero weights
+        x = tl.where(inside, x, tl.cast(x_zp, tl.int8))
+        w = tl.load(w_ptr + (tap * span + j)[:, None] * K + k[None, :],
+                    mask=j_ok[:, None] & kg_ok[None, :], other=0)
+        acc += tl.dot(x, w, out_dtype=tl.int32)
+        if HAS_WZP:
+            xsum += tl.sum(tl.where(j_ok[None, :], x.to(tl.int32), 0), axis=1)
     acc -= x_zp * tl.load(wsum_ptr + k, mask=kg_ok, other=0)[None, :]
     if HAS_WZP:
         wzp = tl.load(wzp_ptr + k, mask=kg_ok, other=0)[None, :]
@@ -128,7 +152,8 @@ GEMM_CONFIGS = [
     triton.Config({"BM": bm, "BN": bn, "BK": bk}, num_warps=warps, num_stages=stages)
     for bm, bn, bk, warps, stages in [(128, 128, 64, 8, 3), (128, 64, 64, 4, 4),
                                       (64, 128, 64, 4, 4), (64, 64, 64, 4, 4),
-                                      (128, 128, 128, 8, 3), (64, 64, 32, 4, 4),
+                                      (128, 128, 128, 8, 3), (128, 256, 64, 8, 3),
+                                      (128, 64, 32, 4, 4), (64, 64, 32, 4, 4),
                                       (32, 64, 64, 4, 4), (128, 32, 32, 4, 4)]
 ]
 DIRECT_CONFIGS = [
@@ -140,12 +165,36 @@ TUNING_KEY = ["M", "H", "W", "OH", "OW", "C", "K", "CG", "KG", "R", "S", "SH", "
               "DH", "DW", "X_UNSIGNED", "HAS_WZP"]
 
 
+def _fits(config: triton.Config, limits: dict[str, int]) -> bool:
+    """No tile side over twice what the problem has along it (at least 32)."""
+    return all(config.kwargs[name] <= max(32, triton.next_power_of_2(size))
+               for name, size in limits.items())
+
+
+def _fitting(configs: list[triton.Config], limits: dict[str, int]) -> list[triton.Config]:
+    """The configs that fit the problem, or the smallest one if none does: tuning a 64-channel
+    layer with 256-wide tiles, or a test's tiny problem with every config, only costs compiles."""
+    fitting = [config for config in configs if _fits(config, limits)]
+    return fitting or [min(configs, key=lambda config: sum(config.kwargs.values()))]
+
+
+def _fitting_gemm_configs(configs, named_args, **kwargs):
+    span = kwargs["S"] * named_args["C"] if kwargs["MERGE_S"] else named_args["CG"]
+    return _fitting(configs, {"BM": named_args["M"], "BN": named_args["KG"], "BK": span})
+
+
+def _fitting_direct_configs(configs, named_args, **kwargs):
+    return _fitting(configs, {"BM": named_args["M"], "BN": named_args["K"]})
+
+
 def _brief_bench(fn, quantiles):
     """Tuning measures each config for ~20 ms (Triton's default is 100 ms): a suite has many shapes."""
     return triton.testing.do_bench(fn, warmup=5, rep=20, quantiles=quantiles)
 
 
-conv_gemm_tuned = triton.autotune(configs=GEMM_CONFIGS, key=TUNING_KEY,
-                                  do_bench=_brief_bench)(conv_gemm_kernel)
-conv_direct_tuned = triton.autotune(configs=DIRECT_CONFIGS, key=TUNING_KEY,
-                                    do_bench=_brief_bench)(conv_direct_kernel)
+conv_gemm_tuned = triton.autotune(
+    configs=GEMM_CONFIGS, key=TUNING_KEY, do_bench=_brief_bench,
+    prune_configs_by={"early_config_prune": _fitting_gemm_configs})(conv_gemm_kernel)
+conv_direct_tuned = triton.autotune(
+    configs=DIRECT_CONFIGS, key=TUNING_KEY, do_bench=_brief_bench,
+    prune_configs_by={"early_config_prune": _fitting_direct_configs})(conv_direct_kernel)
