@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-out}
 WORK=$(mktemp -d)
 mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1 COLUMNS=${COLUMNS:-180}  # rich's tables, in full in the logs
 if compgen -G ".whl/*.whl" > /dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
     export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
@@ -23,10 +23,13 @@ fi
 deadline=$((SECONDS + ${QBENCH_GPU_BUDGET_S:-540}))
 
 # step NAME COMMAND...: run COMMAND with what is left of the budget, its output in $WORK/NAME.txt,
-# then rewrite the archive.
+# then rewrite the archive. QBENCH_GPU_STEPS="NAME ..." runs only the steps named.
 step() {
     local name=$1 left=$((deadline - SECONDS))
     shift
+    if [ -n "${QBENCH_GPU_STEPS:-}" ] && [[ " $QBENCH_GPU_STEPS " != *" $name "* ]]; then
+        return
+    fi
     if [ "$left" -le 15 ]; then
         echo "$name: not run, the time budget is spent" | tee -a "$WORK/skipped.txt"
         return
@@ -41,9 +44,10 @@ step gpu nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temp
     --format=csv
 step backends python3 -m qbench backends
 # the GPU tests, and the backend, API and timing tests that run compiled on a GPU (the device image
-# has no hypothesis, which the reference tests need; they ran in CI)
+# has no hypothesis, which the reference tests need; they ran in CI, as did the compile checks,
+# which need no GPU)
 step pytest-gpu python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_triton.py \
-    tests/test_cudnn.py tests/test_cupy.py tests/test_api.py tests/test_measurement.py
+    tests/test_cudnn.py tests/test_cupy.py tests/test_api.py tests/test_measurement.py -k "not compile"
 backends=${QBENCH_GPU_BACKENDS:-torch-cuda,torch-fp16,triton,cudnn,cupy}
 # ResNet-50 first as PyTorch's CUDA path takes it (qint8 input, per-tensor weights), so that every
 # backend is compared with torch-cuda; then the other suites and ResNet-50 as written (quint8,
