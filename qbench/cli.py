@@ -66,7 +66,8 @@ plugin_option = click.option("-p", "plugins", multiple=True, metavar="MODULE",
 @click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
               help="Set a field in every case, over the suite's own values (a TOML value; a "
                    "word needs no quotes); repeatable. E.g. --set in_dtype=qint8 --set "
-                   "weight_qscheme=per_tensor: what PyTorch's CUDA path accepts.")
+                   "out_dtype=qint8 --set weight_qscheme=per_tensor: what PyTorch's CUDA path "
+                   "accepts.")
 @click.option("--baseline", help="Backend that speedups are measured against "
                                  "(default: torch-x86 on cpu, torch-cuda on cuda).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]),

@@ -32,6 +32,17 @@ def reference_accumulator(x: QuantizedActivation, w: QuantizedWeight,
     return acc.round_().to(torch.int64)
 
 
+def window_weight_sums(weight: torch.Tensor, params: ConvParams, height: int,
+                       width: int) -> torch.Tensor:
+    """sum of `weight` over the taps of each window that fall inside the height x width image:
+    (K, OH, OW) int64 on the CPU, exact. What a kernel that reads padding as 0 instead of the
+    zero point must subtract, times the zero point. `weight`: (K, C/groups, R, S), integers."""
+    w = weight.to(device="cpu", dtype=torch.float64)
+    ones = torch.ones((1, w.shape[1] * params.groups, height, width), dtype=torch.float64)
+    sums = F.conv2d(ones, w, None, params.stride, params.padding, params.dilation, params.groups)
+    return sums[0].round_().to(torch.int64)
+
+
 def effective_scales(x_scale: float, w_scales: torch.Tensor) -> torch.Tensor:
     """aw[k] = f32(f32(s_x) * f32(s_w[k])), the scale of one accumulator unit, per channel."""
     return torch.tensor(x_scale, dtype=torch.float32) * w_scales.to(torch.float32)

@@ -43,20 +43,28 @@ python3 -m pip install -q --no-deps --no-build-isolation -e . || exit 1
 step gpu nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu \
     --format=csv
 step backends python3 -m qbench backends
-# the GPU tests, and the backend, API and timing tests that run compiled on a GPU (the device image
-# has no hypothesis, which the reference tests need; they ran in CI, as did the compile checks,
-# which need no GPU)
-step pytest-gpu python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_triton.py \
-    tests/test_cudnn.py tests/test_cupy.py tests/test_api.py tests/test_measurement.py -k "not compile"
+# the GPU tests, and the backend, API and timing tests that run compiled on a GPU, one process per
+# file, so that a sticky CUDA error in one backend cannot fail the others' tests (the reference
+# tests need hypothesis; they ran in CI, as did the compile checks, which need no GPU)
+for tests in gpu triton cudnn cupy api measurement; do
+    step "pytest-$tests" python3 -m pytest -q -p no:cacheprovider "tests/test_$tests.py" \
+        -k "not compile"
+done
 backends=${QBENCH_GPU_BACKENDS:-torch-cuda,torch-fp16,triton,cudnn,cupy}
-# ResNet-50 first as PyTorch's CUDA path takes it (qint8 input, per-tensor weights), so that every
-# backend is compared with torch-cuda; then the other suites and ResNet-50 as written (quint8,
-# per-channel), which torch-cuda refuses.
+# QBENCH_GPU_SET="FIELD=VALUE ...": more --set for every suite, e.g. "batch=32"
+sets=()
+for field in ${QBENCH_GPU_SET:-}; do
+    sets+=(--set "$field")
+done
+# ResNet-50 first as PyTorch's CUDA path takes it (qint8 in and out, per-tensor weights), so that
+# every backend is compared with torch-cuda; then the other suites and ResNet-50 as written
+# (quint8, per-channel), which torch-cuda refuses.
 step resnet-qint8 python3 -m qbench run suites/resnet.toml --device cuda --out "$WORK/resnet-qint8" \
-    --set in_dtype=qint8 --set weight_qscheme=per_tensor --backends "$backends"
+    --set in_dtype=qint8 --set out_dtype=qint8 --set weight_qscheme=per_tensor "${sets[@]}" \
+    --backends "$backends"
 for suite in padding depthwise grouped resnet; do
     step "$suite" python3 -m qbench run "suites/$suite.toml" --device cuda --out "$WORK/$suite" \
-        --backends "$backends"
+        "${sets[@]}" --backends "$backends"
 done
 # qbench's own cost per call over the bare cuDNN plan and the bare kernel launch
 step overhead python3 -m pytest -q -p no:cacheprovider benchmarks/test_gpu_overhead.py \

@@ -5,6 +5,7 @@ autotuning logic. With a GPU and cudnn-frontend: the same problems against real 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import threading
 import time
 
@@ -22,7 +23,7 @@ from qbench.suite import Case
 from qbench.timing import TimingPolicy
 from qbench_cudnn import graph as graphs
 from qbench_cudnn.numerics import ChannelLayout, offsets, pack_weight
-from qbench_cudnn.plans import PlanCache, alignment, autotune
+from qbench_cudnn.plans import PlanBrokeDevice, PlanCache, alignment, autotune
 
 POLICY = TimingPolicy(min_samples=2, max_time_s=0.005)
 
@@ -216,19 +217,25 @@ def test_a_failed_build_is_not_cached():
 
 
 class FakePlans:
-    """A graph whose plans take the given times; None means the plan fails to build."""
+    """A graph whose plans take the given times per heuristics mode; None: the plan fails to
+    build; "poison": it runs and breaks the CUDA context; a mode missing from `times` has no
+    engine."""
 
-    class heur_mode:  # noqa: N801
-        A, FALLBACK = "A", "FALLBACK"
+    class heur_mode(enum.Enum):  # noqa: N801
+        A = "A"
+        FALLBACK = "FALLBACK"
 
     def __init__(self, times):
-        self.times = times
+        self.all_times = times
+        self.times = None
 
     def create_execution_plans(self, modes):
-        assert modes == ["A", "FALLBACK"]
+        (mode,) = modes
+        self.times = self.all_times.get(mode.name)
 
     def check_support(self):
-        pass
+        if self.times is None:
+            raise RuntimeError("CUDNN_STATUS_NOT_SUPPORTED: no engine")
 
     def get_execution_plan_count(self):
         return len(self.times)
@@ -244,16 +251,39 @@ class FakePlans:
         return 64 * index
 
 
+def _tune(times):
+    """autotune over FakePlans; a plan timed "poison" raises and leaves the device broken."""
+    broken = []
+
+    def time_plan(graph, index):
+        if graph.times[index] == "poison":
+            broken.append(index)
+            raise RuntimeError("CUDA error: misaligned address")
+        return graph.times[index]
+
+    return autotune(lambda: FakePlans(times), FakePlans, time_plan, lambda: not broken)
+
+
 def test_autotune_keeps_the_fastest_plan_that_builds():
-    graph = FakePlans([3e-6, None, 1e-6, 2e-6])
-    tuned = autotune(graph, FakePlans, lambda g, i: g.times[i])
+    tuned = _tune({"A": [3e-6, None, 1e-6, 2e-6], "FALLBACK": [1e-9]})
     assert (tuned.plan_index, tuned.plan_name, tuned.workspace_size) == (2, "engine2", 128)
-    assert (tuned.candidates, tuned.runnable) == (4, 3)
+    assert (tuned.candidates, tuned.runnable, tuned.mode) == (4, 3, "A")
+
+
+def test_autotune_takes_fallback_plans_only_when_none_of_the_heuristics_runs():
+    tuned = _tune({"A": [None], "FALLBACK": [5e-6, 4e-6]})
+    assert (tuned.plan_index, tuned.mode, tuned.candidates) == (1, "FALLBACK", 2)
+    assert _tune({"FALLBACK": [5e-6]}).mode == "FALLBACK"
 
 
 def test_autotune_without_a_runnable_plan_says_why():
-    with pytest.raises(RuntimeError, match="none of cuDNN's 2 plans ran.*NOT_SUPPORTED"):
-        autotune(FakePlans([None, None]), FakePlans, lambda g, i: 0.0)
+    with pytest.raises(RuntimeError, match="no cuDNN plan ran: .*A: .*no engine.*NOT_SUPPORTED"):
+        _tune({"FALLBACK": [None]})
+
+
+def test_a_plan_that_breaks_the_cuda_context_stops_tuning_and_is_named():
+    with pytest.raises(PlanBrokeDevice, match="plan engine1 .*misaligned address"):
+        _tune({"A": [3e-6, "poison", 1e-6]})
 
 
 def test_alignment_is_the_largest_power_of_two_up_to_16():

@@ -24,6 +24,7 @@ import torch
 from qbench import (BackendInfo, ConvParams, ConvProblem, QuantizedActivation, QuantizedWeight,
                     UnsupportedError, Verdict, hookimpl)
 from qbench.backends import installed_version
+from qbench.isolation import device_works
 from qbench.quantized import nhwc_view
 from qbench.reference import requantization_terms
 from qbench.timing import current_stream_pointer, tuning_median_ms
@@ -278,13 +279,15 @@ def executor_for(spec: graphs.GraphSpec, pack: Pack) -> tuple[Executor, dict[str
     key = CacheKey(spec, device.index or 0, alignment(pack[graphs.X].data_ptr()),
                    alignment(pack[graphs.W].data_ptr()), alignment(pack[graphs.Y].data_ptr()))
     try:
-        tuned = _plans.get(key, lambda: autotune(graphs.build(spec, cudnn, handle), cudnn,
-                                                 _plan_timer(pack, handle)))
+        tuned = _plans.get(key, lambda: autotune(lambda: graphs.build(spec, cudnn, handle),
+                                                 cudnn, _plan_timer(pack, handle),
+                                                 lambda: device_works(device.type)))
     except (cudnn.cudnnGraphNotSupportedError, RuntimeError) as exc:
         raise UnsupportedError(str(exc).strip()) from exc
     workspace = torch.empty(tuned.workspace_size, dtype=torch.uint8, device=device)
     return (CudnnExecutor(tuned.graph, tuned.plan_index, workspace, handle, device),
-            {"plans": tuned.candidates, "runnable": tuned.runnable, "plan": tuned.plan_name})
+            {"heuristics": tuned.mode, "plans": tuned.candidates, "runnable": tuned.runnable,
+             "plan": tuned.plan_name})
 
 
 def _use_current_stream(handle: int, device: torch.device) -> None:

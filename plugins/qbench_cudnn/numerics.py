@@ -28,9 +28,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from qbench.quantized import ConvParams
+from qbench.reference import window_weight_sums
 
 CHANNEL_ALIGNMENT = 4
 SIGN_FLIP = 0x80  # x ^ 0x80 maps uint8 v to the int8 byte of v - 128
@@ -95,13 +95,10 @@ def offsets(weight: torch.Tensor, params: ConvParams, height: int, width: int,
     bias = bias_terms.to(torch.float64).view(1, k, 1, 1)
     if x_zero_point == 0:
         return bias.to(torch.float32)
-    w = weight.to(device="cpu", dtype=torch.float64)
     if params.padding == (0, 0):
-        valid = w.sum(dim=(1, 2, 3)).view(1, k, 1, 1)
+        valid = weight.to(device="cpu", dtype=torch.float64).sum(dim=(1, 2, 3)).view(1, k, 1, 1)
     else:
-        ones = torch.ones((1, w.shape[1] * params.groups, height, width), dtype=torch.float64)
-        valid = F.conv2d(ones, w, None, params.stride, params.padding, params.dilation,
-                         params.groups)
+        valid = window_weight_sums(weight, params, height, width).to(torch.float64).unsqueeze(0)
     return (bias - x_zero_point * valid).to(torch.float32)
 
 

@@ -2,8 +2,11 @@
 
 PyTorch's quantized cuDNN conv keys its plans on the conv parameters, the pointer alignments, bias
 and ReLU, and keeps the first plan that runs. Here the first use of a key builds every plan cuDNN's
-heuristics offer (modes A and FALLBACK), times each one that builds and keeps the fastest, as
-cudnn-frontend's autotuning sample does; how many there were and which won is kept with the plan.
+heuristics mode A offers (FALLBACK's only when none of those runs), times each one that builds and
+keeps the fastest, as cudnn-frontend's autotuning sample does; how many there were and which won
+is kept with the plan. On an H200 (2026-11-27) one of the plans of A and FALLBACK together for a
+small 3x3 conv (C=32, K=24) left a misaligned-address error that poisons the CUDA context: such a
+plan stops tuning with an error naming it.
 """
 
 from __future__ import annotations
@@ -76,27 +79,48 @@ class Autotuned:
     workspace_size: int
     candidates: int  # plans cuDNN's heuristics offered
     runnable: int  # of those, plans that built and ran
+    mode: str  # the heuristics mode that offered them
 
 
-def autotune(graph: Any, cudnn: Any, time_plan: Callable[[Any, int], float]) -> Autotuned:
-    """Build every plan the heuristics offer for `graph` (validated, operation graph built),
-    time each that builds with `time_plan(graph, index) -> seconds`, keep the fastest.
+class PlanBrokeDevice(Exception):
+    """A plan left a sticky CUDA error (e.g. a misaligned address): nothing more can run in this
+    process, so tuning stops and names the plan."""
 
-    Raises RuntimeError with cuDNN's reasons when no plan runs.
+
+def autotune(build_graph: Callable[[], Any], cudnn: Any,
+             time_plan: Callable[[Any, int], float],
+             device_works: Callable[[], bool]) -> Autotuned:
+    """Build every plan that heuristics mode A offers for the graph `build_graph()` makes, time
+    each one that builds with `time_plan(graph, index) -> seconds`, keep the fastest. FALLBACK's
+    plans (engines of last resort) are built and timed only when none of A's runs.
+
+    Raises RuntimeError with cuDNN's reasons when no plan runs, PlanBrokeDevice when one broke the
+    CUDA context.
     """
-    graph.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
-    graph.check_support()
-    candidates = graph.get_execution_plan_count()
-    timings: dict[int, float] = {}
     failures: list[str] = []
-    for index in range(candidates):
+    for mode in (cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK):
+        graph = build_graph()
         try:
-            graph.build_plan_at_index(index)
-            timings[index] = time_plan(graph, index)
-        except Exception as exc:  # a plan that fails to build or run is skipped, with its reason
-            failures.append(f"plan {index}: {exc}")
-    if not timings:
-        raise RuntimeError(f"none of cuDNN's {candidates} plans ran: " + "; ".join(failures))
-    best = min(timings, key=timings.__getitem__)
-    return Autotuned(graph, best, graph.get_plan_name_at_index(best),
-                     graph.get_workspace_size_plan_at_index(best), candidates, len(timings))
+            graph.create_execution_plans([mode])
+            graph.check_support()
+        except Exception as exc:  # no engine in this mode: cuDNN's reason
+            failures.append(f"heuristics {mode.name}: {exc}")
+            continue
+        candidates = graph.get_execution_plan_count()
+        timings: dict[int, float] = {}
+        for index in range(candidates):
+            try:
+                graph.build_plan_at_index(index)
+                timings[index] = time_plan(graph, index)
+            except Exception as exc:  # a plan that fails to build or run is skipped, with why
+                failures.append(f"plan {index}: {exc}")
+                if not device_works():
+                    raise PlanBrokeDevice(
+                        f"cuDNN plan {graph.get_plan_name_at_index(index)} (heuristics "
+                        f"{mode.name}) broke the CUDA context: {exc}") from exc
+        if timings:
+            best = min(timings, key=timings.__getitem__)
+            return Autotuned(graph, best, graph.get_plan_name_at_index(best),
+                             graph.get_workspace_size_plan_at_index(best), candidates,
+                             len(timings), mode.name)
+    raise RuntimeError("no cuDNN plan ran: " + "; ".join(failures))

@@ -19,7 +19,7 @@ from qbench import (BackendInfo, ConvParams, ConvProblem, QuantizedActivation, Q
 from qbench.problem import dtype_range
 from qbench.backends import installed_version
 from qbench.quantized import nhwc_view
-from qbench.reference import requantization_terms
+from qbench.reference import requantization_terms, window_weight_sums
 
 NAME = "triton"
 DIRECT_BELOW = 16  # reduction span per tap under which the direct kernel replaces the GEMM
@@ -80,11 +80,12 @@ class _Plan:
 
 @dataclass
 class _Packed:
-    """Weights [R, S, C/groups, K] int8, their per-channel sums and zero points, and the geometry;
-    launch plans are cached per (shapes, quantization, ReLU)."""
+    """Weights [K, R, S, C/groups] int8, less their zero points for the compensation tables,
+    their zero points, and the geometry; launch plans are cached per (shapes, quantization,
+    ReLU)."""
 
     weight: torch.Tensor
-    weight_sums: torch.Tensor
+    centered_weight: torch.Tensor  # w - zw[k], (K, C/groups, R, S) int64 on the CPU
     weight_zero_points: torch.Tensor
     has_weight_zero_points: bool
     weight_scales: torch.Tensor
@@ -108,11 +109,12 @@ def qbench_prepack(backend: str, weight: QuantizedWeight, bias: torch.Tensor | N
     if backend != NAME:
         return None
     _, group_in, r, s = weight.data.shape
-    packed_weight = weight.data.permute(2, 3, 1, 0).contiguous()  # [R, S, C/groups, K]
+    packed_weight = weight.data.permute(0, 2, 3, 1).contiguous()  # [K, R, S, C/groups]
     zero_points = weight.zero_points.to(device=weight.data.device, dtype=torch.int32)
-    return _Packed(packed_weight, weight.data.to(torch.int32).sum(dim=(1, 2, 3)).contiguous(),
-                   zero_points, bool(zero_points.any()), weight.scales.cpu(), bias, params,
-                   (r, s), group_in)
+    centered = weight.data.cpu().to(torch.int64) - zero_points.cpu().to(torch.int64).view(-1, 1,
+                                                                                         1, 1)
+    return _Packed(packed_weight, centered, zero_points, bool(zero_points.any()),
+                   weight.scales.cpu(), bias, params, (r, s), group_in)
 
 
 @hookimpl
@@ -138,12 +140,14 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
     direct = span < DIRECT_BELOW
     name = "direct" if direct else "gemm"
     m = n * oh * ow
-    tail = (packed.weight_sums, packed.weight_zero_points, bias, multiplier, m, h, w, oh, ow,
-            c, k, packed.group_in, group_out, *p.stride, *p.padding, *p.dilation,
-            activation.zero_point - 128 if unsigned else activation.zero_point,
-            float(output.zero_point), float(output.zero_point if relu else lo), float(hi))
+    x_zero_point = activation.zero_point - 128 if unsigned else activation.zero_point
+    border = x_zero_point != 0 and p.padding != (0, 0)
+    tail = (_compensation(packed, x_zero_point, border, h, w).to(x.device),
+            packed.weight_zero_points, bias, multiplier, m, h, w, oh, ow, c, k, packed.group_in,
+            group_out, *p.stride, *p.padding, *p.dilation, float(output.zero_point),
+            float(output.zero_point if relu else lo), float(hi))
     constants = dict(R=packed.kernel_size[0], S=packed.kernel_size[1], X_UNSIGNED=unsigned,
-                     HAS_WZP=packed.has_weight_zero_points)
+                     HAS_WZP=packed.has_weight_zero_points, BORDER=border)
     if not direct:
         constants["MERGE_S"] = merge_s
 
@@ -158,6 +162,18 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
         return _Plan(name, kernel, grid(tiles), packed.weight, tail, constants | tiles)
     kernel = kernels.conv_direct_tuned if direct else kernels.conv_gemm_tuned
     return _Plan(name, kernel, grid, packed.weight, tail, constants)
+
+
+def _compensation(packed: _Packed, x_zero_point: int, border: bool, height: int,
+                  width: int) -> torch.Tensor:
+    """zx * sum (w - zw[k]) over the taps inside the image, int32: [OH * OW, K] where padding
+    makes it vary over the image (`border`), else [K] (the kernels read padding as 0)."""
+    if border:
+        sums = window_weight_sums(packed.centered_weight, packed.params, height, width)
+        table = sums.permute(1, 2, 0).reshape(-1, sums.shape[0])
+    else:
+        table = packed.centered_weight.sum(dim=(1, 2, 3))
+    return (x_zero_point * table).to(torch.int32).contiguous()
 
 
 def _launch(packed: _Packed, prepared: Any, output: QuantizedActivation, relu: bool) -> None:

@@ -12,13 +12,13 @@ from triton.compiler import ASTSource
 
 from qbench_triton import kernels
 
-_POINTERS = {"x_ptr": "*u8", "w_ptr": "*i8", "out_ptr": "*u8", "wsum_ptr": "*i32",
+_POINTERS = {"x_ptr": "*u8", "w_ptr": "*i8", "out_ptr": "*u8", "corr_ptr": "*i32",
              "wzp_ptr": "*i32", "bias_ptr": "*fp32", "mult_ptr": "*fp32"}
 _SCALARS = {name: "i32" for name in ("M", "H", "W", "OH", "OW", "C", "K", "CG", "KG", "SH",
-                                      "SW", "PH", "PW", "DH", "DW", "x_zp")}
+                                      "SW", "PH", "PW", "DH", "DW")}
 _SCALARS.update(out_zp="fp32", lo="fp32", hi="fp32")
 _DIVISIBLE = ("M", "C", "K", "CG", "KG")
-_SHAPE = dict(R=3, S=3, HAS_WZP=True)
+_SHAPE = dict(R=3, S=3, HAS_WZP=True, BORDER=True)
 
 
 def compile_kernel(kernel, constants: dict, capability: int, unsigned: bool, warps: int):

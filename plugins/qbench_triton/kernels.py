@@ -1,16 +1,19 @@
-"""Triton kernels of the quantized conv: NHWC int8 activations, weights [R, S, C/groups, K].
+"""Triton kernels of the quantized conv: NHWC int8 activations, weights [K, R, S, C/groups].
 
 Both kernels compute acc = sum over the window of (x - zx)(w - zw[k]) exactly in int32, as
-    sum x w - zx sum w - zw[k] sum x + n zx zw[k]
-where padded positions are loaded as x = zx (so they contribute 0, also at the borders) and
-channels past C/groups as 0 on both sides; quint8 activations enter as x - 128 with zx - 128.
+    sum x w  -  zw[k] sum x  -  zx sum (w - zw[k])
+over the taps inside the image: padded positions and channels past C/groups are loaded as 0, so
+that the activation tiles go straight from memory to the tensor cores, and the last term comes
+from a table made once per shape (`corr_ptr`: per output position and channel where padding makes
+it vary, else per channel). quint8 activations enter as x - 128 with zx - 128.
 The epilogue requantizes in the reference's float32 order and rounds half to even with floor
 (libdevice's rint is not available to Triton's interpreter, and this is the same in both).
 
-Only the tile sizes, the kernel's R and S and two flags are compile-time constants, so that a
-suite's many shapes share a handful of compiled variants. `conv_gemm_kernel`: implicit GEMM, rows N*OH*OW, columns K/groups per group, reduction over
-(R, S, C/groups) with `tl.dot` (int8 x int8 -> int32). `conv_direct_kernel`: multiply-accumulate
-per output channel, for depthwise and narrow groups, where a GEMM degenerates.
+Only the tile sizes, the kernel's R and S and a few flags are compile-time constants, so that a
+suite's many shapes share a handful of compiled variants. `conv_gemm_kernel`: implicit GEMM, rows
+N*OH*OW, columns K/groups per group, reduction over (R, S, C/groups) with `tl.dot` (int8 x int8 ->
+int32). `conv_direct_kernel`: multiply-accumulate per output channel, for depthwise and narrow
+groups, where a GEMM degenerates.
 """
 
 from __future__ import annotations
@@ -51,20 +54,25 @@ def _input_pixel(n, oh, ow, m_ok, r, s, H, W, SH, SW, PH, PW, DH, DW):
 
 
 @triton.jit
-def _load_activation(x_ptr, offsets, spatial_ok, lane_ok, x_zp, X_UNSIGNED: tl.constexpr):
-    """int32 activations - 128 for quint8; padding reads the zero point, idle lanes read 0."""
-    x = tl.load(x_ptr + offsets, mask=spatial_ok & lane_ok, other=0).to(tl.int32)
-    if X_UNSIGNED:
-        x = x - 128
-    return tl.where(lane_ok, tl.where(spatial_ok, x, x_zp), 0)
+def _compensate(acc, xsum, m, m_ok, k, k_ok, corr_ptr, wzp_ptr, OHW, K,
+                BORDER: tl.constexpr, HAS_WZP: tl.constexpr):
+    """acc - zx sum_valid (w - zw[k]) - zw[k] sum_valid x (see the module's docstring)."""
+    if BORDER:  # the table is [OH * OW, K]
+        acc -= tl.load(corr_ptr + (m % OHW)[:, None] * K + k[None, :],
+                       mask=m_ok[:, None] & k_ok[None, :], other=0)
+    else:  # the table is [K]
+        acc -= tl.load(corr_ptr + k, mask=k_ok, other=0)[None, :]
+    if HAS_WZP:
+        acc -= xsum * tl.load(wzp_ptr + k, mask=k_ok, other=0)[None, :]
+    return acc
 
 
 @triton.jit
-def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, wsum_ptr, wzp_ptr, bias_ptr, mult_ptr,
+def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_ptr,
                      M, H, W, OH, OW, C, K, CG, KG, SH, SW, PH, PW, DH, DW,
-                     x_zp, out_zp, lo, hi,
+                     out_zp, lo, hi,
                      R: tl.constexpr, S: tl.constexpr, X_UNSIGNED: tl.constexpr,
-                     HAS_WZP: tl.constexpr, MERGE_S: tl.constexpr,
+                     HAS_WZP: tl.constexpr, BORDER: tl.constexpr, MERGE_S: tl.constexpr,
                      BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
     """The reduction is one flat loop over BK-wide blocks of taps, so that Triton pipelines its
     loads. A tap is (r, s) with its group's CG channels, or with MERGE_S (groups == 1 and unit
@@ -101,29 +109,28 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, wsum_ptr, wzp_ptr, bias_ptr, mult_pt
             iw = iw0 + tap % taps_per_row * DW
             inside = (row_ok & (iw >= 0) & (iw < W))[:, None] & j_ok[None, :]
             offsets = (((n * H + ih) * W + iw) * C + g * CG)[:, None] + j[None, :]
-        x = tl.load(x_ptr + offsets, mask=inside, other=0)
-        if X_UNSIGNED:  # quint8 v as int8 v - 128: flip the top bit
+        if X_UNSIGNED:  # quint8 v as int8 v - 128: flip the top bit; outside reads 128 -> 0
+            x = tl.load(x_ptr + offsets, mask=inside, other=128)
             x = x.to(tl.int8, bitcast=True) ^ -128
-        # padding reads the zero point; idle lanes meet zero weights
-        x = tl.where(inside, x, tl.cast(x_zp, tl.int8))
-        w = tl.load(w_ptr + (tap * span + j)[:, None] * K + k[None, :],
-                    mask=j_ok[:, None] & kg_ok[None, :], other=0)
-        acc += tl.dot(x, w, out_dtype=tl.int32)
+        else:  # outside reads 0: the tile goes as loaded to the tensor cores
+            x = tl.load(x_ptr + offsets, mask=inside, other=0)
+        # [BN, BK], the reduction contiguous: int8 tensor-core operands must be K-major
+        w = tl.load(w_ptr + k[:, None] * (R * S * CG) + (tap * span + j)[None, :],
+                    mask=kg_ok[:, None] & j_ok[None, :], other=0)
+        acc += tl.dot(x, tl.trans(w), out_dtype=tl.int32)
         if HAS_WZP:
-            xsum += tl.sum(tl.where(j_ok[None, :], x.to(tl.int32), 0), axis=1)
-    acc -= x_zp * tl.load(wsum_ptr + k, mask=kg_ok, other=0)[None, :]
-    if HAS_WZP:
-        wzp = tl.load(wzp_ptr + k, mask=kg_ok, other=0)[None, :]
-        acc += (CG * R * S * x_zp - xsum[:, None]) * wzp
+            xsum += tl.sum(x.to(tl.int32), axis=1)
+    acc = _compensate(acc, xsum[:, None], m, m_ok, k, kg_ok, corr_ptr, wzp_ptr, OH * OW, K,
+                      BORDER, HAS_WZP)
     _requantize_store(acc, k, kg_ok, m, m_ok, out_ptr, bias_ptr, mult_ptr, out_zp, lo, hi, K)
 
 
 @triton.jit
-def conv_direct_kernel(x_ptr, w_ptr, out_ptr, wsum_ptr, wzp_ptr, bias_ptr, mult_ptr,
+def conv_direct_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_ptr,
                        M, H, W, OH, OW, C, K, CG, KG, SH, SW, PH, PW, DH, DW,
-                       x_zp, out_zp, lo, hi,
+                       out_zp, lo, hi,
                        R: tl.constexpr, S: tl.constexpr, X_UNSIGNED: tl.constexpr,
-                       HAS_WZP: tl.constexpr,
+                       HAS_WZP: tl.constexpr, BORDER: tl.constexpr,
                        BM: tl.constexpr, BN: tl.constexpr):
     m, m_ok, n, oh, ow = _output_pixels(tl.program_id(0), M, OH, OW, BM)
     k = tl.program_id(1) * BN + tl.arange(0, BN)
@@ -135,16 +142,18 @@ def conv_direct_kernel(x_ptr, w_ptr, out_ptr, wsum_ptr, wzp_ptr, bias_ptr, mult_
         for s in range(S):
             pixel, spatial_ok = _input_pixel(n, oh, ow, m_ok, r, s, H, W, SH, SW, PH, PW, DH, DW)
             row = pixel * C
-            for c in range(CG):
-                x = _load_activation(x_ptr, row[:, None] + (first_channel + c)[None, :],
-                                     spatial_ok[:, None], k_ok[None, :], x_zp, X_UNSIGNED)
-                w = tl.load(w_ptr + ((r * S + s) * CG + c) * K + k, mask=k_ok, other=0)
+            for c in range(CG):  # outside the image reads 0 (128 for quint8, then - 128)
+                x = tl.load(x_ptr + row[:, None] + (first_channel + c)[None, :],
+                            mask=spatial_ok[:, None] & k_ok[None, :],
+                            other=128 if X_UNSIGNED else 0).to(tl.int32)
+                if X_UNSIGNED:
+                    x -= 128
+                w = tl.load(w_ptr + k * (R * S * CG) + (r * S + s) * CG + c, mask=k_ok, other=0)
                 acc += x * w.to(tl.int32)[None, :]
                 if HAS_WZP:
                     xsum += x
-    acc -= x_zp * tl.load(wsum_ptr + k, mask=k_ok, other=0)[None, :]
-    if HAS_WZP:
-        acc += (CG * R * S * x_zp - xsum) * tl.load(wzp_ptr + k, mask=k_ok, other=0)[None, :]
+    acc = _compensate(acc, xsum, m, m_ok, k, k_ok, corr_ptr, wzp_ptr, OH * OW, K, BORDER,
+                      HAS_WZP)
     _requantize_store(acc, k, k_ok, m, m_ok, out_ptr, bias_ptr, mult_ptr, out_zp, lo, hi, K)
 
 
@@ -162,7 +171,7 @@ DIRECT_CONFIGS = [
                           (128, 64, 8)]
 ]
 TUNING_KEY = ["M", "H", "W", "OH", "OW", "C", "K", "CG", "KG", "R", "S", "SH", "SW", "PH", "PW",
-              "DH", "DW", "X_UNSIGNED", "HAS_WZP"]
+              "DH", "DW", "X_UNSIGNED", "HAS_WZP", "BORDER"]
 
 
 def _fits(config: triton.Config, limits: dict[str, int]) -> bool:
