@@ -3,6 +3,7 @@ without one in Triton's interpreter (conftest sets TRITON_INTERPRET=1), where it
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -11,14 +12,15 @@ import pytest
 import torch
 
 from problems import PROBLEMS
+from qbench.quantized import ConvParams
 from qbench.registry import load_backends
 from qbench.runner import CaseRunner, RunSettings
 from qbench.suite import Case
 from qbench.timing import TimingPolicy
 
-# where a GEMM tap's reduction would be under 16 channels (odd channels and conv1 merge a row's
-# pixels, which makes 21)
-TRITON_DIRECT = {"direct-resnext-width-4", "direct-depthwise", "direct-depthwise-multiplier-2"}
+# depthwise; odd channels and conv1 merge a kernel row's pixels (21 channels), ResNeXt's narrow
+# groups share GEMM tiles (qbench_triton.layout)
+TRITON_DIRECT = {"direct-depthwise", "direct-depthwise-multiplier-2"}
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +41,38 @@ def test_triton_matches_the_reference(name, runner_and_backend):
     if backend.info.interpreted:  # checked, but a simulator's times are never reported
         assert row["timing_mode"] == "interpreted (not timed)"
         assert row["median_us"] != row["median_us"] and row["first_call_ms"] != row["first_call_ms"]
+
+
+def test_narrow_groups_with_weight_zero_points_take_the_direct_kernel(runner_and_backend):
+    """Groups sharing a GEMM tile would mix their activations' sums, which weight zero points
+    need per group."""
+    runner, backend = runner_and_backend
+    problem = dataclasses.replace(PROBLEMS["direct-resnext-width-4"], weight_zero_point=-3)
+    row = runner.row("triton", Case("resnext-zw", problem.validate()), backend)
+    assert row["status"] == "ok", row["error"]
+    assert row["max_err_lsb"] <= 1 and "kernel=direct" in row["details"]
+
+
+def test_narrow_groups_share_a_tile_with_block_diagonal_weights():
+    from qbench_triton.layout import block_diagonal, groups_per_tile, layout
+
+    assert [groups_per_tile(32, width) for width in (4, 8, 16, 32)] == [8, 4, 2, 1]
+    assert groups_per_tile(4, 4) == 4  # all of them, if that is fewer than 32 channels
+    weight = torch.randint(-128, 128, (6, 2, 3, 3), dtype=torch.int8)  # groups of 2 -> 2
+    packed = weight.permute(0, 2, 3, 1)
+    tiled = block_diagonal(packed.contiguous(), group_out=2, per_tile=3)
+    assert tiled.shape == (6, 3, 3, 6)
+    for k in range(6):
+        slot = k // 2
+        assert torch.equal(tiled[k, :, :, 2 * slot:2 * slot + 2], packed[k])
+        others = tiled[k].clone()
+        others[:, :, 2 * slot:2 * slot + 2] = 0
+        assert not others.any()  # zeros at the other groups' channels
+    resnext = layout(torch.zeros((256, 8, 3, 3), dtype=torch.int8), ConvParams(groups=32), False)
+    assert (resnext.kernel, resnext.groups_per_tile, resnext.tile_in, resnext.tile_out) == \
+        ("gemm", 4, 32, 32)
+    depthwise = layout(torch.zeros((64, 1, 3, 3), dtype=torch.int8), ConvParams(groups=64), False)
+    assert depthwise.kernel == "direct"
 
 
 def test_round_half_to_even_in_the_kernel(runner_and_backend):

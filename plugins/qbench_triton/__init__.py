@@ -20,9 +20,9 @@ from qbench.problem import dtype_range
 from qbench.backends import installed_version
 from qbench.quantized import nhwc_view
 from qbench.reference import requantization_terms, window_weight_sums
+from qbench_triton.layout import Layout, layout
 
 NAME = "triton"
-DIRECT_BELOW = 16  # reduction span per tap under which the direct kernel replaces the GEMM
 _INTERPRETER_TILES = {"BM": 16, "BN": 16, "BK": 16}
 
 
@@ -70,21 +70,19 @@ def qbench_supports(backend: str, problem: ConvProblem) -> Verdict | None:
 class _Plan:
     """Everything of a launch but the activation and output pointers."""
 
-    name: str  # "gemm" or "direct"
     kernel: Any
     grid: Any
-    weight: torch.Tensor
     tail: tuple[Any, ...]  # the arguments after the output pointer
     constants: dict[str, Any]
 
 
 @dataclass
 class _Packed:
-    """Weights [K, R, S, C/groups] int8, less their zero points for the compensation tables,
-    their zero points, and the geometry; launch plans are cached per (shapes, quantization,
-    ReLU)."""
+    """The kernel and weights (`layout`), the weights less their zero points for the compensation
+    tables, their zero points, and the geometry; launch plans are cached per (shapes,
+    quantization, ReLU)."""
 
-    weight: torch.Tensor
+    layout: Layout
     centered_weight: torch.Tensor  # w - zw[k], (K, C/groups, R, S) int64 on the CPU
     weight_zero_points: torch.Tensor
     has_weight_zero_points: bool
@@ -92,14 +90,13 @@ class _Packed:
     bias: torch.Tensor | None
     params: ConvParams
     kernel_size: tuple[int, int]
-    group_in: int
     plans: dict[tuple[Any, ...], _Plan] = field(default_factory=dict)
     last: _Plan | None = None
 
     def requantization(self, x_scale: float, out_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
         """(f32(bias / aw), f32(aw / out_scale)) per output channel, as the reference computes."""
         bias, multiplier = requantization_terms(x_scale, self.weight_scales, self.bias, out_scale)
-        device = self.weight.device
+        device = self.layout.weight.device
         return bias.to(device).contiguous(), multiplier.to(device).contiguous()
 
 
@@ -108,13 +105,13 @@ def qbench_prepack(backend: str, weight: QuantizedWeight, bias: torch.Tensor | N
                    params: ConvParams) -> Any:
     if backend != NAME:
         return None
-    _, group_in, r, s = weight.data.shape
-    packed_weight = weight.data.permute(0, 2, 3, 1).contiguous()  # [K, R, S, C/groups]
     zero_points = weight.zero_points.to(device=weight.data.device, dtype=torch.int32)
+    has_zero_points = bool(zero_points.any())
     centered = weight.data.cpu().to(torch.int64) - zero_points.cpu().to(torch.int64).view(-1, 1,
                                                                                          1, 1)
-    return _Packed(packed_weight, centered, zero_points, bool(zero_points.any()),
-                   weight.scales.cpu(), bias, params, (r, s), group_in)
+    return _Packed(layout(weight.data, params, has_zero_points), centered, zero_points,
+                   has_zero_points, weight.scales.cpu(), bias, params,
+                   tuple(weight.data.shape[2:]))
 
 
 @hookimpl
@@ -134,34 +131,32 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
     lo, hi = dtype_range(output.dtype)
     unsigned = activation.dtype == "quint8"
     p = packed.params
-    group_out = k // p.groups
-    merge_s = p.groups == 1 and p.dilation[1] == 1  # see kernels.conv_gemm_kernel
-    span = packed.kernel_size[1] * c if merge_s else packed.group_in
-    direct = span < DIRECT_BELOW
-    name = "direct" if direct else "gemm"
+    mapping = packed.layout
+    direct = mapping.kernel == "direct"
     m = n * oh * ow
     x_zero_point = activation.zero_point - 128 if unsigned else activation.zero_point
     border = x_zero_point != 0 and p.padding != (0, 0)
     tail = (_compensation(packed, x_zero_point, border, h, w).to(x.device),
-            packed.weight_zero_points, bias, multiplier, m, h, w, oh, ow, c, k, packed.group_in,
-            group_out, *p.stride, *p.padding, *p.dilation, float(output.zero_point),
+            packed.weight_zero_points, bias, multiplier, m, h, w, oh, ow, c, k, mapping.tile_in,
+            mapping.tile_out, *p.stride, *p.padding, *p.dilation, float(output.zero_point),
             float(output.zero_point if relu else lo), float(hi))
     constants = dict(R=packed.kernel_size[0], S=packed.kernel_size[1], X_UNSIGNED=unsigned,
                      HAS_WZP=packed.has_weight_zero_points, BORDER=border)
     if not direct:
-        constants["MERGE_S"] = merge_s
+        constants["MERGE_S"] = mapping.merge_rows
 
     def grid(meta: dict[str, int]) -> tuple[int, ...]:
         if direct:
             return (-(-m // meta["BM"]), -(-k // meta["BN"]))
-        return (-(-m // meta["BM"]), -(-group_out // meta["BN"]), p.groups)
+        return (-(-m // meta["BM"]), -(-mapping.tile_out // meta["BN"]),
+                p.groups // mapping.groups_per_tile)
 
     if interpreting():
-        tiles = {key: v for key, v in _INTERPRETER_TILES.items() if not (direct and key == "BK")}
         kernel = kernels.conv_direct_kernel if direct else kernels.conv_gemm_kernel
-        return _Plan(name, kernel, grid(tiles), packed.weight, tail, constants | tiles)
+        fixed = {key: v for key, v in _INTERPRETER_TILES.items() if not (direct and key == "BK")}
+        return _Plan(kernel, grid(fixed), tail, constants | fixed)
     kernel = kernels.conv_direct_tuned if direct else kernels.conv_gemm_tuned
-    return _Plan(name, kernel, grid, packed.weight, tail, constants)
+    return _Plan(kernel, grid, tail, constants)
 
 
 def _compensation(packed: _Packed, x_zero_point: int, border: bool, height: int,
@@ -185,7 +180,7 @@ def _launch(packed: _Packed, prepared: Any, output: QuantizedActivation, relu: b
     if plan is None:
         plan = packed.plans[key] = _plan(packed, x, activation, out, output, relu)
     packed.last = plan
-    plan.kernel[plan.grid](x, plan.weight, out, *plan.tail, **plan.constants)
+    plan.kernel[plan.grid](x, packed.layout.weight, out, *plan.tail, **plan.constants)
 
 
 @hookimpl
@@ -206,9 +201,11 @@ def qbench_details(backend: str, packed: Any) -> dict[str, Any] | None:
     if backend != NAME or packed.last is None:
         return None
     plan = packed.last
+    facts: dict[str, Any] = {"kernel": packed.layout.kernel}
+    if packed.layout.groups_per_tile > 1:
+        facts["groups_per_tile"] = packed.layout.groups_per_tile
     config = getattr(plan.kernel, "best_config", None)  # the autotuner's, for its last launch
     if config is None:  # the interpreter's fixed tiles
-        return {"kernel": plan.name, **{key: plan.constants[key] for key in _INTERPRETER_TILES
-                                        if key in plan.constants}}
-    return {"kernel": plan.name, **config.kwargs, "warps": config.num_warps,
-            "stages": config.num_stages}
+        return facts | {key: plan.constants[key] for key in _INTERPRETER_TILES
+                        if key in plan.constants}
+    return facts | config.kwargs | {"warps": config.num_warps, "stages": config.num_stages}

@@ -1,0 +1,73 @@
+"""How a conv maps onto the two kernels: which one runs, how the GEMM's reduction is laid out, and
+the weights it reads ([K, R, S, channels per tile], the reduction contiguous).
+
+- groups == 1: the GEMM, with a kernel row's pixels merged into one span when the width dilation
+  is 1 (see kernels.conv_gemm_kernel); the direct kernel when even that span is under
+  GEMM_MIN_SPAN channels (a 1x1 conv of 3 channels, say).
+- narrow groups (ResNeXt: 4 to 16 channels each): several neighbouring groups share one GEMM
+  tile, with block-diagonal weights (zeros between groups), so that the tensor cores do the work
+  at a few times the multiply-adds instead of the CUDA cores doing it one at a time. Not with
+  weight zero points, whose compensation sums each group's activations on their own.
+- depthwise and groups under NARROW_GROUP_MIN channels: the direct kernel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from qbench.quantized import ConvParams
+
+GEMM_MIN_SPAN = 16  # channels per tap under which the direct kernel replaces the GEMM
+TILE_MIN_CHANNELS = 32  # narrow groups are packed together up to this many channels per tile
+NARROW_GROUP_MIN = 4  # groups narrower than this (depthwise) stay on the direct kernel
+
+
+@dataclass(frozen=True)
+class Layout:
+    kernel: str  # "gemm" or "direct"
+    merge_rows: bool  # the GEMM reduces over a kernel row's pixels at once (MERGE_S)
+    groups_per_tile: int  # neighbouring groups that share a GEMM tile
+    weight: torch.Tensor  # int8 [K, R, S, tile_in]
+    tile_in: int  # channels per tap that one tile reduces over (the kernels' CG)
+    tile_out: int  # output channels of one tile group (the kernels' KG)
+
+
+def layout(weight: torch.Tensor, params: ConvParams, has_weight_zero_points: bool) -> Layout:
+    """The layout for int8 weights (K, C/groups, R, S) of a conv with `params`."""
+    out_channels, group_in, _, width = weight.shape
+    groups = params.groups
+    group_out = out_channels // groups
+    packed = weight.permute(0, 2, 3, 1).contiguous()
+    if groups == 1:
+        merge = params.dilation[1] == 1
+        span = width * group_in if merge else group_in
+        kernel = "gemm" if span >= GEMM_MIN_SPAN else "direct"
+        return Layout(kernel, merge, 1, packed, group_in, group_out)
+    per_tile = 1
+    if NARROW_GROUP_MIN <= group_in < TILE_MIN_CHANNELS and not has_weight_zero_points:
+        per_tile = groups_per_tile(groups, group_in)
+    if per_tile * group_in < GEMM_MIN_SPAN:
+        return Layout("direct", False, 1, packed, group_in, group_out)
+    tiled = block_diagonal(packed, group_out, per_tile) if per_tile > 1 else packed
+    return Layout("gemm", False, per_tile, tiled, per_tile * group_in, per_tile * group_out)
+
+
+def groups_per_tile(groups: int, group_in: int) -> int:
+    """The fewest neighbouring groups (a divisor of `groups`) with TILE_MIN_CHANNELS channels
+    together, or all of them."""
+    return next((d for d in range(1, groups + 1)
+                 if groups % d == 0 and d * group_in >= TILE_MIN_CHANNELS), groups)
+
+
+def block_diagonal(packed: torch.Tensor, group_out: int, per_tile: int) -> torch.Tensor:
+    """[K, R, S, C/groups] weights widened to [K, R, S, per_tile * C/groups]: output channel k
+    keeps its own group's channels at its group's place within the tile, zeros elsewhere."""
+    out_channels, r, s, group_in = packed.shape
+    tiled = packed.new_zeros((out_channels, r, s, per_tile * group_in))
+    slot = (torch.arange(out_channels, device=packed.device) // group_out) % per_tile
+    for index in range(per_tile):
+        rows = slot == index
+        tiled[rows, :, :, index * group_in:(index + 1) * group_in] = packed[rows]
+    return tiled
