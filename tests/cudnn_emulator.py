@@ -13,22 +13,23 @@ from qbench import UnsupportedError
 from qbench_cudnn.graph import GraphSpec, TensorSpec
 
 
+_DTYPES = {"INT8": torch.int8, "FLOAT": torch.float32}
+
+
 def _view(tensor: torch.Tensor, spec: TensorSpec) -> torch.Tensor:
-    """`tensor`'s storage as cuDNN would see it through `spec` (raises if it does not fit)."""
+    """`tensor`'s storage as cuDNN would see it through `spec` (raises if it does not fit; cuDNN
+    would misread a buffer of another dtype)."""
+    assert tensor.dtype == _DTYPES[spec.data_type], (spec.name, tensor.dtype)
     return torch.as_strided(tensor, spec.dims, spec.strides, tensor.storage_offset())
 
 
-def emulated_executor_for(channel_multiple: int = 1, per_channel_offsets_only: bool = False,
-                          scale_first_only: bool = False):
+def emulated_executor_for(channel_multiple: int = 1, scale_first_only: bool = False):
     """An `executor_for` replacement. As cuDNN's engines may, it refuses channel counts that are
-    not multiples of `channel_multiple` and, if asked, an offset that varies over the image or
-    the "offset first" form of the graph."""
+    not multiples of `channel_multiple` and, if asked, the "offset first" form of the graph."""
 
     def executor_for(spec: GraphSpec, pack: dict[int, torch.Tensor]):
         if spec.x.dims[1] % channel_multiple or spec.y.dims[1] % channel_multiple:
             raise UnsupportedError(f"emulated: channels must be multiples of {channel_multiple}")
-        if per_channel_offsets_only and spec.offset.dims[2:] != (1, 1):
-            raise UnsupportedError("emulated: no engine for a (1, K, OH, OW) operand")
         if scale_first_only and spec.form != "scale first":
             raise UnsupportedError("emulated: no engine for this pointwise chain")
 

@@ -25,6 +25,10 @@ def make_fake_cupy(host_check: str) -> types.ModuleType:
         def __call__(self, grid, block, args):
             x, w, y, w_sums, w_zero_points, bias_terms, multipliers, *ints = args
             assert all(isinstance(v, np.int32) for v in ints) and len(ints) == 22
+            # the kernel reads these as int and float: another dtype is misread on a GPU
+            assert (w.dtype, w_sums.dtype, w_zero_points.dtype) == (torch.int8, torch.int32,
+                                                                     torch.int32)
+            assert bias_terms.dtype == multipliers.dtype == torch.float32
             assert x.dtype == (torch.uint8 if UNSIGNED[self.template_args[0]] else torch.int8)
             assert y.dtype == (torch.uint8 if UNSIGNED[self.template_args[1]] else torch.int8)
             vector = int(self.template_args[2]) if self.kind in (0, 1) else 0

@@ -16,7 +16,6 @@ import qbench_cudnn
 from cudnn_emulator import emulated_executor_for
 from problems import PROBLEMS
 from qbench import UnsupportedError, Verdict
-from qbench.quantized import ConvParams
 from qbench.registry import load_backends
 from qbench.runner import CaseRunner, RunSettings
 from qbench.suite import Case
@@ -29,28 +28,25 @@ POLICY = TimingPolicy(min_samples=2, max_time_s=0.005)
 
 
 def _on_cpu_with_emulated_cudnn(monkeypatch, channel_multiple: int,
-                                per_channel_offsets_only: bool = False,
                                 scale_first_only: bool = False):
     backend = load_backends()["cudnn"]
     backend = dataclasses.replace(backend, info=dataclasses.replace(backend.info, device="cpu"))
     backend.__dict__["availability"] = Verdict.yes()  # the emulator stands in for the GPU
     monkeypatch.setattr(qbench_cudnn, "executor_for", emulated_executor_for(
-        channel_multiple, per_channel_offsets_only, scale_first_only))
+        channel_multiple, scale_first_only))
     return backend
 
 
-# what the emulated engines refuse: (channels not multiples of, varying offsets, offset first)
-ENGINES = {"any-channels": (1, False, False), "channels-by-4": (4, False, False),
-           "per-channel-offsets-only": (1, True, False), "scale-first-only": (1, False, True),
-           "every-limit": (4, True, True)}
+# what the emulated engines refuse: (channels not multiples of, offset first)
+ENGINES = {"any-channels": (1, False), "channels-by-4": (4, False),
+           "scale-first-only": (1, True), "every-limit": (4, True)}
 
 
 @pytest.mark.parametrize("engines", ENGINES)
 @pytest.mark.parametrize("name", PROBLEMS)
 def test_arithmetic_matches_the_reference_with_cudnn_emulated(name, engines, monkeypatch):
-    channel_multiple, per_channel_offsets_only, scale_first_only = ENGINES[engines]
-    backend = _on_cpu_with_emulated_cudnn(monkeypatch, channel_multiple, per_channel_offsets_only,
-                                          scale_first_only)
+    channel_multiple, scale_first_only = ENGINES[engines]
+    backend = _on_cpu_with_emulated_cudnn(monkeypatch, channel_multiple, scale_first_only)
     problem = PROBLEMS[name].validate()
     row = CaseRunner(RunSettings(policy=POLICY)).row("t", Case(name, problem), backend)
     if problem.weight_zero_point:
@@ -65,8 +61,7 @@ def test_arithmetic_matches_the_reference_with_cudnn_emulated(name, engines, mon
     padded = channel_multiple > 1 and (problem.in_channels % 4 or problem.out_channels % 4)
     assert ("channels padded" in row["details"]) == bool(padded), row["details"]
     signed_zero_point = problem.in_zero_point - (128 if problem.in_dtype == "quint8" else 0)
-    varying = signed_zero_point != 0 and problem.padding != (0, 0)
-    staged_padding = per_channel_offsets_only and varying
+    staged_padding = signed_zero_point != 0 and problem.padding != (0, 0)
     assert ("spatial padding staged" in row["details"]) == staged_padding, row["details"]
     assert "plan=emulated" in row["details"]
     assert ("scale first" in row["details"]) == scale_first_only, row["details"]
@@ -76,7 +71,8 @@ def test_arithmetic_matches_the_reference_with_cudnn_emulated(name, engines, mon
 
 def test_padding_is_used_only_when_cudnn_refuses_the_problems_channels(monkeypatch):
     backend = _on_cpu_with_emulated_cudnn(monkeypatch, channel_multiple=1)
-    case = Case("c30", PROBLEMS["direct-odd-channels"].replace(in_dtype="qint8").validate())
+    problem = PROBLEMS["direct-odd-channels"].replace(in_dtype="qint8", in_zero_point=0)
+    case = Case("c30", problem.validate())
     row = CaseRunner(RunSettings(policy=POLICY)).row("t", case, backend)
     assert row["status"] == "ok"
     assert "channels as given, spatial padding in the graph" in row["details"]
@@ -89,21 +85,30 @@ def test_refusals_of_every_arrangement_are_reported(monkeypatch):
         "t", Case("odd", PROBLEMS["direct-odd-channels"].validate()), backend)
     assert row["status"] == "unsupported"
     assert row["error"].count("multiples of 64") == 1  # one reason, for every arrangement:
-    assert "(8 arrangements: " in row["error"]  # 2 channel layouts x 2 paddings x 2 forms
+    assert "(4 arrangements: " in row["error"]  # 2 channel layouts x 2 forms
 
 
-def test_offsets_are_exact_at_padded_borders():
+def test_offsets_fold_bias_and_zero_point_per_channel():
     weight = torch.randint(-128, 128, (3, 2, 3, 3), dtype=torch.int8)
-    params = ConvParams.of(padding=1)
     bias_terms = torch.tensor([0.5, -1.0, 2.0])
-    off = offsets(weight, params, 4, 5, 7, bias_terms)
-    assert off.shape == (1, 3, 4, 5)
-    w = weight.to(torch.int64)
-    corner = w[:, :, 1:, 1:].sum(dim=(1, 2, 3))  # output (0, 0) sees taps r, s >= 1 only
-    interior = w.sum(dim=(1, 2, 3))
-    assert torch.equal(off[0, :, 0, 0], (bias_terms - 7 * corner).float())
-    assert torch.equal(off[0, :, 1, 1], (bias_terms - 7 * interior).float())
-    assert offsets(weight, params, 4, 5, 0, bias_terms).shape == (1, 3, 1, 1)
+    off = offsets(weight, 7, bias_terms)
+    assert off.shape == (1, 3, 1, 1)
+    sums = weight.to(torch.int64).sum(dim=(1, 2, 3))
+    assert torch.equal(off.flatten(), (bias_terms - 7 * sums).float())
+
+
+def test_padding_is_staged_as_the_zero_point_where_it_is_not_zero(monkeypatch):
+    """cuDNN given a per-pixel offset (padding in the graph, zero point not 0) was wrong on an
+    H200: the padding goes into the staged input instead, and offsets stay per channel."""
+    backend = _on_cpu_with_emulated_cudnn(monkeypatch, channel_multiple=1)
+    specs = []
+    real = qbench_cudnn.executor_for
+    monkeypatch.setattr(qbench_cudnn, "executor_for",
+                        lambda spec, pack: (specs.append(spec), real(spec, pack))[1])
+    row = CaseRunner(RunSettings(policy=POLICY)).row(
+        "t", Case("pad", PROBLEMS["gemm-3x3-pad"].validate()), backend)  # quint8, zero point 0
+    assert row["status"] == "ok" and "spatial padding staged" in row["details"]
+    assert [(spec.padding, spec.offset.dims) for spec in specs] == [((0, 0), (1, 24, 1, 1))]
 
 
 def test_weights_are_padded_with_zeros_channels_last():
@@ -165,9 +170,8 @@ class RecordingCudnn:
     ("offset first", ["add", "mul", "relu", "add"]),
     ("scale first", ["mul", "add", "relu"])])
 def test_graph_computes_the_conv_in_int32_and_every_pointwise_op_in_float(form, ops):
-    spec = graphs.describe((2, 8, 6, 6), (16, 8, 3, 3), (2, 16, 6, 6), offset_varies=True,
-                           padding=(1, 1), stride=(1, 1), dilation=(1, 1), relu=True, form=form,
-                           relu_floor=-3.0)
+    spec = graphs.describe((2, 8, 6, 6), (16, 8, 3, 3), (2, 16, 6, 6), padding=(1, 1),
+                           stride=(1, 1), dilation=(1, 1), relu=True, form=form, relu_floor=-3.0)
     cudnn = RecordingCudnn()
     graphs.build(spec, cudnn, handle=0)
     calls = [(name, kw) for name, kw in cudnn.calls if name not in ("pygraph", "tensor")]
@@ -181,7 +185,7 @@ def test_graph_computes_the_conv_in_int32_and_every_pointwise_op_in_float(form, 
     assert y.attrs["stride"] == [6 * 6 * 16, 1, 6 * 16, 16] and y.attrs["uid"] == graphs.Y
     tensors = {kw["name"]: kw for name, kw in cudnn.calls if name == "tensor"}
     assert tensors["x"]["stride"] == [6 * 6 * 8, 1, 6 * 8, 8]
-    assert tensors["offset"]["dim"] == [1, 16, 6, 6]
+    assert tensors["offset"]["dim"] == [1, 16, 1, 1]
     assert ("zero_point" in tensors) == (form == "offset first")
     relu = dict(calls)["relu"]
     assert relu.get("lower_clip") == (-3.0 if form == "scale first" else None)

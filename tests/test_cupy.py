@@ -122,6 +122,9 @@ def test_the_backend_launches_each_candidate_with_the_right_arguments(name, pick
     problem = PROBLEMS[name].validate()
     fitting = _candidates_of(problem)
     monkeypatch.setitem(sys.modules, "cupy", make_fake_cupy(host_check))
+    # the fake's modules must not outlive the test in the plugin's module cache: on a GPU, the
+    # real-cupy tests after this one got them (2026-11-27, H200: every candidate "failed")
+    monkeypatch.setattr(qbench_cupy, "_modules", {})
     monkeypatch.setattr(qbench_cupy, "_use_torch_stream", lambda: None)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *args: (9, 0))
     _force_candidate(monkeypatch, pick)

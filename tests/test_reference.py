@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 
 from qbench.inputs import auto_output_quantization, make_inputs
 from qbench.problem import ConvProblem
-from qbench.quantized import QuantizedActivation, QuantizedWeight
-from qbench.reference import reference_accumulator, reference_conv2d, requantize
+from qbench.quantized import ConvParams, QuantizedActivation, QuantizedWeight
+from qbench.reference import (reference_accumulator, reference_conv2d, requantize,
+                              window_weight_sums)
 
 
 def naive_accumulator(x: QuantizedActivation, w: QuantizedWeight, p) -> torch.Tensor:
@@ -53,6 +54,16 @@ def test_accumulator_matches_the_definition(problem):
     inputs = make_inputs(problem, seed=3)
     expected = naive_accumulator(inputs.input, inputs.weight, inputs.params)
     assert torch.equal(reference_accumulator(inputs.input, inputs.weight, inputs.params), expected)
+
+
+def test_window_weight_sums_leave_out_the_taps_in_the_padding():
+    weight = torch.randint(-128, 128, (3, 2, 3, 3), dtype=torch.int8)
+    sums = window_weight_sums(weight, ConvParams.of(padding=1), 4, 5)
+    assert sums.shape == (3, 4, 5) and sums.dtype == torch.int64
+    w = weight.to(torch.int64)
+    assert torch.equal(sums[:, 0, 0], w[:, :, 1:, 1:].sum(dim=(1, 2, 3)))  # taps r, s >= 1
+    assert torch.equal(sums[:, 3, 4], w[:, :, :2, :2].sum(dim=(1, 2, 3)))  # r, s <= 1
+    assert torch.equal(sums[:, 1, 1], w.sum(dim=(1, 2, 3)))  # the interior: every tap
 
 
 def test_requantize_rounds_half_to_even_and_clamps():

@@ -5,15 +5,15 @@ zero points and groups (where cuDNN has an engine), and keeps the fastest plan i
 first that runs. numerics.py holds the arithmetic, graph.py the graph, plans.py the plan cache and
 autotuning; this module wires them to qbench's hooks.
 
-Each problem first tries cuDNN with its own channel counts and its padding in the graph. Only when
-cuDNN has no plan for that are the spatial padding (as the zero point) and then the channels
-(to multiples of 4: weights once, activations per call) written into a staged copy of the
-activations; that per-call staging is timed on its own (`stage_input_us` in the results' details).
+Each problem first tries cuDNN with its own channel counts; only when cuDNN has no plan for that
+are the channels padded (to multiples of 4: weights once, activations per call). The spatial
+padding is in the graph when the input zero point is 0 (as int8), else written as the zero point
+into a staged copy of the activations (numerics.py says why). The per-call staging is timed on its
+own (`stage_input_us` in the results' details).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -170,23 +170,21 @@ def _call(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
 def _prepare_call(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
                   out: torch.Tensor, output: QuantizedActivation, relu: bool) -> _Call:
     """Constants, buffers and the plan, in the first arrangement cuDNN has a plan for: channels
-    as given, then padded to multiples of 4; within each, spatial padding in the graph, then
-    staged; within each, the graph in fbgemm's order, then in PyTorch's shape (graph.FORMS)."""
+    as given, then padded to multiples of 4; within each, the graph in fbgemm's order, then in
+    PyTorch's shape (graph.FORMS). The spatial padding is staged where the zero point is not 0."""
     zero_point = signed_zero_point(activation.zero_point, activation.dtype == "quint8")
-    varying = zero_point != 0 and packed.params.padding != (0, 0)  # offsets vary over the image
+    stage_padding = zero_point != 0 and packed.params.padding != (0, 0)
     refusals: dict[str, list[str]] = {}  # cuDNN's reason -> the arrangements it refused
     for pad_channels in (False, True):
         layout = ChannelLayout.of(x.shape[-1], out.shape[-1], packed.params.groups, pad_channels)
         if pad_channels and not (layout.pads_input or layout.pads_output):
             break  # padding would change nothing
-        for stage_padding in (False, True) if varying else (False,):
-            for form in graphs.FORMS:
-                try:
-                    return _prepare_arrangement(packed, layout, stage_padding, form, x,
-                                                activation, out, output, relu)
-                except UnsupportedError as exc:
-                    refusals.setdefault(str(exc), []).append(
-                        _arrangement(layout, stage_padding, form))
+        for form in graphs.FORMS:
+            try:
+                return _prepare_arrangement(packed, layout, stage_padding, form, x, activation,
+                                            out, output, relu)
+            except UnsupportedError as exc:
+                refusals.setdefault(str(exc), []).append(_arrangement(layout, stage_padding, form))
     raise UnsupportedError("cuDNN has no plan for this problem: " + "; ".join(
         f"{reason} ({len(arrangements)} arrangement{'s' * (len(arrangements) > 1)}: "
         f"{' | '.join(arrangements)})" for reason, arrangements in refusals.items()))
@@ -214,8 +212,7 @@ def _prepare_arrangement(packed: _Packed, layout: ChannelLayout, stage_padding: 
     graph_padding = (0, 0) if stage_padding else params.padding
     bias_terms, multiplier = requantization_terms(activation.scale, packed.weight_scales,
                                                   packed.bias, output.scale)
-    offset = offsets(packed.weight, dataclasses.replace(params, padding=graph_padding), h, w,
-                     x_zero_point, bias_terms)
+    offset = offsets(packed.weight, x_zero_point, bias_terms)
     zero_point = output_zero_point(output.zero_point, unsigned_out, layout.out_channels)
     if form == graphs.FORMS[0]:
         operands = (offset, multiplier.view(1, -1, 1, 1), zero_point)
@@ -233,7 +230,7 @@ def _prepare_arrangement(packed: _Packed, layout: ChannelLayout, stage_padding: 
                                     device=x.device)
     x_dims = (n, layout.padded_in, h + 2 * staged_padding[0], w + 2 * staged_padding[1])
     spec = graphs.describe(x_dims, tuple(weight.shape), (n, layout.padded_out, oh, ow),
-                           offset_varies=offset.shape[-1] > 1, padding=graph_padding,
+                           padding=graph_padding,
                            stride=params.stride, dilation=params.dilation, relu=relu, form=form,
                            relu_floor=float(zero_point[0, 0, 0, 0]))
     pack: Pack = {graphs.W: weight}

@@ -62,19 +62,17 @@ class GraphSpec:
 
 
 def describe(x_dims: tuple[int, int, int, int], w_dims: tuple[int, int, int, int],
-             y_dims: tuple[int, int, int, int], offset_varies: bool, padding: tuple[int, int],
+             y_dims: tuple[int, int, int, int], padding: tuple[int, int],
              stride: tuple[int, int], dilation: tuple[int, int], relu: bool,
              form: str = FORMS[0], relu_floor: float = 0.0) -> GraphSpec:
     """The graph for these (possibly channel-padded) shapes."""
     if form not in FORMS:
         raise ValueError(f"unknown graph form {form!r}")
-    _, k, oh, ow = y_dims
-    per_channel = (1, k, 1, 1)
+    per_channel = (1, y_dims[1], 1, 1)
     return GraphSpec(
         x=TensorSpec(X, "x", x_dims, "INT8"),
         w=TensorSpec(W, "w", w_dims, "INT8"),
-        offset=TensorSpec(OFFSET, "offset", (1, k, oh, ow) if offset_varies else per_channel,
-                          "FLOAT"),
+        offset=TensorSpec(OFFSET, "offset", per_channel, "FLOAT"),
         scale=TensorSpec(SCALE, "scale", per_channel, "FLOAT"),
         zero_point=(TensorSpec(ZERO_POINT, "zero_point", per_channel, "FLOAT")
                     if form == FORMS[0] else None),

@@ -3,20 +3,20 @@
 cuDNN's int8 conv knows no zero points and no quint8: it sums raw signed products over the window,
 with zeros at padded positions. The exact accumulator is recovered from it as
 
-    acc = sum_valid (x - zx)(w - 0) = raw - zx' * sum_valid(w)     with x' = x ^ 0x80 for quint8,
-                                                                    zx' = zx - 128 for quint8,
+    acc = sum (x - zx)(w - 0) = raw - zx' * sum(w)     with x' = x ^ 0x80 for quint8,
+                                                          zx' = zx - 128 for quint8,
 
-where sum_valid(w)[k, oh, ow] is the sum of filter k's weights over the taps that land inside the
-image (constant in the interior, smaller at padded borders). The graph adds a float offset
-f32(b/aw) - zx' * sum_valid(w), multiplies by M = f32(aw / s_y), applies ReLU, adds the output zero
-point and saturates to int8. A quint8 output is computed as int8 with zero point zp - 128, and its
-bytes flipped back (q ^ 0x80). Weights with non-zero zero points would need a second convolution
-(sum_valid(x) per pixel) and are refused.
+where every tap of the window reads the image: when zx' != 0 the spatial padding is written into
+the staged activations as the zero point (a padded tap then adds nothing) and the graph's conv runs
+unpadded; when zx' == 0 cuDNN's own zero padding is the zero point. The graph adds a float offset
+f32(b/aw) - zx' * sum(w) per channel, multiplies by M = f32(aw / s_y), applies ReLU, adds the
+output zero point and saturates to int8. A quint8 output is computed as int8 with zero point
+zp - 128, and its bytes flipped back (q ^ 0x80). Weights with non-zero zero points would need a
+second convolution (sum(x) per pixel) and are refused.
 
-Where offsets vary over the image, cuDNN may find no engine for a (1, K, OH, OW) operand; then the
-spatial padding is written into the staged activations instead, as the zero point, the graph's conv
-runs unpadded, and the offset is per channel again (as in qbench's own kernels, a padded tap then
-reads the zero point and adds nothing).
+The offset is never made to vary over the image (sum over the taps inside it, per output pixel):
+on an H200 (cuDNN 9.19, 2026-11-27) graphs with such a (1, K, OH, OW) operand gave wrong outputs
+at every padded problem of qbench's suites, and one of their engines a misaligned address.
 
 Channels: cuDNN's int8 engines want C and K in multiples of 4. Weights are padded once; activations
 are padded per call into a staged buffer (the zero point in the padded channels, where the weights
@@ -29,8 +29,6 @@ from dataclasses import dataclass
 
 import torch
 
-from qbench.quantized import ConvParams
-from qbench.reference import window_weight_sums
 
 CHANNEL_ALIGNMENT = 4
 SIGN_FLIP = 0x80  # x ^ 0x80 maps uint8 v to the int8 byte of v - 128
@@ -83,23 +81,16 @@ def signed_zero_point(zero_point: int, unsigned: bool) -> int:
     return zero_point - SIGN_FLIP if unsigned else zero_point
 
 
-def offsets(weight: torch.Tensor, params: ConvParams, height: int, width: int,
-            x_zero_point: int, bias_terms: torch.Tensor) -> torch.Tensor:
-    """The float32 term added to f32(raw accumulator): f32(b/aw)[k] - zx' * sum_valid(w)[k, oh, ow].
+def offsets(weight: torch.Tensor, x_zero_point: int, bias_terms: torch.Tensor) -> torch.Tensor:
+    """The float32 (1, K, 1, 1) term added to f32(raw accumulator): f32(b/aw)[k] - zx' * sum(w)[k],
+    for a conv whose every tap reads the image or zx' (see the module's docstring).
 
     weight: the problem's int8 (K, C/g, R, S) weights (unpadded); bias_terms: f32(b/aw), (K,).
-    Shape (1, K, OH, OW) when padding makes sum_valid(w) vary over the image and zx' != 0, else
-    (1, K, 1, 1). The product is exact in float64 and rounded once to float32.
+    The product is exact in float64 and rounded once to float32.
     """
     k = weight.shape[0]
-    bias = bias_terms.to(torch.float64).view(1, k, 1, 1)
-    if x_zero_point == 0:
-        return bias.to(torch.float32)
-    if params.padding == (0, 0):
-        valid = weight.to(device="cpu", dtype=torch.float64).sum(dim=(1, 2, 3)).view(1, k, 1, 1)
-    else:
-        valid = window_weight_sums(weight, params, height, width).to(torch.float64).unsqueeze(0)
-    return (bias - x_zero_point * valid).to(torch.float32)
+    sums = weight.to(device="cpu", dtype=torch.float64).sum(dim=(1, 2, 3))
+    return (bias_terms.to(torch.float64) - x_zero_point * sums).to(torch.float32).view(1, k, 1, 1)
 
 
 def output_zero_point(out_zero_point: int, unsigned: bool, out_channels: int) -> torch.Tensor:

@@ -238,7 +238,7 @@ class Operands:
            bias_terms: torch.Tensor, multipliers: torch.Tensor, scalars: Scalars) -> Operands:
         device = weight.device
         return cls(pack_weight(weight, kernel.weight_layout, g),
-                   weight.to(torch.int32).sum(dim=(1, 2, 3)).contiguous(),
+                   weight.sum(dim=(1, 2, 3), dtype=torch.int32).contiguous(),  # not int64
                    w_zero_points.to(device=device, dtype=torch.int32).contiguous(),
                    bias_terms.to(device).contiguous(), multipliers.to(device).contiguous(),
                    g.fields() + scalars.fields())

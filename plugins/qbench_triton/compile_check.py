@@ -4,6 +4,7 @@ exits non-zero when one fails to compile. Run without TRITON_INTERPRET."""
 
 from __future__ import annotations
 
+import re
 import sys
 
 import triton
@@ -19,6 +20,10 @@ _SCALARS = {name: "i32" for name in ("M", "H", "W", "OH", "OW", "C", "K", "CG", 
 _SCALARS.update(out_zp="fp32", lo="fp32", hi="fp32")
 _DIVISIBLE = ("M", "C", "K", "CG", "KG")
 _SHAPE = dict(R=3, S=3, HAS_WZP=True, BORDER=True)
+# A vector of bytes that a masked load starts from, when `other` is a byte over 127: Triton 3.6
+# sign-extends it into the 32-bit word (0xffffff80) instead of repeating it (0x80808080); the
+# kernels must use other=0 on byte loads.
+_MISPACKED_OTHER = re.compile(r"mov\.u32 %r\d+, 0xf{6,}[89a-f][0-9a-f];")
 
 
 def compile_kernel(kernel, constants: dict, capability: int, unsigned: bool, warps: int):
@@ -38,17 +43,25 @@ def compile_kernel(kernel, constants: dict, capability: int, unsigned: bool, war
 
 
 def main(capabilities: list[int]) -> int:
-    variants = [("gemm", kernels.conv_gemm_kernel, dict(_SHAPE, MERGE_S=True, BM=128, BN=128, BK=64)),
-                ("direct", kernels.conv_direct_kernel, dict(_SHAPE, BM=64, BN=64))]
+    variants = [("gemm", kernels.conv_gemm_kernel,
+                 dict(_SHAPE, MERGE_S=True, BM=128, BN=128, BK=64)),
+                ("direct", kernels.conv_direct_kernel,  # depthwise: vectorised loads
+                 dict(_SHAPE, CG=1, KG=1, BM=64, BN=64))]
+    status = 0
     for capability in capabilities:
         for name, kernel, constants in variants:
             for unsigned in (True, False):
                 compiled = compile_kernel(kernel, constants, capability, unsigned, warps=4)
-                mma = sorted({line.split()[0] for line in compiled.asm["ptx"].splitlines()
+                ptx = compiled.asm["ptx"]
+                mma = sorted({line.split()[0] for line in ptx.splitlines()
                               if "mma" in line and line.strip().startswith(("mma", "wgmma"))})
                 print(f"sm_{capability} {name} {'quint8' if unsigned else 'qint8'}: "
                       f"shared {compiled.metadata.shared} B, {' '.join(mma) or 'no mma'}")
-    return 0
+                if _MISPACKED_OTHER.search(ptx):
+                    print(f"  a masked byte load's default is packed wrongly: {_MISPACKED_OTHER}",
+                          file=sys.stderr)
+                    status = 1
+    return status
 
 
 if __name__ == "__main__":

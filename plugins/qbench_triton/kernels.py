@@ -109,11 +109,12 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
             iw = iw0 + tap % taps_per_row * DW
             inside = (row_ok & (iw >= 0) & (iw < W))[:, None] & j_ok[None, :]
             offsets = (((n * H + ih) * W + iw) * C + g * CG)[:, None] + j[None, :]
-        if X_UNSIGNED:  # quint8 v as int8 v - 128: flip the top bit; outside reads 128 -> 0
-            x = tl.load(x_ptr + offsets, mask=inside, other=128)
-            x = x.to(tl.int8, bitcast=True) ^ -128
-        else:  # outside reads 0: the tile goes as loaded to the tensor cores
-            x = tl.load(x_ptr + offsets, mask=inside, other=0)
+        # outside reads 0: for qint8 the tile goes as loaded to the tensor cores. Masked int8
+        # loads take `other=0` only: Triton 3.6 packs another value wrongly into vector loads
+        # (0xffffff80 for four bytes of 128, seen in the PTX and on an H200).
+        x = tl.load(x_ptr + offsets, mask=inside, other=0)
+        if X_UNSIGNED:  # quint8 v as int8 v - 128: flip the top bit
+            x = tl.where(inside, x.to(tl.int8, bitcast=True) ^ -128, 0)
         # [BN, BK], the reduction contiguous: int8 tensor-core operands must be K-major
         w = tl.load(w_ptr + k[:, None] * (R * S * CG) + (tap * span + j)[None, :],
                     mask=kg_ok[:, None] & j_ok[None, :], other=0)
@@ -142,12 +143,12 @@ def conv_direct_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_
         for s in range(S):
             pixel, spatial_ok = _input_pixel(n, oh, ow, m_ok, r, s, H, W, SH, SW, PH, PW, DH, DW)
             row = pixel * C
-            for c in range(CG):  # outside the image reads 0 (128 for quint8, then - 128)
-                x = tl.load(x_ptr + row[:, None] + (first_channel + c)[None, :],
-                            mask=spatial_ok[:, None] & k_ok[None, :],
-                            other=128 if X_UNSIGNED else 0).to(tl.int32)
+            for c in range(CG):  # outside the image reads 0 (other=0: see the GEMM kernel)
+                inside = spatial_ok[:, None] & k_ok[None, :]
+                x = tl.load(x_ptr + row[:, None] + (first_channel + c)[None, :], mask=inside,
+                            other=0).to(tl.int32)
                 if X_UNSIGNED:
-                    x -= 128
+                    x = tl.where(inside, x - 128, 0)
                 w = tl.load(w_ptr + k * (R * S * CG) + (r * S + s) * CG + c, mask=k_ok, other=0)
                 acc += x * w.to(tl.int32)[None, :]
                 if HAS_WZP:
