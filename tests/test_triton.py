@@ -75,6 +75,31 @@ def test_narrow_groups_share_a_tile_with_block_diagonal_weights():
     assert depthwise.kernel == "direct"
 
 
+def test_after_tuning_the_chosen_config_is_launched_without_the_autotuner():
+    triton = pytest.importorskip("triton")
+    from qbench_triton import _Plan
+
+    launches = []
+
+    class Kernel:  # records launches as a JIT function's [grid](*args, **kwargs)
+        def __getitem__(self, grid):
+            return lambda *args, **kwargs: launches.append((self, grid, args, kwargs))
+
+    class Autotuner(Kernel):  # Triton's: launches `fn` with the config it chose
+        fn = Kernel()
+        best_config = triton.Config({"BM": 64, "BN": 32, "BK": 32}, num_warps=4, num_stages=3)
+
+    tuner = Autotuner()
+    plan = _Plan(tuner, lambda meta: (10 // meta["BM"] + 1, 2), ("tail",), {"R": 3})
+    tuned = plan.launch("x", "w", "out")
+    assert launches[-1][0] is tuner and tuned.config is Autotuner.best_config
+    tuned.launch("x", "w", "out")
+    kernel, grid, args, kwargs = launches[-1]
+    assert kernel is Autotuner.fn and grid == (1, 2) and args == ("x", "w", "out", "tail")
+    assert kwargs["R"] == 3 and (kwargs["BM"], kwargs["num_warps"], kwargs["num_stages"]) == \
+        (64, 4, 3)
+
+
 def test_round_half_to_even_in_the_kernel(runner_and_backend):
     """Outputs that land exactly on .5 round to the even neighbour, as the reference does."""
     import qbench.functional as qf

@@ -68,12 +68,24 @@ def qbench_supports(backend: str, problem: ConvProblem) -> Verdict | None:
 
 @dataclass(frozen=True)
 class _Plan:
-    """Everything of a launch but the activation and output pointers."""
+    """Everything of a launch but the activation, weight and output pointers."""
 
-    kernel: Any
-    grid: Any
+    kernel: Any  # an autotuner until its first launch has chosen, then the chosen kernel itself
+    grid: Any  # a tuple, or for an autotuner a function of the config's tile sizes
     tail: tuple[Any, ...]  # the arguments after the output pointer
     constants: dict[str, Any]
+    config: Any = None  # the autotuner's choice, once it has made it
+
+    def launch(self, x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor) -> _Plan:
+        """Launch, and return the plan for the next launches: after an autotuner's first launch
+        (which tunes), its chosen config launched directly, without the autotuner's per-call
+        work (its key over every argument), which showed in the timings of small layers."""
+        self.kernel[self.grid](x, weight, out, *self.tail, **self.constants)
+        config = getattr(self.kernel, "best_config", None)
+        if config is None:
+            return self
+        meta = config.all_kwargs()
+        return _Plan(self.kernel.fn, self.grid(meta), self.tail, self.constants | meta, config)
 
 
 @dataclass
@@ -176,11 +188,8 @@ def _launch(packed: _Packed, prepared: Any, output: QuantizedActivation, relu: b
     out = nhwc_view(output.data)
     key = (x.shape, x.device, activation.scale, activation.zero_point, activation.dtype,
            out.shape, output.scale, output.zero_point, output.dtype, relu)
-    plan = packed.plans.get(key)
-    if plan is None:
-        plan = packed.plans[key] = _plan(packed, x, activation, out, output, relu)
-    packed.last = plan
-    plan.kernel[plan.grid](x, packed.layout.weight, out, *plan.tail, **plan.constants)
+    plan = packed.plans.get(key) or _plan(packed, x, activation, out, output, relu)
+    packed.plans[key] = packed.last = plan.launch(x, packed.layout.weight, out)
 
 
 @hookimpl
@@ -204,7 +213,7 @@ def qbench_details(backend: str, packed: Any) -> dict[str, Any] | None:
     facts: dict[str, Any] = {"kernel": packed.layout.kernel}
     if packed.layout.groups_per_tile > 1:
         facts["groups_per_tile"] = packed.layout.groups_per_tile
-    config = getattr(plan.kernel, "best_config", None)  # the autotuner's, for its last launch
+    config = plan.config
     if config is None:  # the interpreter's fixed tiles
         return facts | {key: plan.constants[key] for key in _INTERPRETER_TILES
                         if key in plan.constants}
