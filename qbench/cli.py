@@ -130,7 +130,7 @@ def run(suite_file: Path, backends: str | None, overrides: tuple[str, ...], base
     if resume is not None:
         if out is not None and out != resume:
             raise InputError("--resume DIR writes to DIR: leave out --out")
-        existing = _earlier_rows(resume, suite.name)
+        existing = _earlier_rows(resume, suite.name, fields)
     out = resume or out or Path("results") / f"{suite.name}-{device}-{started:%Y%m%d-%H%M%S}"
     skip = {(r["case"], r["backend"]) for r in existing or []}
     writer = ResultWriter(out, {
@@ -183,8 +183,9 @@ def _record(rows: Iterator[dict], writer: ResultWriter, total: int, title: str,
     return False
 
 
-def _earlier_rows(directory: Path, suite_name: str) -> list[dict]:
-    """The rows of the run to resume, after checking it ran the same suite."""
+def _earlier_rows(directory: Path, suite_name: str, overrides: dict) -> list[dict]:
+    """The rows of the run to resume, after checking it ran the same suite with the same --set
+    fields (other fields would measure other problems under the same case names)."""
     try:
         header, rows = load_results(directory)
     except QbenchError as exc:
@@ -192,7 +193,15 @@ def _earlier_rows(directory: Path, suite_name: str) -> list[dict]:
     if header.get("suite") != suite_name:
         raise InputError(f"--resume: {directory} holds suite {header.get('suite')!r}, "
                          f"not {suite_name!r}")
+    earlier = header.get("settings", {}).get("overrides", {})
+    if earlier != overrides:
+        raise InputError(f"--resume: {directory} ran with --set {_as_sets(earlier)}, this run "
+                         f"with --set {_as_sets(overrides)}; give the same fields")
     return rows.to_dict("records")
+
+
+def _as_sets(fields: dict) -> str:
+    return " ".join(f"{name}={value}" for name, value in fields.items()) or "(none)"
 
 
 def _write_outputs(directory: Path, benchmark_json: Path | None, console: Console) -> None:

@@ -60,6 +60,17 @@ def test_resume_refuses_another_suite(run_cli, write_suite, tmp_path):
     assert result.exit_code == 2 and "holds suite 'tiny', not 'other'" in result.output
 
 
+def test_resume_refuses_other_set_fields(run_cli, write_suite, tmp_path):
+    suite, out = write_suite(TINY_SUITE), tmp_path / "out"
+    run_cli("run", suite, "--out", out, "--backends", "torch-x86", "--set", "batch=2", *FAST)
+    result = run_cli("run", suite, "--resume", out, "--set", "batch=3")
+    assert result.exit_code == 2, result.output
+    assert "ran with --set batch=2, this run with --set batch=3" in result.output
+    result = run_cli("run", suite, "--resume", out, "--set", "batch=2", "--backends",
+                     "torch-x86", *FAST)
+    assert result.exit_code == 0, result.output
+
+
 def test_ctrl_c_keeps_finished_rows_and_writes_the_report(write_suite, tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(FAKE_PLUGINS)}
