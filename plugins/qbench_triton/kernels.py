@@ -76,8 +76,9 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
                      BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
     """The reduction is one flat loop over BK-wide blocks of taps, so that Triton pipelines its
     loads. A tap is (r, s) with its group's CG channels, or with MERGE_S (groups == 1 and unit
-    width dilation) a whole kernel row r: its S pixels' channels lie side by side in NHWC, so the
-    row is S*C contiguous bytes, which wastes less of a block when C is small (conv1: C = 3)."""
+    width dilation; qbench_triton.layout decides) a whole kernel row r: its S pixels' channels lie
+    side by side in NHWC, so the row is S*C contiguous bytes, which wastes less of a block when C
+    is small (conv1: C = 3), at a bounds check per byte instead of per pixel."""
     m, m_ok, n, oh, ow = _output_pixels(tl.program_id(0), M, OH, OW, BM)
     g = tl.program_id(2)
     kg = tl.program_id(1) * BN + tl.arange(0, BN)

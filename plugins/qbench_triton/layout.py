@@ -1,9 +1,11 @@
 """How a conv maps onto the two kernels: which one runs, how the GEMM's reduction is laid out, and
 the weights it reads ([K, R, S, channels per tile], the reduction contiguous).
 
-- groups == 1: the GEMM, with a kernel row's pixels merged into one span when the width dilation
-  is 1 (see kernels.conv_gemm_kernel); the direct kernel when even that span is under
-  GEMM_MIN_SPAN channels (a 1x1 conv of 3 channels, say).
+- groups == 1: the GEMM. When the channels are not a multiple of GEMM_MIN_SPAN (conv1's 3, the
+  padding suite's 30) and the width dilation is 1, a kernel row's pixels are merged into one
+  span (see kernels.conv_gemm_kernel), which wastes less of each block; channels that fill
+  blocks keep one tap per block, whose bounds check is per pixel rather than per byte. The
+  direct kernel when even a merged span is under GEMM_MIN_SPAN channels (a 1x1 conv of 3).
 - narrow groups (ResNeXt: 4 to 16 channels each): several neighbouring groups share one GEMM
   tile, with block-diagonal weights (zeros between groups), so that the tensor cores do the work
   at a few times the multiply-adds instead of the CUDA cores doing it one at a time. Not with
@@ -41,7 +43,7 @@ def layout(weight: torch.Tensor, params: ConvParams, has_weight_zero_points: boo
     group_out = out_channels // groups
     packed = weight.permute(0, 2, 3, 1).contiguous()
     if groups == 1:
-        merge = params.dilation[1] == 1
+        merge = params.dilation[1] == 1 and group_in % GEMM_MIN_SPAN != 0
         span = width * group_in if merge else group_in
         kernel = "gemm" if span >= GEMM_MIN_SPAN else "direct"
         return Layout(kernel, merge, 1, packed, group_in, group_out)
