@@ -4,9 +4,9 @@ PyTorch's quantized cuDNN conv keys its plans on the conv parameters, the pointe
 and ReLU, and keeps the first plan that runs. Here the first use of a key builds every plan cuDNN's
 heuristics mode A offers (FALLBACK's only when none of those runs), times each one that builds and
 keeps the fastest, as cudnn-frontend's autotuning sample does; how many there were and which won
-is kept with the plan. On an H200 (2026-11-27) one of the plans of A and FALLBACK together for a
-small 3x3 conv (C=32, K=24) left a misaligned-address error that poisons the CUDA context: such a
-plan stops tuning with an error naming it.
+is kept with the plan. On an H200 (2026-11-27) engine eng4_k24=3 of mode A left a
+misaligned-address error, which poisons the CUDA context, on graphs with a per-pixel offset (no
+longer built, see numerics.py): a plan that does so stops tuning with an error naming it.
 """
 
 from __future__ import annotations

@@ -144,8 +144,8 @@ def conv_direct_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_
         for s in range(S):
             pixel, spatial_ok = _input_pixel(n, oh, ow, m_ok, r, s, H, W, SH, SW, PH, PW, DH, DW)
             row = pixel * C
+            inside = spatial_ok[:, None] & k_ok[None, :]
             for c in range(CG):  # outside the image reads 0 (other=0: see the GEMM kernel)
-                inside = spatial_ok[:, None] & k_ok[None, :]
                 x = tl.load(x_ptr + row[:, None] + (first_channel + c)[None, :], mask=inside,
                             other=0).to(tl.int32)
                 if X_UNSIGNED:
