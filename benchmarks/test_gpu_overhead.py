@@ -2,7 +2,8 @@
 `pytest benchmarks/test_gpu_overhead.py --benchmark-group-by=group`.
 
 For cudnn: qbench's apply against a bare `graph.execute_plan_at_index` of the same plan on the same
-buffers (target: at most 2 microseconds more). For cupy: apply against the bare kernel launch.
+buffers (target: at most 2 microseconds more). For cupy and triton: apply against the bare kernel
+launch.
 A 1x1 conv on an 8x8 image keeps the GPU's share small, so that the host side is what is measured.
 """
 
@@ -13,7 +14,7 @@ import torch
 
 from qbench.inputs import make_inputs
 from qbench.problem import ConvProblem
-from qbench.quantized import QuantizedActivation
+from qbench.quantized import QuantizedActivation, nhwc_view
 from qbench.registry import load_backends
 
 PROBLEM = ConvProblem(1, 64, 8, 8, 64, (1, 1), in_dtype="qint8", out_dtype="qint8",
@@ -42,7 +43,7 @@ def _run(benchmark, function, *args):
     torch.cuda.synchronize()
 
 
-@pytest.mark.parametrize("name", ["cudnn", "cupy"])
+@pytest.mark.parametrize("name", ["cudnn", "cupy", "triton"])
 def test_apply(benchmark, name):
     benchmark.group = name  # beside the same backend's bare call
     apply, packed, prepared, output = _prepared(name)
@@ -63,3 +64,13 @@ def test_cupy_bare_launch(benchmark):
     _, packed, _, _ = _prepared("cupy")
     last = packed.last
     _run(benchmark, last.launch.function, last.launch.grid, last.launch.block, last.arguments)
+
+
+@pytest.mark.benchmark(group="triton")
+def test_triton_bare_launch(benchmark):
+    _, packed, prepared, output = _prepared("triton")
+    plan = packed.last  # after the first call: the tuned kernel, launched without the autotuner
+    x, _ = prepared
+    _run(benchmark, plan.kernel[plan.grid], x, packed.layout.weight, nhwc_view(output.data),
+         *plan.tail,
+         **plan.constants)

@@ -25,7 +25,7 @@ from qbench.compare import DEFAULT_THRESHOLD, NOISY_ABOVE, compare_runs, regress
 from qbench.errors import QbenchError
 from qbench.export import export_pytest_benchmark
 from qbench.registry import Backend, load_backends
-from qbench.results import FAILING_STATUSES, ResultWriter, load_results
+from qbench.results import FAILING_STATUSES, SCHEMA_VERSION, ResultWriter, load_results
 from qbench.isolation import run_isolated
 from qbench.runner import RunSettings, fill_speedups, run_suite, work
 from qbench.suite import load_suite, parse_override, suggestion
@@ -190,6 +190,10 @@ def _earlier_rows(directory: Path, suite_name: str, overrides: dict) -> list[dic
         header, rows = load_results(directory)
     except QbenchError as exc:
         raise InputError(f"--resume: {exc}") from None
+    if header.get("schema_version") != SCHEMA_VERSION:
+        raise InputError(f"--resume: {directory} was written in schema version "
+                         f"{header.get('schema_version')}, this qbench writes {SCHEMA_VERSION}: "
+                         f"start a new run")
     if header.get("suite") != suite_name:
         raise InputError(f"--resume: {directory} holds suite {header.get('suite')!r}, "
                          f"not {suite_name!r}")

@@ -12,7 +12,8 @@ import pandas as pd
 
 from qbench.errors import QbenchError
 
-SCHEMA_VERSION = 2  # 2: the `details` column
+SCHEMA_VERSION = 3  # 2: the `details` column; 3: `host_us` and `launch_bound_samples`
+READABLE_SCHEMA_VERSIONS = (2, 3)  # an older file's missing columns read as empty
 STATUSES = ("ok", "mismatch", "mistrusted", "unsupported", "unavailable", "error")
 FAILING_STATUSES = ("mismatch", "error")
 COLUMNS = (
@@ -22,7 +23,7 @@ COLUMNS = (
     "weight_zero_point", "out_scale", "out_zero_point", "count", "numerics", "max_err_lsb",
     "exact_pct", "median_us", "p10_us", "p90_us", "min_us", "max_us", "mean_us", "stddev_us",
     "q1_us", "q3_us", "spread_pct", "median_ci_pct", "samples", "throttled_samples",
-    "settled",
+    "launch_bound_samples", "settled", "host_us",
     "prepack_ms", "first_call_ms", "tops", "gbps", "speedup", "timing_mode", "details",
 )
 
@@ -71,7 +72,8 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_results(directory: str | Path) -> tuple[dict[str, Any], pd.DataFrame]:
-    """(header, rows) of a result directory; refuses a schema version it does not know."""
+    """(header, rows) of a result directory, with every column of this schema; refuses a schema
+    version it cannot read."""
     directory = Path(directory)
     json_path = directory / "results.json"
     try:
@@ -80,15 +82,16 @@ def load_results(directory: str | Path) -> tuple[dict[str, Any], pd.DataFrame]:
         raise QbenchError(f"{json_path}: no such file (not a qbench result directory)") from None
     except json.JSONDecodeError as exc:
         raise QbenchError(f"{json_path}: not valid JSON: {exc}") from None
-    if header.get("schema_version") != SCHEMA_VERSION:
+    if header.get("schema_version") not in READABLE_SCHEMA_VERSIONS:
         raise QbenchError(f"{json_path}: schema version {header.get('schema_version')!r} is not "
-                          f"the one this qbench reads ({SCHEMA_VERSION})")
+                          f"one this qbench reads {READABLE_SCHEMA_VERSIONS}")
     csv_path = directory / "results.csv"
     if csv_path.exists():
         text_columns = {name: str for name in ("suite", "case", "backend", "device", "node",
                                                "status", "error", "timing_mode", "details")}
         rows = pd.read_csv(csv_path, dtype=text_columns, keep_default_na=False,
                            na_values={name: [""] for name in COLUMNS if name not in text_columns})
+        rows = rows.reindex(columns=list(COLUMNS))
     else:
         rows = pd.DataFrame(columns=list(COLUMNS))
     header.pop("rows", None)

@@ -188,10 +188,10 @@ def _base_row(suite_name: str, case: Case, problem: ConvProblem, backend: Backen
         "max_err_lsb": math.nan, "exact_pct": math.nan, "median_us": math.nan,
         "p10_us": math.nan, "p90_us": math.nan, "min_us": math.nan, "max_us": math.nan,
         "mean_us": math.nan, "stddev_us": math.nan, "q1_us": math.nan, "q3_us": math.nan,
-        "spread_pct": math.nan,
-        "median_ci_pct": math.nan, "samples": 0, "throttled_samples": 0,
-        "settled": False, "prepack_ms": math.nan, "first_call_ms": math.nan, "tops": math.nan,
-        "gbps": math.nan, "speedup": math.nan, "timing_mode": "", "details": "",
+        "spread_pct": math.nan, "median_ci_pct": math.nan, "samples": 0, "throttled_samples": 0,
+        "launch_bound_samples": 0, "settled": False, "host_us": math.nan,
+        "prepack_ms": math.nan, "first_call_ms": math.nan, "tops": math.nan, "gbps": math.nan,
+        "speedup": math.nan, "timing_mode": "", "details": "",
     }
 
 
@@ -273,7 +273,10 @@ def _run_backend(suite_name: str, case: Case, prepared: _Prepared, backend: Back
         "max_us": timing.max_us, "mean_us": timing.mean_us, "stddev_us": timing.stddev_us,
         "q1_us": timing.q1_us, "q3_us": timing.q3_us, "spread_pct": timing.spread * 100,
         "median_ci_pct": timing.median_ci * 100, "throttled_samples": timing.throttled,
-        "samples": timing.samples, "settled": timing.settled, "prepack_ms": prepack_ms,
+        "samples": timing.samples, "launch_bound_samples": timing.launch_bound,
+        "settled": timing.settled,
+        "host_us": math.nan if timing.host_us is None else timing.host_us,
+        "prepack_ms": prepack_ms,
         "first_call_ms": prepack_ms + first_ms, "tops": problem.ops / seconds / 1e12,
         "gbps": problem.bytes_moved / seconds / 1e9,
         "timing_mode": settings.policy.mode if device == "cuda" else "cpu",

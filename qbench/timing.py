@@ -3,9 +3,13 @@
 CPU: `time.perf_counter_ns` around each call. CUDA: events around each call, with the L2 cache
 flushed before it by default ("cold", as `triton.testing.do_bench` and NVBench do), or not ("hot"),
 or "graph": a CUDA graph of several calls captured once and replayed, each sample the replay's time
-divided by the calls in it, so that microsecond kernels are not measured as launch overhead
-(as `triton.testing.do_bench_cudagraph` does). With a clock monitor (NVML), a sample taken while the
+divided by the calls in it (calls back to back, as in a captured network; as
+`triton.testing.do_bench_cudagraph` does). With a clock monitor (NVML), a sample taken while the
 SM clock was below its floor is thrown away and counted as throttled.
+On CUDA the host's launch path is kept out of every sample (`LaunchHold`): the GPU spins in a
+sleep kernel while the host queues the flush, the events and the call, so that the events time the
+GPU's work only, as NVBench's blocking kernel does; the host's time to queue the call is reported
+on its own (`host_us`).
 Statistics: median, p10, p90 and the relative spread (p90 - p10) / median, the noise of single
 samples. Sampling stops once the *median* is known well: the distribution-free 95 % confidence
 interval of the median (order statistics) is narrower than `target_ci` of it. On a shared machine
@@ -27,6 +31,9 @@ from qbench.clocks import ClockMonitor
 TimingMode = Literal["cold", "hot", "graph"]
 TIMING_MODES = ("cold", "hot", "graph")
 _GRAPH_CALLS = 10
+_HOLD_FIRST_CYCLES = 2**16  # about 35 us at a data-centre GPU's clock
+_HOLD_TUNING_CYCLES = 2**20  # about 0.6 ms: tuning queues several runs at once
+_HOLD_MAX_CYCLES = 2**24  # about 9 ms
 _L2_FLUSH_BYTES = 256 * 2**20  # larger than any current GPU's L2 (H100: 50 MB, B200: 126 MB)
 
 
@@ -64,9 +71,12 @@ class Timing:
     median_ci: float
     settled: bool
     throttled: int = 0
+    launch_bound: int = 0  # samples kept although the GPU may have waited on the host in them
+    host_us: float | None = None  # median host time to queue one call (CUDA, not in graphs)
 
     @classmethod
-    def of(cls, samples_us: list[float], target_ci: float, throttled: int = 0) -> Timing:
+    def of(cls, samples_us: list[float], target_ci: float, throttled: int = 0,
+           launch_bound: int = 0, host_us: list[float] | None = None) -> Timing:
         ordered = np.sort(np.asarray(samples_us))
         p10, q1, median, q3, p90 = np.percentile(ordered, [10, 25, 50, 75, 90])
         ci = median_ci(ordered) / median if median > 0 else float("inf")
@@ -74,7 +84,8 @@ class Timing:
         stddev = float(np.std(ordered, ddof=1)) if len(ordered) > 1 else 0.0
         return cls(float(median), float(p10), float(p90), float(ordered[0]), float(ordered[-1]),
                    float(np.mean(ordered)), stddev, float(q1), float(q3), len(ordered), spread,
-                   float(ci), bool(ci <= target_ci), throttled)
+                   float(ci), bool(ci <= target_ci), throttled, launch_bound,
+                   float(np.median(host_us)) if host_us else None)
 
 
 def median_ci(ordered: np.ndarray) -> float:
@@ -109,19 +120,55 @@ def current_stream_pointer(device_index: int) -> int:
     return torch.cuda.current_stream(device_index).cuda_stream
 
 
-def tuning_median_ms(run: Callable[[], Any], runs: int, device: torch.device) -> float:
-    """The median milliseconds of `runs` back-to-back runs of `run` on PyTorch's current CUDA
-    stream, timed with events after one untimed run: how a backend picks among its candidate plans
-    or kernels on first use (a quick choice, not qbench's measurement)."""
+class LaunchHold:
+    """Holds the current CUDA stream in a spin kernel (`torch.cuda._sleep`) while the host queues
+    the work to be timed, so that events around that work time the GPU, not the host's launch path
+    (NVBench's blocking kernel). Once the work is queued, `queued_ahead(marker)`, where `marker` is
+    an event recorded after the hold, says whether the GPU had not reached the marker yet: then no
+    timed kernel waited on the host. Where it had, the hold doubles for the next time (to a cap)."""
+
+    def __init__(self, cycles: int = _HOLD_FIRST_CYCLES):
+        self.cycles = cycles
+
+    @property
+    def at_cap(self) -> bool:
+        return self.cycles >= _HOLD_MAX_CYCLES
+
+    def hold(self) -> None:
+        torch.cuda._sleep(self.cycles)
+
+    def queued_ahead(self, marker: torch.cuda.Event) -> bool:
+        if not marker.query():
+            return True
+        self.cycles = min(2 * self.cycles, _HOLD_MAX_CYCLES)
+        return False
+
+
+def tuning_times_ms(run: Callable[[], Any], runs: int, device: torch.device) -> list[float]:
+    """The sorted milliseconds of `runs` back-to-back runs of `run` on PyTorch's current CUDA
+    stream, each timed with events, after one untimed run (which compiles or warms up), queued
+    behind a `LaunchHold` so that they time the GPU's work and not the host's: how a backend picks
+    among its candidate plans or kernels on first use (a quick choice, not qbench's measurement).
+    """
     run()
-    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-              for _ in range(runs)]
-    for start, end in events:
-        start.record()
-        run()
-        end.record()
-    torch.cuda.synchronize(device)
-    return sorted(start.elapsed_time(end) for start, end in events)[runs // 2]
+    hold = LaunchHold(_HOLD_TUNING_CYCLES)
+    while True:
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                  for _ in range(runs)]
+        hold.hold()
+        for start, end in events:
+            start.record()
+            run()
+            end.record()
+        ahead = hold.queued_ahead(events[0][0])
+        torch.cuda.synchronize(device)
+        if ahead or hold.at_cap:
+            return sorted(start.elapsed_time(end) for start, end in events)
+
+
+def tuning_median_ms(run: Callable[[], Any], runs: int, device: torch.device) -> float:
+    """The median of `tuning_times_ms`."""
+    return tuning_times_ms(run, runs, device)[runs // 2]
 
 
 def wall_time_ms(call: Callable[[], Any], device: str) -> tuple[Any, float]:
@@ -133,11 +180,24 @@ def wall_time_ms(call: Callable[[], Any], device: str) -> tuple[Any, float]:
     return result, (time.perf_counter() - start) * 1e3
 
 
-class Sampler:
-    """Takes one timed sample of a call on one device; on CUDA, in the policy's timing mode.
+@dataclass(frozen=True)
+class Sample:
+    """One timed call: microseconds, the host's microseconds to queue it (CUDA, outside graphs),
+    and what becomes of it: `kept`; `throttled` (dropped: the SM clock was below its floor);
+    `unheld` (dropped: the GPU may have waited on the host, the hold is now longer);
+    `launch_bound` (kept and counted: the same, with the hold at its cap)."""
 
-    `monitor` (optional) judges each sample's SM clock: `sample_us` returns None for a sample taken
-    below the monitor's floor.
+    us: float
+    host_us: float | None = None
+    fate: Literal["kept", "throttled", "unheld", "launch_bound"] = "kept"
+
+
+class Sampler:
+    """Takes one timed sample of a call on one device; on CUDA, in the policy's timing mode,
+    behind a `LaunchHold`.
+
+    `monitor` (optional) judges each sample's SM clock: a sample taken below the monitor's floor
+    is `throttled`.
     """
 
     def __init__(self, device: str, mode: TimingMode = "cold", monitor: ClockMonitor | None = None):
@@ -149,27 +209,36 @@ class Sampler:
                 self.flush_buffer = torch.empty(_L2_FLUSH_BYTES, dtype=torch.int8, device="cuda")
             self.start_event = torch.cuda.Event(enable_timing=True)
             self.end_event = torch.cuda.Event(enable_timing=True)
+            self.hold = LaunchHold()
 
-    def sample_us(self, call: Callable[[], Any]) -> float | None:
-        elapsed = self._time_us(call)
+    def sample(self, call: Callable[[], Any]) -> Sample:
+        sample = self._time(call)
         if self.monitor is not None and self.monitor.read_mhz() < self.monitor.floor_mhz:
-            return None
-        return elapsed
+            return Sample(sample.us, sample.host_us, "throttled")
+        return sample
 
-    def _time_us(self, call: Callable[[], Any]) -> float:
+    def _time(self, call: Callable[[], Any]) -> Sample:
         if self.device != "cuda":
             start = time.perf_counter_ns()
             call()
-            return (time.perf_counter_ns() - start) / 1e3
-        if self.flush_buffer is not None:
-            self.flush_buffer.zero_()
+            return Sample((time.perf_counter_ns() - start) / 1e3)
         replay, calls = (self._graph(call).replay, _GRAPH_CALLS) if self.mode == "graph" \
             else (call, 1)
+        self.hold.hold()
+        if self.flush_buffer is not None:
+            self.flush_buffer.zero_()
         self.start_event.record()
+        queue_start = time.perf_counter_ns()
         replay()
+        host_us = (time.perf_counter_ns() - queue_start) / 1e3
         self.end_event.record()
+        ahead = self.hold.queued_ahead(self.start_event)
         self.end_event.synchronize()
-        return self.start_event.elapsed_time(self.end_event) * 1e3 / calls
+        us = self.start_event.elapsed_time(self.end_event) * 1e3 / calls
+        host = None if self.mode == "graph" else host_us
+        if ahead:
+            return Sample(us, host)
+        return Sample(us, host, "launch_bound" if self.hold.at_cap else "unheld")
 
     def _graph(self, call: Callable[[], Any]) -> torch.cuda.CUDAGraph:
         """The captured graph of `_GRAPH_CALLS` calls, made on the first sample of `call`."""
@@ -189,19 +258,24 @@ class Sampler:
 
 
 def measure(call: Callable[[], Any], sampler: Sampler, policy: TimingPolicy) -> Timing:
-    """Time `call` by `policy`'s stopping rule, leaving out (and counting) throttled samples."""
+    """Time `call` by `policy`'s stopping rule, leaving out (and counting) throttled samples and
+    counting the launch-bound ones (see `Sample`)."""
     for _ in range(policy.warmup):
         call()
     synchronize(sampler.device)
     samples: list[float] = []
-    throttled = 0
+    host_us: list[float] = []
+    throttled = launch_bound = 0
     start = time.perf_counter()
     while True:
-        sample = sampler.sample_us(call)
-        if sample is None:
+        sample = sampler.sample(call)
+        if sample.fate == "throttled":
             throttled += 1
-        else:
-            samples.append(sample)
+        elif sample.fate != "unheld":
+            samples.append(sample.us)
+            launch_bound += sample.fate == "launch_bound"
+            if sample.host_us is not None:
+                host_us.append(sample.host_us)
         n, elapsed = len(samples), time.perf_counter() - start
         if n >= policy.max_samples:
             break
@@ -216,4 +290,4 @@ def measure(call: Callable[[], Any], sampler: Sampler, policy: TimingPolicy) -> 
             break  # a throttled device may not recover: keep what was gathered
     if not samples:
         raise RuntimeError(f"all {throttled} samples were taken below the SM clock floor")
-    return Timing.of(samples, policy.target_ci, throttled)
+    return Timing.of(samples, policy.target_ci, throttled, launch_bound, host_us)

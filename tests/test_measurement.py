@@ -6,10 +6,13 @@ import random
 import time
 
 import numpy as np
+import pytest
 import torch
 
+from conftest import requires_cuda
 from qbench.check import compare, mistrust_reason, poison
-from qbench.timing import Sampler, Timing, TimingPolicy, measure, median_ci
+from qbench.timing import (LaunchHold, Sample, Sampler, Timing, TimingPolicy, measure,
+                           median_ci)
 
 
 def test_median_ci_uses_order_statistics():
@@ -81,3 +84,72 @@ def test_minimum_time_is_honoured():
     timing = measure(lambda: time.sleep(1e-4), Sampler("cpu"),
                      TimingPolicy(min_time_s=0.05, target_ci=1.0))
     assert time.perf_counter() - start >= 0.05 and timing.samples > 3
+
+
+class FinishedEvent:
+    """A CUDA event the GPU has already passed: the host queued too slowly."""
+
+    def query(self) -> bool:
+        return True
+
+
+class PendingEvent:
+    def query(self) -> bool:
+        return False
+
+
+def test_launch_hold_lengthens_until_the_host_queues_ahead_of_the_gpu():
+    hold = LaunchHold(cycles=1000)
+    assert hold.queued_ahead(PendingEvent()) and hold.cycles == 1000
+    assert not hold.queued_ahead(FinishedEvent()) and hold.cycles == 2000
+    while not hold.at_cap:
+        hold.queued_ahead(FinishedEvent())
+    capped = hold.cycles
+    hold.queued_ahead(FinishedEvent())
+    assert hold.cycles == capped
+
+
+class ScriptedSampler:
+    """Hands out the given samples in turn, then kept ones of 5 us."""
+
+    device = "cpu"
+
+    def __init__(self, script: list[Sample]):
+        self.script = list(script)
+
+    def sample(self, call) -> Sample:
+        call()
+        return self.script.pop(0) if self.script else Sample(5.0, 2.0)
+
+
+def test_unheld_samples_are_dropped_and_launch_bound_ones_kept_and_counted():
+    script = [Sample(500.0, 400.0, "unheld"), Sample(480.0, 400.0, "unheld"),
+              Sample(300.0, 380.0, "launch_bound"), Sample(900.0, 1.0, "throttled")]
+    timing = measure(lambda: None, ScriptedSampler(script),
+                     TimingPolicy(min_samples=11, max_samples=11))
+    assert timing.samples == 11 and timing.max_us == 300.0 and timing.median_us == 5.0
+    assert timing.launch_bound == 1 and timing.throttled == 1
+    assert timing.host_us == 2.0  # the median over the kept samples
+
+
+def test_cpu_samples_have_no_separate_host_time():
+    timing = measure(lambda: None, Sampler("cpu"), TimingPolicy(min_samples=5, target_ci=10.0))
+    assert timing.host_us is None and timing.launch_bound == 0
+
+
+@pytest.mark.gpu
+@requires_cuda
+@pytest.mark.parametrize("mode", ["cold", "hot", "graph"])
+def test_cuda_samples_leave_out_the_hosts_time_to_launch(mode):
+    x = torch.zeros(1024, device="cuda")
+
+    def slow_to_launch():  # 0.5 ms of host work before a kernel of a few microseconds
+        time.sleep(5e-4)
+        x.add_(1)
+
+    timing = measure(slow_to_launch, Sampler("cuda", mode),
+                     TimingPolicy(warmup=1, min_samples=20, max_time_s=1.0, target_ci=1.0))
+    assert timing.median_us < 100, timing
+    assert timing.launch_bound == 0
+    if mode != "graph":
+        assert timing.host_us >= 500

@@ -18,8 +18,12 @@ groups, where a GEMM degenerates.
 
 from __future__ import annotations
 
+import numpy as np
+import torch
 import triton
 import triton.language as tl
+
+from qbench.timing import tuning_times_ms
 
 
 @triton.jit
@@ -172,6 +176,7 @@ DIRECT_CONFIGS = [
     for bm, bn, warps in [(32, 32, 4), (64, 32, 4), (32, 64, 4), (64, 64, 4), (128, 32, 4),
                           (128, 64, 8)]
 ]
+TUNING_RUNS = 20
 TUNING_KEY = ["M", "H", "W", "OH", "OW", "C", "K", "CG", "KG", "R", "S", "SH", "SW", "PH", "PW",
               "DH", "DW", "X_UNSIGNED", "HAS_WZP", "BORDER"]
 
@@ -198,14 +203,18 @@ def _fitting_direct_configs(configs, named_args, **kwargs):
     return _fitting(configs, {"BM": named_args["M"], "BN": named_args["K"]})
 
 
-def _brief_bench(fn, quantiles):
-    """Tuning measures each config for ~20 ms (Triton's default is 100 ms): a suite has many shapes."""
-    return triton.testing.do_bench(fn, warmup=5, rep=20, quantiles=quantiles)
+def _tuning_bench(fn, quantiles: tuple[float, ...]) -> list[float]:
+    """The autotuner's measure of one config: the `quantiles` of 20 runs timed as the cuDNN and
+    CuPy backends time their candidates (`qbench.timing.tuning_times_ms`: the host's launch path
+    held out, which `triton.testing.do_bench` leaves in, so that it chose among configs by the
+    host's noise on small layers)."""
+    times = tuning_times_ms(fn, TUNING_RUNS, torch.device("cuda", torch.cuda.current_device()))
+    return [float(np.quantile(times, q)) for q in quantiles]
 
 
 conv_gemm_tuned = triton.autotune(
-    configs=GEMM_CONFIGS, key=TUNING_KEY, do_bench=_brief_bench,
+    configs=GEMM_CONFIGS, key=TUNING_KEY, do_bench=_tuning_bench,
     prune_configs_by={"early_config_prune": _fitting_gemm_configs})(conv_gemm_kernel)
 conv_direct_tuned = triton.autotune(
-    configs=DIRECT_CONFIGS, key=TUNING_KEY, do_bench=_brief_bench,
+    configs=DIRECT_CONFIGS, key=TUNING_KEY, do_bench=_tuning_bench,
     prune_configs_by={"early_config_prune": _fitting_direct_configs})(conv_direct_kernel)
