@@ -112,6 +112,38 @@ def test_after_tuning_the_chosen_config_is_launched_without_the_autotuner():
         (64, 4, 3)
 
 
+def test_details_name_the_tuned_candidates_and_the_runner_up():
+    triton = pytest.importorskip("triton")
+    from qbench_triton import _Plan
+
+    best = triton.Config({"BM": 64, "BN": 32, "BK": 32}, num_warps=4, num_stages=3)
+    second = triton.Config({"BM": 128, "BN": 64, "BK": 128}, num_warps=8, num_stages=3)
+    third = triton.Config({"BM": 32, "BN": 64, "BK": 64}, num_warps=4, num_stages=4)
+
+    class Kernel:
+        def __getitem__(self, grid):
+            return lambda *args, **kwargs: None
+
+    class Autotuner:  # tunes on a key's first launch, as Triton's does, and caches the choice
+        fn = Kernel()
+        tuned_keys: set = set()
+
+        def __getitem__(self, grid):
+            def run(*args, **kwargs):
+                if kwargs["key"] not in self.tuned_keys:
+                    self.tuned_keys.add(kwargs["key"])
+                    self.configs_timings = {third: [2.0, 1.9, 2.1], best: [1.0, 0.9, 1.1],
+                                            second: [1.25, 1.2, 1.3]}
+                self.best_config = best
+            return run
+
+    tuner = Autotuner()
+    tuned = _Plan(tuner, lambda meta: (1, 1), (), {"key": "a"}).launch("x", "w", "out")
+    assert tuned.tuning_facts() == {"candidates": 3, "runner_up": "128x64x128/8w/3s +25%"}
+    cached = _Plan(tuner, lambda meta: (1, 1), (), {"key": "a"}).launch("x", "w", "out")
+    assert cached.config is best and cached.tuning_facts() == {}
+
+
 def test_round_half_to_even_in_the_kernel(runner_and_backend):
     """Outputs that land exactly on .5 round to the even neighbour, as the reference does."""
     import qbench.functional as qf

@@ -75,17 +75,39 @@ class _Plan:
     tail: tuple[Any, ...]  # the arguments after the output pointer
     constants: dict[str, Any]
     config: Any = None  # the autotuner's choice, once it has made it
+    tuning: dict[Any, Any] | None = None  # {config: [median ms, ...]} if this plan's launch tuned
 
     def launch(self, x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor) -> _Plan:
         """Launch, and return the plan for the next launches: after an autotuner's first launch
         (which tunes), its chosen config launched directly, without the autotuner's per-call
         work (its key over every argument), which showed in the timings of small layers."""
+        earlier_tuning = getattr(self.kernel, "configs_timings", None)
         self.kernel[self.grid](x, weight, out, *self.tail, **self.constants)
         config = getattr(self.kernel, "best_config", None)
         if config is None:
             return self
+        tuning = getattr(self.kernel, "configs_timings", None)
         meta = config.all_kwargs()
-        return _Plan(self.kernel.fn, self.grid(meta), self.tail, self.constants | meta, config)
+        return _Plan(self.kernel.fn, self.grid(meta), self.tail, self.constants | meta, config,
+                     tuning if tuning is not earlier_tuning else None)
+
+    def tuning_facts(self) -> dict[str, Any]:
+        """How many configs tuning timed and how far behind the best the runner-up came; nothing
+        where an earlier plan of the same tuning key tuned (the autotuner's cache)."""
+        if not self.tuning:
+            return {}
+        ranked = sorted(self.tuning.items(), key=lambda item: item[1])
+        facts: dict[str, Any] = {"candidates": len(ranked)}
+        if len(ranked) > 1:
+            (_, best), (second, second_time) = ranked[:2]
+            facts["runner_up"] = f"{_config_label(second)} +{second_time[0] / best[0] - 1:.0%}"
+        return facts
+
+
+def _config_label(config: Any) -> str:
+    """A config as BMxBNxBK/warps/stages, or BMxBN/warps for the direct kernel."""
+    tiles = "x".join(str(config.kwargs[key]) for key in ("BM", "BN", "BK") if key in config.kwargs)
+    return f"{tiles}/{config.num_warps}w/{config.num_stages}s"
 
 
 @dataclass
@@ -217,4 +239,5 @@ def qbench_details(backend: str, packed: Any) -> dict[str, Any] | None:
     if config is None:  # the interpreter's fixed tiles
         return facts | {key: plan.constants[key] for key in _INTERPRETER_TILES
                         if key in plan.constants}
-    return facts | config.kwargs | {"warps": config.num_warps, "stages": config.num_stages}
+    return facts | config.kwargs | {"warps": config.num_warps, "stages": config.num_stages} | \
+        plan.tuning_facts()
