@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 
@@ -41,6 +42,38 @@ def test_triton_matches_the_reference(name, runner_and_backend):
     if backend.info.interpreted:  # checked, but a simulator's times are never reported
         assert row["timing_mode"] == "interpreted (not timed)"
         assert row["median_us"] != row["median_us"] and row["first_call_ms"] != row["first_call_ms"]
+
+
+SPLIT_PROBLEMS = {name: PROBLEMS[name] for name in ("gemm-3x3-pad", "gemm-asymmetric",
+                                                     "direct-conv1-like", "gemm-groups")}
+SPLIT_PROBLEMS["two-group-tiles"] = dataclasses.replace(PROBLEMS["gemm-groups"], in_channels=64,
+                                                        out_channels=64, in_zero_point=77)
+
+
+@pytest.mark.parametrize("name", SPLIT_PROBLEMS)
+def test_split_reductions_match_the_reference(name, runner_and_backend, monkeypatch):
+    """SPLIT_K programs per output tile, partial sums added by the last to arrive: the
+    interpreter splits in 2 where it may; compiled, tuning is made to choose among splits."""
+    runner, backend = runner_and_backend
+    if not backend.info.interpreted:
+        import triton
+        from qbench_triton import kernels
+
+        forced = triton.autotune(
+            configs=[triton.Config({"BM": 64, "BN": 32, "BK": 32, "SPLIT_K": splits},
+                                   num_warps=4, num_stages=3) for splits in (2, 4)],
+            key=kernels.TUNING_KEY, do_bench=kernels._tuning_bench)(kernels.conv_gemm_kernel)
+        monkeypatch.setattr(kernels, "conv_gemm_tuned", forced)
+    row = runner.row("triton", Case(name, SPLIT_PROBLEMS[name].validate()), backend)
+    assert row["status"] == "ok", row["error"]
+    assert int(re.search(r"SPLIT_K=(\d+)", row["details"]).group(1)) > 1, row["details"]
+
+
+def test_weight_zero_points_are_never_split(runner_and_backend):
+    runner, backend = runner_and_backend
+    row = runner.row("triton", Case("zw", PROBLEMS["gemm-weight-zero-point"].validate()), backend)
+    assert row["status"] == "ok", row["error"]
+    assert "SPLIT_K=1" in row["details"]
 
 
 def test_narrow_groups_with_weight_zero_points_take_the_direct_kernel(runner_and_backend):
@@ -183,23 +216,52 @@ def _config_tiles(configs):
     return {tuple(config.kwargs.values()) for config in configs}
 
 
+def _gemm_args(m, c, cg, kg, k=None, max_split=1):
+    return dict(M=m, C=c, CG=cg, KG=kg, K=k or kg,
+                partial_ptr=torch.empty((max_split, 1, 1), dtype=torch.int32))
+
+
 def test_tuning_skips_tiles_wider_than_twice_the_problem():
     pytest.importorskip("triton")
     from qbench_triton import kernels
 
-    layer1 = dict(M=32 * 56 * 56, C=64, CG=64, KG=64)  # 3x3 64 -> 64: no 128- or 256-wide BN
-    fitting = kernels._fitting_gemm_configs(kernels.GEMM_CONFIGS, layer1, S=3, MERGE_S=True)
-    assert _config_tiles(fitting) == {(bm, bn, bk) for bm, bn, bk in
-                                      _config_tiles(kernels.GEMM_CONFIGS) if bn <= 64}
-    conv1 = dict(M=32 * 112 * 112, C=3, CG=3, KG=64)  # a row of 7 pixels x 3 channels: BK 32
-    fitting = kernels._fitting_gemm_configs(kernels.GEMM_CONFIGS, conv1, S=7, MERGE_S=True)
-    assert {bk for _, _, bk in _config_tiles(fitting)} == {32}
-    grouped = dict(M=32 * 56 * 56, C=64, CG=16, KG=16)  # groups' spans are their own channels
-    fitting = kernels._fitting_gemm_configs(kernels.GEMM_CONFIGS, grouped, S=3, MERGE_S=False)
-    assert _config_tiles(fitting) == {(128, 32, 32)}
-    tiny = dict(M=4, C=16, CG=16, KG=8)  # nothing fits: one of the smallest configs
-    (smallest,) = _config_tiles(kernels._fitting_gemm_configs(kernels.GEMM_CONFIGS, tiny, S=1,
-                                                              MERGE_S=False))
-    assert sum(smallest) == min(map(sum, _config_tiles(kernels.GEMM_CONFIGS)))
+    def fitting(args, r, s, merge):
+        return kernels._fitting_gemm_configs(kernels.GEMM_CONFIGS, args, R=r, S=s, MERGE_S=merge)
+
+    unsplit = [config for config in kernels.GEMM_CONFIGS if config.kwargs["SPLIT_K"] == 1]
+    layer1 = _gemm_args(32 * 56 * 56, 64, 64, 64)  # 3x3 64 -> 64: no 128- or 256-wide BN
+    assert _config_tiles(fitting(layer1, 3, 3, False)) == {
+        tiles for tiles in _config_tiles(unsplit) if tiles[1] <= 64 and tiles[2] <= 64}
+    conv1 = _gemm_args(32 * 112 * 112, 3, 3, 64)  # a row of 7 pixels x 3 channels: BK 32
+    assert {tiles[2] for tiles in _config_tiles(fitting(conv1, 7, 7, True))} == {32}
+    grouped = _gemm_args(32 * 56 * 56, 64, 16, 16)  # groups' spans are their own channels
+    assert _config_tiles(fitting(grouped, 3, 3, False)) == {(128, 32, 32, 1)}
+    tiny = _gemm_args(4, 16, 16, 8)  # nothing fits: one of the smallest configs
+    (smallest,) = _config_tiles(fitting(tiny, 1, 1, False))
+    assert sum(smallest) == min(map(sum, _config_tiles(unsplit)))
     depthwise = kernels._fitting_direct_configs(kernels.DIRECT_CONFIGS, dict(M=6, K=24))
     assert _config_tiles(depthwise) == {(32, 32)}
+
+
+def test_tuning_splits_the_reduction_only_of_layers_with_few_tiles(monkeypatch):
+    pytest.importorskip("triton")
+    from qbench_triton import kernels
+
+    monkeypatch.setattr(kernels, "_sm_count", lambda: 132)
+
+    def splits(args, r, s):
+        configs = kernels._fitting_gemm_configs(kernels.GEMM_CONFIGS, args, R=r, S=s,
+                                                MERGE_S=False)
+        return {config.kwargs["SPLIT_K"] for config in configs}, configs
+
+    # ResNet-50's layer4 3x3 at batch 32: 1568 rows, 512 channels, 36 blocks of 128
+    layer4 = _gemm_args(32 * 7 * 7, 512, 512, 512, max_split=4)
+    chosen, configs = splits(layer4, 3, 3)
+    assert chosen == {1, 2, 4}
+    for config in configs:  # never more than 2 programs per SM in all
+        bm, bn = config.kwargs["BM"], config.kwargs["BN"]
+        assert config.kwargs["SPLIT_K"] == 1 or \
+            -(-1568 // bm) * -(-512 // bn) * config.kwargs["SPLIT_K"] <= 2 * 132
+    assert splits(dict(layer4, partial_ptr=torch.empty((1, 1, 1))), 3, 3)[0] == {1}  # no partials
+    layer1 = _gemm_args(32 * 56 * 56, 64, 64, 64, max_split=4)  # tiles to spare
+    assert splits(layer1, 3, 3)[0] == {1}

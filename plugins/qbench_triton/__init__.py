@@ -16,11 +16,12 @@ import torch
 
 from qbench import (BackendInfo, ConvParams, ConvProblem, QuantizedActivation, QuantizedWeight,
                     Verdict, hookimpl)
-from qbench.problem import dtype_range
 from qbench.backends import installed_version
+from qbench.problem import dtype_range
 from qbench.quantized import nhwc_view
 from qbench.reference import requantization_terms, window_weight_sums
 from qbench_triton.layout import Layout, layout
+from qbench_triton.split import interpreter_split, reduction_steps, split_buffers
 
 NAME = "triton"
 _INTERPRETER_TILES = {"BM": 16, "BN": 16, "BK": 16}
@@ -170,24 +171,38 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
     m = n * oh * ow
     x_zero_point = activation.zero_point - 128 if unsigned else activation.zero_point
     border = x_zero_point != 0 and p.padding != (0, 0)
-    tail = (_compensation(packed, x_zero_point, border, h, w).to(x.device),
-            packed.weight_zero_points, bias, multiplier, m, h, w, oh, ow, c, k, mapping.tile_in,
-            mapping.tile_out, *p.stride, *p.padding, *p.dilation, float(output.zero_point),
-            float(output.zero_point if relu else lo), float(hi))
+    group_tiles = p.groups // mapping.groups_per_tile
+    pointers = (_compensation(packed, x_zero_point, border, h, w).to(x.device),
+                packed.weight_zero_points, bias, multiplier)
+    sizes = (m, h, w, oh, ow, c, k, mapping.tile_in, mapping.tile_out, *p.stride, *p.padding,
+             *p.dilation, float(output.zero_point), float(output.zero_point if relu else lo),
+             float(hi))
     constants = dict(R=packed.kernel_size[0], S=packed.kernel_size[1], X_UNSIGNED=unsigned,
                      HAS_WZP=packed.has_weight_zero_points, BORDER=border)
-    if not direct:
+    if direct:
+        tail = pointers + sizes
+        fixed = {"BM": _INTERPRETER_TILES["BM"], "BN": _INTERPRETER_TILES["BN"]}
+    else:
+        buffers = split_buffers(m, k, mapping.tile_out, group_tiles,
+                                packed.has_weight_zero_points, x.device)
+        tail = pointers + (buffers.partials, buffers.arrivals) + sizes
         constants["MERGE_S"] = mapping.merge_rows
+        span = packed.kernel_size[1] * c if mapping.merge_rows else mapping.tile_in
+        steps = reduction_steps(*packed.kernel_size, span, _INTERPRETER_TILES["BK"],
+                                mapping.merge_rows)
+        fixed = _INTERPRETER_TILES | {"SPLIT_K": interpreter_split(steps, buffers)}
 
     def grid(meta: dict[str, int]) -> tuple[int, ...]:
         if direct:
             return (-(-m // meta["BM"]), -(-k // meta["BN"]))
-        return (-(-m // meta["BM"]), -(-mapping.tile_out // meta["BN"]),
-                p.groups // mapping.groups_per_tile)
+        shape = (-(-m // meta["BM"]), -(-mapping.tile_out // meta["BN"]), group_tiles)
+        if meta["SPLIT_K"] > 1 and shape[0] * shape[1] * shape[2] > buffers.arrivals.numel():
+            raise ValueError(f"{shape} tiles, more than the {buffers.arrivals.numel()} arrival "
+                             f"counters made for them")
+        return shape[:2] + (group_tiles * meta["SPLIT_K"],)
 
     if interpreting():
         kernel = kernels.conv_direct_kernel if direct else kernels.conv_gemm_kernel
-        fixed = {key: v for key, v in _INTERPRETER_TILES.items() if not (direct and key == "BK")}
         return _Plan(kernel, grid(fixed), tail, constants | fixed)
     kernel = kernels.conv_direct_tuned if direct else kernels.conv_gemm_tuned
     return _Plan(kernel, grid, tail, constants)
@@ -237,7 +252,7 @@ def qbench_details(backend: str, packed: Any) -> dict[str, Any] | None:
         facts["groups_per_tile"] = packed.layout.groups_per_tile
     config = plan.config
     if config is None:  # the interpreter's fixed tiles
-        return facts | {key: plan.constants[key] for key in _INTERPRETER_TILES
+        return facts | {key: plan.constants[key] for key in (*_INTERPRETER_TILES, "SPLIT_K")
                         if key in plan.constants}
     return facts | config.kwargs | {"warps": config.num_warps, "stages": config.num_stages} | \
         plan.tuning_facts()

@@ -14,10 +14,9 @@ from triton.compiler import ASTSource
 from qbench_triton import kernels
 
 _POINTERS = {"x_ptr": "*u8", "w_ptr": "*i8", "out_ptr": "*u8", "corr_ptr": "*i32",
-             "wzp_ptr": "*i32", "bias_ptr": "*fp32", "mult_ptr": "*fp32"}
-_SCALARS = {name: "i32" for name in ("M", "H", "W", "OH", "OW", "C", "K", "CG", "KG", "SH",
-                                      "SW", "PH", "PW", "DH", "DW")}
-_SCALARS.update(out_zp="fp32", lo="fp32", hi="fp32")
+             "wzp_ptr": "*i32", "bias_ptr": "*fp32", "mult_ptr": "*fp32",
+             "partial_ptr": "*i32", "arrival_ptr": "*i32"}
+_FLOATS = ("out_zp", "lo", "hi")  # every other argument is a pointer, an i32 or a constexpr
 _DIVISIBLE = ("M", "C", "K", "CG", "KG")
 _SHAPE = dict(R=3, S=3, HAS_WZP=True, BORDER=True)
 # A vector of bytes that a masked load starts from, when `other` is a byte over 127: Triton 3.6
@@ -28,15 +27,15 @@ _MISPACKED_OTHER = re.compile(r"mov\.u32 %r\d+, 0xf{6,}[89a-f][0-9a-f];")
 
 def compile_kernel(kernel, constants: dict, capability: int, unsigned: bool, warps: int):
     """The compiled kernel for `capability` (80, 90, ...)."""
-    signature = dict(_POINTERS, **_SCALARS)
+    constants = dict(constants, X_UNSIGNED=unsigned)
+    signature = {name: ("constexpr" if name in constants else _POINTERS.get(name) or
+                        ("fp32" if name in _FLOATS else "i32")) for name in kernel.arg_names}
     if not unsigned:
         signature.update(x_ptr="*i8", out_ptr="*i8")
-    constants = dict(constants, X_UNSIGNED=unsigned)
-    signature.update({name: "constexpr" for name in constants})
     # as Triton's launcher specialises a ResNet layer: aligned pointers, channel counts and rows
     # divisible by 16
     divisible = {(kernel.arg_names.index(name),): [["tt.divisibility", 16]]
-                 for name in [*_POINTERS, *_DIVISIBLE]}
+                 for name in [*_POINTERS, *_DIVISIBLE] if name in kernel.arg_names}
     source = ASTSource(fn=kernel, signature=signature, constexprs=constants, attrs=divisible)
     return triton.compile(source, target=GPUTarget("cuda", capability, 32),
                           options={"num_warps": warps, "num_stages": 3})

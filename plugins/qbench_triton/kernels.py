@@ -24,6 +24,7 @@ import triton
 import triton.language as tl
 
 from qbench.timing import tuning_times_ms
+from qbench_triton.split import SPLITS, reduction_steps, worth_splitting
 
 
 @triton.jit
@@ -73,8 +74,9 @@ def _compensate(acc, xsum, m, m_ok, k, k_ok, corr_ptr, wzp_ptr, OHW, K,
 
 @triton.jit
 def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_ptr,
+                     partial_ptr, arrival_ptr,
                      M, H, W, OH, OW, C, K, CG, KG, SH, SW, PH, PW, DH, DW,
-                     out_zp, lo, hi,
+                     out_zp, lo, hi, SPLIT_K,
                      R: tl.constexpr, S: tl.constexpr, X_UNSIGNED: tl.constexpr,
                      HAS_WZP: tl.constexpr, BORDER: tl.constexpr, MERGE_S: tl.constexpr,
                      BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
@@ -82,9 +84,18 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
     loads. A tap is (r, s) with its group's CG channels, or with MERGE_S (groups == 1 and unit
     width dilation; qbench_triton.layout decides) a whole kernel row r: its S pixels' channels lie
     side by side in NHWC, so the row is S*C contiguous bytes, which wastes less of a block when C
-    is small (conv1: C = 3), at a bounds check per byte instead of per pixel."""
+    is small (conv1: C = 3), at a bounds check per byte instead of per pixel.
+
+    With SPLIT_K > 1, SPLIT_K programs share an output tile, each reducing its own run of
+    blocks, so that a layer of few tiles (ResNet's last stages) still fills the GPU: each stores
+    its int32 partial sums in `partial_ptr` ([SPLIT_K, M, K]), and the last to arrive at the
+    tile's counter in `arrival_ptr` (zeros, and left as zeros) adds the others' partials to
+    its own and requantizes. Integer sums: exact in any order. Never with HAS_WZP, whose row
+    sums would need the same. Triton specialises an argument of 1 as a constant, so the unsplit
+    kernel carries none of this, and splits of 2 and 4 share one compiled variant."""
     m, m_ok, n, oh, ow = _output_pixels(tl.program_id(0), M, OH, OW, BM)
-    g = tl.program_id(2)
+    g = tl.program_id(2) // SPLIT_K
+    split = tl.program_id(2) % SPLIT_K
     kg = tl.program_id(1) * BN + tl.arange(0, BN)
     kg_ok = kg < KG
     k = g * KG + kg
@@ -99,7 +110,9 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
     iw0 = ow * SW - PW
     acc = tl.zeros([BM, BN], dtype=tl.int32)
     xsum = tl.zeros([BM], dtype=tl.int32)
-    for t in range(0, R * taps_per_row * blocks):
+    steps = R * taps_per_row * blocks
+    per_split = tl.cdiv(steps, SPLIT_K)
+    for t in range(split * per_split, tl.minimum(steps, (split + 1) * per_split)):
         tap = t // blocks
         j = (t - tap * blocks) * BK + tl.arange(0, BK)
         j_ok = j < span
@@ -126,9 +139,26 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
         acc += tl.dot(x, tl.trans(w), out_dtype=tl.int32)
         if HAS_WZP:
             xsum += tl.sum(x.to(tl.int32), axis=1)
-    acc = _compensate(acc, xsum[:, None], m, m_ok, k, kg_ok, corr_ptr, wzp_ptr, OH * OW, K,
-                      BORDER, HAS_WZP)
-    _requantize_store(acc, k, kg_ok, m, m_ok, out_ptr, bias_ptr, mult_ptr, out_zp, lo, hi, K)
+    arrived = SPLIT_K - 1  # the programs of this tile that finished before this one
+    if SPLIT_K > 1:
+        tile = (tl.program_id(2) // SPLIT_K * tl.num_programs(1) + tl.program_id(1)) * \
+            tl.num_programs(0) + tl.program_id(0)
+        in_slab = m[:, None] * K + k[None, :]
+        slab_ok = m_ok[:, None] & kg_ok[None, :]
+        tl.store(partial_ptr + split * M * K + in_slab, acc, mask=slab_ok)
+        tl.debug_barrier()  # every thread's partials stored before the release below
+        arrived = tl.atomic_add(arrival_ptr + tile, 1, sem="acq_rel")
+        if arrived == SPLIT_K - 1:
+            for other in range(0, SPLIT_K):
+                if other != split:  # .cg: from L2, where the others' stores are
+                    acc += tl.load(partial_ptr + other * M * K + in_slab, mask=slab_ok, other=0,
+                                   cache_modifier=".cg")
+            tl.atomic_xchg(arrival_ptr + tile, 0)  # ready for the next launch
+    if arrived == SPLIT_K - 1:
+        acc = _compensate(acc, xsum[:, None], m, m_ok, k, kg_ok, corr_ptr, wzp_ptr, OH * OW, K,
+                          BORDER, HAS_WZP)
+        _requantize_store(acc, k, kg_ok, m, m_ok, out_ptr, bias_ptr, mult_ptr, out_zp, lo, hi,
+                          K)
 
 
 @triton.jit
@@ -164,15 +194,16 @@ def conv_direct_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_
 
 
 # BK of 128 and 256 amortise Triton's wait after every int8 wgmma (it keeps no int32-accumulating
-# dot in flight) over more tensor-core work; no BN of 256, which spills registers in the epilogue
+# dot in flight) over more tensor-core work; no BN of 256, which spills registers in the epilogue.
+# Each tile config with each split of the reduction (`split.worth_splitting` prunes the splits).
+GEMM_TILES = [(128, 128, 64, 8, 3), (128, 64, 64, 4, 4), (64, 128, 64, 4, 4), (64, 64, 64, 4, 4),
+              (128, 128, 128, 8, 3), (64, 128, 128, 4, 3), (128, 64, 128, 4, 3),
+              (64, 128, 256, 4, 3), (128, 64, 32, 4, 4), (64, 64, 32, 4, 4), (32, 64, 64, 4, 4),
+              (128, 32, 32, 4, 4)]
 GEMM_CONFIGS = [
-    triton.Config({"BM": bm, "BN": bn, "BK": bk}, num_warps=warps, num_stages=stages)
-    for bm, bn, bk, warps, stages in [(128, 128, 64, 8, 3), (128, 64, 64, 4, 4),
-                                      (64, 128, 64, 4, 4), (64, 64, 64, 4, 4),
-                                      (128, 128, 128, 8, 3), (64, 128, 128, 4, 3),
-                                      (128, 64, 128, 4, 3), (64, 128, 256, 4, 3),
-                                      (128, 64, 32, 4, 4), (64, 64, 32, 4, 4),
-                                      (32, 64, 64, 4, 4), (128, 32, 32, 4, 4)]
+    triton.Config({"BM": bm, "BN": bn, "BK": bk, "SPLIT_K": splits}, num_warps=warps,
+                  num_stages=stages)
+    for splits in SPLITS for bm, bn, bk, warps, stages in GEMM_TILES
 ]
 DIRECT_CONFIGS = [
     triton.Config({"BM": bm, "BN": bn}, num_warps=warps)
@@ -198,8 +229,35 @@ def _fitting(configs: list[triton.Config], limits: dict[str, int]) -> list[trito
 
 
 def _fitting_gemm_configs(configs, named_args, **kwargs):
+    """The unsplit configs that fit (`_fitting`), and those of their tiles split where
+    `split.worth_splitting` says so and the plan made partials for it."""
     span = kwargs["S"] * named_args["C"] if kwargs["MERGE_S"] else named_args["CG"]
-    return _fitting(configs, {"BM": named_args["M"], "BN": named_args["KG"], "BK": span})
+    unsplit = [config for config in configs if config.kwargs["SPLIT_K"] == 1]
+    fitting = _fitting(unsplit, {"BM": named_args["M"], "BN": named_args["KG"], "BK": span})
+    max_split = named_args["partial_ptr"].shape[0]
+    if max_split == 1:
+        return fitting
+    tiles = {_tile(config) for config in fitting}
+    sms = _sm_count()
+
+    def worth(config: triton.Config) -> bool:
+        bm, bn, bk = (config.kwargs[name] for name in ("BM", "BN", "BK"))
+        output_tiles = (-(-named_args["M"] // bm) * -(-named_args["KG"] // bn)
+                        * (named_args["K"] // named_args["KG"]))
+        steps = reduction_steps(kwargs["R"], kwargs["S"], span, bk, kwargs["MERGE_S"])
+        return worth_splitting(config.kwargs["SPLIT_K"], output_tiles, steps, sms)
+
+    return fitting + [config for config in configs if 1 < config.kwargs["SPLIT_K"] <= max_split
+                      and _tile(config) in tiles and worth(config)]
+
+
+def _sm_count() -> int:
+    return torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
+
+
+def _tile(config: triton.Config) -> tuple[int, ...]:
+    return (config.kwargs["BM"], config.kwargs["BN"], config.kwargs["BK"], config.num_warps,
+            config.num_stages)
 
 
 def _fitting_direct_configs(configs, named_args, **kwargs):
