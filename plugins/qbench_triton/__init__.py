@@ -9,6 +9,7 @@ size: for checking numerics without a GPU, never for timing (the backend says so
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,8 @@ from qbench.problem import dtype_range
 from qbench.quantized import nhwc_view
 from qbench.reference import requantization_terms, window_weight_sums
 from qbench_triton.layout import Layout, layout
-from qbench_triton.split import interpreter_split, reduction_steps, split_buffers
+from qbench_triton.split import (SplitBuffers, interpreter_split, reduction_steps,
+                                 split_buffers)
 
 NAME = "triton"
 _INTERPRETER_TILES = {"BM": 16, "BN": 16, "BK": 16}
@@ -106,9 +108,12 @@ class _Plan:
 
 
 def _config_label(config: Any) -> str:
-    """A config as BMxBNxBK/warps/stages, or BMxBN/warps for the direct kernel."""
+    """A config as BMxBNxBK/warps/stages (BMxBN/... for the direct kernel), and /splitN for a
+    split reduction."""
     tiles = "x".join(str(config.kwargs[key]) for key in ("BM", "BN", "BK") if key in config.kwargs)
-    return f"{tiles}/{config.num_warps}w/{config.num_stages}s"
+    split = config.kwargs.get("SPLIT_K", 1)
+    return f"{tiles}/{config.num_warps}w/{config.num_stages}s" + (f"/split{split}"
+                                                                   if split > 1 else "")
 
 
 @dataclass
@@ -158,6 +163,9 @@ def qbench_prepare_input(backend: str, input: QuantizedActivation) -> Any:
 
 def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
           out: torch.Tensor, output: QuantizedActivation, relu: bool) -> _Plan:
+    """The launch of `packed` on NHWC `x` into NHWC `out`: the kernel's arguments after the three
+    tensors, its constants and grid; autotuned on a GPU, the interpreter's fixed tiles (and
+    split) without one."""
     from qbench_triton import kernels
 
     n, h, w, c = x.shape
@@ -182,6 +190,9 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
     if direct:
         tail = pointers + sizes
         fixed = {"BM": _INTERPRETER_TILES["BM"], "BN": _INTERPRETER_TILES["BN"]}
+
+        def grid(meta: dict[str, int]) -> tuple[int, ...]:
+            return (-(-m // meta["BM"]), -(-k // meta["BN"]))
     else:
         buffers = split_buffers(m, k, mapping.tile_out, group_tiles,
                                 packed.has_weight_zero_points, x.device)
@@ -191,21 +202,27 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
         steps = reduction_steps(*packed.kernel_size, span, _INTERPRETER_TILES["BK"],
                                 mapping.merge_rows)
         fixed = _INTERPRETER_TILES | {"SPLIT_K": interpreter_split(steps, buffers)}
-
-    def grid(meta: dict[str, int]) -> tuple[int, ...]:
-        if direct:
-            return (-(-m // meta["BM"]), -(-k // meta["BN"]))
-        shape = (-(-m // meta["BM"]), -(-mapping.tile_out // meta["BN"]), group_tiles)
-        if meta["SPLIT_K"] > 1 and shape[0] * shape[1] * shape[2] > buffers.arrivals.numel():
-            raise ValueError(f"{shape} tiles, more than the {buffers.arrivals.numel()} arrival "
-                             f"counters made for them")
-        return shape[:2] + (group_tiles * meta["SPLIT_K"],)
+        grid = _gemm_grid(m, mapping.tile_out, group_tiles, buffers)
 
     if interpreting():
         kernel = kernels.conv_direct_kernel if direct else kernels.conv_gemm_kernel
         return _Plan(kernel, grid(fixed), tail, constants | fixed)
     kernel = kernels.conv_direct_tuned if direct else kernels.conv_gemm_tuned
     return _Plan(kernel, grid, tail, constants)
+
+
+def _gemm_grid(rows: int, tile_out: int, group_tiles: int,
+               buffers: SplitBuffers) -> Callable[[dict[str, int]], tuple[int, ...]]:
+    """The GEMM kernel's grid for a config: row tiles, channel tiles, and group tiles times the
+    split; a ValueError if the tiles outnumber the arrival counters."""
+    def grid(meta: dict[str, int]) -> tuple[int, ...]:
+        shape = (-(-rows // meta["BM"]), -(-tile_out // meta["BN"]), group_tiles)
+        if meta["SPLIT_K"] > 1 and shape[0] * shape[1] * shape[2] > buffers.arrivals.numel():
+            raise ValueError(f"{shape} tiles, more than the {buffers.arrivals.numel()} arrival "
+                             f"counters made for them")
+        return shape[:2] + (group_tiles * meta["SPLIT_K"],)
+
+    return grid
 
 
 def _compensation(packed: _Packed, x_zero_point: int, border: bool, height: int,
