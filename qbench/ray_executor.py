@@ -45,11 +45,11 @@ def task_options(device: str, cpus_per_cpu_task: float) -> dict[str, Any]:
 
 
 def _runtime_env() -> dict[str, Any]:
-    """What workers need to import the same plugins: the driver's sys.path and qbench's variables."""
+    """What workers need to import the same plugins: the driver's sys.path and the variables of
+    qbench and its plugins (QBENCH_*, TRITON_INTERPRET)."""
     env = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    for name in ("QBENCH_LOAD_PLUGINS", "TRITON_INTERPRET"):
-        if name in os.environ:
-            env[name] = os.environ[name]
+    env.update({name: value for name, value in os.environ.items()
+                if name.startswith("QBENCH_") or name == "TRITON_INTERPRET"})
     return {"env_vars": env}
 
 

@@ -50,6 +50,13 @@ for tests in gpu triton cudnn cupy api measurement; do
     step "pytest-$tests" python3 -m pytest -q -p no:cacheprovider "tests/test_$tests.py" \
         -k "not compile"
 done
+# Triton's split reductions rely on the GPU's memory ordering, which only a GPU can check: where
+# their test failed, the suites run without them, so that the call still measures the rest
+if grep -q "FAILED.*test_split_reductions" "$WORK/pytest-triton.txt" 2> /dev/null; then
+    export QBENCH_TRITON_MAX_SPLIT=1
+    echo "split reductions failed their test: the suites run with QBENCH_TRITON_MAX_SPLIT=1" \
+        | tee -a "$WORK/notes.txt"
+fi
 backends=${QBENCH_GPU_BACKENDS:-torch-cuda,torch-fp16,triton,cudnn,cupy}
 # QBENCH_GPU_SET="FIELD=VALUE ...": more --set for every suite, e.g. "batch=32"
 sets=()

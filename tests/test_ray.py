@@ -13,7 +13,7 @@ from conftest import TINY_SUITE
 
 ray = pytest.importorskip("ray")
 
-from qbench.ray_executor import task_options  # noqa: E402
+from qbench.ray_executor import _runtime_env, task_options  # noqa: E402
 
 ONE_CASE = TINY_SUITE.replace("relu = [false, true]\n", "").split("[[case]]\nname = \"b\"")[0]
 BACKENDS = "torch-x86,torch-onednn,faulty-raises,faulty-aborts,faulty-exact"
@@ -59,3 +59,12 @@ def test_one_measurement_per_card_and_per_cpu_node():
     assert len({gpus for gpus, _, _ in gpu_runs}) == 2  # both cards were used
     cpu_runs.sort(key=lambda run: run[1])
     assert all(a[2] <= b[1] for a, b in zip(cpu_runs, cpu_runs[1:]))  # CPU rows one at a time
+
+
+def test_workers_get_the_variables_of_qbench_and_its_plugins(monkeypatch):
+    monkeypatch.setenv("QBENCH_TRITON_MAX_SPLIT", "1")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setenv("UNRELATED_VARIABLE", "x")
+    env = _runtime_env()["env_vars"]
+    assert env["QBENCH_TRITON_MAX_SPLIT"] == "1" and env["TRITON_INTERPRET"] == "1"
+    assert "UNRELATED_VARIABLE" not in env

@@ -69,6 +69,16 @@ def test_split_reductions_match_the_reference(name, runner_and_backend, monkeypa
     assert int(re.search(r"SPLIT_K=(\d+)", row["details"]).group(1)) > 1, row["details"]
 
 
+def test_qbench_triton_max_split_of_1_turns_split_reductions_off():
+    pytest.importorskip("triton")
+    code = ("import torch; from qbench_triton import kernels, split;"
+            "print(split.SPLITS, {config.kwargs['SPLIT_K'] for config in kernels.GEMM_CONFIGS},"
+            "split.split_buffers(64, 64, 64, 1, False, torch.device('cpu')).max_split)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=dict(os.environ, QBENCH_TRITON_MAX_SPLIT="1"), check=True)
+    assert proc.stdout.split() == ["(1,)", "{1}", "1"]
+
+
 def test_weight_zero_points_are_never_split(runner_and_backend):
     runner, backend = runner_and_backend
     row = runner.row("triton", Case("zw", PROBLEMS["gemm-weight-zero-point"].validate()), backend)

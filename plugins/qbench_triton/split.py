@@ -7,15 +7,19 @@ that would exceed PARTIALS_LIMIT_BYTES: such layers have tiles enough) and one a
 output tile (zeros; the kernel leaves them zeros). Tuning tries SPLITS for the configs it keeps
 (`worth_splitting` prunes); the interpreter, which has no SMs, splits in INTERPRETER_SPLIT wherever
 the kernel may, so that the tests check split reductions on small problems.
+QBENCH_TRITON_MAX_SPLIT (read at import) caps the splits: 1 turns split reductions off.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
 
-SPLITS = (1, 2, 4)
+MAX_SPLIT_ENV = "QBENCH_TRITON_MAX_SPLIT"  # e.g. 1: no split reductions (to rule them out)
+SPLITS = tuple(splits for splits in (1, 2, 4)
+               if splits <= int(os.environ.get(MAX_SPLIT_ENV) or 4))
 MAX_SPLIT = max(SPLITS)
 PARTIALS_LIMIT_BYTES = 64 * 2**20
 MIN_STEPS_PER_SPLIT = 4  # blocks per program, enough for the loads' pipeline to fill
@@ -40,7 +44,7 @@ def split_buffers(rows: int, out_channels: int, tile_out: int, group_tiles: int,
     `tile_out` channels wide. No partials with weight zero points (the kernel does not split
     their row sums) or where they would take over PARTIALS_LIMIT_BYTES."""
     size = MAX_SPLIT * rows * out_channels * 4
-    if has_weight_zero_points or size > PARTIALS_LIMIT_BYTES:
+    if MAX_SPLIT == 1 or has_weight_zero_points or size > PARTIALS_LIMIT_BYTES:
         partials = torch.empty((1, 1, 1), dtype=torch.int32, device=device)
     else:
         partials = torch.empty((MAX_SPLIT, rows, out_channels), dtype=torch.int32, device=device)
