@@ -121,13 +121,14 @@ def test_narrow_groups_share_a_tile_with_block_diagonal_weights():
 def test_kernel_rows_merge_only_where_channels_leave_blocks_part_empty():
     from qbench_triton.layout import layout
 
-    def merged(channels, dilation=(1, 1)):
-        weight = torch.zeros((8, channels, 3, 3), dtype=torch.int8)
+    def merged(channels, size=3, dilation=(1, 1)):
+        weight = torch.zeros((8, channels, size, size), dtype=torch.int8)
         return layout(weight, ConvParams(dilation=dilation), False).merge_rows
 
-    assert merged(3) and merged(30)  # conv1, the padding suite: 9 and 90 channels per row
+    assert merged(3, size=7) and merged(30)  # conv1, the padding suite: 21 and 90 per row
     assert not merged(64) and not merged(256)  # whole blocks per tap already
-    assert not merged(3, dilation=(1, 2))  # a row's pixels are not contiguous
+    assert not merged(3, size=7, dilation=(1, 2))  # a row's pixels are not contiguous
+    assert not merged(3)  # 9 channels a row: the direct kernel, which merges nothing
 
 
 def test_after_tuning_the_chosen_config_is_launched_without_the_autotuner():

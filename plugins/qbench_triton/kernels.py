@@ -1,4 +1,4 @@
-"""Triton kernels of the quantized conv: NHWC int8 activations, weights [K, R, S, C/groups].
+"""Triton kernels of the quantized conv: NHWC int8 activations, weights as `layout` packs them.
 
 Both kernels compute acc = sum over the window of (x - zx)(w - zw[k]) exactly in int32, as
     sum x w  -  zw[k] sum x  -  zx sum (w - zw[k])
@@ -12,8 +12,8 @@ The epilogue requantizes in the reference's float32 order and rounds half to eve
 Only the tile sizes, the kernel's R and S and a few flags are compile-time constants, so that a
 suite's many shapes share a handful of compiled variants. `conv_gemm_kernel`: implicit GEMM, rows
 N*OH*OW, columns K/groups per group, reduction over (R, S, C/groups) with `tl.dot` (int8 x int8 ->
-int32). `conv_direct_kernel`: multiply-accumulate per output channel, for depthwise and narrow
-groups, where a GEMM degenerates.
+int32), weights [K, R, S, C/groups]. `conv_direct_kernel`: multiply-accumulate per output
+channel, weights [R, S, C/groups, K], for depthwise and narrow groups, where a GEMM degenerates.
 """
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ def conv_direct_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_
                             other=0).to(tl.int32)
                 if X_UNSIGNED:
                     x = tl.where(inside, x - 128, 0)
-                w = tl.load(w_ptr + k * (R * S * CG) + (r * S + s) * CG + c, mask=k_ok, other=0)
+                w = tl.load(w_ptr + ((r * S + s) * CG + c) * K + k, mask=k_ok, other=0)
                 acc += x * w.to(tl.int32)[None, :]
                 if HAS_WZP:
                     xsum += x

@@ -1,5 +1,7 @@
 """How a conv maps onto the two kernels: which one runs, how the GEMM's reduction is laid out, and
-the weights it reads ([K, R, S, channels per tile], the reduction contiguous).
+the weights it reads: [K, R, S, channels per tile] for the GEMM (the reduction contiguous, as int8
+tensor-core operands must be), [R, S, C/groups, K] for the direct kernel (a tap's output channels
+contiguous, as its programs read them).
 
 - groups == 1: the GEMM. When the channels are not a multiple of GEMM_MIN_SPAN (conv1's 3, the
   padding suite's 30) and the width dilation is 1, a kernel row's pixels are merged into one
@@ -31,7 +33,7 @@ class Layout:
     kernel: str  # "gemm" or "direct"
     merge_rows: bool  # the GEMM reduces over a kernel row's pixels at once (MERGE_S)
     groups_per_tile: int  # neighbouring groups that share a GEMM tile
-    weight: torch.Tensor  # int8 [K, R, S, tile_in]
+    weight: torch.Tensor  # int8: gemm [K, R, S, tile_in], direct [R, S, tile_in, K]
     tile_in: int  # channels per tap that one tile reduces over (the kernels' CG)
     tile_out: int  # output channels of one tile group (the kernels' KG)
 
@@ -42,16 +44,18 @@ def layout(weight: torch.Tensor, params: ConvParams, has_weight_zero_points: boo
     groups = params.groups
     group_out = out_channels // groups
     packed = weight.permute(0, 2, 3, 1).contiguous()
+    direct = Layout("direct", False, 1, weight.permute(2, 3, 1, 0).contiguous(), group_in,
+                    group_out)
     if groups == 1:
         merge = params.dilation[1] == 1 and group_in % GEMM_MIN_SPAN != 0
         span = width * group_in if merge else group_in
-        kernel = "gemm" if span >= GEMM_MIN_SPAN else "direct"
-        return Layout(kernel, merge, 1, packed, group_in, group_out)
+        return Layout("gemm", merge, 1, packed, group_in, group_out) \
+            if span >= GEMM_MIN_SPAN else direct
     per_tile = 1
     if NARROW_GROUP_MIN <= group_in < TILE_MIN_CHANNELS and not has_weight_zero_points:
         per_tile = groups_per_tile(groups, group_in)
     if per_tile * group_in < GEMM_MIN_SPAN:
-        return Layout("direct", False, 1, packed, group_in, group_out)
+        return direct
     tiled = block_diagonal(packed, group_out, per_tile) if per_tile > 1 else packed
     return Layout("gemm", False, per_tile, tiled, per_tile * group_in, per_tile * group_out)
 
