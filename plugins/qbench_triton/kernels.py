@@ -267,8 +267,8 @@ def _fitting_direct_configs(configs, named_args, **kwargs):
 def _tuning_bench(fn, quantiles: tuple[float, ...]) -> list[float]:
     """The autotuner's measure of one config: the `quantiles` of 20 runs timed as the cuDNN and
     CuPy backends time their candidates (`qbench.timing.tuning_times_ms`: the host's launch path
-    held out, which `triton.testing.do_bench` leaves in, so that it chose among configs by the
-    host's noise on small layers)."""
+    held out; `triton.testing.do_bench` leaves it in, so that on small layers it may choose by
+    the host's noise)."""
     times = tuning_times_ms(fn, TUNING_RUNS, torch.device("cuda", torch.cuda.current_device()))
     return [float(np.quantile(times, q)) for q in quantiles]
 
