@@ -79,6 +79,19 @@ def test_qbench_triton_max_split_of_1_turns_split_reductions_off():
     assert proc.stdout.split() == ["(1,)", "{1}", "1"]
 
 
+def test_a_split_the_buffers_were_not_made_for_is_refused():
+    from qbench_triton import _gemm_grid
+    from qbench_triton.split import split_buffers
+
+    meta = {"BM": 16, "BN": 16}
+    unsplittable = split_buffers(64, 32, 32, 1, True, torch.device("cpu"))  # weight zero points
+    assert _gemm_grid(64, 32, 1, unsplittable)(meta | {"SPLIT_K": 1}) == (4, 2, 1)
+    with pytest.raises(ValueError, match="buffers hold 1 splits"):
+        _gemm_grid(64, 32, 1, unsplittable)(meta | {"SPLIT_K": 2})
+    splittable = split_buffers(64, 32, 32, 1, False, torch.device("cpu"))
+    assert _gemm_grid(64, 32, 1, splittable)(meta | {"SPLIT_K": 4}) == (4, 2, 4)
+
+
 def test_weight_zero_points_are_never_split(runner_and_backend):
     runner, backend = runner_and_backend
     row = runner.row("triton", Case("zw", PROBLEMS["gemm-weight-zero-point"].validate()), backend)

@@ -214,13 +214,15 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
 def _gemm_grid(rows: int, tile_out: int, group_tiles: int,
                buffers: SplitBuffers) -> Callable[[dict[str, int]], tuple[int, ...]]:
     """The GEMM kernel's grid for a config: row tiles, channel tiles, and group tiles times the
-    split; a ValueError if the tiles outnumber the arrival counters."""
+    split; a ValueError for a split the buffers were not made for."""
     def grid(meta: dict[str, int]) -> tuple[int, ...]:
         shape = (-(-rows // meta["BM"]), -(-tile_out // meta["BN"]), group_tiles)
-        if meta["SPLIT_K"] > 1 and shape[0] * shape[1] * shape[2] > buffers.arrivals.numel():
-            raise ValueError(f"{shape} tiles, more than the {buffers.arrivals.numel()} arrival "
-                             f"counters made for them")
-        return shape[:2] + (group_tiles * meta["SPLIT_K"],)
+        splits = meta["SPLIT_K"]
+        if splits > 1 and (splits > buffers.max_split
+                           or shape[0] * shape[1] * shape[2] > buffers.arrivals.numel()):
+            raise ValueError(f"a split in {splits} of {shape} tiles, where the buffers hold "
+                             f"{buffers.max_split} splits and {buffers.arrivals.numel()} tiles")
+        return shape[:2] + (group_tiles * splits,)
 
     return grid
 
