@@ -82,8 +82,11 @@ class _Plan:
 
     def launch(self, x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor) -> _Plan:
         """Launch, and return the plan for the next launches: after an autotuner's first launch
-        (which tunes), its chosen config launched directly, without the autotuner's per-call
-        work (its key over every argument), which showed in the timings of small layers."""
+        (which tunes), its chosen config launched directly, without the autotuner's host work
+        per call (a key built over every argument)."""
+        if self.config is not None:  # tuned already: the chosen kernel itself
+            self.kernel[self.grid](x, weight, out, *self.tail, **self.constants)
+            return self
         earlier_tuning = getattr(self.kernel, "configs_timings", None)
         self.kernel[self.grid](x, weight, out, *self.tail, **self.constants)
         config = getattr(self.kernel, "best_config", None)
