@@ -265,7 +265,9 @@ def compare(old: Path, new: Path, fail_above: float | None, threshold: float,
     html.write_text(templates.get_template("compare.html.j2").render(
         old=str(old), new=str(new), rows=matched.to_dict("records"), counts=counts,
         noisy_pct=round(NOISY_ABOVE * 100), threshold_pct=threshold))
-    click.echo(", ".join(f"{k}: {v}" for k, v in counts.items()) + f"; page: {html}")
+    summary = ", ".join(f"{k}: {v}" for k, v in counts.items()) or \
+        "no problem timed on the same backend in both runs"
+    click.echo(f"{summary}; page: {html}")
     if fail_above is not None:
         slower = regressions(matched, fail_above)
         if len(slower):

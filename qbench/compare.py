@@ -1,5 +1,5 @@
-"""Comparing two runs, NVBench-style: per (case, backend) the ratio of medians, labelled against
-the noise of both runs.
+"""Comparing two runs, NVBench-style: per problem and backend the ratio of medians, labelled
+against the noise of both runs.
 
 A row's noise is the relative width of its median's 95 % confidence interval, or, where too few
 samples gave no interval, its relative spread (p90 - p10) / median. With `noise` the larger of the
@@ -23,7 +23,12 @@ from qbench.results import load_results
 
 NOISY_ABOVE = 0.10
 DEFAULT_THRESHOLD = 0.05
-_KEY = ["case", "backend"]
+# the same problem on the same backend: the case's name without a sweep's "[field=value]" suffix
+# (a field swept in one run may be set with --set in the other) and every problem field but the
+# requantization constants (output scale and zero point), which change no work
+PROBLEM_KEY = ["case_name", "backend", "batch", "in_channels", "out_channels", "height", "width",
+               "kernel_size", "stride", "padding", "dilation", "groups", "in_dtype", "out_dtype",
+               "weight_qscheme", "relu", "bias", "in_zero_point", "weight_zero_point"]
 
 
 def row_noise(rows: pd.DataFrame) -> pd.Series:
@@ -44,14 +49,17 @@ def label(ratio: float, noise: float, threshold: float = DEFAULT_THRESHOLD) -> s
 
 def compare_runs(old: str | Path, new: str | Path,
                  threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
-    """Rows timed in both runs, matched on (case, backend), with ratio, noise and label."""
+    """Rows timed in both runs, matched on PROBLEM_KEY, with the new run's case name, ratio,
+    noise and label."""
     frames = []
     for directory in (old, new):
         _, rows = load_results(directory)
         timed = rows[rows["median_us"].notna()].copy()
         timed["noise"] = row_noise(timed)
-        frames.append(timed[_KEY + ["median_us", "noise"]])
-    matched = frames[0].merge(frames[1], on=_KEY, suffixes=("_old", "_new"))
+        timed["case_name"] = timed["case"].str.replace(r"\[[^\]]*\]$", "", regex=True)
+        frames.append(timed[PROBLEM_KEY + ["case", "median_us", "noise"]])
+    matched = frames[0].drop(columns="case").merge(frames[1], on=PROBLEM_KEY,
+                                                    suffixes=("_old", "_new"))
     matched["ratio"] = matched["median_us_new"] / matched["median_us_old"]
     matched["noise"] = matched[["noise_old", "noise_new"]].max(axis=1)
     matched["label"] = [label(r, n, threshold)

@@ -82,6 +82,21 @@ def test_compare_a_run_with_itself_and_with_a_slowed_backend(run_cli, write_suit
     assert page.count('class="SLOWER"') == 3
 
 
+def test_compare_matches_the_same_problem_swept_in_one_run_and_set_in_the_other(
+        run_cli, write_suite, tmp_path, fake_plugins):
+    suite = write_suite(TINY_SUITE)
+    args = ("--backends", "faulty-exact", "-p", "qbench_faulty", "--max-time", "0.02")
+    run_cli("run", suite, "--out", tmp_path / "swept", *args, "--set", "batch=[1, 2]")
+    run_cli("run", suite, "--out", tmp_path / "set", *args, "--set", "batch=2")
+    matched = run_cli("compare", tmp_path / "swept", tmp_path / "set")
+    assert matched.exit_code == 0 and "[batch=" not in matched.output
+    assert sum(int(count) for count in re.findall(r"[A-Z]+: (\d+)", matched.output)) == 3
+    other = run_cli("run", suite, "--out", tmp_path / "other", *args, "--set", "batch=3")
+    assert other.exit_code == 0
+    unmatched = run_cli("compare", tmp_path / "set", tmp_path / "other")
+    assert "no problem timed on the same backend in both runs" in unmatched.output
+
+
 def test_pytest_benchmark_compare_reads_the_export(run_cli, write_suite, tmp_path):
     out, exported = tmp_path / "run", tmp_path / "bench.json"
     run_cli("run", write_suite(TINY_SUITE), "--out", out, "--backends", "torch-x86",
