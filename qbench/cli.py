@@ -27,6 +27,8 @@ from qbench.export import export_pytest_benchmark
 from qbench.registry import Backend, load_backends
 from qbench.results import FAILING_STATUSES, SCHEMA_VERSION, ResultWriter, load_results
 from qbench.isolation import run_isolated
+from qbench.ratios import cell, head_to_head
+from qbench.ratios import markdown as ratio_markdown
 from qbench.runner import RunSettings, fill_speedups, run_suite, work
 from qbench.suite import load_suite, parse_override, suggestion
 from qbench.summary import print_summary
@@ -273,6 +275,40 @@ def compare(old: Path, new: Path, fail_above: float | None, threshold: float,
         if len(slower):
             click.echo(f"{len(slower)} row(s) slower by more than {fail_above:g} %", err=True)
             raise click.exceptions.Exit(1)
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.argument("backend")
+@click.option("--against", "others", multiple=True, required=True, metavar="BACKEND",
+              help="A backend to set BACKEND against (repeatable).")
+@click.option("--markdown", is_flag=True, help="Print a Markdown table, for notes and READMEs.")
+def ratios(directory: Path, backend: str, others: tuple[str, ...], markdown: bool) -> None:
+    """BACKEND's median over each --against backend's, per case of DIRECTORY's run, with the
+    geomean, the worst case and the wins, over cases where both rows are ok."""
+    try:
+        _, rows = load_results(directory)
+    except QbenchError as exc:
+        raise InputError(str(exc)) from None
+    known = list(dict.fromkeys(rows["backend"]))
+    for name in (backend, *others):
+        if name not in known:
+            raise InputError(f"{directory}: no rows of backend {name!r}{suggestion(name, known)}; "
+                             f"it has {', '.join(known)}")
+    table, summaries = head_to_head(rows, backend, others)
+    if markdown:
+        click.echo(ratio_markdown(table, summaries))
+        return
+    view = Table(title=f"{directory}: {backend} against {', '.join(others)} (median us)",
+                 title_justify="left")
+    view.add_column("case")
+    for column in table.columns:
+        view.add_column(escape(column), justify="right")
+    for case, row in table.iterrows():
+        view.add_row(escape(str(case)), *[cell(column, value) for column, value in row.items()])
+    Console().print(view)
+    for summary in summaries:
+        click.echo(summary.sentence())
 
 
 @cli.command("backends")

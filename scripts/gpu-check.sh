@@ -77,4 +77,11 @@ done
 # qbench's own cost per call over the bare cuDNN plan and the bare kernel launch
 step overhead python3 -m pytest -q -p no:cacheprovider benchmarks/test_gpu_overhead.py \
     --benchmark-group-by=group --benchmark-json "$WORK/overhead.json"
+# triton against cudnn and fp16 per suite run, in Markdown for the notes (a second each)
+for results in "$WORK"/*/results.csv; do
+    [ -e "$results" ] || continue
+    run=$(dirname "$results")
+    python3 -m qbench ratios "$run" triton --against cudnn --against torch-fp16 --markdown \
+        > "$WORK/ratios-$(basename "$run").md" 2>&1
+done
 tar -czf "$OUT/gpu-check.tgz" -C "$WORK" .  # with skipped.txt, if steps were skipped

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from qbench.compare import label
+from qbench.ratios import head_to_head
 from qbench.peaks import peak_for
 from qbench.report import network_times
 
@@ -137,3 +138,36 @@ def test_rows_from_two_cards_are_shown_side_by_side(tmp_path):
     best = re.findall(r'<td class="text">(\w+)</td>', section)
     assert best == ["conv", "triton", "cudnn"]  # H100: triton fastest; L4: cudnn fastest
     assert page.count("<svg") == 6  # three plots per card
+
+
+def test_head_to_head_counts_only_cases_where_both_rows_are_ok():
+    rows = pd.DataFrame([
+        {"case": case, "backend": backend, "status": status, "median_us": median}
+        for case, backend, status, median in [
+            ("a", "mine", "ok", 10.0), ("a", "theirs", "ok", 20.0),
+            ("b", "mine", "ok", 40.0), ("b", "theirs", "ok", 10.0),
+            ("c", "mine", "mismatch", 1.0), ("c", "theirs", "ok", 10.0),
+            ("d", "mine", "ok", 5.0), ("d", "theirs", "unsupported", float("nan"))]])
+    table, (versus,) = head_to_head(rows, "mine", ["theirs"])
+    assert list(table.index) == ["a", "b", "c", "d"]
+    assert table["mine / theirs"].tolist()[:2] == [0.5, 4.0]
+    assert table["mine / theirs"].isna().tolist()[2:] == [True, True]
+    assert (versus.cases, versus.worst, versus.worst_case, versus.faster) == (2, 4.0, "b", 1)
+    assert abs(versus.geomean - 2 ** 0.5) < 1e-12
+    assert versus.sentence() == "mine / theirs: geomean 1.41, worst 4.00 (b), faster on 1 of 2"
+
+
+def test_ratios_command_prints_markdown_and_names_an_unknown_backend(run_cli, write_suite,
+                                                                     tmp_path, fake_plugins):
+    suite = write_suite(TINY_SUITE)
+    run_cli("run", suite, "--out", tmp_path / "run", "-p", "qbench_faulty", "--backends",
+            "faulty-exact,torch-x86", *FAST)
+    result = run_cli("ratios", tmp_path / "run", "faulty-exact", "--against", "torch-x86",
+                     "--markdown")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "| case | faulty-exact | torch-x86 | faulty-exact / torch-x86 |"
+    assert len([line for line in lines if line.startswith("| ")]) == 1 + 3
+    assert "faulty-exact / torch-x86: geomean" in lines[-1] and "of 3" in lines[-1]
+    unknown = run_cli("ratios", tmp_path / "run", "faulty-exakt", "--against", "torch-x86")
+    assert unknown.exit_code == 2 and "did you mean 'faulty-exact'" in unknown.output

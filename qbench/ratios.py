@@ -1,0 +1,74 @@
+"""Head to head within one run: one backend's median over others', per case, and per other
+backend the geometric mean, the worst case and how many cases it wins, over the cases where both
+rows are `ok` (a wrong or unchecked result is no comparison)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from qbench.summary import geomean
+
+
+@dataclass(frozen=True)
+class Versus:
+    """`backend` against `other` over `cases` cases both timed ok: the geomean of
+    backend / other medians, the largest ratio and its case, and the cases where backend is
+    faster (ratio below 1)."""
+
+    backend: str
+    other: str
+    cases: int
+    geomean: float
+    worst: float
+    worst_case: str
+    faster: int
+
+    def sentence(self) -> str:
+        if not self.cases:
+            return f"{self.backend} / {self.other}: no case where both are ok"
+        return (f"{self.backend} / {self.other}: geomean {self.geomean:.2f}, worst "
+                f"{self.worst:.2f} ({self.worst_case}), faster on {self.faster} of {self.cases}")
+
+
+def head_to_head(rows: pd.DataFrame, backend: str,
+                 others: Sequence[str]) -> tuple[pd.DataFrame, list[Versus]]:
+    """(per case in run order: the `ok` medians of `backend` and `others`, NaN where not ok, and
+    the ratios `backend / other`; the `Versus` of each other backend)."""
+    ok = rows[rows["status"] == "ok"]
+    medians = ok.pivot_table(index="case", columns="backend", values="median_us", sort=False)
+    cases = list(dict.fromkeys(rows["case"]))
+    table = medians.reindex(index=cases, columns=[backend, *others])
+    table.columns.name = None
+    summaries = []
+    for other in others:
+        ratio = table[backend] / table[other]
+        table[f"{backend} / {other}"] = ratio
+        both = ratio.dropna()
+        worst_case = str(both.idxmax()) if len(both) else ""
+        summaries.append(Versus(backend, other, len(both), geomean(list(both)),
+                                float(both.max()) if len(both) else math.nan, worst_case,
+                                int((both < 1).sum())))
+    return table, summaries
+
+
+def markdown(table: pd.DataFrame, summaries: Sequence[Versus]) -> str:
+    """The table as Markdown (cells as `cell` writes them), then one line per summary."""
+    header = ["case", *table.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for case, row in table.iterrows():
+        cells = [cell(column, value) for column, value in row.items()]
+        lines.append("| " + " | ".join([str(case), *cells]) + " |")
+    lines.append("")
+    lines.extend(f"- {summary.sentence()}" for summary in summaries)
+    return "\n".join(lines)
+
+
+def cell(column: str, value: float) -> str:
+    """A table cell: a median to 0.1 us, a ratio (a column "a / b") to 0.01, `-` for NaN."""
+    if value != value:
+        return "-"
+    return f"{value:.2f}" if " / " in column else f"{value:.1f}"
