@@ -63,7 +63,8 @@ def _show(value: float, pattern: str) -> str:
 
 
 def print_summary(rows: Sequence[dict[str, Any]], baseline: str) -> None:
-    """The table on stdout, then every mismatch and error with its message in full.
+    """The table on stdout, then every mismatch and error with its message in full, then the
+    rows whose timings are in doubt: samples taken while the GPU may have waited on the host.
 
     Piped or captured output gets 100 columns, which the table needs, rather than rich's 80.
     """
@@ -75,3 +76,9 @@ def print_summary(rows: Sequence[dict[str, Any]], baseline: str) -> None:
         if row["status"] in ("mismatch", "error"):
             console.print(f"[bold red]{row['status']}[/] {row['case']} / {row['backend']}: "
                           f"{row['error']}", markup=True, highlight=False)
+    for row in rows:
+        if row.get("launch_bound_samples", 0) > 0:
+            console.print(f"[yellow]launch-bound[/] {row['case']} / {row['backend']}: "
+                          f"{row['launch_bound_samples']} of {row['samples']} samples may include "
+                          f"the host's {row['host_us']:.0f} us to queue a call", markup=True,
+                          highlight=False)

@@ -153,3 +153,15 @@ def test_cuda_samples_leave_out_the_hosts_time_to_launch(mode):
     assert timing.launch_bound == 0
     if mode != "graph":
         assert timing.host_us >= 500
+
+
+def test_the_summary_names_rows_with_launch_bound_samples(capsys):
+    from qbench.summary import print_summary
+
+    base = {"status": "ok", "error": "", "max_err_lsb": 0, "exact_pct": 100.0, "speedup": 1.0,
+            "samples": 40, "host_us": 12000.0}
+    print_summary([base | {"case": "a", "backend": "slow-host", "launch_bound_samples": 7},
+                   base | {"case": "a", "backend": "fine", "launch_bound_samples": 0}], "fine")
+    out = capsys.readouterr().out
+    assert "launch-bound a / slow-host: 7 of 40 samples may include the host's 12000 us" in out
+    assert "a / fine" not in out
