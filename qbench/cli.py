@@ -27,8 +27,9 @@ from qbench.export import export_pytest_benchmark
 from qbench.registry import Backend, load_backends
 from qbench.results import FAILING_STATUSES, SCHEMA_VERSION, ResultWriter, load_results
 from qbench.isolation import run_isolated
-from qbench.ratios import cell, head_to_head
+from qbench.ratios import head_to_head
 from qbench.ratios import markdown as ratio_markdown
+from qbench.ratios import terminal_table as ratio_table
 from qbench.runner import RunSettings, fill_speedups, run_suite, work
 from qbench.suite import load_suite, parse_override, suggestion
 from qbench.summary import print_summary
@@ -299,14 +300,8 @@ def ratios(directory: Path, backend: str, others: tuple[str, ...], markdown: boo
     if markdown:
         click.echo(ratio_markdown(table, summaries))
         return
-    view = Table(title=f"{directory}: {backend} against {', '.join(others)} (median us)",
-                 title_justify="left")
-    view.add_column("case")
-    for column in table.columns:
-        view.add_column(escape(column), justify="right")
-    for case, row in table.iterrows():
-        view.add_row(escape(str(case)), *[cell(column, value) for column, value in row.items()])
-    Console().print(view)
+    Console().print(ratio_table(
+        table, f"{directory}: {backend} against {', '.join(others)} (median us)"))
     for summary in summaries:
         click.echo(summary.sentence())
 

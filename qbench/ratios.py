@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
+from rich.markup import escape
+from rich.table import Table
 
 from qbench.summary import geomean
 
@@ -65,6 +67,17 @@ def markdown(table: pd.DataFrame, summaries: Sequence[Versus]) -> str:
     lines.append("")
     lines.extend(f"- {summary.sentence()}" for summary in summaries)
     return "\n".join(lines)
+
+
+def terminal_table(table: pd.DataFrame, title: str) -> Table:
+    """The table for a terminal (rich), cells as `cell` writes them."""
+    view = Table(title=title, title_justify="left")
+    view.add_column("case")
+    for column in table.columns:
+        view.add_column(escape(column), justify="right")
+    for case, row in table.iterrows():
+        view.add_row(escape(str(case)), *[cell(column, value) for column, value in row.items()])
+    return view
 
 
 def cell(column: str, value: float) -> str:
