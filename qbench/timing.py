@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -180,8 +180,7 @@ def wall_time_ms(call: Callable[[], Any], device: str) -> tuple[Any, float]:
     return result, (time.perf_counter() - start) * 1e3
 
 
-@dataclass(frozen=True)
-class Sample:
+class Sample(NamedTuple):
     """One timed call: microseconds, the host's microseconds to queue it (CUDA, outside graphs),
     and what becomes of it: `kept`; `throttled` (dropped: the SM clock was below its floor);
     `unheld` (dropped: the GPU may have waited on the host, the hold is now longer);
