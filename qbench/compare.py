@@ -15,20 +15,22 @@ median by 10 % or more.
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 from pathlib import Path
 
 import pandas as pd
 
-from qbench.results import load_results
+from qbench.problem import ConvProblem
+from qbench.results import COLUMNS, load_results
 
 NOISY_ABOVE = 0.10
 DEFAULT_THRESHOLD = 0.05
+_NO_WORK = ("out_scale", "out_zero_point")  # requantization constants: they change no work
 # the same problem on the same backend: the case's name without a sweep's "[field=value]" suffix
-# (a field swept in one run may be set with --set in the other) and every problem field but the
-# requantization constants (output scale and zero point), which change no work
-PROBLEM_KEY = ["case_name", "backend", "batch", "in_channels", "out_channels", "height", "width",
-               "kernel_size", "stride", "padding", "dilation", "groups", "in_dtype", "out_dtype",
-               "weight_qscheme", "relu", "bias", "in_zero_point", "weight_zero_point"]
+# (a field swept in one run may be set with --set in the other) and every problem field the rows
+# record but _NO_WORK
+PROBLEM_KEY = ["case_name", "backend", *(field.name for field in fields(ConvProblem)
+                                         if field.name in COLUMNS and field.name not in _NO_WORK)]
 
 
 def row_noise(rows: pd.DataFrame) -> pd.Series:
