@@ -201,8 +201,7 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
                                 packed.has_weight_zero_points, x.device)
         tail = pointers + (buffers.partials, buffers.arrivals) + sizes
         constants["MERGE_S"] = mapping.merge_rows
-        span = packed.kernel_size[1] * c if mapping.merge_rows else mapping.tile_in
-        steps = reduction_steps(*packed.kernel_size, span, _INTERPRETER_TILES["BK"],
+        steps = reduction_steps(*packed.kernel_size, mapping.span, _INTERPRETER_TILES["BK"],
                                 mapping.merge_rows)
         fixed = _INTERPRETER_TILES | {"SPLIT_K": interpreter_split(steps, buffers)}
         grid = _gemm_grid(m, mapping.tile_out, group_tiles, buffers)

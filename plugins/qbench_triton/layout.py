@@ -37,27 +37,36 @@ class Layout:
     tile_in: int  # channels per tap that one tile reduces over (the kernels' CG)
     tile_out: int  # output channels of one tile group (the kernels' KG)
 
+    @property
+    def span(self) -> int:
+        """The channels of one tap that the GEMM's reduction walks in BK blocks: with merged
+        rows (groups 1) a kernel row's S pixels' channels, else the tile's."""
+        return self.weight.shape[2] * self.tile_in if self.merge_rows else self.tile_in
+
 
 def layout(weight: torch.Tensor, params: ConvParams, has_weight_zero_points: bool) -> Layout:
     """The layout for int8 weights (K, C/groups, R, S) of a conv with `params`."""
-    out_channels, group_in, _, width = weight.shape
+    out_channels, group_in = weight.shape[:2]
     groups = params.groups
     group_out = out_channels // groups
     packed = weight.permute(0, 2, 3, 1).contiguous()
-    direct = Layout("direct", False, 1, weight.permute(2, 3, 1, 0).contiguous(), group_in,
-                    group_out)
     if groups == 1:
         merge = params.dilation[1] == 1 and group_in % GEMM_MIN_SPAN != 0
-        span = width * group_in if merge else group_in
-        return Layout("gemm", merge, 1, packed, group_in, group_out) \
-            if span >= GEMM_MIN_SPAN else direct
+        gemm = Layout("gemm", merge, 1, packed, group_in, group_out)
+        return gemm if gemm.span >= GEMM_MIN_SPAN else _direct(weight, group_out)
     per_tile = 1
     if NARROW_GROUP_MIN <= group_in < TILE_MIN_CHANNELS and not has_weight_zero_points:
         per_tile = groups_per_tile(groups, group_in)
     if per_tile * group_in < GEMM_MIN_SPAN:
-        return direct
+        return _direct(weight, group_out)
     tiled = block_diagonal(packed, group_out, per_tile) if per_tile > 1 else packed
     return Layout("gemm", False, per_tile, tiled, per_tile * group_in, per_tile * group_out)
+
+
+def _direct(weight: torch.Tensor, group_out: int) -> Layout:
+    """The direct kernel's layout of int8 weights (K, C/groups, R, S): [R, S, C/groups, K]."""
+    return Layout("direct", False, 1, weight.permute(2, 3, 1, 0).contiguous(), weight.shape[1],
+                  group_out)
 
 
 def groups_per_tile(groups: int, group_in: int) -> int:
