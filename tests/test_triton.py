@@ -231,9 +231,17 @@ def test_kernels_compile_for_sm80_and_sm90_without_a_gpu():
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
-    assert len(lines) == 8
-    assert all("mma.sync.aligned.m16n8k32" in line for line in lines if "sm_80 gemm" in line)
-    assert all("wgmma.mma_async" in line for line in lines if "sm_90 gemm" in line)
+    kernel_lines = [line for line in lines if " config " not in line]
+    assert len(kernel_lines) == 8
+    assert all("mma.sync.aligned.m16n8k32" in line for line in kernel_lines if "sm_80 gemm" in line)
+    assert all("wgmma.mma_async" in line for line in kernel_lines if "sm_90 gemm" in line)
+    from qbench_triton import kernels  # every tuning config compiled for sm_90 without spilling
+
+    config_lines = [line for line in lines if line.startswith("sm_90 gemm config ")]
+    tiles = {(config.kwargs["BM"], config.kwargs["BN"], config.kwargs["BK"],
+              config.kwargs["SPLIT_K"] > 1) for config in kernels.GEMM_CONFIGS}
+    assert len(config_lines) == len(tiles)
+    assert all(line.endswith("no spills") for line in config_lines)
 
 
 def _config_tiles(configs):

@@ -1,13 +1,18 @@
 """Compile the kernels for a GPU architecture without a GPU (Triton ships ptxas): `python -m
-qbench_triton.compile_check 80 90`. Prints each kernel's tensor-core instruction and shared memory;
-exits non-zero when one fails to compile. Run without TRITON_INTERPRET."""
+qbench_triton.compile_check 80 90`. Prints each kernel's tensor-core instruction and shared memory,
+then, for sm_90 (H100, H200), every GEMM tuning config's registers: exits non-zero when a kernel
+fails to compile, spills registers, or packs a masked load's default wrongly. Run without
+TRITON_INTERPRET."""
 
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
+import tempfile
 
 import triton
+from triton import knobs
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
@@ -25,7 +30,8 @@ _SHAPE = dict(R=3, S=3, HAS_WZP=True, BORDER=True)
 _MISPACKED_OTHER = re.compile(r"mov\.u32 %r\d+, 0xf{6,}[89a-f][0-9a-f];")
 
 
-def compile_kernel(kernel, constants: dict, capability: int, unsigned: bool, warps: int):
+def compile_kernel(kernel, constants: dict, capability: int, unsigned: bool, warps: int,
+                   stages: int = 3):
     """The compiled kernel for `capability` (80, 90, ...)."""
     constants = dict(constants, X_UNSIGNED=unsigned)
     signature = {name: ("constexpr" if name in constants else _POINTERS.get(name) or
@@ -38,7 +44,43 @@ def compile_kernel(kernel, constants: dict, capability: int, unsigned: bool, war
                  for name in [*_POINTERS, *_DIVISIBLE] if name in kernel.arg_names}
     source = ASTSource(fn=kernel, signature=signature, constexprs=constants, attrs=divisible)
     return triton.compile(source, target=GPUTarget("cuda", capability, 32),
-                          options={"num_warps": warps, "num_stages": 3})
+                          options={"num_warps": warps, "num_stages": stages})
+
+
+def registers_and_stack(compiled) -> tuple[int, int]:
+    """(registers, stack bytes) a thread of a compiled kernel takes, from cuobjdump (which Triton
+    ships): stack is where ptxas spills registers, as Triton's kernels have no local arrays."""
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:
+        cubin.write(compiled.asm["cubin"])
+        cubin.flush()
+        usage = subprocess.run([knobs.nvidia.cuobjdump.path, "--dump-resource-usage", cubin.name],
+                               capture_output=True, text=True, check=True).stdout
+    match = re.search(r"REG:(\d+) STACK:(\d+)", usage)
+    return int(match[1]), int(match[2])
+
+
+def gemm_config_usage(capability: int) -> list[tuple[str, int, int]]:
+    """(config, registers, stack bytes) of each GEMM tuning config, compiled as it runs (warps,
+    stages) for ResNet-50's 3x3 layers as PyTorch quantizes them: quint8 activations with a
+    zero point (a border table), symmetric weights. Splits of 2 and 4 are one variant. Weight
+    zero points with quint8 take more registers (Triton 3.9 spilled 16 and 144 B a thread in
+    two configs there, 3.6 none)."""
+    usage = []
+    for tiles in dict.fromkeys(_tiles_and_split(config) for config in kernels.GEMM_CONFIGS):
+        bm, bn, bk, warps, stages, split = tiles
+        constants = dict(_SHAPE, HAS_WZP=False, MERGE_S=False, BM=bm, BN=bn, BK=bk)
+        if not split:
+            constants["SPLIT_K"] = 1
+        compiled = compile_kernel(kernels.conv_gemm_kernel, constants, capability, True, warps,
+                                  stages)
+        label = f"{bm}x{bn}x{bk}/{warps}w/{stages}s" + ("/split" if split else "")
+        usage.append((label, *registers_and_stack(compiled)))
+    return usage
+
+
+def _tiles_and_split(config) -> tuple[int, ...]:
+    return (*(config.kwargs[name] for name in ("BM", "BN", "BK")), config.num_warps,
+            config.num_stages, config.kwargs["SPLIT_K"] > 1)
 
 
 def main(capabilities: list[int]) -> int:
@@ -60,6 +102,13 @@ def main(capabilities: list[int]) -> int:
                     print(f"  a masked byte load's default is packed wrongly: {_MISPACKED_OTHER}",
                           file=sys.stderr)
                     status = 1
+    if 90 in capabilities:
+        for label, registers, stack in gemm_config_usage(90):
+            print(f"sm_90 gemm config {label}: {registers} registers, "
+                  f"{f'{stack} B of spills' if stack else 'no spills'}")
+            if stack:
+                print(f"  {label} spills registers", file=sys.stderr)
+                status = 1
     return status
 
 

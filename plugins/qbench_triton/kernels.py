@@ -73,6 +73,39 @@ def _compensate(acc, xsum, m, m_ok, k, k_ok, corr_ptr, wzp_ptr, OHW, K,
 
 
 @triton.jit
+def _halves(tile, BM: tl.constexpr, BN: tl.constexpr):
+    """A [BM, BN] tile's columns [0, BN/2) and [BN/2, BN), as two [BM, BN/2] tiles."""
+    return tl.split(tl.permute(tl.reshape(tile, (BM, 2, BN // 2)), (0, 2, 1)))
+
+
+@triton.jit
+def _quarters(tile, BM: tl.constexpr, BN: tl.constexpr):
+    """A [BM, BN] tile's four runs of BN/4 columns, in order, as a tuple of [BM, BN/4] tiles."""
+    left, right = _halves(tile, BM, BN)
+    first, second = _halves(left, BM, BN // 2)
+    third, fourth = _halves(right, BM, BN // 2)
+    return first, second, third, fourth
+
+
+@triton.jit
+def _finish_columns(acc, xsum, m, m_ok, kg, g, KG, partial_ptr, split, SPLIT_K, M, corr_ptr,
+                    wzp_ptr, out_ptr, bias_ptr, mult_ptr, out_zp, lo, hi, OHW, K,
+                    BORDER: tl.constexpr, HAS_WZP: tl.constexpr):
+    """Output channels g * KG + kg of rows m: add the other splits' partial sums (SPLIT_K > 1),
+    compensate, requantize and store."""
+    k = g * KG + kg
+    k_ok = kg < KG
+    if SPLIT_K > 1:
+        in_slab = m[:, None] * K + k[None, :]
+        for other in range(0, SPLIT_K):
+            if other != split:  # .cg: from L2, where the others' stores are
+                acc += tl.load(partial_ptr + other * M * K + in_slab,
+                               mask=m_ok[:, None] & k_ok[None, :], other=0, cache_modifier=".cg")
+    acc = _compensate(acc, xsum, m, m_ok, k, k_ok, corr_ptr, wzp_ptr, OHW, K, BORDER, HAS_WZP)
+    _requantize_store(acc, k, k_ok, m, m_ok, out_ptr, bias_ptr, mult_ptr, out_zp, lo, hi, K)
+
+
+@triton.jit
 def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_ptr,
                      partial_ptr, arrival_ptr,
                      M, H, W, OH, OW, C, K, CG, KG, SH, SW, PH, PW, DH, DW,
@@ -139,26 +172,28 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
         acc += tl.dot(x, tl.trans(w), out_dtype=tl.int32)
         if HAS_WZP:
             xsum += tl.sum(x.to(tl.int32), axis=1)
+    # The epilogue takes a quarter of the tile's columns at a time: held in the tensor cores'
+    # layout, a whole tile's per-channel terms took registers (ptxas: 218 a thread for 128x128
+    # tiles, 128 in quarters; 128x256 spilled).
+    quarter: tl.constexpr = BN // 4
+    pieces = _quarters(acc, BM, BN)
+    first_kg = tl.program_id(1) * BN + tl.arange(0, quarter)
+    tile = (g * tl.num_programs(1) + tl.program_id(1)) * tl.num_programs(0) + tl.program_id(0)
     arrived = SPLIT_K - 1  # the programs of this tile that finished before this one
     if SPLIT_K > 1:
-        tile = (tl.program_id(2) // SPLIT_K * tl.num_programs(1) + tl.program_id(1)) * \
-            tl.num_programs(0) + tl.program_id(0)
-        in_slab = m[:, None] * K + k[None, :]
-        slab_ok = m_ok[:, None] & kg_ok[None, :]
-        tl.store(partial_ptr + split * M * K + in_slab, acc, mask=slab_ok)
+        for i in tl.static_range(4):
+            piece_kg = first_kg + i * quarter
+            tl.store(partial_ptr + split * M * K + m[:, None] * K + (g * KG + piece_kg)[None, :],
+                     pieces[i], mask=m_ok[:, None] & (piece_kg < KG)[None, :])
         tl.debug_barrier()  # every thread's partials stored before the release below
         arrived = tl.atomic_add(arrival_ptr + tile, 1, sem="acq_rel")
-        if arrived == SPLIT_K - 1:
-            for other in range(0, SPLIT_K):
-                if other != split:  # .cg: from L2, where the others' stores are
-                    acc += tl.load(partial_ptr + other * M * K + in_slab, mask=slab_ok, other=0,
-                                   cache_modifier=".cg")
-            tl.atomic_xchg(arrival_ptr + tile, 0)  # ready for the next launch
     if arrived == SPLIT_K - 1:
-        acc = _compensate(acc, xsum[:, None], m, m_ok, k, kg_ok, corr_ptr, wzp_ptr, OH * OW, K,
-                          BORDER, HAS_WZP)
-        _requantize_store(acc, k, kg_ok, m, m_ok, out_ptr, bias_ptr, mult_ptr, out_zp, lo, hi,
-                          K)
+        for i in tl.static_range(4):
+            _finish_columns(pieces[i], xsum[:, None], m, m_ok, first_kg + i * quarter, g, KG,
+                            partial_ptr, split, SPLIT_K, M, corr_ptr, wzp_ptr, out_ptr, bias_ptr,
+                            mult_ptr, out_zp, lo, hi, OH * OW, K, BORDER, HAS_WZP)
+        if SPLIT_K > 1:
+            tl.atomic_xchg(arrival_ptr + tile, 0)  # ready for the next launch
 
 
 @triton.jit
@@ -194,16 +229,24 @@ def conv_direct_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_
 
 
 # BK of 128 and 256 amortise Triton's wait after every int8 wgmma (it keeps no int32-accumulating
-# dot in flight) over more tensor-core work; no BN of 256, which spills registers in the epilogue.
-# Each tile config with each split of the reduction (`split.worth_splitting` prunes the splits).
+# dot in flight) over more tensor-core work. 128x256 and 256x128 tiles do the most multiply-adds
+# per byte loaded from L2 (BM*BN/(BM+BN): 85, against 43 for 64x128), where an H100 needs about
+# 170 to keep its tensor cores busy (4,096 int8 multiply-adds per SM and cycle over roughly 24
+# bytes from L2, at ~5.5 TB/s: an estimate, not measured here); they fit in registers with the
+# epilogue in quarters.
+# Each tile config with each split of the reduction (`split.worth_splitting` prunes the splits),
+# but for tiles over SPLIT_TILE_LIMIT elements: a split's epilogue holds the whole tile across
+# the arrival, and spilled registers at 128x256.
 GEMM_TILES = [(128, 128, 64, 8, 3), (128, 64, 64, 4, 4), (64, 128, 64, 4, 4), (64, 64, 64, 4, 4),
               (128, 128, 128, 8, 3), (64, 128, 128, 4, 3), (128, 64, 128, 4, 3),
-              (64, 128, 256, 4, 3), (128, 64, 32, 4, 4), (64, 64, 32, 4, 4), (32, 64, 64, 4, 4),
-              (128, 32, 32, 4, 4)]
+              (64, 128, 256, 8, 3), (128, 64, 32, 4, 4), (64, 64, 32, 4, 4), (32, 64, 64, 4, 4),
+              (128, 32, 32, 4, 4), (128, 256, 64, 8, 3), (256, 128, 64, 8, 3)]
+SPLIT_TILE_LIMIT = 128 * 128
 GEMM_CONFIGS = [
     triton.Config({"BM": bm, "BN": bn, "BK": bk, "SPLIT_K": splits}, num_warps=warps,
                   num_stages=stages)
     for splits in SPLITS for bm, bn, bk, warps, stages in GEMM_TILES
+    if splits == 1 or bm * bn <= SPLIT_TILE_LIMIT
 ]
 DIRECT_CONFIGS = [
     triton.Config({"BM": bm, "BN": bn}, num_warps=warps)
