@@ -64,6 +64,7 @@ def test_split_reductions_match_the_reference(name, runner_and_backend, monkeypa
                                    num_warps=4, num_stages=3) for splits in (2, 4)],
             key=kernels.TUNING_KEY, do_bench=kernels._tuning_bench)(kernels.conv_gemm_kernel)
         monkeypatch.setattr(kernels, "conv_gemm_tuned", forced)
+        monkeypatch.setattr(kernels, "tries_splits", lambda *problem: True)  # partials
     row = runner.row("triton", Case(name, SPLIT_PROBLEMS[name].validate()), backend)
     assert row["status"] == "ok", row["error"]
     assert int(re.search(r"SPLIT_K=(\d+)", row["details"]).group(1)) > 1, row["details"]
@@ -73,7 +74,7 @@ def test_qbench_triton_max_split_of_1_turns_split_reductions_off():
     pytest.importorskip("triton")
     code = ("import torch; from qbench_triton import kernels, split;"
             "print(split.SPLITS, {config.kwargs['SPLIT_K'] for config in kernels.GEMM_CONFIGS},"
-            "split.split_buffers(64, 64, 64, 1, False, torch.device('cpu')).max_split)")
+            "split.split_buffers(64, 64, 64, 1, True, torch.device('cpu')).max_split)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=dict(os.environ, QBENCH_TRITON_MAX_SPLIT="1"), check=True)
     assert proc.stdout.split() == ["(1,)", "{1}", "1"]
@@ -84,11 +85,11 @@ def test_a_split_the_buffers_were_not_made_for_is_refused():
     from qbench_triton.split import split_buffers
 
     meta = {"BM": 16, "BN": 16}
-    unsplittable = split_buffers(64, 32, 32, 1, True, torch.device("cpu"))  # weight zero points
+    unsplittable = split_buffers(64, 32, 32, 1, False, torch.device("cpu"))
     assert _gemm_grid(64, 32, 1, unsplittable)(meta | {"SPLIT_K": 1}) == (4, 2, 1)
     with pytest.raises(ValueError, match="buffers hold 1 splits"):
         _gemm_grid(64, 32, 1, unsplittable)(meta | {"SPLIT_K": 2})
-    splittable = split_buffers(64, 32, 32, 1, False, torch.device("cpu"))
+    splittable = split_buffers(64, 32, 32, 1, True, torch.device("cpu"))
     assert _gemm_grid(64, 32, 1, splittable)(meta | {"SPLIT_K": 4}) == (4, 2, 4)
 
 
@@ -224,8 +225,11 @@ def test_qbench_backends_explains_what_triton_needs_without_gpu_or_interpreter()
 
 
 def test_kernels_compile_for_sm80_and_sm90_without_a_gpu():
-    """Triton ships ptxas: the compiled path's errors (int8 dot shapes, types) show up here too."""
+    """Triton ships ptxas: the compiled path's errors (int8 dot shapes, types) show up here too,
+    and every GEMM tuning config compiles for sm_90 without spilling registers."""
     pytest.importorskip("triton")
+    from qbench_triton import kernels
+
     env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
     proc = subprocess.run([sys.executable, "-m", "qbench_triton.compile_check", "80", "90"],
                           capture_output=True, text=True, env=env, timeout=600)
@@ -233,10 +237,9 @@ def test_kernels_compile_for_sm80_and_sm90_without_a_gpu():
     lines = proc.stdout.splitlines()
     kernel_lines = [line for line in lines if " config " not in line]
     assert len(kernel_lines) == 8
-    assert all("mma.sync.aligned.m16n8k32" in line for line in kernel_lines if "sm_80 gemm" in line)
+    assert all("mma.sync.aligned.m16n8k32" in line
+               for line in kernel_lines if "sm_80 gemm" in line)
     assert all("wgmma.mma_async" in line for line in kernel_lines if "sm_90 gemm" in line)
-    from qbench_triton import kernels  # every tuning config compiled for sm_90 without spilling
-
     config_lines = [line for line in lines if line.startswith("sm_90 gemm config ")]
     tiles = {(config.kwargs["BM"], config.kwargs["BN"], config.kwargs["BK"],
               config.kwargs["SPLIT_K"] > 1) for config in kernels.GEMM_CONFIGS}
@@ -248,8 +251,8 @@ def _config_tiles(configs):
     return {tuple(config.kwargs.values()) for config in configs}
 
 
-def _gemm_args(m, c, cg, kg, k=None, max_split=1):
-    return dict(M=m, C=c, CG=cg, KG=kg, K=k or kg,
+def _gemm_args(m, c, cg, kg, k=None, max_split=1, span=None):
+    return dict(M=m, C=c, CG=cg, KG=kg, K=k or kg, SPAN=span or cg,
                 partial_ptr=torch.empty((max_split, 1, 1), dtype=torch.int32))
 
 
@@ -264,8 +267,8 @@ def test_tuning_skips_tiles_wider_than_twice_the_problem():
     layer1 = _gemm_args(32 * 56 * 56, 64, 64, 64)  # 3x3 64 -> 64: no 128- or 256-wide BN
     assert _config_tiles(fitting(layer1, 3, 3, False)) == {
         tiles for tiles in _config_tiles(unsplit) if tiles[1] <= 64 and tiles[2] <= 64}
-    conv1 = _gemm_args(32 * 112 * 112, 3, 3, 64)  # a row of 7 pixels x 3 channels: BK 32
-    assert {tiles[2] for tiles in _config_tiles(fitting(conv1, 7, 7, True))} == {32}
+    conv1 = _gemm_args(32 * 112 * 112, 3, 3, 64, span=21)  # a row of 7 pixels x 3 channels
+    assert {tiles[2] for tiles in _config_tiles(fitting(conv1, 7, 7, True))} == {32}  # BK
     grouped = _gemm_args(32 * 56 * 56, 64, 16, 16)  # groups' spans are their own channels
     assert _config_tiles(fitting(grouped, 3, 3, False)) == {(128, 32, 32, 1)}
     tiny = _gemm_args(4, 16, 16, 8)  # nothing fits: one of the smallest configs
@@ -297,3 +300,6 @@ def test_tuning_splits_the_reduction_only_of_layers_with_few_tiles(monkeypatch):
     assert splits(dict(layer4, partial_ptr=torch.empty((1, 1, 1))), 3, 3)[0] == {1}  # no partials
     layer1 = _gemm_args(32 * 56 * 56, 64, 64, 64, max_split=4)  # tiles to spare
     assert splits(layer1, 3, 3)[0] == {1}
+    # and the plan makes partials for the first only
+    assert kernels.tries_splits(32 * 7 * 7, 512, 512, 512, (3, 3), False)
+    assert not kernels.tries_splits(32 * 56 * 56, 64, 64, 64, (3, 3), False)

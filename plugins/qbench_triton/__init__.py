@@ -197,9 +197,10 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
         def grid(meta: dict[str, int]) -> tuple[int, ...]:
             return (-(-m // meta["BM"]), -(-k // meta["BN"]))
     else:
-        buffers = split_buffers(m, k, mapping.tile_out, group_tiles,
-                                packed.has_weight_zero_points, x.device)
-        tail = pointers + (buffers.partials, buffers.arrivals) + sizes
+        splits = not packed.has_weight_zero_points and (interpreting() or kernels.tries_splits(
+            m, mapping.tile_out, k, mapping.span, packed.kernel_size, mapping.merge_rows))
+        buffers = split_buffers(m, k, mapping.tile_out, group_tiles, splits, x.device)
+        tail = pointers + (buffers.partials, buffers.arrivals, mapping.span) + sizes
         constants["MERGE_S"] = mapping.merge_rows
         steps = reduction_steps(*packed.kernel_size, mapping.span, _INTERPRETER_TILES["BK"],
                                 mapping.merge_rows)

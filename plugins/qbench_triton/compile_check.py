@@ -22,7 +22,7 @@ _POINTERS = {"x_ptr": "*u8", "w_ptr": "*i8", "out_ptr": "*u8", "corr_ptr": "*i32
              "wzp_ptr": "*i32", "bias_ptr": "*fp32", "mult_ptr": "*fp32",
              "partial_ptr": "*i32", "arrival_ptr": "*i32"}
 _FLOATS = ("out_zp", "lo", "hi")  # every other argument is a pointer, an i32 or a constexpr
-_DIVISIBLE = ("M", "C", "K", "CG", "KG")
+_DIVISIBLE = ("M", "C", "K", "CG", "KG", "SPAN")
 _SHAPE = dict(R=3, S=3, HAS_WZP=True, BORDER=True)
 # A vector of bytes that a masked load starts from, when `other` is a byte over 127: Triton 3.6
 # sign-extends it into the 32-bit word (0xffffff80) instead of repeating it (0x80808080); the

@@ -24,7 +24,7 @@ import triton
 import triton.language as tl
 
 from qbench.timing import tuning_times_ms
-from qbench_triton.split import SPLITS, reduction_steps, worth_splitting
+from qbench_triton.split import MAX_SPLIT, SPLITS, reduction_steps, worth_splitting
 
 
 @triton.jit
@@ -107,7 +107,7 @@ def _finish_columns(acc, xsum, m, m_ok, kg, g, KG, partial_ptr, split, SPLIT_K, 
 
 @triton.jit
 def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_ptr,
-                     partial_ptr, arrival_ptr,
+                     partial_ptr, arrival_ptr, SPAN,
                      M, H, W, OH, OW, C, K, CG, KG, SH, SW, PH, PW, DH, DW,
                      out_zp, lo, hi, SPLIT_K,
                      R: tl.constexpr, S: tl.constexpr, X_UNSIGNED: tl.constexpr,
@@ -117,7 +117,8 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
     loads. A tap is (r, s) with its group's CG channels, or with MERGE_S (groups == 1 and unit
     width dilation; qbench_triton.layout decides) a whole kernel row r: its S pixels' channels lie
     side by side in NHWC, so the row is S*C contiguous bytes, which wastes less of a block when C
-    is small (conv1: C = 3), at a bounds check per byte instead of per pixel.
+    is small (conv1: C = 3), at a bounds check per byte instead of per pixel. SPAN is a tap's
+    channels (`Layout.span`: CG, or S*C with MERGE_S).
 
     With SPLIT_K > 1, SPLIT_K programs share an output tile, each reducing its own run of
     blocks, so that a layer of few tiles (ResNet's last stages) still fills the GPU: each stores
@@ -133,12 +134,10 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
     kg_ok = kg < KG
     k = g * KG + kg
     if MERGE_S:
-        span = S * C
         taps_per_row: tl.constexpr = 1
     else:
-        span = CG
         taps_per_row: tl.constexpr = S
-    blocks = tl.cdiv(span, BK)
+    blocks = tl.cdiv(SPAN, BK)
     ih0 = oh * SH - PH
     iw0 = ow * SW - PW
     acc = tl.zeros([BM, BN], dtype=tl.int32)
@@ -148,7 +147,7 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
     for t in range(split * per_split, tl.minimum(steps, (split + 1) * per_split)):
         tap = t // blocks
         j = (t - tap * blocks) * BK + tl.arange(0, BK)
-        j_ok = j < span
+        j_ok = j < SPAN
         r = tap // taps_per_row
         ih = ih0 + r * DH
         row_ok = m_ok & (ih >= 0) & (ih < H)
@@ -167,7 +166,7 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
         if X_UNSIGNED:  # quint8 v as int8 v - 128: flip the top bit
             x = tl.where(inside, x.to(tl.int8, bitcast=True) ^ -128, 0)
         # [BN, BK], the reduction contiguous: int8 tensor-core operands must be K-major
-        w = tl.load(w_ptr + k[:, None] * (R * S * CG) + (tap * span + j)[None, :],
+        w = tl.load(w_ptr + k[:, None] * (R * S * CG) + (tap * SPAN + j)[None, :],
                     mask=kg_ok[:, None] & j_ok[None, :], other=0)
         acc += tl.dot(x, tl.trans(w), out_dtype=tl.int32)
         if HAS_WZP:
@@ -272,12 +271,19 @@ def _fitting(configs: list[triton.Config], limits: dict[str, int]) -> list[trito
 
 
 def _fitting_gemm_configs(configs, named_args, **kwargs):
-    """The unsplit configs that fit (`_fitting`), and those of their tiles split where
-    `split.worth_splitting` says so and the plan made partials for it."""
-    span = kwargs["S"] * named_args["C"] if kwargs["MERGE_S"] else named_args["CG"]
+    """The autotuner's prune: `tuning_candidates` for the launch's problem and partials."""
+    return tuning_candidates(configs, named_args["M"], named_args["KG"], named_args["K"],
+                             named_args["SPAN"], (kwargs["R"], kwargs["S"]), kwargs["MERGE_S"],
+                             named_args["partial_ptr"].shape[0])
+
+
+def tuning_candidates(configs: list[triton.Config], rows: int, group_out: int, out_channels: int,
+                      span: int, kernel_size: tuple[int, int], merge_rows: bool,
+                      max_split: int) -> list[triton.Config]:
+    """The unsplit configs that fit the GEMM (`_fitting`), and those of their tiles split in up to
+    `max_split` where `split.worth_splitting` says so."""
     unsplit = [config for config in configs if config.kwargs["SPLIT_K"] == 1]
-    fitting = _fitting(unsplit, {"BM": named_args["M"], "BN": named_args["KG"], "BK": span})
-    max_split = named_args["partial_ptr"].shape[0]
+    fitting = _fitting(unsplit, {"BM": rows, "BN": group_out, "BK": span})
     if max_split == 1:
         return fitting
     tiles = {_tile(config) for config in fitting}
@@ -285,13 +291,20 @@ def _fitting_gemm_configs(configs, named_args, **kwargs):
 
     def worth(config: triton.Config) -> bool:
         bm, bn, bk = (config.kwargs[name] for name in ("BM", "BN", "BK"))
-        output_tiles = (-(-named_args["M"] // bm) * -(-named_args["KG"] // bn)
-                        * (named_args["K"] // named_args["KG"]))
-        steps = reduction_steps(kwargs["R"], kwargs["S"], span, bk, kwargs["MERGE_S"])
+        output_tiles = -(-rows // bm) * -(-group_out // bn) * (out_channels // group_out)
+        steps = reduction_steps(*kernel_size, span, bk, merge_rows)
         return worth_splitting(config.kwargs["SPLIT_K"], output_tiles, steps, sms)
 
     return fitting + [config for config in configs if 1 < config.kwargs["SPLIT_K"] <= max_split
                       and _tile(config) in tiles and worth(config)]
+
+
+def tries_splits(rows: int, group_out: int, out_channels: int, span: int,
+                 kernel_size: tuple[int, int], merge_rows: bool) -> bool:
+    """Whether tuning the GEMM would try a split reduction, given partials for MAX_SPLIT: the
+    plan makes them (up to 64 MiB) only then."""
+    return any(config.kwargs["SPLIT_K"] > 1 for config in tuning_candidates(
+        GEMM_CONFIGS, rows, group_out, out_channels, span, kernel_size, merge_rows, MAX_SPLIT))
 
 
 def _sm_count() -> int:

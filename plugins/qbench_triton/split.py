@@ -3,10 +3,11 @@ an output tile where a layer has too few tiles to fill the GPU (ResNet-50's last
 batch: 1568 output rows), each reducing a run of the blocks into int32 partials.
 
 The buffers are made once per launch plan: the partials ([MAX_SPLIT, M, K] int32, or none where
-that would exceed PARTIALS_LIMIT_BYTES: such layers have tiles enough) and one arrival counter per
-output tile (zeros; the kernel leaves them zeros). Tuning tries SPLITS for the configs it keeps
-(`worth_splitting` prunes); the interpreter, which has no SMs, splits in INTERPRETER_SPLIT wherever
-the kernel may, so that the tests check split reductions on small problems.
+tuning would try no split, or where they would exceed PARTIALS_LIMIT_BYTES: such layers have tiles
+enough) and one arrival counter per output tile (zeros; the kernel leaves them zeros). Tuning
+tries SPLITS for the configs it keeps (`worth_splitting` prunes); the interpreter, which has no
+SMs, splits in INTERPRETER_SPLIT wherever the kernel may, so that the tests check split
+reductions on small problems.
 QBENCH_TRITON_MAX_SPLIT (read at import) caps the splits: 1 turns split reductions off.
 """
 
@@ -38,13 +39,14 @@ class SplitBuffers:
         return self.partials.shape[0]
 
 
-def split_buffers(rows: int, out_channels: int, tile_out: int, group_tiles: int,
-                  has_weight_zero_points: bool, device: torch.device) -> SplitBuffers:
+def split_buffers(rows: int, out_channels: int, tile_out: int, group_tiles: int, splits: bool,
+                  device: torch.device) -> SplitBuffers:
     """The buffers for a GEMM of `rows` x `out_channels` outputs in `group_tiles` groups of tiles
-    `tile_out` channels wide. No partials with weight zero points (the kernel does not split
-    their row sums) or where they would take over PARTIALS_LIMIT_BYTES."""
+    `tile_out` channels wide. Partials only where the launch `splits` (not with weight zero
+    points, whose row sums the kernel does not split; where tuning would try it) and they take
+    PARTIALS_LIMIT_BYTES at most."""
     size = MAX_SPLIT * rows * out_channels * 4
-    if MAX_SPLIT == 1 or has_weight_zero_points or size > PARTIALS_LIMIT_BYTES:
+    if MAX_SPLIT == 1 or not splits or size > PARTIALS_LIMIT_BYTES:
         partials = torch.empty((1, 1, 1), dtype=torch.int32, device=device)
     else:
         partials = torch.empty((MAX_SPLIT, rows, out_channels), dtype=torch.int32, device=device)
