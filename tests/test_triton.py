@@ -70,6 +70,28 @@ def test_split_reductions_match_the_reference(name, runner_and_backend, monkeypa
     assert int(re.search(r"SPLIT_K=(\d+)", row["details"]).group(1)) > 1, row["details"]
 
 
+def test_every_gemm_tile_matches_the_reference_compiled(runner_and_backend, monkeypatch):
+    """Each tuning tile, forced, on a problem that none fits evenly (300 output channels, 450
+    rows) with a border, quint8 and ReLU: the epilogue's column quarters and the tensor-core
+    layouts as compiled, which the interpreter does not share."""
+    runner, backend = runner_and_backend
+    if backend.info.interpreted:
+        pytest.skip("compiled tiles need a GPU; the interpreter runs its own tile size")
+    import triton
+    from qbench_triton import kernels
+
+    problem = dataclasses.replace(PROBLEMS["gemm-quint8-zero-points"], batch=2, in_channels=64,
+                                  height=15, width=15, out_channels=300).validate()
+    for bm, bn, bk, warps, stages in kernels.GEMM_TILES:
+        config = triton.Config({"BM": bm, "BN": bn, "BK": bk, "SPLIT_K": 1}, num_warps=warps,
+                               num_stages=stages)
+        monkeypatch.setattr(kernels, "conv_gemm_tuned", triton.autotune(
+            configs=[config], key=kernels.TUNING_KEY)(kernels.conv_gemm_kernel))
+        row = runner.row("triton", Case(f"tile-{bm}x{bn}x{bk}", problem), backend)
+        assert row["status"] == "ok", (config, row["error"])
+        assert f"BM={bm}; BN={bn}; BK={bk}" in row["details"], row["details"]
+
+
 def test_qbench_triton_max_split_of_1_turns_split_reductions_off():
     pytest.importorskip("triton")
     code = ("import torch; from qbench_triton import kernels, split;"
