@@ -27,6 +27,13 @@ from qbench.timing import tuning_times_ms
 from qbench_triton.split import MAX_SPLIT, SPLITS, reduction_steps, worth_splitting
 
 
+# Triton compiles a variant per argument divisible by 16 or equal to 1 unless told not to: the
+# image sizes, strides, paddings and dilations gain nothing from it (the loads' widths come from
+# the channel counts), and ResNet-50's layers then share 3 variants instead of 5, each compiled
+# for every tuning config.
+GEOMETRY = ["H", "W", "OH", "OW", "SH", "SW", "PH", "PW", "DH", "DW"]
+
+
 @triton.jit
 def _requantize_store(acc, k, k_ok, m, m_ok, out_ptr, bias_ptr, mult_ptr, out_zp, lo, hi, K):
     bias = tl.load(bias_ptr + k, mask=k_ok, other=0.0)  # f32(b / aw), zeros without bias
@@ -105,7 +112,7 @@ def _finish_columns(acc, xsum, m, m_ok, kg, g, KG, partial_ptr, split, SPLIT_K, 
     _requantize_store(acc, k, k_ok, m, m_ok, out_ptr, bias_ptr, mult_ptr, out_zp, lo, hi, K)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=GEOMETRY)
 def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_ptr,
                      partial_ptr, arrival_ptr, SPAN,
                      M, H, W, OH, OW, C, K, CG, KG, SH, SW, PH, PW, DH, DW,
@@ -195,7 +202,7 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
             tl.atomic_xchg(arrival_ptr + tile, 0)  # ready for the next launch
 
 
-@triton.jit
+@triton.jit(do_not_specialize=GEOMETRY)
 def conv_direct_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_ptr,
                        M, H, W, OH, OW, C, K, CG, KG, SH, SW, PH, PW, DH, DW,
                        out_zp, lo, hi,
