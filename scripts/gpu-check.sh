@@ -57,6 +57,8 @@ if grep -q "FAILED.*test_split_reductions" "$WORK/pytest-triton.txt" 2> /dev/nul
     echo "split reductions failed their test: the suites run with QBENCH_TRITON_MAX_SPLIT=1" \
         | tee -a "$WORK/notes.txt"
 fi
+# every Triton tuning's candidates and their medians, a JSON line per shape (which tiles win)
+export QBENCH_TRITON_TUNING_LOG="$WORK/triton-tuning.jsonl"
 backends=${QBENCH_GPU_BACKENDS:-torch-cuda,torch-fp16,triton,cudnn,cupy}
 # QBENCH_GPU_SET="FIELD=VALUE ...": more --set for every suite, e.g. "batch=32"
 sets=()

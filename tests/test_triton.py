@@ -220,8 +220,51 @@ def test_details_name_the_tuned_candidates_and_the_runner_up():
     tuner = Autotuner()
     tuned = _Plan(tuner, lambda meta: (1, 1), (), {"key": "a"}).launch("x", "w", "out")
     assert tuned.tuning_facts() == {"candidates": 3, "runner_up": "128x64x128/8w/3s +25%"}
+    assert tuned.tuning_medians_us() == {"64x32x32/4w/3s": 1000.0, "128x64x128/8w/3s": 1250.0,
+                                         "32x64x64/4w/4s": 2000.0}
     cached = _Plan(tuner, lambda meta: (1, 1), (), {"key": "a"}).launch("x", "w", "out")
     assert cached.config is best and cached.tuning_facts() == {}
+
+
+def test_the_tuning_log_has_a_line_for_each_launch_that_tuned(tmp_path, monkeypatch):
+    """QBENCH_TRITON_TUNING_LOG: the problem and every timed config's median, once per tuning."""
+    triton = pytest.importorskip("triton")
+    import json
+    from types import SimpleNamespace
+
+    from qbench_triton import TUNING_LOG_ENV, _launch, _Plan
+
+    config = triton.Config({"BM": 64, "BN": 32, "BK": 32}, num_warps=4, num_stages=3)
+
+    class Kernel:
+        def __getitem__(self, grid):
+            return lambda *args, **kwargs: None
+
+    class Autotuner:  # tunes on its first launch, as Triton's does per key
+        fn = Kernel()
+        best_config = config
+
+        def __getitem__(self, grid):
+            def run(*args, **kwargs):
+                self.configs_timings = {config: [0.02]}
+            return run
+
+    monkeypatch.setenv(TUNING_LOG_ENV, str(tmp_path / "tuning.jsonl"))
+    x = torch.zeros((1, 2, 3, 4), dtype=torch.uint8)  # NHWC
+    activation = SimpleNamespace(scale=0.5, zero_point=3, dtype="quint8")
+    output = SimpleNamespace(data=torch.zeros((1, 5, 2, 3), dtype=torch.uint8).to(
+        memory_format=torch.channels_last), scale=0.25, zero_point=0, dtype="quint8")
+    key = (x.shape, x.device, 0.5, 3, "quint8", (1, 2, 3, 5), 0.25, 0, "quint8", False)
+    packed = SimpleNamespace(plans={key: _Plan(Autotuner(), lambda meta: (1, 1), (), {})},
+                             layout=SimpleNamespace(weight=None, kernel="gemm"),
+                             kernel_size=(3, 3), params=ConvParams.of(padding=1), last=None)
+    _launch(packed, (x, activation), output, relu=False)
+    _launch(packed, (x, activation), output, relu=False)  # tuned already: not logged
+    (line,) = (tmp_path / "tuning.jsonl").read_text().splitlines()
+    assert json.loads(line) == {
+        "input_nhwc": [1, 2, 3, 4], "output_nhwc": [1, 2, 3, 5], "kernel_size": [3, 3],
+        "stride": [1, 1], "padding": [1, 1], "dilation": [1, 1], "groups": 1,
+        "in_dtype": "quint8", "kernel": "gemm", "median_us": {"64x32x32/4w/3s": 20.0}}
 
 
 def test_round_half_to_even_in_the_kernel(runner_and_backend):

@@ -8,9 +8,10 @@ size: for checking numerics without a GPU, never for timing (the backend says so
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -26,6 +27,7 @@ from qbench_triton.split import (SplitBuffers, interpreter_split, reduction_step
                                  split_buffers)
 
 NAME = "triton"
+TUNING_LOG_ENV = "QBENCH_TRITON_TUNING_LOG"  # a file: each tuning's timings, a JSON line a shape
 _INTERPRETER_TILES = {"BM": 16, "BN": 16, "BK": 16}
 
 
@@ -97,16 +99,19 @@ class _Plan:
         return _Plan(self.kernel.fn, self.grid(meta), self.tail, self.constants | meta, config,
                      tuning if tuning is not earlier_tuning else None)
 
+    def tuning_medians_us(self) -> dict[str, float]:
+        """Each config that this plan's tuning timed (`_config_label`) and its median µs, fastest
+        first; empty where an earlier plan of the same tuning key tuned (the autotuner's cache)."""
+        ranked = sorted((self.tuning or {}).items(), key=lambda item: item[1])
+        return {_config_label(config): times[0] * 1000 for config, times in ranked}
+
     def tuning_facts(self) -> dict[str, Any]:
-        """How many configs tuning timed and how far behind the best the runner-up came; nothing
-        where an earlier plan of the same tuning key tuned (the autotuner's cache)."""
-        if not self.tuning:
-            return {}
-        ranked = sorted(self.tuning.items(), key=lambda item: item[1])
-        facts: dict[str, Any] = {"candidates": len(ranked)}
-        if len(ranked) > 1:
-            (_, best), (second, second_time) = ranked[:2]
-            facts["runner_up"] = f"{_config_label(second)} +{second_time[0] / best[0] - 1:.0%}"
+        """How many configs tuning timed and how far behind the best the runner-up came."""
+        medians = list(self.tuning_medians_us().items())
+        facts: dict[str, Any] = {"candidates": len(medians)} if medians else {}
+        if len(medians) > 1:
+            (_, best), (second, second_time) = medians[:2]
+            facts["runner_up"] = f"{second} +{second_time / best - 1:.0%}"
         return facts
 
 
@@ -248,7 +253,21 @@ def _launch(packed: _Packed, prepared: Any, output: QuantizedActivation, relu: b
     key = (x.shape, x.device, activation.scale, activation.zero_point, activation.dtype,
            out.shape, output.scale, output.zero_point, output.dtype, relu)
     plan = packed.plans.get(key) or _plan(packed, x, activation, out, output, relu)
-    packed.plans[key] = packed.last = plan.launch(x, packed.layout.weight, out)
+    launched = plan.launch(x, packed.layout.weight, out)
+    if launched is not plan and os.environ.get(TUNING_LOG_ENV):  # this launch tuned
+        _log_tuning(os.environ[TUNING_LOG_ENV], packed, x, activation, out, launched)
+    packed.plans[key] = packed.last = launched
+
+
+def _log_tuning(path: str, packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
+                out: torch.Tensor, plan: _Plan) -> None:
+    """Append the problem and every timed config's median µs, as one JSON line, to `path`."""
+    record = {"input_nhwc": list(x.shape), "output_nhwc": list(out.shape),
+              "kernel_size": list(packed.kernel_size), **asdict(packed.params),
+              "in_dtype": activation.dtype, "kernel": packed.layout.kernel,
+              "median_us": plan.tuning_medians_us()}
+    with open(path, "a", encoding="utf-8") as log:
+        log.write(json.dumps(record) + "\n")
 
 
 @hookimpl
