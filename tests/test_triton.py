@@ -92,6 +92,26 @@ def test_every_gemm_tile_matches_the_reference_compiled(runner_and_backend, monk
         assert f"BM={bm}; BN={bn}; BK={bk}" in row["details"], row["details"]
 
 
+def test_merged_rows_are_loaded_as_words_where_the_activations_allow(runner_and_backend):
+    """conv1's rows start at any byte: aligned words shifted into place, exact, where the input
+    is a whole number of 4-byte aligned words; byte loads otherwise."""
+    runner, backend = runner_and_backend
+    conv1 = PROBLEMS["direct-conv1-like"].validate()  # 1 x 3 x 16 x 16: 768 bytes
+    odd = dataclasses.replace(conv1, height=15, width=15).validate()  # 675 bytes
+    for problem, loads in ((conv1, "words"), (odd, "bytes")):
+        row = runner.row("triton", Case(f"merged-{loads}", problem), backend)
+        assert row["status"] == "ok", row["error"]
+        assert f"merged_rows={loads}" in row["details"], row["details"]
+
+
+def test_only_whole_aligned_words_are_read_as_words():
+    from qbench_triton import _whole_words
+
+    storage = torch.zeros(16, dtype=torch.uint8)
+    assert _whole_words(storage[:8]) and not _whole_words(storage[:6])
+    assert not _whole_words(storage[1:9])  # 8 bytes, but from an odd address
+
+
 def test_qbench_triton_max_split_of_1_turns_split_reductions_off():
     pytest.importorskip("triton")
     code = ("import torch; from qbench_triton import kernels, split;"
@@ -254,7 +274,7 @@ def test_the_tuning_log_has_a_line_for_each_launch_that_tuned(tmp_path, monkeypa
     activation = SimpleNamespace(scale=0.5, zero_point=3, dtype="quint8")
     output = SimpleNamespace(data=torch.zeros((1, 5, 2, 3), dtype=torch.uint8).to(
         memory_format=torch.channels_last), scale=0.25, zero_point=0, dtype="quint8")
-    key = (x.shape, x.device, 0.5, 3, "quint8", (1, 2, 3, 5), 0.25, 0, "quint8", False)
+    key = (x.shape, x.device, True, 0.5, 3, "quint8", (1, 2, 3, 5), 0.25, 0, "quint8", False)
     packed = SimpleNamespace(plans={key: _Plan(Autotuner(), lambda meta: (1, 1), (), {})},
                              layout=SimpleNamespace(weight=None, kernel="gemm"),
                              kernel_size=(3, 3), params=ConvParams.of(padding=1), last=None)
@@ -301,7 +321,7 @@ def test_kernels_compile_for_sm80_and_sm90_without_a_gpu():
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     kernel_lines = [line for line in lines if " config " not in line]
-    assert len(kernel_lines) == 8
+    assert len(kernel_lines) == 12
     assert all("mma.sync.aligned.m16n8k32" in line
                for line in kernel_lines if "sm_80 gemm" in line)
     assert all("wgmma.mma_async" in line for line in kernel_lines if "sm_90 gemm" in line)

@@ -22,8 +22,13 @@ _POINTERS = {"x_ptr": "*u8", "w_ptr": "*i8", "out_ptr": "*u8", "corr_ptr": "*i32
              "wzp_ptr": "*i32", "bias_ptr": "*fp32", "mult_ptr": "*fp32",
              "partial_ptr": "*i32", "arrival_ptr": "*i32"}
 _FLOATS = ("out_zp", "lo", "hi")  # every other argument is a pointer, an i32 or a constexpr
-_DIVISIBLE = ("M", "C", "K", "CG", "KG", "SPAN")
+_DIVISIBLE = ("M", "C", "K", "CG", "KG", "SPAN", "WSTRIDE")
 _SHAPE = dict(R=3, S=3, HAS_WZP=True, BORDER=True)
+# conv1 (C = 3): its merged rows start at any byte; only rows, output channels and the weights'
+# tap stride divide by 16, and the rows must be loaded as words, not a byte at a time
+_CONV1 = dict(R=7, S=7, HAS_WZP=False, BORDER=True, MERGE_S=True, X_WORDS=True)
+_CONV1_DIVISIBLE = ("M", "K", "KG", "WSTRIDE")
+_BYTE_LOAD = re.compile(r"ld\.global(?:\.[a-z0-9]+)*\.[bsu]8\b")
 # A vector of bytes that a masked load starts from, when `other` is a byte over 127: Triton 3.6
 # sign-extends it into the 32-bit word (0xffffff80) instead of repeating it (0x80808080); the
 # kernels must use other=0 on byte loads.
@@ -31,8 +36,9 @@ _MISPACKED_OTHER = re.compile(r"mov\.u32 %r\d+, 0xf{6,}[89a-f][0-9a-f];")
 
 
 def compile_kernel(kernel, constants: dict, capability: int, unsigned: bool, warps: int,
-                   stages: int = 3):
-    """The compiled kernel for `capability` (80, 90, ...)."""
+                   stages: int = 3, divisible_args: tuple[str, ...] = _DIVISIBLE):
+    """The compiled kernel for `capability` (80, 90, ...), with the pointers and
+    `divisible_args` specialised as divisible by 16."""
     constants = dict(constants, X_UNSIGNED=unsigned)
     signature = {name: ("constexpr" if name in constants else _POINTERS.get(name) or
                         ("fp32" if name in _FLOATS else "i32")) for name in kernel.arg_names}
@@ -41,7 +47,7 @@ def compile_kernel(kernel, constants: dict, capability: int, unsigned: bool, war
     # as Triton's launcher specialises a ResNet layer: aligned pointers, channel counts and rows
     # divisible by 16
     divisible = {(kernel.arg_names.index(name),): [["tt.divisibility", 16]]
-                 for name in [*_POINTERS, *_DIVISIBLE] if name in kernel.arg_names}
+                 for name in [*_POINTERS, *divisible_args] if name in kernel.arg_names}
     source = ASTSource(fn=kernel, signature=signature, constexprs=constants, attrs=divisible)
     return triton.compile(source, target=GPUTarget("cuda", capability, 32),
                           options={"num_warps": warps, "num_stages": stages})
@@ -68,7 +74,8 @@ def gemm_config_usage(capability: int) -> list[tuple[str, int, int]]:
     usage = []
     for tiles in dict.fromkeys(_tiles_and_split(config) for config in kernels.GEMM_CONFIGS):
         bm, bn, bk, warps, stages, split = tiles
-        constants = dict(_SHAPE, HAS_WZP=False, MERGE_S=False, BM=bm, BN=bn, BK=bk)
+        constants = dict(_SHAPE, HAS_WZP=False, MERGE_S=False, X_WORDS=False, BM=bm, BN=bn,
+                         BK=bk)
         if not split:
             constants["SPLIT_K"] = 1
         compiled = compile_kernel(kernels.conv_gemm_kernel, constants, capability, True, warps,
@@ -85,14 +92,17 @@ def _tiles_and_split(config) -> tuple[int, ...]:
 
 def main(capabilities: list[int]) -> int:
     variants = [("gemm", kernels.conv_gemm_kernel,
-                 dict(_SHAPE, MERGE_S=True, BM=128, BN=128, BK=64)),
+                 dict(_SHAPE, MERGE_S=False, X_WORDS=False, BM=128, BN=128, BK=64), _DIVISIBLE),
+                ("gemm merged", kernels.conv_gemm_kernel, dict(_CONV1, BM=128, BN=64, BK=32),
+                 _CONV1_DIVISIBLE),
                 ("direct", kernels.conv_direct_kernel,  # depthwise: vectorised loads
-                 dict(_SHAPE, CG=1, KG=1, BM=64, BN=64))]
+                 dict(_SHAPE, CG=1, KG=1, BM=64, BN=64), _DIVISIBLE)]
     status = 0
     for capability in capabilities:
-        for name, kernel, constants in variants:
+        for name, kernel, constants, divisible_args in variants:
             for unsigned in (True, False):
-                compiled = compile_kernel(kernel, constants, capability, unsigned, warps=4)
+                compiled = compile_kernel(kernel, constants, capability, unsigned, warps=4,
+                                          divisible_args=divisible_args)
                 ptx = compiled.asm["ptx"]
                 mma = sorted({line.split()[0] for line in ptx.splitlines()
                               if "mma" in line and line.strip().startswith(("mma", "wgmma"))})
@@ -100,6 +110,10 @@ def main(capabilities: list[int]) -> int:
                       f"shared {compiled.metadata.shared} B, {' '.join(mma) or 'no mma'}")
                 if _MISPACKED_OTHER.search(ptx):
                     print(f"  a masked byte load's default is packed wrongly: {_MISPACKED_OTHER}",
+                          file=sys.stderr)
+                    status = 1
+                if name == "gemm merged" and _BYTE_LOAD.search(ptx):
+                    print(f"  merged rows loaded a byte at a time: {_BYTE_LOAD.search(ptx)[0]}",
                           file=sys.stderr)
                     status = 1
     if 90 in capabilities:

@@ -112,20 +112,47 @@ def _finish_columns(acc, xsum, m, m_ok, kg, g, KG, partial_ptr, split, SPLIT_K, 
     _requantize_store(acc, k, k_ok, m, m_ok, out_ptr, bias_ptr, mult_ptr, out_zp, lo, hi, K)
 
 
+@triton.jit
+def _merged_row_bytes(x_ptr, start, row_ok, WORDS, BM: tl.constexpr, BK: tl.constexpr):
+    """Bytes start + [0, BK) of the 4-byte aligned activations for each row where row_ok (0
+    elsewhere) as [BM, BK] of x's type: the aligned words around them (`WORDS` in all; those
+    outside read 0) are loaded, 4 bytes a load, and each 4 bytes funnel-shifted out of a word
+    and the next."""
+    word = start >> 2  # floor, also for the negative starts left of the image's first pixel
+    shift = ((start & 3) * 8).to(tl.uint32)[:, None]
+    index = word[:, None] + tl.arange(0, BK // 4)[None, :]
+    words_ptr = x_ptr.to(tl.pointer_type(tl.int32), bitcast=True)
+    low = tl.load(words_ptr + index, mask=row_ok[:, None] & (index >= 0) & (index < WORDS),
+                  other=0).to(tl.uint32, bitcast=True)
+    high = tl.load(words_ptr + index + 1,
+                   mask=row_ok[:, None] & (index >= -1) & (index + 1 < WORDS),
+                   other=0).to(tl.uint32, bitcast=True)
+    shifted = tl.where(shift == 0, low, (low >> shift) | (high << (32 - shift)))
+    # bytes 0..3 of each word, little-endian, interleaved back into [BM, BK]
+    quads = tl.join(tl.join(shifted & 0xFF, (shifted >> 16) & 0xFF),
+                    tl.join((shifted >> 8) & 0xFF, shifted >> 24))
+    return tl.reshape(quads, (BM, BK)).to(tl.uint8).to(x_ptr.dtype.element_ty, bitcast=True)
+
+
 @triton.jit(do_not_specialize=GEOMETRY)
 def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_ptr,
-                     partial_ptr, arrival_ptr, SPAN,
+                     partial_ptr, arrival_ptr, SPAN, WSTRIDE,
                      M, H, W, OH, OW, C, K, CG, KG, SH, SW, PH, PW, DH, DW,
                      out_zp, lo, hi, SPLIT_K,
                      R: tl.constexpr, S: tl.constexpr, X_UNSIGNED: tl.constexpr,
                      HAS_WZP: tl.constexpr, BORDER: tl.constexpr, MERGE_S: tl.constexpr,
+                     X_WORDS: tl.constexpr,
                      BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
     """The reduction is one flat loop over BK-wide blocks of taps, so that Triton pipelines its
     loads. A tap is (r, s) with its group's CG channels, or with MERGE_S (groups == 1 and unit
     width dilation; qbench_triton.layout decides) a whole kernel row r: its S pixels' channels lie
     side by side in NHWC, so the row is S*C contiguous bytes, which wastes less of a block when C
-    is small (conv1: C = 3), at a bounds check per byte instead of per pixel. SPAN is a tap's
-    channels (`Layout.span`: CG, or S*C with MERGE_S).
+    is small (conv1: C = 3), at a bounds check per byte instead of per pixel. Such a row starts
+    at any byte, so byte loads, which Triton does not pipeline; with X_WORDS (the activations
+    4-byte aligned, and a whole number of words) it is loaded as the two aligned 32-bit words
+    around each 4 bytes, pipelined, and shifted into place (`_merged_row_bytes`). SPAN is a
+    tap's channels (`Layout.span`: CG, or S*C with MERGE_S), WSTRIDE the weights' elements per
+    tap (`Layout.tap_stride`: SPAN zero-padded to 16, so that they are vector loads).
 
     With SPLIT_K > 1, SPLIT_K programs share an output tile, each reducing its own run of
     blocks, so that a layer of few tiles (ResNet's last stages) still fills the GPU: each stores
@@ -161,20 +188,27 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
         if MERGE_S:  # lane j is channel j % C of the row's pixel j // C: contiguous bytes
             iw = iw0[:, None] + (j // C)[None, :]
             inside = row_ok[:, None] & (iw >= 0) & (iw < W) & j_ok[None, :]
-            offsets = (((n * H + ih) * W + iw0) * C)[:, None] + j[None, :]
+            row_start = ((n * H + ih) * W + iw0) * C
+            if X_WORDS:
+                x = _merged_row_bytes(x_ptr, row_start + (t - tap * blocks) * BK, row_ok,
+                                      M // (OH * OW) * H * W * C // 4, BM, BK)
+                x = tl.where(inside, x, 0)
+            else:
+                x = tl.load(x_ptr + row_start[:, None] + j[None, :], mask=inside, other=0)
         else:
             iw = iw0 + tap % taps_per_row * DW
             inside = (row_ok & (iw >= 0) & (iw < W))[:, None] & j_ok[None, :]
             offsets = (((n * H + ih) * W + iw) * C + g * CG)[:, None] + j[None, :]
-        # outside reads 0: for qint8 the tile goes as loaded to the tensor cores. Masked int8
-        # loads take `other=0` only: Triton 3.6 packs another value wrongly into vector loads
-        # (0xffffff80 for four bytes of 128, seen in the PTX and on an H200).
-        x = tl.load(x_ptr + offsets, mask=inside, other=0)
+            # outside reads 0: for qint8 the tile goes as loaded to the tensor cores. Masked int8
+            # loads take `other=0` only: Triton 3.6 packs another value wrongly into vector loads
+            # (0xffffff80 for four bytes of 128, seen in the PTX and on an H200).
+            x = tl.load(x_ptr + offsets, mask=inside, other=0)
         if X_UNSIGNED:  # quint8 v as int8 v - 128: flip the top bit
             x = tl.where(inside, x.to(tl.int8, bitcast=True) ^ -128, 0)
         # [BN, BK], the reduction contiguous: int8 tensor-core operands must be K-major
-        w = tl.load(w_ptr + k[:, None] * (R * S * CG) + (tap * SPAN + j)[None, :],
-                    mask=kg_ok[:, None] & j_ok[None, :], other=0)
+        w = tl.load(w_ptr + k[:, None] * (R * taps_per_row * WSTRIDE)
+                    + (tap * WSTRIDE + j)[None, :],
+                    mask=kg_ok[:, None] & (j < WSTRIDE)[None, :], other=0)
         acc += tl.dot(x, tl.trans(w), out_dtype=tl.int32)
         if HAS_WZP:
             xsum += tl.sum(x.to(tl.int32), axis=1)
@@ -288,8 +322,10 @@ def tuning_candidates(configs: list[triton.Config], rows: int, group_out: int, o
                       span: int, kernel_size: tuple[int, int], merge_rows: bool,
                       max_split: int) -> list[triton.Config]:
     """The unsplit configs that fit the GEMM (`_fitting`), and those of their tiles split in up to
-    `max_split` where `split.worth_splitting` says so."""
-    unsplit = [config for config in configs if config.kwargs["SPLIT_K"] == 1]
+    `max_split` where `split.worth_splitting` says so. With merged rows no tile over
+    SPLIT_TILE_LIMIT: their per-byte bounds checks spilled registers at 128x256."""
+    unsplit = [config for config in configs if config.kwargs["SPLIT_K"] == 1 and not (
+        merge_rows and config.kwargs["BM"] * config.kwargs["BN"] > SPLIT_TILE_LIMIT)]
     fitting = _fitting(unsplit, {"BM": rows, "BN": group_out, "BK": span})
     if max_split == 1:
         return fitting

@@ -1,7 +1,9 @@
 """How a conv maps onto the two kernels: which one runs, how the GEMM's reduction is laid out, and
-the weights it reads: [K, R, S, channels per tile] for the GEMM (the reduction contiguous, as int8
-tensor-core operands must be), [R, S, C/groups, K] for the direct kernel (a tap's output channels
-contiguous, as its programs read them).
+the weights it reads: [K, taps, tap_stride] for the GEMM (the reduction contiguous, as int8
+tensor-core operands must be; a tap is (r, s) with the tile's channels, or with merged rows a
+kernel row r with its S pixels' channels, zero-padded to a multiple of TAP_ALIGN bytes so that
+every tap's weights are vector loads), [R, S, C/groups, K] for the direct kernel (a tap's output
+channels contiguous, as its programs read them).
 
 - groups == 1: the GEMM. When the channels are not a multiple of GEMM_MIN_SPAN (conv1's 3, the
   padding suite's 30) and the width dilation is 1, a kernel row's pixels are merged into one
@@ -24,6 +26,7 @@ import torch
 from qbench.quantized import ConvParams
 
 GEMM_MIN_SPAN = 16  # channels per tap under which the direct kernel replaces the GEMM
+TAP_ALIGN = 16  # bytes: each tap's GEMM weights start at a multiple of this
 TILE_MIN_CHANNELS = 32  # narrow groups are packed together up to this many channels per tile
 NARROW_GROUP_MIN = 4  # groups narrower than this (depthwise) stay on the direct kernel
 
@@ -33,15 +36,15 @@ class Layout:
     kernel: str  # "gemm" or "direct"
     merge_rows: bool  # the GEMM reduces over a kernel row's pixels at once (MERGE_S)
     groups_per_tile: int  # neighbouring groups that share a GEMM tile
-    weight: torch.Tensor  # int8: gemm [K, R, S, tile_in], direct [R, S, tile_in, K]
+    weight: torch.Tensor  # int8: gemm [K, taps, tap_stride], direct [R, S, tile_in, K]
     tile_in: int  # channels per tap that one tile reduces over (the kernels' CG)
     tile_out: int  # output channels of one tile group (the kernels' KG)
+    span: int  # the channels of one GEMM tap (SPAN): tile_in, or S * tile_in with merged rows
 
     @property
-    def span(self) -> int:
-        """The channels of one tap that the GEMM's reduction walks in BK blocks: with merged
-        rows (groups 1) a kernel row's S pixels' channels, else the tile's."""
-        return self.weight.shape[2] * self.tile_in if self.merge_rows else self.tile_in
+    def tap_stride(self) -> int:
+        """The GEMM weights' elements per tap (WSTRIDE): the span, zero-padded to TAP_ALIGN."""
+        return self.weight.shape[2]
 
 
 def layout(weight: torch.Tensor, params: ConvParams, has_weight_zero_points: bool) -> Layout:
@@ -52,21 +55,34 @@ def layout(weight: torch.Tensor, params: ConvParams, has_weight_zero_points: boo
     packed = weight.permute(0, 2, 3, 1).contiguous()
     if groups == 1:
         merge = params.dilation[1] == 1 and group_in % GEMM_MIN_SPAN != 0
-        gemm = Layout("gemm", merge, 1, packed, group_in, group_out)
-        return gemm if gemm.span >= GEMM_MIN_SPAN else _direct(weight, group_out)
+        span = weight.shape[3] * group_in if merge else group_in
+        if span < GEMM_MIN_SPAN:
+            return _direct(weight, group_out)
+        return Layout("gemm", merge, 1, _taps(packed, merge), group_in, group_out, span)
     per_tile = 1
     if NARROW_GROUP_MIN <= group_in < TILE_MIN_CHANNELS and not has_weight_zero_points:
         per_tile = groups_per_tile(groups, group_in)
     if per_tile * group_in < GEMM_MIN_SPAN:
         return _direct(weight, group_out)
     tiled = block_diagonal(packed, group_out, per_tile) if per_tile > 1 else packed
-    return Layout("gemm", False, per_tile, tiled, per_tile * group_in, per_tile * group_out)
+    return Layout("gemm", False, per_tile, _taps(tiled, False), per_tile * group_in,
+                  per_tile * group_out, per_tile * group_in)
+
+
+def _taps(packed: torch.Tensor, merge_rows: bool) -> torch.Tensor:
+    """[K, R, S, channels] GEMM weights as [K, taps, tap_stride]: a tap per (r, s), or per kernel
+    row r with merged rows, zero-padded to a multiple of TAP_ALIGN."""
+    out_channels, rows, columns, channels = packed.shape
+    taps = (packed.reshape(out_channels, rows, columns * channels) if merge_rows
+            else packed.reshape(out_channels, rows * columns, channels))
+    padding = -taps.shape[2] % TAP_ALIGN
+    return torch.nn.functional.pad(taps, (0, padding)).contiguous()
 
 
 def _direct(weight: torch.Tensor, group_out: int) -> Layout:
     """The direct kernel's layout of int8 weights (K, C/groups, R, S): [R, S, C/groups, K]."""
     return Layout("direct", False, 1, weight.permute(2, 3, 1, 0).contiguous(), weight.shape[1],
-                  group_out)
+                  group_out, weight.shape[1])
 
 
 def groups_per_tile(groups: int, group_in: int) -> int:
