@@ -373,7 +373,7 @@ def _tuning_bench(fn, quantiles: tuple[float, ...]) -> list[float]:
 
 
 conv_gemm_tuned = triton.autotune(
-    configs=GEMM_CONFIGS, key=TUNING_KEY, do_bench=_tuning_bench,
+    configs=GEMM_CONFIGS, key=[*TUNING_KEY, "X_WORDS"], do_bench=_tuning_bench,
     prune_configs_by={"early_config_prune": _fitting_gemm_configs})(conv_gemm_kernel)
 conv_direct_tuned = triton.autotune(
     configs=DIRECT_CONFIGS, key=TUNING_KEY, do_bench=_tuning_bench,
