@@ -177,6 +177,7 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
     acc = tl.zeros([BM, BN], dtype=tl.int32)
     xsum = tl.zeros([BM], dtype=tl.int32)
     steps = R * taps_per_row * blocks
+    x_words = M // (OH * OW) * H * W * C // 4  # the activations' 32-bit words, for X_WORDS
     per_split = tl.cdiv(steps, SPLIT_K)
     for t in range(split * per_split, tl.minimum(steps, (split + 1) * per_split)):
         tap = t // blocks
@@ -185,13 +186,16 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
         r = tap // taps_per_row
         ih = ih0 + r * DH
         row_ok = m_ok & (ih >= 0) & (ih < H)
+        # outside reads 0: for qint8 the tile goes as loaded to the tensor cores. Masked int8
+        # loads take `other=0` only: Triton 3.6 packs another value wrongly into vector loads
+        # (0xffffff80 for four bytes of 128, seen in the PTX and on an H200).
         if MERGE_S:  # lane j is channel j % C of the row's pixel j // C: contiguous bytes
             iw = iw0[:, None] + (j // C)[None, :]
             inside = row_ok[:, None] & (iw >= 0) & (iw < W) & j_ok[None, :]
             row_start = ((n * H + ih) * W + iw0) * C
             if X_WORDS:
                 x = _merged_row_bytes(x_ptr, row_start + (t - tap * blocks) * BK, row_ok,
-                                      M // (OH * OW) * H * W * C // 4, BM, BK)
+                                      x_words, BM, BK)
                 x = tl.where(inside, x, 0)
             else:
                 x = tl.load(x_ptr + row_start[:, None] + j[None, :], mask=inside, other=0)
@@ -199,9 +203,6 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
             iw = iw0 + tap % taps_per_row * DW
             inside = (row_ok & (iw >= 0) & (iw < W))[:, None] & j_ok[None, :]
             offsets = (((n * H + ih) * W + iw) * C + g * CG)[:, None] + j[None, :]
-            # outside reads 0: for qint8 the tile goes as loaded to the tensor cores. Masked int8
-            # loads take `other=0` only: Triton 3.6 packs another value wrongly into vector loads
-            # (0xffffff80 for four bytes of 128, seen in the PTX and on an H200).
             x = tl.load(x_ptr + offsets, mask=inside, other=0)
         if X_UNSIGNED:  # quint8 v as int8 v - 128: flip the top bit
             x = tl.where(inside, x.to(tl.int8, bitcast=True) ^ -128, 0)
