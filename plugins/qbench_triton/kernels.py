@@ -179,9 +179,11 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
     steps = R * taps_per_row * blocks
     x_words = M // (OH * OW) * H * W * C // 4  # the activations' 32-bit words, for X_WORDS
     per_split = tl.cdiv(steps, SPLIT_K)
-    for t in range(split * per_split, tl.minimum(steps, (split + 1) * per_split)):
-        tap = t // blocks
-        j = (t - tap * blocks) * BK + tl.arange(0, BK)
+    first = split * per_split
+    tap = first // blocks  # (tap, block) of step t, carried instead of divided out each step
+    block = first - tap * blocks
+    for t in range(first, tl.minimum(steps, (split + 1) * per_split)):
+        j = block * BK + tl.arange(0, BK)
         j_ok = j < SPAN
         r = tap // taps_per_row
         ih = ih0 + r * DH
@@ -194,7 +196,7 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
             inside = row_ok[:, None] & (iw >= 0) & (iw < W) & j_ok[None, :]
             row_start = ((n * H + ih) * W + iw0) * C
             if X_WORDS:
-                x = _merged_row_bytes(x_ptr, row_start + (t - tap * blocks) * BK, row_ok,
+                x = _merged_row_bytes(x_ptr, row_start + block * BK, row_ok,
                                       x_words, BM, BK)
                 x = tl.where(inside, x, 0)
             else:
@@ -213,6 +215,9 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
         acc += tl.dot(x, tl.trans(w), out_dtype=tl.int32)
         if HAS_WZP:
             xsum += tl.sum(x.to(tl.int32), axis=1)
+        wrap = block + 1 == blocks  # selects, not an `if`: Triton pipelines no loop with one
+        tap = tl.where(wrap, tap + 1, tap)
+        block = tl.where(wrap, 0, block + 1)
     # The epilogue takes a quarter of the tile's columns at a time: held in the tensor cores'
     # layout, a whole tile's per-channel terms took registers (ptxas: 218 a thread for 128x128
     # tiles, 128 in quarters; 128x256 spilled).
