@@ -11,8 +11,11 @@ import sys
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from problems import PROBLEMS
+from qbench.problem import ConvProblem
 from qbench.quantized import ConvParams
 from qbench.registry import load_backends
 from qbench.runner import CaseRunner, RunSettings
@@ -42,6 +45,38 @@ def test_triton_matches_the_reference(name, runner_and_backend):
     if backend.info.interpreted:  # checked, but a simulator's times are never reported
         assert row["timing_mode"] == "interpreted (not timed)"
         assert row["median_us"] != row["median_us"] and row["first_call_ms"] != row["first_call_ms"]
+
+
+@st.composite
+def gemm_problems(draw) -> ConvProblem:
+    """Small problems for the GEMM kernel: any channel count (merged rows, loaded as words or,
+    where the input is not whole words, bytes), groups, strides, paddings, dilations, dtypes."""
+    groups = draw(st.sampled_from([1, 1, 2]))
+    kernel = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    in_dtype = draw(st.sampled_from(["quint8", "qint8"]))
+    low = 0 if in_dtype == "quint8" else -128
+    return ConvProblem(
+        batch=draw(st.integers(1, 2)), in_channels=groups * draw(st.integers(3, 24)),
+        height=draw(st.integers(max(kernel[0] * dilation[0], 4), 10)),
+        width=draw(st.integers(max(kernel[1] * dilation[1], 4), 10)),
+        out_channels=groups * draw(st.integers(4, 20)), kernel_size=kernel,
+        stride=(draw(st.integers(1, 2)), draw(st.integers(1, 2))),
+        padding=(draw(st.integers(0, 3)), draw(st.integers(0, 3))), dilation=dilation,
+        groups=groups, in_dtype=in_dtype, in_zero_point=draw(st.integers(low, low + 255)),
+        weight_qscheme=draw(st.sampled_from(["per_tensor", "per_channel"])),
+        bias=draw(st.booleans()), out_dtype=draw(st.sampled_from(["quint8", "qint8"])),
+        relu=draw(st.booleans())).validate()
+
+
+@settings(max_examples=25, deadline=None)
+@given(problem=gemm_problems())
+def test_random_problems_are_exact(problem, runner_and_backend):
+    runner, backend = runner_and_backend
+    row = runner.row("triton", Case("random", problem), backend)
+    # mistrusted: mostly clamped outputs (ReLU's zeros among them), compared all the same
+    assert row["status"] in ("ok", "mistrusted"), (problem, row["error"])
+    assert row["max_err_lsb"] == 0 and row["exact_pct"] == 100.0, (problem, row["details"])
 
 
 SPLIT_PROBLEMS = {name: PROBLEMS[name] for name in ("gemm-3x3-pad", "gemm-asymmetric",
