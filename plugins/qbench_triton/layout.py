@@ -75,8 +75,8 @@ def _taps(packed: torch.Tensor, merge_rows: bool) -> torch.Tensor:
     out_channels, rows, columns, channels = packed.shape
     taps = (packed.reshape(out_channels, rows, columns * channels) if merge_rows
             else packed.reshape(out_channels, rows * columns, channels))
-    padding = -taps.shape[2] % TAP_ALIGN
-    return torch.nn.functional.pad(taps, (0, padding)).contiguous()
+    zeros = -taps.shape[2] % TAP_ALIGN
+    return torch.nn.functional.pad(taps, (0, zeros)).contiguous()
 
 
 def _direct(weight: torch.Tensor, group_out: int) -> Layout:
