@@ -281,18 +281,19 @@ def conv_direct_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_
 # bytes from L2, at ~5.5 TB/s: an estimate, not measured here); they fit in registers with the
 # epilogue in quarters.
 # Each tile config with each split of the reduction (`split.worth_splitting` prunes the splits),
-# but for tiles over SPLIT_TILE_LIMIT elements: a split's epilogue holds the whole tile across
-# the arrival, and spilled registers at 128x256.
+# but for tiles over HEAVY_TILE_LIMIT elements: where a kernel holds more than the accumulator (a
+# split's epilogue the whole tile across the arrival; merged rows their per-byte bounds checks),
+# 128x256 tiles spilled registers.
 GEMM_TILES = [(128, 128, 64, 8, 3), (128, 64, 64, 4, 4), (64, 128, 64, 4, 4), (64, 64, 64, 4, 4),
               (128, 128, 128, 8, 3), (64, 128, 128, 4, 3), (128, 64, 128, 4, 3),
               (64, 128, 256, 8, 3), (128, 64, 32, 4, 4), (64, 64, 32, 4, 4), (32, 64, 64, 4, 4),
               (128, 32, 32, 4, 4), (128, 256, 64, 8, 3), (256, 128, 64, 8, 3)]
-SPLIT_TILE_LIMIT = 128 * 128
+HEAVY_TILE_LIMIT = 128 * 128
 GEMM_CONFIGS = [
     triton.Config({"BM": bm, "BN": bn, "BK": bk, "SPLIT_K": splits}, num_warps=warps,
                   num_stages=stages)
     for splits in SPLITS for bm, bn, bk, warps, stages in GEMM_TILES
-    if splits == 1 or bm * bn <= SPLIT_TILE_LIMIT
+    if splits == 1 or bm * bn <= HEAVY_TILE_LIMIT
 ]
 DIRECT_CONFIGS = [
     triton.Config({"BM": bm, "BN": bn}, num_warps=warps)
@@ -329,9 +330,9 @@ def tuning_candidates(configs: list[triton.Config], rows: int, group_out: int, o
                       max_split: int) -> list[triton.Config]:
     """The unsplit configs that fit the GEMM (`_fitting`), and those of their tiles split in up to
     `max_split` where `split.worth_splitting` says so. With merged rows no tile over
-    SPLIT_TILE_LIMIT: their per-byte bounds checks spilled registers at 128x256."""
+    HEAVY_TILE_LIMIT."""
     unsplit = [config for config in configs if config.kwargs["SPLIT_K"] == 1 and not (
-        merge_rows and config.kwargs["BM"] * config.kwargs["BN"] > SPLIT_TILE_LIMIT)]
+        merge_rows and config.kwargs["BM"] * config.kwargs["BN"] > HEAVY_TILE_LIMIT)]
     fitting = _fitting(unsplit, {"BM": rows, "BN": group_out, "BK": span})
     if max_split == 1:
         return fitting
