@@ -24,10 +24,11 @@ from qbench.environment import collect_environment
 from qbench.compare import DEFAULT_THRESHOLD, NOISY_ABOVE, compare_runs, regressions
 from qbench.errors import QbenchError
 from qbench.export import export_pytest_benchmark
+from qbench.floor import rates_for_run
 from qbench.registry import Backend, load_backends
 from qbench.results import FAILING_STATUSES, SCHEMA_VERSION, ResultWriter, load_results
 from qbench.isolation import run_isolated
-from qbench.ratios import head_to_head
+from qbench.ratios import FLOOR, head_to_head
 from qbench.ratios import markdown as ratio_markdown
 from qbench.ratios import terminal_table as ratio_table
 from qbench.runner import RunSettings, fill_speedups, run_suite, work
@@ -124,16 +125,17 @@ def run(suite_file: Path, backends: str | None, overrides: tuple[str, ...], base
         suite = load_suite(suite_file, known, fields)
     except QbenchError as exc:
         raise InputError(str(exc)) from None
-    settings = RunSettings(device=device, backends=names, baseline=baseline, seed=seed,
-                           policy=TimingPolicy(min_samples=min_samples, min_time_s=min_time,
-                                               max_time_s=max_time, mode=timing),
-                           clock_floor=clock_floor)
-    started = dt.datetime.now().astimezone()
     existing: list[dict] | None = None
     if resume is not None:
         if out is not None and out != resume:
             raise InputError("--resume DIR writes to DIR: leave out --out")
         existing = _earlier_rows(resume, suite.name, fields)
+    rates, rates_record = rates_for_run(device)  # once the input is known to be good
+    settings = RunSettings(device=device, backends=names, baseline=baseline, seed=seed,
+                           policy=TimingPolicy(min_samples=min_samples, min_time_s=min_time,
+                                               max_time_s=max_time, mode=timing),
+                           clock_floor=clock_floor, card_rates=rates)
+    started = dt.datetime.now().astimezone()
     out = resume or out or Path("results") / f"{suite.name}-{device}-{started:%Y%m%d-%H%M%S}"
     skip = {(r["case"], r["backend"]) for r in existing or []}
     writer = ResultWriter(out, {
@@ -141,7 +143,7 @@ def run(suite_file: Path, backends: str | None, overrides: tuple[str, ...], base
         "description": suite.description, "command": sys.argv, "started": started.isoformat(),
         "settings": {"device": device, "backends": names, "baseline": settings.baseline_name,
                      "seed": seed, "timing": settings.policy.__dict__, "overrides": fields},
-        "environment": collect_environment(), "executor": executor,
+        "environment": collect_environment(), "card_rates": rates_record, "executor": executor,
         "resumed_rows": len(skip),
     }, existing)
     console = Console(stderr=True)
@@ -281,12 +283,19 @@ def compare(old: Path, new: Path, fail_above: float | None, threshold: float,
 @cli.command()
 @click.argument("directory", type=click.Path(path_type=Path))
 @click.argument("backend")
-@click.option("--against", "others", multiple=True, required=True, metavar="BACKEND",
+@click.option("--against", "others", multiple=True, metavar="BACKEND",
               help="A backend to set BACKEND against (repeatable).")
+@click.option("--floor", is_flag=True, help="Also set BACKEND against each case's floor: its "
+                                            "ops and bytes at the card's rates, measured in the "
+                                            "run.")
 @click.option("--markdown", is_flag=True, help="Print a Markdown table, for notes and READMEs.")
-def ratios(directory: Path, backend: str, others: tuple[str, ...], markdown: bool) -> None:
+def ratios(directory: Path, backend: str, others: tuple[str, ...], floor: bool,
+           markdown: bool) -> None:
     """BACKEND's median over each --against backend's, per case of DIRECTORY's run, with the
-    geomean, the worst case and the wins, over cases where both rows are ok."""
+    geomean, the worst case and the wins, over cases where both rows are ok; with --floor, over
+    each case's floor too, with how many cases are within 2x of it."""
+    if not others and not floor:
+        raise InputError("ratios: name a backend to compare with (--against NAME), or --floor")
     try:
         _, rows = load_results(directory)
     except QbenchError as exc:
@@ -296,12 +305,16 @@ def ratios(directory: Path, backend: str, others: tuple[str, ...], markdown: boo
         if name not in known:
             raise InputError(f"{directory}: no rows of backend {name!r}{suggestion(name, known)}; "
                              f"it has {', '.join(known)}")
-    table, summaries = head_to_head(rows, backend, others)
+    if floor and rows.loc[rows["backend"] == backend, "floor_us"].isna().all():
+        raise InputError(f"{directory}: no floors for {backend!r}: a run measures them on a CUDA "
+                         "card only, from results schema version 4 on")
+    table, summaries = head_to_head(rows, backend, others, floor)
     if markdown:
         click.echo(ratio_markdown(table, summaries))
         return
+    against = [*others, *([FLOOR] if floor else [])]
     Console().print(ratio_table(
-        table, f"{directory}: {backend} against {', '.join(others)} (median us)"))
+        table, f"{directory}: {backend} against {', '.join(against)} (median us)"))
     for summary in summaries:
         click.echo(summary.sentence())
 

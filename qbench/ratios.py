@@ -1,6 +1,7 @@
 """Head to head within one run: one backend's median over others', per case, and per other
 backend the geometric mean, the worst case and how many cases it wins, over the cases where both
-rows are `ok` (a wrong or unchecked result is no comparison)."""
+rows are `ok` (a wrong or unchecked result is no comparison); and the same against the layers'
+floors (`qbench.floor`), with how many are within 2x of theirs."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ from rich.table import Table
 
 from qbench.summary import geomean
 
+FLOOR = "floor"  # the column of the backend's floors, and the `other` of its Versus
+
 
 @dataclass(frozen=True)
 class Versus:
-    """`backend` against `other` over `cases` cases both timed ok: the geomean of
-    backend / other medians, the largest ratio and its case, and the cases where backend is
-    faster (ratio below 1)."""
+    """`backend` against `other` (a backend, or FLOOR) over `cases` cases where both have a time:
+    the geomean of backend / other, the largest ratio and its case, the cases where backend is
+    faster (ratio below 1) and those within 2x (ratio at most 2)."""
 
     backend: str
     other: str
@@ -28,32 +31,38 @@ class Versus:
     worst: float
     worst_case: str
     faster: int
+    within_2x: int
 
     def sentence(self) -> str:
         if not self.cases:
             return f"{self.backend} / {self.other}: no case where both are ok"
+        tally = (f"within 2x on {self.within_2x}" if self.other == FLOOR
+                 else f"faster on {self.faster}")
         return (f"{self.backend} / {self.other}: geomean {self.geomean:.2f}, worst "
-                f"{self.worst:.2f} ({self.worst_case}), faster on {self.faster} of {self.cases}")
+                f"{self.worst:.2f} ({self.worst_case}), {tally} of {self.cases}")
 
 
-def head_to_head(rows: pd.DataFrame, backend: str,
-                 others: Sequence[str]) -> tuple[pd.DataFrame, list[Versus]]:
+def head_to_head(rows: pd.DataFrame, backend: str, others: Sequence[str],
+                 floor: bool = False) -> tuple[pd.DataFrame, list[Versus]]:
     """(per case in run order: the `ok` medians of `backend` and `others`, NaN where not ok, and
-    the ratios `backend / other`; the `Versus` of each other backend)."""
+    the ratios `backend / other`, and with `floor` the case's floor where backend's row is ok
+    and backend / floor; the `Versus` of each)."""
     ok = rows[rows["status"] == "ok"]
     medians = ok.pivot_table(index="case", columns="backend", values="median_us", sort=False)
     cases = list(dict.fromkeys(rows["case"]))
     table = medians.reindex(index=cases, columns=[backend, *others])
     table.columns.name = None
+    if floor:
+        table[FLOOR] = ok[ok["backend"] == backend].set_index("case")["floor_us"]
     summaries = []
-    for other in others:
+    for other in [*others, *([FLOOR] if floor else [])]:
         ratio = table[backend] / table[other]
         table[f"{backend} / {other}"] = ratio
         both = ratio.dropna()
         worst_case = str(both.idxmax()) if len(both) else ""
         summaries.append(Versus(backend, other, len(both), geomean(list(both)),
                                 float(both.max()) if len(both) else math.nan, worst_case,
-                                int((both < 1).sum())))
+                                int((both < 1).sum()), int((both <= 2).sum())))
     return table, summaries
 
 

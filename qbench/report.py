@@ -22,7 +22,7 @@ _TABLE_COLUMNS = ("case", "backend", "status", "batch", "in_channels", "out_chan
                   "width", "kernel_size", "stride", "groups", "in_dtype", "out_dtype",
                   "weight_qscheme", "relu", "max_err_lsb", "exact_pct", "median_us", "p10_us",
                   "p90_us", "spread_pct", "settled", "host_us", "first_call_ms", "tops", "gbps",
-                  "speedup", "details")
+                  "floor_us", "speedup", "details")
 
 templates = jinja2.Environment(
     loader=jinja2.PackageLoader("qbench", "templates"),

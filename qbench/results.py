@@ -12,8 +12,8 @@ import pandas as pd
 
 from qbench.errors import QbenchError
 
-SCHEMA_VERSION = 3  # 2: the `details` column; 3: `host_us` and `launch_bound_samples`
-READABLE_SCHEMA_VERSIONS = (2, 3)  # an older file's missing columns read as empty
+SCHEMA_VERSION = 4  # 2: `details`; 3: `host_us` and `launch_bound_samples`; 4: `floor_us`
+READABLE_SCHEMA_VERSIONS = (2, 3, 4)  # an older file's missing columns read as empty
 STATUSES = ("ok", "mismatch", "mistrusted", "unsupported", "unavailable", "error")
 FAILING_STATUSES = ("mismatch", "error")
 COLUMNS = (
@@ -24,7 +24,8 @@ COLUMNS = (
     "exact_pct", "median_us", "p10_us", "p90_us", "min_us", "max_us", "mean_us", "stddev_us",
     "q1_us", "q3_us", "spread_pct", "median_ci_pct", "samples", "throttled_samples",
     "launch_bound_samples", "settled", "host_us",
-    "prepack_ms", "first_call_ms", "tops", "gbps", "speedup", "timing_mode", "details",
+    "prepack_ms", "first_call_ms", "tops", "gbps", "floor_us", "speedup", "timing_mode",
+    "details",
 )
 
 

@@ -20,6 +20,7 @@ from qbench.check import compare, mistrust_reason, poison
 from qbench.clocks import nvml_monitor
 from qbench.environment import device_name
 from qbench.errors import UnsupportedError
+from qbench.floor import CardRates
 from qbench.inputs import ConvInputs, auto_output_quantization, case_seed, make_inputs
 from qbench.problem import ConvProblem, dtype_range
 from qbench.quantized import QuantizedActivation, output_integers
@@ -41,6 +42,7 @@ class RunSettings:
     seed: int = 0
     policy: TimingPolicy = field(default_factory=TimingPolicy)
     clock_floor: float = 0.9  # GPU samples below this share of the default SM clock are dropped
+    card_rates: CardRates | None = None  # the run's card, measured: each row's floor_us there
 
     @property
     def baseline_name(self) -> str:
@@ -191,8 +193,15 @@ def _base_row(suite_name: str, case: Case, problem: ConvProblem, backend: Backen
         "spread_pct": math.nan, "median_ci_pct": math.nan, "samples": 0, "throttled_samples": 0,
         "launch_bound_samples": 0, "settled": False, "host_us": math.nan,
         "prepack_ms": math.nan, "first_call_ms": math.nan, "tops": math.nan, "gbps": math.nan,
-        "speedup": math.nan, "timing_mode": "", "details": "",
+        "floor_us": math.nan, "speedup": math.nan, "timing_mode": "", "details": "",
     }
+
+
+def _floor_us(problem: ConvProblem, backend: Backend, rates: CardRates | None) -> float:
+    """The problem's floor on the card whose `rates` the run measured, NaN on any other device."""
+    if rates is None or device_name(backend.info.device) != rates.card:
+        return math.nan
+    return rates.floor_us(problem.ops, problem.bytes_moved)
 
 
 def _pair(pair: tuple[int, int]) -> str:
@@ -221,7 +230,8 @@ def _details(backend: Backend, packed: Any, x: Any, output: QuantizedActivation,
 def _run_backend(suite_name: str, case: Case, prepared: _Prepared, backend: Backend,
                  settings: RunSettings, samplers: dict[str, Sampler]) -> dict[str, Any]:
     problem = prepared.problem
-    row = _base_row(suite_name, case, problem, backend)
+    row = _base_row(suite_name, case, problem, backend) | {
+        "floor_us": _floor_us(problem, backend, settings.card_rates)}
     if not backend.availability.ok:
         return row | {"status": "unavailable", "error": backend.availability.reason}
     stage = "qbench_supports"
