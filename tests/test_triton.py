@@ -4,10 +4,12 @@ without one in Triton's interpreter (conftest sets TRITON_INTERPRET=1), where it
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -126,6 +128,29 @@ def test_every_gemm_tile_matches_the_reference_compiled(runner_and_backend, monk
         row = runner.row("triton", Case(f"tile-{bm}x{bn}x{bk}", problem), backend)
         assert row["status"] == "ok", (config, row["error"])
         assert f"BM={bm}; BN={bn}; BK={bk}" in row["details"], row["details"]
+
+
+def test_the_autotuner_finds_every_candidate_ready_on_a_gpu(runner_and_backend, monkeypatch):
+    """Planning a launch compiles the candidates at once; tuning them adds no kernel variant."""
+    runner, backend = runner_and_backend
+    if backend.info.interpreted:
+        pytest.skip("the interpreter neither compiles nor tunes")
+    from qbench_triton import kernels
+
+    variants = kernels.conv_gemm_kernel.device_caches[torch.cuda.current_device()][0]
+    after_planning = []
+    plan_candidates = kernels.compile_candidates
+
+    def counted(*args, **kwargs):
+        plan_candidates(*args, **kwargs)
+        after_planning.append(len(variants))
+
+    monkeypatch.setattr(kernels, "compile_candidates", counted)
+    problem = dataclasses.replace(PROBLEMS["gemm-3x3-pad"], kernel_size=(2, 5),
+                                  padding=(1, 2)).validate()  # a kernel shape of its own
+    row = runner.row("triton", Case("own-kernel-shape", problem), backend)
+    assert row["status"] == "ok", row["error"]
+    assert after_planning and len(variants) == after_planning[-1]
 
 
 def test_merged_rows_are_loaded_as_words_where_the_activations_allow(runner_and_backend):
@@ -285,7 +310,6 @@ def test_details_name_the_tuned_candidates_and_the_runner_up():
 def test_the_tuning_log_has_a_line_for_each_launch_that_tuned(tmp_path, monkeypatch):
     """QBENCH_TRITON_TUNING_LOG: the problem and every timed config's median, once per tuning."""
     triton = pytest.importorskip("triton")
-    import json
     from types import SimpleNamespace
 
     from qbench_triton import TUNING_LOG_ENV, _launch, _Plan
@@ -366,6 +390,20 @@ def test_kernels_compile_for_sm80_and_sm90_without_a_gpu():
               config.kwargs["SPLIT_K"] > 1) for config in kernels.GEMM_CONFIGS}
     assert len(config_lines) == len(tiles)
     assert all(line.endswith("no spills") for line in config_lines)
+
+
+@pytest.mark.parametrize("in_dtype", ["qint8", "quint8"])
+def test_planning_compiles_every_tuning_candidate_at_once(in_dtype):
+    """A launch's plan compiles its tuning candidates at once (`kernels.compile_candidates`), so
+    that the autotuner, which would compile them one at a time, finds each compiled: planned as
+    on an sm_90 GPU without one (tests/triton_standin.py)."""
+    pytest.importorskip("triton")
+    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, str(Path(__file__).with_name("triton_standin.py")),
+                           in_dtype], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    compiles = json.loads(proc.stdout)
+    assert compiles["planned"] > 1 and compiles["compiled_after"] == 0, compiles
 
 
 def _config_tiles(configs):

@@ -172,8 +172,8 @@ def qbench_prepare_input(backend: str, input: QuantizedActivation) -> Any:
 def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
           out: torch.Tensor, output: QuantizedActivation, relu: bool) -> _Plan:
     """The launch of `packed` on NHWC `x` into NHWC `out`: the kernel's arguments after the three
-    tensors, its constants and grid; autotuned on a GPU, the interpreter's fixed tiles (and
-    split) without one."""
+    tensors, its constants and grid; autotuned on a GPU (its candidates compiled already), the
+    interpreter's fixed tiles (and split) without one."""
     from qbench_triton import kernels
 
     n, h, w, c = x.shape
@@ -218,6 +218,7 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
         kernel = kernels.conv_direct_kernel if direct else kernels.conv_gemm_kernel
         return _Plan(kernel, grid(fixed), tail, constants | fixed)
     kernel = kernels.conv_direct_tuned if direct else kernels.conv_gemm_tuned
+    kernels.compile_candidates(kernel, grid, x, packed.layout.weight, out, *tail, **constants)
     return _Plan(kernel, grid, tail, constants)
 
 

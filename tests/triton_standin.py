@@ -1,0 +1,57 @@
+"""Plan one Triton GEMM launch as on an sm_90 GPU, without one: a stand-in for Triton's CUDA driver
+names the target, and Triton compiles (it ships ptxas) but launches nothing. Prints, as JSON, how
+many kernel variants planning compiled and how many a second warm-up of every tuning candidate
+compiled after it (none, if planning compiled them all). Run without TRITON_INTERPRET:
+`python tests/triton_standin.py quint8`."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.runtime import driver
+
+import qbench_triton
+from qbench.inputs import make_inputs
+from qbench.problem import ConvProblem
+from qbench.quantized import QuantizedActivation, nhwc_view
+from qbench_triton import kernels
+
+
+class StandInDriver:
+    """What Triton asks its driver while compiling: the target, the device and its stream."""
+
+    def get_current_target(self) -> GPUTarget:
+        return GPUTarget("cuda", 90, 32)
+
+    def get_current_device(self) -> int:
+        return 0
+
+    def get_current_stream(self, device: int | None = None) -> int:
+        return 0
+
+
+def main(in_dtype: str) -> None:
+    driver.set_active(StandInDriver())
+    kernels._sm_count = lambda: 132  # an H100's SMs, for the split reductions' pruning
+    problem = ConvProblem(batch=2, in_channels=64, out_channels=64, height=14, width=14,
+                          kernel_size=(3, 3), padding=(1, 1), in_dtype=in_dtype,
+                          out_dtype="quint8", out_scale=0.5, out_zero_point=3).validate()
+    inputs = make_inputs(problem, 0)
+    packed = qbench_triton.qbench_prepack("triton", inputs.weight, inputs.bias, inputs.params)
+    x, activation = qbench_triton.qbench_prepare_input("triton", inputs.input.to("cpu", True))
+    output = QuantizedActivation.output_buffer(problem, "cpu", True)
+    out = nhwc_view(output.data)
+    plan = qbench_triton._plan(packed, x, activation, out, output, relu=False)
+    compiled = kernels.conv_gemm_kernel.device_caches[0][0]
+    planned = len(compiled)
+    kernels.conv_gemm_tuned.warmup(x, packed.layout.weight, out, *plan.tail, grid=plan.grid,
+                                   **plan.constants)  # one config after another, as tuning would
+    print(json.dumps({"triton": triton.__version__, "planned": planned,
+                      "compiled_after": len(compiled) - planned}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
