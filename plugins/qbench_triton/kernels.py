@@ -40,15 +40,46 @@ GEOMETRY = ["H", "W", "OH", "OW", "SH", "SW", "PH", "PW", "DH", "DW"]
 
 
 @triton.jit
-def _requantize_store(acc, k, k_ok, m, m_ok, out_ptr, bias_ptr, mult_ptr, out_zp, lo, hi, K):
-    bias = tl.load(bias_ptr + k, mask=k_ok, other=0.0)  # f32(b / aw), zeros without bias
-    mult = tl.load(mult_ptr + k, mask=k_ok, other=0.0)  # f32(aw / s_y)
-    v = (acc.to(tl.float32) + bias[None, :]) * mult[None, :]
+def _channel_terms(m, m_ok, k, k_ok, corr_ptr, wzp_ptr, bias_ptr, mult_ptr, OHW, K,
+                   BORDER: tl.constexpr, HAS_WZP: tl.constexpr):
+    """What the epilogue needs of output channels k besides the sums, loaded, each shaped to
+    broadcast over rows m: the compensation zx sum_valid (w - zw[k]) (per row and channel with
+    BORDER, from the table [OH * OW, K]; else from [K]), zw[k] (0 without HAS_WZP), f32(b / aw)
+    (zeros without a bias) and f32(aw / s_y)."""
+    if BORDER:
+        corr = tl.load(corr_ptr + (m % OHW)[:, None] * K + k[None, :],
+                       mask=m_ok[:, None] & k_ok[None, :], other=0)
+    else:
+        corr = tl.load(corr_ptr + k, mask=k_ok, other=0)[None, :]
+    if HAS_WZP:
+        wzp = tl.load(wzp_ptr + k, mask=k_ok, other=0)[None, :]
+    else:
+        wzp = 0
+    bias = tl.load(bias_ptr + k, mask=k_ok, other=0.0)[None, :]
+    mult = tl.load(mult_ptr + k, mask=k_ok, other=0.0)[None, :]
+    return corr, wzp, bias, mult
+
+
+@triton.jit
+def _requantize(acc, xsum, terms, out_zp, lo, hi, HAS_WZP: tl.constexpr):
+    """The outputs of sums acc (x sums xsum), as float: acc - zx sum_valid (w - zw[k]) -
+    zw[k] sum_valid x (see the module's docstring), requantized with `_channel_terms`'s terms in
+    the reference's float32 order, rounded half to even, clamped to [lo, hi]."""
+    corr, wzp, bias, mult = terms
+    acc -= corr
+    if HAS_WZP:
+        acc -= xsum * wzp
+    v = (acc.to(tl.float32) + bias) * mult
     f = tl.floor(v)
     frac = v - f
     odd = (f - 2.0 * tl.floor(f * 0.5)) != 0.0
     rounded = tl.where((frac > 0.5) | ((frac == 0.5) & odd), f + 1.0, f)
-    q = tl.minimum(tl.maximum(rounded + out_zp, lo), hi)
+    return tl.minimum(tl.maximum(rounded + out_zp, lo), hi)
+
+
+@triton.jit
+def _store(q, m, m_ok, k, k_ok, out_ptr, K):
+    """Outputs q of rows m and channels k into the NHWC output."""
     tl.store(out_ptr + m[:, None] * K + k[None, :],
              q.to(tl.int32).to(out_ptr.dtype.element_ty), mask=m_ok[:, None] & k_ok[None, :])
 
@@ -71,20 +102,6 @@ def _input_pixel(n, oh, ow, m_ok, r, s, H, W, SH, SW, PH, PW, DH, DW):
 
 
 @triton.jit
-def _compensate(acc, xsum, m, m_ok, k, k_ok, corr_ptr, wzp_ptr, OHW, K,
-                BORDER: tl.constexpr, HAS_WZP: tl.constexpr):
-    """acc - zx sum_valid (w - zw[k]) - zw[k] sum_valid x (see the module's docstring)."""
-    if BORDER:  # the table is [OH * OW, K]
-        acc -= tl.load(corr_ptr + (m % OHW)[:, None] * K + k[None, :],
-                       mask=m_ok[:, None] & k_ok[None, :], other=0)
-    else:  # the table is [K]
-        acc -= tl.load(corr_ptr + k, mask=k_ok, other=0)[None, :]
-    if HAS_WZP:
-        acc -= xsum * tl.load(wzp_ptr + k, mask=k_ok, other=0)[None, :]
-    return acc
-
-
-@triton.jit
 def _halves(tile, BM: tl.constexpr, BN: tl.constexpr):
     """A [BM, BN] tile's columns [0, BN/2) and [BN/2, BN), as two [BM, BN/2] tiles."""
     return tl.split(tl.permute(tl.reshape(tile, (BM, 2, BN // 2)), (0, 2, 1)))
@@ -100,21 +117,14 @@ def _quarters(tile, BM: tl.constexpr, BN: tl.constexpr):
 
 
 @triton.jit
-def _finish_columns(acc, xsum, m, m_ok, kg, g, KG, partial_ptr, split, SPLIT_K, M, corr_ptr,
-                    wzp_ptr, out_ptr, bias_ptr, mult_ptr, out_zp, lo, hi, OHW, K,
-                    BORDER: tl.constexpr, HAS_WZP: tl.constexpr):
-    """Output channels g * KG + kg of rows m: add the other splits' partial sums (SPLIT_K > 1),
-    compensate, requantize and store."""
-    k = g * KG + kg
-    k_ok = kg < KG
-    if SPLIT_K > 1:
-        in_slab = m[:, None] * K + k[None, :]
-        for other in range(0, SPLIT_K):
-            if other != split:  # .cg: from L2, where the others' stores are
-                acc += tl.load(partial_ptr + other * M * K + in_slab,
-                               mask=m_ok[:, None] & k_ok[None, :], other=0, cache_modifier=".cg")
-    acc = _compensate(acc, xsum, m, m_ok, k, k_ok, corr_ptr, wzp_ptr, OHW, K, BORDER, HAS_WZP)
-    _requantize_store(acc, k, k_ok, m, m_ok, out_ptr, bias_ptr, mult_ptr, out_zp, lo, hi, K)
+def _add_partials(acc, m, m_ok, k, k_ok, partial_ptr, split, SPLIT_K, M, K):
+    """acc plus the other splits' partial sums of rows m and channels k (SPLIT_K > 1)."""
+    in_slab = m[:, None] * K + k[None, :]
+    for other in range(0, SPLIT_K):
+        if other != split:  # .cg: from L2, where the others' stores are
+            acc += tl.load(partial_ptr + other * M * K + in_slab,
+                           mask=m_ok[:, None] & k_ok[None, :], other=0, cache_modifier=".cg")
+    return acc
 
 
 @triton.jit
@@ -239,10 +249,27 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
         tl.debug_barrier()  # every thread's partials stored before the release below
         arrived = tl.atomic_add(arrival_ptr + tile, 1, sem="acq_rel")
     if arrived == SPLIT_K - 1:
+        # Loads after a store wait for it (they might read what it wrote), so quarter by quarter
+        # the channel terms cost a trip to L2 each: up to 128x128 tiles the next quarter's are
+        # loaded before this quarter is stored (larger tiles spilled registers holding both).
+        prefetch: tl.constexpr = BM * BN <= HEAVY_TILE_ELEMENTS
+        terms = _channel_terms(m, m_ok, g * KG + first_kg, first_kg < KG, corr_ptr, wzp_ptr,
+                               bias_ptr, mult_ptr, OH * OW, K, BORDER, HAS_WZP)
         for i in tl.static_range(4):
-            _finish_columns(pieces[i], xsum[:, None], m, m_ok, first_kg + i * quarter, g, KG,
-                            partial_ptr, split, SPLIT_K, M, corr_ptr, wzp_ptr, out_ptr, bias_ptr,
-                            mult_ptr, out_zp, lo, hi, OH * OW, K, BORDER, HAS_WZP)
+            piece_kg = first_kg + i * quarter
+            if not prefetch and i > 0:
+                terms = _channel_terms(m, m_ok, g * KG + piece_kg, piece_kg < KG, corr_ptr,
+                                       wzp_ptr, bias_ptr, mult_ptr, OH * OW, K, BORDER, HAS_WZP)
+            piece = pieces[i]
+            if SPLIT_K > 1:
+                piece = _add_partials(piece, m, m_ok, g * KG + piece_kg, piece_kg < KG,
+                                      partial_ptr, split, SPLIT_K, M, K)
+            q = _requantize(piece, xsum[:, None], terms, out_zp, lo, hi, HAS_WZP)
+            if prefetch and i < 3:
+                next_kg = piece_kg + quarter
+                terms = _channel_terms(m, m_ok, g * KG + next_kg, next_kg < KG, corr_ptr,
+                                       wzp_ptr, bias_ptr, mult_ptr, OH * OW, K, BORDER, HAS_WZP)
+            _store(q, m, m_ok, g * KG + piece_kg, piece_kg < KG, out_ptr, K)
         if SPLIT_K > 1:
             tl.atomic_xchg(arrival_ptr + tile, 0)  # ready for the next launch
 
@@ -274,9 +301,9 @@ def conv_direct_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_
                 acc += x * w.to(tl.int32)[None, :]
                 if HAS_WZP:
                     xsum += x
-    acc = _compensate(acc, xsum, m, m_ok, k, k_ok, corr_ptr, wzp_ptr, OH * OW, K, BORDER,
-                      HAS_WZP)
-    _requantize_store(acc, k, k_ok, m, m_ok, out_ptr, bias_ptr, mult_ptr, out_zp, lo, hi, K)
+    terms = _channel_terms(m, m_ok, k, k_ok, corr_ptr, wzp_ptr, bias_ptr, mult_ptr, OH * OW, K,
+                           BORDER, HAS_WZP)
+    _store(_requantize(acc, xsum, terms, out_zp, lo, hi, HAS_WZP), m, m_ok, k, k_ok, out_ptr, K)
 
 
 # BK of 128 and 256 amortise Triton's wait after every int8 wgmma (it keeps no int32-accumulating
@@ -287,13 +314,14 @@ def conv_direct_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_
 # epilogue in quarters.
 # Each tile config with each split of the reduction (`split.worth_splitting` prunes the splits),
 # but for tiles over HEAVY_TILE_LIMIT elements: where a kernel holds more than the accumulator (a
-# split's epilogue the whole tile across the arrival; merged rows their per-byte bounds checks),
-# 128x256 tiles spilled registers.
+# split's epilogue the whole tile across the arrival; merged rows their per-byte bounds checks;
+# the epilogue two quarters' channel terms), 128x256 tiles spilled registers.
 GEMM_TILES = [(128, 128, 64, 8, 3), (128, 64, 64, 4, 4), (64, 128, 64, 4, 4), (64, 64, 64, 4, 4),
               (128, 128, 128, 8, 3), (64, 128, 128, 4, 3), (128, 64, 128, 4, 3),
               (64, 128, 256, 8, 3), (128, 64, 32, 4, 4), (64, 64, 32, 4, 4), (32, 64, 64, 4, 4),
               (128, 32, 32, 4, 4), (128, 256, 64, 8, 3), (256, 128, 64, 8, 3)]
 HEAVY_TILE_LIMIT = 128 * 128
+HEAVY_TILE_ELEMENTS = tl.constexpr(HEAVY_TILE_LIMIT)  # the same, as the GEMM kernel reads it
 GEMM_CONFIGS = [
     triton.Config({"BM": bm, "BN": bn, "BK": bk, "SPLIT_K": splits}, num_warps=warps,
                   num_stages=stages)
