@@ -312,6 +312,8 @@ def conv_direct_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_
 # 170 to keep its tensor cores busy (4,096 int8 multiply-adds per SM and cycle over roughly 24
 # bytes from L2, at ~5.5 TB/s: an estimate, not measured here); they fit in registers with the
 # epilogue in quarters.
+# Layers of few output channels (MobileNet's pointwise 16 to 32, ResNeXt's groups) take 32-wide
+# tiles; 256 rows a program give each its latency (loads in, terms, stores out) over more work.
 # Each tile config with each split of the reduction (`split.worth_splitting` prunes the splits),
 # but for tiles over HEAVY_TILE_LIMIT elements: where a kernel holds more than the accumulator (a
 # split's epilogue the whole tile across the arrival; merged rows their per-byte bounds checks;
@@ -319,7 +321,8 @@ def conv_direct_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_
 GEMM_TILES = [(128, 128, 64, 8, 3), (128, 64, 64, 4, 4), (64, 128, 64, 4, 4), (64, 64, 64, 4, 4),
               (128, 128, 128, 8, 3), (64, 128, 128, 4, 3), (128, 64, 128, 4, 3),
               (64, 128, 256, 8, 3), (128, 64, 32, 4, 4), (64, 64, 32, 4, 4), (32, 64, 64, 4, 4),
-              (128, 32, 32, 4, 4), (128, 256, 64, 8, 3), (256, 128, 64, 8, 3)]
+              (128, 32, 32, 4, 4), (128, 256, 64, 8, 3), (256, 128, 64, 8, 3),
+              (256, 32, 32, 4, 4), (256, 32, 64, 4, 3), (128, 32, 64, 4, 4), (256, 64, 64, 8, 3)]
 HEAVY_TILE_LIMIT = 128 * 128
 HEAVY_TILE_ELEMENTS = tl.constexpr(HEAVY_TILE_LIMIT)  # the same, as the GEMM kernel reads it
 GEMM_CONFIGS = [
