@@ -186,9 +186,10 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
     direct = mapping.kernel == "direct"
     m = n * oh * ow
     x_zero_point = activation.zero_point - 128 if unsigned else activation.zero_point
-    border = x_zero_point != 0 and p.padding != (0, 0)
+    outside = kernels.outside_value(mapping.kernel, unsigned, packed.has_weight_zero_points)
+    border = x_zero_point != outside and p.padding != (0, 0)
     group_tiles = p.groups // mapping.groups_per_tile
-    pointers = (_compensation(packed, x_zero_point, border, h, w).to(x.device),
+    pointers = (_compensation(packed, x_zero_point, outside, border, h, w).to(x.device),
                 packed.weight_zero_points, bias, multiplier)
     sizes = (m, h, w, oh, ow, c, k, mapping.tile_in, mapping.tile_out, *p.stride, *p.padding,
              *p.dilation, float(output.zero_point), float(output.zero_point if relu else lo),
@@ -243,16 +244,19 @@ def _gemm_grid(rows: int, tile_out: int, group_tiles: int,
     return grid
 
 
-def _compensation(packed: _Packed, x_zero_point: int, border: bool, height: int,
+def _compensation(packed: _Packed, x_zero_point: int, outside: int, border: bool, height: int,
                   width: int) -> torch.Tensor:
-    """zx * sum (w - zw[k]) over the taps inside the image, int32: [OH * OW, K] where padding
-    makes it vary over the image (`border`), else [K] (the kernels read padding as 0)."""
-    if border:
-        sums = window_weight_sums(packed.centered_weight, packed.params, height, width)
-        table = sums.permute(1, 2, 0).reshape(-1, sums.shape[0])
-    else:
-        table = packed.centered_weight.sum(dim=(1, 2, 3))
-    return (x_zero_point * table).to(torch.int32).contiguous()
+    """What the kernels subtract from their sums besides the weight zero points' term, int32:
+    zx * sum (w - zw[k]) over the taps inside the image, plus `outside` (the value the kernel's
+    lanes outside the image hold) * sum (w - zw[k]) over the taps outside it, which the kernel
+    summed; [OH * OW, K] where padding makes it vary over the image (`border`), else [K]."""
+    total = packed.centered_weight.sum(dim=(1, 2, 3))
+    if not border:  # no tap outside the image, or outside lanes hold zx: the same everywhere
+        return (x_zero_point * total).to(torch.int32).contiguous()
+    inside = window_weight_sums(packed.centered_weight, packed.params, height, width)
+    inside = inside.permute(1, 2, 0).reshape(-1, inside.shape[0])
+    table = x_zero_point * inside + outside * (total - inside)
+    return table.to(torch.int32).contiguous()
 
 
 def _launch(packed: _Packed, prepared: Any, output: QuantizedActivation, relu: bool) -> None:

@@ -5,7 +5,10 @@ Both kernels compute acc = sum over the window of (x - zx)(w - zw[k]) exactly in
 over the taps inside the image: padded positions and channels past C/groups are loaded as 0, so
 that the activation tiles go straight from memory to the tensor cores, and the last term comes
 from a table made once per shape (`corr_ptr`: per output position and channel where padding makes
-it vary, else per channel). quint8 activations enter as x - 128 with zx - 128.
+it vary, else per channel). quint8 activations enter as x - 128 with zx - 128; in the GEMM
+without weight zero points the padded lanes then hold OUTSIDE_UNSIGNED (the loaded 0, its top bit
+flipped), which adds OUTSIDE_UNSIGNED * sum over the padded taps of w to acc: the table holds
+that too (`outside_value`).
 The epilogue requantizes in the reference's float32 order and rounds half to even with floor
 (libdevice's rint is not available to Triton's interpreter, and this is the same in both).
 
@@ -30,6 +33,15 @@ import triton.language as tl
 
 from qbench.timing import tuning_times_ms
 from qbench_triton.split import MAX_SPLIT, SPLITS, reduction_steps, worth_splitting
+
+
+OUTSIDE_UNSIGNED = -128  # what the GEMM's padded lanes hold for quint8 without weight zero points
+
+
+def outside_value(kernel: str, unsigned: bool, has_weight_zero_points: bool) -> int:
+    """The int8 value that `kernel`'s lanes outside the image (padding) hold: 0, or for the GEMM
+    on quint8 activations without weight zero points OUTSIDE_UNSIGNED."""
+    return OUTSIDE_UNSIGNED if kernel == "gemm" and unsigned and not has_weight_zero_points else 0
 
 
 # Triton compiles a variant per argument divisible by 16 or equal to 1 unless told not to: the
@@ -222,7 +234,13 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
             offsets = (((n * H + ih) * W + iw) * C + g * CG)[:, None] + j[None, :]
             x = tl.load(x_ptr + offsets, mask=inside, other=0)
         if X_UNSIGNED:  # quint8 v as int8 v - 128: flip the top bit
-            x = tl.where(inside, x.to(tl.int8, bitcast=True) ^ -128, 0)
+            x = x.to(tl.int8, bitcast=True) ^ -128
+            # the lanes outside now hold -128 (OUTSIDE_UNSIGNED), which the compensation table
+            # takes into account; the row sums of HAS_WZP must not see them. (Selecting 0
+            # instead cost the tensor cores their register operand: Triton then stored the tile
+            # back to shared memory, a step took 220 instructions instead of 123 at 128x128x64.)
+            if HAS_WZP:
+                x = tl.where(inside, x, 0)
         # [BN, BK], the reduction contiguous: int8 tensor-core operands must be K-major
         w = tl.load(w_ptr + k[:, None] * (R * taps_per_row * WSTRIDE)
                     + (tap * WSTRIDE + j)[None, :],
