@@ -186,7 +186,7 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
     direct = mapping.kernel == "direct"
     m = n * oh * ow
     x_zero_point = activation.zero_point - 128 if unsigned else activation.zero_point
-    outside = kernels.outside_value(mapping.kernel, unsigned, packed.has_weight_zero_points)
+    outside = kernels.outside_value(unsigned, packed.has_weight_zero_points)
     border = x_zero_point != outside and p.padding != (0, 0)
     group_tiles = p.groups // mapping.groups_per_tile
     pointers = (_compensation(packed, x_zero_point, outside, border, h, w).to(x.device),

@@ -5,10 +5,10 @@ Both kernels compute acc = sum over the window of (x - zx)(w - zw[k]) exactly in
 over the taps inside the image: padded positions and channels past C/groups are loaded as 0, so
 that the activation tiles go straight from memory to the tensor cores, and the last term comes
 from a table made once per shape (`corr_ptr`: per output position and channel where padding makes
-it vary, else per channel). quint8 activations enter as x - 128 with zx - 128; in the GEMM
-without weight zero points the padded lanes then hold OUTSIDE_UNSIGNED (the loaded 0, its top bit
-flipped), which adds OUTSIDE_UNSIGNED * sum over the padded taps of w to acc: the table holds
-that too (`outside_value`).
+it vary, else per channel). quint8 activations enter as x - 128 with zx - 128; without weight
+zero points their padded lanes then hold OUTSIDE_UNSIGNED (the loaded 0 less 128), which adds
+OUTSIDE_UNSIGNED * sum over the padded taps of w to acc: the table holds that too
+(`outside_value`).
 The epilogue requantizes in the reference's float32 order and rounds half to even with floor
 (libdevice's rint is not available to Triton's interpreter, and this is the same in both).
 
@@ -35,13 +35,13 @@ from qbench.timing import tuning_times_ms
 from qbench_triton.split import MAX_SPLIT, SPLITS, reduction_steps, worth_splitting
 
 
-OUTSIDE_UNSIGNED = -128  # what the GEMM's padded lanes hold for quint8 without weight zero points
+OUTSIDE_UNSIGNED = -128  # what padded lanes hold for quint8 without weight zero points
 
 
-def outside_value(kernel: str, unsigned: bool, has_weight_zero_points: bool) -> int:
-    """The int8 value that `kernel`'s lanes outside the image (padding) hold: 0, or for the GEMM
-    on quint8 activations without weight zero points OUTSIDE_UNSIGNED."""
-    return OUTSIDE_UNSIGNED if kernel == "gemm" and unsigned and not has_weight_zero_points else 0
+def outside_value(unsigned: bool, has_weight_zero_points: bool) -> int:
+    """The value that the kernels' lanes outside the image (padding) hold, as int8: 0, or for
+    quint8 activations without weight zero points OUTSIDE_UNSIGNED."""
+    return OUTSIDE_UNSIGNED if unsigned and not has_weight_zero_points else 0
 
 
 # Triton compiles a variant per argument divisible by 16 or equal to 1 unless told not to: the
@@ -313,8 +313,10 @@ def conv_direct_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_
             for c in range(CG):  # outside the image reads 0 (other=0: see the GEMM kernel)
                 x = tl.load(x_ptr + row[:, None] + (first_channel + c)[None, :], mask=inside,
                             other=0).to(tl.int32)
-                if X_UNSIGNED:
-                    x = tl.where(inside, x - 128, 0)
+                if X_UNSIGNED:  # outside: 0 - 128, OUTSIDE_UNSIGNED (as in the GEMM kernel)
+                    x = x - 128
+                    if HAS_WZP:
+                        x = tl.where(inside, x, 0)
                 w = tl.load(w_ptr + ((r * S + s) * CG + c) * K + k, mask=k_ok, other=0)
                 acc += x * w.to(tl.int32)[None, :]
                 if HAS_WZP:
