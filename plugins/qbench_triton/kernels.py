@@ -55,9 +55,9 @@ GEOMETRY = ["H", "W", "OH", "OW", "SH", "SW", "PH", "PW", "DH", "DW"]
 def _channel_terms(m, m_ok, k, k_ok, corr_ptr, wzp_ptr, bias_ptr, mult_ptr, OHW, K,
                    BORDER: tl.constexpr, HAS_WZP: tl.constexpr):
     """What the epilogue needs of output channels k besides the sums, loaded, each shaped to
-    broadcast over rows m: the compensation zx sum_valid (w - zw[k]) (per row and channel with
-    BORDER, from the table [OH * OW, K]; else from [K]), zw[k] (0 without HAS_WZP), f32(b / aw)
-    (zeros without a bias) and f32(aw / s_y)."""
+    broadcast over rows m: the compensation table's entries (see the module's docstring; per row
+    and channel with BORDER, from [OH * OW, K]; else from [K]), zw[k] (0 without HAS_WZP),
+    f32(b / aw) (zeros without a bias) and f32(aw / s_y)."""
     if BORDER:
         corr = tl.load(corr_ptr + (m % OHW)[:, None] * K + k[None, :],
                        mask=m_ok[:, None] & k_ok[None, :], other=0)
@@ -74,9 +74,9 @@ def _channel_terms(m, m_ok, k, k_ok, corr_ptr, wzp_ptr, bias_ptr, mult_ptr, OHW,
 
 @triton.jit
 def _requantize(acc, xsum, terms, out_zp, lo, hi, HAS_WZP: tl.constexpr):
-    """The outputs of sums acc (x sums xsum), as float: acc - zx sum_valid (w - zw[k]) -
-    zw[k] sum_valid x (see the module's docstring), requantized with `_channel_terms`'s terms in
-    the reference's float32 order, rounded half to even, clamped to [lo, hi]."""
+    """The outputs of sums acc (row sums of x: xsum), as float: acc less the compensation and
+    zw[k] xsum (see the module's docstring), requantized with `_channel_terms`'s terms in the
+    reference's float32 order, rounded half to even, clamped to [lo, hi]."""
     corr, wzp, bias, mult = terms
     acc -= corr
     if HAS_WZP:
