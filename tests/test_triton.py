@@ -51,8 +51,8 @@ def test_triton_matches_the_reference(name, runner_and_backend):
 
 @st.composite
 def gemm_problems(draw) -> ConvProblem:
-    """Small problems for the GEMM kernel: any channel count (merged rows, loaded as words or,
-    where the input is not whole words, bytes), groups, strides, paddings, dilations, dtypes."""
+    """Small problems for the GEMM kernel: any channel count (merged rows), groups, strides,
+    paddings, dilations, dtypes."""
     groups = draw(st.sampled_from([1, 1, 2]))
     kernel = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
     dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
@@ -151,26 +151,6 @@ def test_the_autotuner_finds_every_candidate_ready_on_a_gpu(runner_and_backend, 
     row = runner.row("triton", Case("own-kernel-shape", problem), backend)
     assert row["status"] == "ok", row["error"]
     assert after_planning and len(variants) == after_planning[-1]
-
-
-def test_merged_rows_are_loaded_as_words_where_the_activations_allow(runner_and_backend):
-    """conv1's rows start at any byte: aligned words shifted into place, exact, where the input
-    is a whole number of 4-byte aligned words; byte loads otherwise."""
-    runner, backend = runner_and_backend
-    conv1 = PROBLEMS["direct-conv1-like"].validate()  # 1 x 3 x 16 x 16: 768 bytes
-    odd = dataclasses.replace(conv1, height=15, width=15).validate()  # 675 bytes
-    for problem, loads in ((conv1, "words"), (odd, "bytes")):
-        row = runner.row("triton", Case(f"merged-{loads}", problem), backend)
-        assert row["status"] == "ok", row["error"]
-        assert f"merged_rows={loads}" in row["details"], row["details"]
-
-
-def test_only_whole_aligned_words_are_read_as_words():
-    from qbench_triton import _whole_words
-
-    storage = torch.zeros(16, dtype=torch.uint8)
-    assert _whole_words(storage[:8]) and not _whole_words(storage[:6])
-    assert not _whole_words(storage[1:9])  # 8 bytes, but from an odd address
 
 
 def test_qbench_triton_max_split_of_1_turns_split_reductions_off():
@@ -334,7 +314,7 @@ def test_the_tuning_log_has_a_line_for_each_launch_that_tuned(tmp_path, monkeypa
     activation = SimpleNamespace(scale=0.5, zero_point=3, dtype="quint8")
     output = SimpleNamespace(data=torch.zeros((1, 5, 2, 3), dtype=torch.uint8).to(
         memory_format=torch.channels_last), scale=0.25, zero_point=0, dtype="quint8")
-    key = (x.shape, x.device, True, 0.5, 3, "quint8", (1, 2, 3, 5), 0.25, 0, "quint8", False)
+    key = (x.shape, x.device, 0.5, 3, "quint8", (1, 2, 3, 5), 0.25, 0, "quint8", False)
     packed = SimpleNamespace(plans={key: _Plan(Autotuner(), lambda meta: (1, 1), (), {})},
                              layout=SimpleNamespace(weight=None, kernel="gemm"),
                              kernel_size=(3, 3), params=ConvParams.of(padding=1), last=None)

@@ -208,8 +208,7 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
         buffers = split_buffers(m, k, mapping.tile_out, group_tiles, splits, x.device)
         tail = (pointers + (buffers.partials, buffers.arrivals, mapping.span, mapping.tap_stride)
                 + sizes)
-        constants |= {"MERGE_S": mapping.merge_rows,
-                      "X_WORDS": mapping.merge_rows and _whole_words(x)}
+        constants["MERGE_S"] = mapping.merge_rows
         steps = reduction_steps(*packed.kernel_size, mapping.span, _INTERPRETER_TILES["BK"],
                                 mapping.merge_rows)
         fixed = _INTERPRETER_TILES | {"SPLIT_K": interpreter_split(steps, buffers)}
@@ -221,11 +220,6 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
     kernel = kernels.conv_direct_tuned if direct else kernels.conv_gemm_tuned
     kernels.compile_candidates(kernel, grid, x, packed.layout.weight, out, *tail, **constants)
     return _Plan(kernel, grid, tail, constants)
-
-
-def _whole_words(x: torch.Tensor) -> bool:
-    """Whether `x` may be read as 32-bit words: 4-byte aligned, a whole number of them."""
-    return x.data_ptr() % 4 == 0 and x.numel() % 4 == 0
 
 
 def _gemm_grid(rows: int, tile_out: int, group_tiles: int,
@@ -262,8 +256,8 @@ def _compensation(packed: _Packed, x_zero_point: int, outside: int, border: bool
 def _launch(packed: _Packed, prepared: Any, output: QuantizedActivation, relu: bool) -> None:
     x, activation = prepared
     out = nhwc_view(output.data)
-    key = (x.shape, x.device, _whole_words(x), activation.scale, activation.zero_point,
-           activation.dtype, out.shape, output.scale, output.zero_point, output.dtype, relu)
+    key = (x.shape, x.device, activation.scale, activation.zero_point, activation.dtype,
+           out.shape, output.scale, output.zero_point, output.dtype, relu)
     plan = packed.plans.get(key) or _plan(packed, x, activation, out, output, relu)
     launched = plan.launch(x, packed.layout.weight, out)
     if launched is not plan and os.environ.get(TUNING_LOG_ENV):  # this launch tuned
@@ -303,8 +297,6 @@ def qbench_details(backend: str, packed: Any) -> dict[str, Any] | None:
     facts: dict[str, Any] = {"kernel": packed.layout.kernel}
     if packed.layout.groups_per_tile > 1:
         facts["groups_per_tile"] = packed.layout.groups_per_tile
-    if packed.layout.merge_rows:  # how the merged rows' unaligned bytes were loaded
-        facts["merged_rows"] = "words" if plan.constants["X_WORDS"] else "bytes"
     config = plan.config
     if config is None:  # the interpreter's fixed tiles
         return facts | {key: plan.constants[key] for key in (*_INTERPRETER_TILES, "SPLIT_K")

@@ -139,28 +139,6 @@ def _add_partials(acc, m, m_ok, k, k_ok, partial_ptr, split, SPLIT_K, M, K):
     return acc
 
 
-@triton.jit
-def _merged_row_bytes(x_ptr, start, row_ok, WORDS, BM: tl.constexpr, BK: tl.constexpr):
-    """Bytes start + [0, BK) of the 4-byte aligned activations for each row where row_ok (0
-    elsewhere) as [BM, BK] of x's type: the aligned words around them (`WORDS` in all; those
-    outside read 0) are loaded, 4 bytes a load, and each 4 bytes funnel-shifted out of a word
-    and the next."""
-    word = start >> 2  # floor, also for the negative starts left of the image's first pixel
-    shift = ((start & 3) * 8).to(tl.uint32)[:, None]
-    index = word[:, None] + tl.arange(0, BK // 4)[None, :]
-    words_ptr = x_ptr.to(tl.pointer_type(tl.int32), bitcast=True)
-    low = tl.load(words_ptr + index, mask=row_ok[:, None] & (index >= 0) & (index < WORDS),
-                  other=0).to(tl.uint32, bitcast=True)
-    high = tl.load(words_ptr + index + 1,
-                   mask=row_ok[:, None] & (index >= -1) & (index + 1 < WORDS),
-                   other=0).to(tl.uint32, bitcast=True)
-    shifted = tl.where(shift == 0, low, (low >> shift) | (high << (32 - shift)))
-    # bytes 0..3 of each word, little-endian, interleaved back into [BM, BK]
-    quads = tl.join(tl.join(shifted & 0xFF, (shifted >> 16) & 0xFF),
-                    tl.join((shifted >> 8) & 0xFF, shifted >> 24))
-    return tl.reshape(quads, (BM, BK)).to(tl.uint8).to(x_ptr.dtype.element_ty, bitcast=True)
-
-
 @triton.jit(do_not_specialize=GEOMETRY)
 def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_ptr,
                      partial_ptr, arrival_ptr, SPAN, WSTRIDE,
@@ -168,17 +146,16 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
                      out_zp, lo, hi, SPLIT_K,
                      R: tl.constexpr, S: tl.constexpr, X_UNSIGNED: tl.constexpr,
                      HAS_WZP: tl.constexpr, BORDER: tl.constexpr, MERGE_S: tl.constexpr,
-                     X_WORDS: tl.constexpr,
                      BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
     """The reduction is one flat loop over BK-wide blocks of taps, so that Triton pipelines its
     loads. A tap is (r, s) with its group's CG channels, or with MERGE_S (groups == 1 and unit
     width dilation; qbench_triton.layout decides) a whole kernel row r: its S pixels' channels lie
     side by side in NHWC, so the row is S*C contiguous bytes, which wastes less of a block when C
     is small (conv1: C = 3), at a bounds check per byte instead of per pixel. Such a row starts
-    at any byte, so byte loads, which Triton does not pipeline; with X_WORDS (the activations
-    4-byte aligned, and a whole number of words) it is loaded as the two aligned 32-bit words
-    around each 4 bytes, pipelined, and shifted into place (`_merged_row_bytes`). SPAN is a
-    tap's channels (`Layout.span`: CG, or S*C with MERGE_S), WSTRIDE the weights' elements per
+    at any byte, so it is loaded a byte at a time. (Loaded as the aligned 32-bit words around it
+    and shifted into place, it pipelined but took 733 instructions a step, and on an H200 conv1,
+    a 1x1 of 24 channels and a 3x3 of 30 ran 1.5 to 1.8 times as long:
+    results/h200-2026-11-27-6dbf4bd/merged-rows.) SPAN is a tap's channels (`Layout.span`: CG, or S*C with MERGE_S), WSTRIDE the weights' elements per
     tap (`Layout.tap_stride`: SPAN zero-padded to 16, so that they are vector loads).
 
     With SPLIT_K > 1, SPLIT_K programs share an output tile, each reducing its own run of
@@ -204,7 +181,6 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
     acc = tl.zeros([BM, BN], dtype=tl.int32)
     xsum = tl.zeros([BM], dtype=tl.int32)
     steps = R * taps_per_row * blocks
-    x_words = M // (OH * OW) * H * W * C // 4  # the activations' 32-bit words, for X_WORDS
     per_split = tl.cdiv(steps, SPLIT_K)
     first = split * per_split
     tap = first // blocks  # (tap, block) of step t, carried instead of divided out each step
@@ -222,12 +198,7 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
             iw = iw0[:, None] + (j // C)[None, :]
             inside = row_ok[:, None] & (iw >= 0) & (iw < W) & j_ok[None, :]
             row_start = ((n * H + ih) * W + iw0) * C
-            if X_WORDS:
-                x = _merged_row_bytes(x_ptr, row_start + block * BK, row_ok,
-                                      x_words, BM, BK)
-                x = tl.where(inside, x, 0)
-            else:
-                x = tl.load(x_ptr + row_start[:, None] + j[None, :], mask=inside, other=0)
+            x = tl.load(x_ptr + row_start[:, None] + j[None, :], mask=inside, other=0)
         else:
             iw = iw0 + tap % taps_per_row * DW
             inside = (row_ok & (iw >= 0) & (iw < W))[:, None] & j_ok[None, :]
@@ -454,7 +425,7 @@ def compile_candidates(tuner: Any, grid: Any, *args: Any, **constants: Any) -> N
 
 
 conv_gemm_tuned = triton.autotune(
-    configs=GEMM_CONFIGS, key=[*TUNING_KEY, "X_WORDS"], do_bench=_tuning_bench,
+    configs=GEMM_CONFIGS, key=TUNING_KEY, do_bench=_tuning_bench,
     prune_configs_by={"early_config_prune": _fitting_gemm_configs})(conv_gemm_kernel)
 conv_direct_tuned = triton.autotune(
     configs=DIRECT_CONFIGS, key=TUNING_KEY, do_bench=_tuning_bench,
