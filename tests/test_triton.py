@@ -366,8 +366,8 @@ def test_kernels_compile_for_sm80_and_sm90_without_a_gpu():
                for line in kernel_lines if "sm_80 gemm" in line)
     assert all("wgmma.mma_async" in line for line in kernel_lines if "sm_90 gemm" in line)
     config_lines = [line for line in lines if line.startswith("sm_90 gemm config ")]
-    tiles = {(config.kwargs["BM"], config.kwargs["BN"], config.kwargs["BK"],
-              config.kwargs["SPLIT_K"] > 1) for config in kernels.GEMM_CONFIGS}
+    tiles = {(config.kwargs["BM"], config.kwargs["BN"], config.kwargs["BK"], config.num_warps,
+              config.num_stages, config.kwargs["SPLIT_K"] > 1) for config in kernels.GEMM_CONFIGS}
     assert len(config_lines) == len(tiles)
     assert all(line.endswith("no spills") for line in config_lines)
 
