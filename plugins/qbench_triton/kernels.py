@@ -155,8 +155,9 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
     at any byte, so it is loaded a byte at a time. (Loaded as the aligned 32-bit words around it
     and shifted into place, it pipelined but took 733 instructions a step, and on an H200 conv1,
     a 1x1 of 24 channels and a 3x3 of 30 ran 1.5 to 1.8 times as long:
-    results/h200-2026-11-27-6dbf4bd/merged-rows.) SPAN is a tap's channels (`Layout.span`: CG, or S*C with MERGE_S), WSTRIDE the weights' elements per
-    tap (`Layout.tap_stride`: SPAN zero-padded to 16, so that they are vector loads).
+    results/h200-2026-11-27-6dbf4bd/merged-rows.) SPAN is a tap's channels (`Layout.span`: CG,
+    or S*C with MERGE_S), WSTRIDE the weights' elements per tap (`Layout.tap_stride`: SPAN
+    zero-padded to 16, so that they are vector loads).
 
     With SPLIT_K > 1, SPLIT_K programs share an output tile, each reducing its own run of
     blocks, so that a layer of few tiles (ResNet's last stages) still fills the GPU: each stores
