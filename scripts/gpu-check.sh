@@ -45,7 +45,8 @@ step gpu nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temp
 step backends python3 -m qbench backends
 # the GPU tests, and the backend, API and timing tests that run compiled on a GPU, one process per
 # file, so that a sticky CUDA error in one backend cannot fail the others' tests (the reference
-# tests need hypothesis; they ran in CI, as did the compile checks, which need no GPU)
+# tests need hypothesis; they ran in CI, as did the compile checks, which need no GPU: the tests
+# named "compile"; a GPU test's name must not say it)
 for tests in gpu triton cudnn cupy api measurement floor; do
     step "pytest-$tests" python3 -m pytest -q -p no:cacheprovider "tests/test_$tests.py" \
         -k "not compile"

@@ -108,7 +108,7 @@ def test_split_reductions_match_the_reference(name, runner_and_backend, monkeypa
     assert int(re.search(r"SPLIT_K=(\d+)", row["details"]).group(1)) > 1, row["details"]
 
 
-def test_every_gemm_tile_matches_the_reference_compiled(runner_and_backend, monkeypatch):
+def test_every_gemm_tile_matches_the_reference_on_a_gpu(runner_and_backend, monkeypatch):
     """Each tuning tile, forced, on a problem that none fits evenly (300 output channels, 450
     rows) with a border, quint8 and ReLU: the epilogue's column quarters and the tensor-core
     layouts as compiled, which the interpreter does not share."""
