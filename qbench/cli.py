@@ -28,7 +28,7 @@ from qbench.floor import rates_for_run
 from qbench.registry import Backend, load_backends
 from qbench.results import FAILING_STATUSES, SCHEMA_VERSION, ResultWriter, load_results
 from qbench.isolation import run_isolated
-from qbench.ratios import FLOOR, head_to_head
+from qbench.ratios import head_to_head
 from qbench.ratios import markdown as ratio_markdown
 from qbench.ratios import terminal_table as ratio_table
 from qbench.runner import RunSettings, fill_speedups, run_suite, work
@@ -312,9 +312,8 @@ def ratios(directory: Path, backend: str, others: tuple[str, ...], floor: bool,
     if markdown:
         click.echo(ratio_markdown(table, summaries))
         return
-    against = [*others, *([FLOOR] if floor else [])]
-    Console().print(ratio_table(
-        table, f"{directory}: {backend} against {', '.join(against)} (median us)"))
+    against = ", ".join(summary.other for summary in summaries)
+    Console().print(ratio_table(table, f"{directory}: {backend} against {against} (median us)"))
     for summary in summaries:
         click.echo(summary.sentence())
 
