@@ -51,11 +51,11 @@ for tests in gpu triton cudnn cupy api measurement floor; do
     step "pytest-$tests" python3 -m pytest -q -p no:cacheprovider "tests/test_$tests.py" \
         -k "not compile"
 done
-# Triton's split reductions rely on the GPU's memory ordering, which only a GPU can check: where
+# Triton's stream-K launches rely on the GPU's memory ordering, which only a GPU can check: where
 # their test failed, the suites run without them, so that the call still measures the rest
-if grep -q "FAILED.*test_split_reductions" "$WORK/pytest-triton.txt" 2> /dev/null; then
-    export QBENCH_TRITON_MAX_SPLIT=1
-    echo "split reductions failed their test: the suites run with QBENCH_TRITON_MAX_SPLIT=1" \
+if grep -q "FAILED.*test_every_shared_tile" "$WORK/pytest-triton.txt" 2> /dev/null; then
+    export QBENCH_TRITON_STREAM_K=0
+    echo "stream-K failed its test: the suites run with QBENCH_TRITON_STREAM_K=0" \
         | tee -a "$WORK/notes.txt"
 fi
 # every Triton tuning's candidates and their medians, a JSON line per shape (which tiles win)

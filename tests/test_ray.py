@@ -62,9 +62,9 @@ def test_one_measurement_per_card_and_per_cpu_node():
 
 
 def test_workers_get_the_variables_of_qbench_and_its_plugins(monkeypatch):
-    monkeypatch.setenv("QBENCH_TRITON_MAX_SPLIT", "1")
+    monkeypatch.setenv("QBENCH_TRITON_STREAM_K", "0")
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     monkeypatch.setenv("UNRELATED_VARIABLE", "x")
     env = _runtime_env()["env_vars"]
-    assert env["QBENCH_TRITON_MAX_SPLIT"] == "1" and env["TRITON_INTERPRET"] == "1"
+    assert env["QBENCH_TRITON_STREAM_K"] == "0" and env["TRITON_INTERPRET"] == "1"
     assert "UNRELATED_VARIABLE" not in env

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -82,30 +81,31 @@ def test_random_problems_are_exact(problem, runner_and_backend):
     assert row["max_err_lsb"] == 0 and row["exact_pct"] == 100.0, (problem, row["details"])
 
 
-SPLIT_PROBLEMS = {name: PROBLEMS[name] for name in ("gemm-3x3-pad", "gemm-asymmetric",
-                                                     "direct-conv1-like", "gemm-groups")}
-SPLIT_PROBLEMS["two-group-tiles"] = dataclasses.replace(PROBLEMS["gemm-groups"], in_channels=64,
-                                                        out_channels=64, in_zero_point=77)
+SHARED_PROBLEMS = {name: PROBLEMS[name] for name in ("gemm-3x3-pad", "gemm-asymmetric",
+                                                      "direct-conv1-like", "gemm-groups")}
+SHARED_PROBLEMS["two-group-tiles"] = dataclasses.replace(PROBLEMS["gemm-groups"], in_channels=64,
+                                                         out_channels=64, in_zero_point=77)
+# the interpreter's programs: one more than tiles (each takes parts of two), or fewer (some take
+# whole tiles besides parts of others)
+INTERPRETER_LAUNCHES = {"more-programs": None,
+                        "fewer-programs": lambda tiles, steps: max(1, (tiles - 1) // 2)}
 
 
-@pytest.mark.parametrize("name", SPLIT_PROBLEMS)
-def test_split_reductions_match_the_reference(name, runner_and_backend, monkeypatch):
-    """SPLIT_K programs per output tile, partial sums added by the last to arrive: the
-    interpreter splits in 2 where it may; compiled, tuning is made to choose among splits."""
+@pytest.mark.parametrize("launch", INTERPRETER_LAUNCHES)
+@pytest.mark.parametrize("name", SHARED_PROBLEMS)
+def test_shared_tiles_match_the_reference(name, launch, runner_and_backend, monkeypatch):
+    """Stream-K in the interpreter: programs that share tiles, partial sums added by the last to
+    arrive (test_every_shared_tile_matches_the_reference_on_a_gpu takes the compiled kernel)."""
     runner, backend = runner_and_backend
     if not backend.info.interpreted:
-        import triton
-        from qbench_triton import kernels
+        pytest.skip("the interpreter's launch; a GPU test forces compiled shared tiles")
+    from qbench_triton import stream
 
-        forced = triton.autotune(
-            configs=[triton.Config({"BM": 64, "BN": 32, "BK": 32, "SPLIT_K": splits},
-                                   num_warps=4, num_stages=3) for splits in (2, 4)],
-            key=kernels.TUNING_KEY, do_bench=kernels._tuning_bench)(kernels.conv_gemm_kernel)
-        monkeypatch.setattr(kernels, "conv_gemm_tuned", forced)
-        monkeypatch.setattr(kernels, "tries_splits", lambda *problem: True)  # partials
-    row = runner.row("triton", Case(name, SPLIT_PROBLEMS[name].validate()), backend)
+    if INTERPRETER_LAUNCHES[launch] is not None:
+        monkeypatch.setattr(stream, "interpreter_programs", INTERPRETER_LAUNCHES[launch])
+    row = runner.row("triton", Case(name, SHARED_PROBLEMS[name].validate()), backend)
     assert row["status"] == "ok", row["error"]
-    assert int(re.search(r"SPLIT_K=(\d+)", row["details"]).group(1)) > 1, row["details"]
+    assert "stream_k_programs=" in row["details"], row["details"]
 
 
 def test_every_gemm_tile_matches_the_reference_on_a_gpu(runner_and_backend, monkeypatch):
@@ -121,8 +121,7 @@ def test_every_gemm_tile_matches_the_reference_on_a_gpu(runner_and_backend, monk
     problem = dataclasses.replace(PROBLEMS["gemm-quint8-zero-points"], batch=2, in_channels=64,
                                   height=15, width=15, out_channels=300).validate()
     for bm, bn, bk, warps, stages in kernels.GEMM_TILES:
-        config = triton.Config({"BM": bm, "BN": bn, "BK": bk, "SPLIT_K": 1}, num_warps=warps,
-                               num_stages=stages)
+        config = kernels._gemm_config(bm, bn, bk, warps, stages)
         monkeypatch.setattr(kernels, "conv_gemm_tuned", triton.autotune(
             configs=[config], key=kernels.TUNING_KEY)(kernels.conv_gemm_kernel))
         row = runner.row("triton", Case(f"tile-{bm}x{bn}x{bk}", problem), backend)
@@ -153,34 +152,65 @@ def test_the_autotuner_finds_every_candidate_ready_on_a_gpu(runner_and_backend, 
     assert after_planning and len(variants) == after_planning[-1]
 
 
-def test_qbench_triton_max_split_of_1_turns_split_reductions_off():
+def test_every_shared_tile_matches_the_reference_on_a_gpu(runner_and_backend, monkeypatch):
+    """The tiles that won ResNet-50's deep layers on an H200 and a narrower one, each forced into
+    shared launches (1 and 3 programs per SM) on a problem of 900 rows and 300 channels that none
+    fits evenly: the partials' memory ordering as compiled, which the interpreter does not
+    share."""
+    runner, backend = runner_and_backend
+    if backend.info.interpreted:
+        pytest.skip("compiled tiles need a GPU; the interpreter runs its own launch")
+    import triton
+    from qbench_triton import kernels
+
+    problem = dataclasses.replace(PROBLEMS["gemm-quint8-zero-points"], batch=4, in_channels=64,
+                                  height=15, width=15, out_channels=300).validate()
+    monkeypatch.setattr(kernels, "sharing_slots", lambda *shape: 64)  # partials for any launch
+    for tile in [(64, 128, 128, 4, 3), (64, 128, 256, 8, 3), (64, 64, 64, 4, 4)]:
+        for per_sm in (1, 3):
+            config = kernels._gemm_config(*tile, per_sm)
+            monkeypatch.setattr(kernels, "conv_gemm_tuned", triton.autotune(
+                configs=[config], key=kernels.TUNING_KEY)(kernels.conv_gemm_kernel))
+            row = runner.row("triton", Case(f"shared-{tile}-{per_sm}", problem), backend)
+            assert row["status"] == "ok", (config, row["error"])
+            assert "stream_k_programs=" in row["details"], row["details"]
+
+
+def test_qbench_triton_stream_k_of_0_turns_shared_tiles_off():
     pytest.importorskip("triton")
-    code = ("import torch; from qbench_triton import kernels, split;"
-            "print(split.SPLITS, {config.kwargs['SPLIT_K'] for config in kernels.GEMM_CONFIGS},"
-            "split.split_buffers(64, 64, 64, 1, True, torch.device('cpu')).max_split)")
+    code = ("from qbench_triton import kernels, stream;"
+            "print(stream.PER_SM_CHOICES, {config.kwargs['SHARED'] for config in "
+            "kernels.GEMM_CONFIGS})")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=dict(os.environ, QBENCH_TRITON_MAX_SPLIT="1"), check=True)
-    assert proc.stdout.split() == ["(1,)", "{1}", "1"]
+                          env=dict(os.environ, QBENCH_TRITON_STREAM_K="0"), check=True)
+    assert proc.stdout.split() == ["()", "{False}"]
 
 
-def test_a_split_the_buffers_were_not_made_for_is_refused():
+def test_a_shared_launch_the_buffers_were_not_made_for_is_refused():
     from qbench_triton import _gemm_grid
-    from qbench_triton.split import split_buffers
+    from qbench_triton.stream import GemmShape, sharing_buffers
 
-    meta = {"BM": 16, "BN": 16}
-    unsplittable = split_buffers(64, 32, 32, 1, False, torch.device("cpu"))
-    assert _gemm_grid(64, 32, 1, unsplittable)(meta | {"SPLIT_K": 1}) == (4, 2, 1)
-    with pytest.raises(ValueError, match="buffers hold 1 splits"):
-        _gemm_grid(64, 32, 1, unsplittable)(meta | {"SPLIT_K": 2})
-    splittable = split_buffers(64, 32, 32, 1, True, torch.device("cpu"))
-    assert _gemm_grid(64, 32, 1, splittable)(meta | {"SPLIT_K": 4}) == (4, 2, 4)
+    shape = GemmShape(64, 32, 32, 32, (1, 2), False)  # 8 tiles of 16x16, 4 steps of 16
+    meta = {"BM": 16, "BN": 16, "BK": 16, "SHARED": False, "PROGRAMS_PER_SM": 0}
+
+    def twenty(tiles, steps, per_sm):  # programs for 8 tiles of 4 steps: 3 share some tiles
+        return 20
+
+    unshared = sharing_buffers(64, 32, 32, 1, 0, torch.device("cpu"))
+    grid = _gemm_grid(shape, unshared, twenty)
+    assert grid(meta) == (4, 2, 1)
+    with pytest.raises(ValueError, match="need 3 slots, where the buffers hold 1 slots"):
+        grid(meta | {"SHARED": True, "PROGRAMS_PER_SM": 1})
+    shared = sharing_buffers(64, 32, 32, 1, 3, torch.device("cpu"))
+    grid = _gemm_grid(shape, shared, twenty)
+    assert grid(meta | {"SHARED": True}) == (20, 1, 1)
 
 
-def test_weight_zero_points_are_never_split(runner_and_backend):
+def test_weight_zero_points_never_share_tiles(runner_and_backend):
     runner, backend = runner_and_backend
     row = runner.row("triton", Case("zw", PROBLEMS["gemm-weight-zero-point"].validate()), backend)
     assert row["status"] == "ok", row["error"]
-    assert "SPLIT_K=1" in row["details"]
+    assert "stream_k_programs" not in row["details"]
 
 
 def test_narrow_groups_with_weight_zero_points_take_the_direct_kernel(runner_and_backend):
@@ -367,7 +397,7 @@ def test_kernels_compile_for_sm80_and_sm90_without_a_gpu():
     assert all("wgmma.mma_async" in line for line in kernel_lines if "sm_90 gemm" in line)
     config_lines = [line for line in lines if line.startswith("sm_90 gemm config ")]
     tiles = {(config.kwargs["BM"], config.kwargs["BN"], config.kwargs["BK"], config.num_warps,
-              config.num_stages, config.kwargs["SPLIT_K"] > 1) for config in kernels.GEMM_CONFIGS}
+              config.num_stages, config.kwargs["SHARED"]) for config in kernels.GEMM_CONFIGS}
     assert len(config_lines) == len(tiles)
     assert all(line.endswith("no spills") for line in config_lines)
 
@@ -387,12 +417,13 @@ def test_planning_compiles_every_tuning_candidate_at_once(in_dtype):
 
 
 def _config_tiles(configs):
-    return {tuple(config.kwargs.values()) for config in configs}
+    return {tuple(config.kwargs[name] for name in ("BM", "BN", "BK") if name in config.kwargs)
+            for config in configs}
 
 
-def _gemm_args(m, c, cg, kg, k=None, max_split=1, span=None):
+def _gemm_args(m, c, cg, kg, k=None, slots=1, span=None):
     return dict(M=m, C=c, CG=cg, KG=kg, K=k or kg, SPAN=span or cg,
-                partial_ptr=torch.empty((max_split, 1, 1), dtype=torch.int32))
+                partial_ptr=torch.empty((slots, 1, 1), dtype=torch.int32))
 
 
 def test_tuning_skips_tiles_wider_than_twice_the_problem():
@@ -402,48 +433,65 @@ def test_tuning_skips_tiles_wider_than_twice_the_problem():
     def fitting(args, r, s, merge):
         return kernels._fitting_gemm_configs(kernels.GEMM_CONFIGS, args, R=r, S=s, MERGE_S=merge)
 
-    unsplit = [config for config in kernels.GEMM_CONFIGS if config.kwargs["SPLIT_K"] == 1]
+    whole = [config for config in kernels.GEMM_CONFIGS if not config.kwargs["SHARED"]]
     layer1 = _gemm_args(32 * 56 * 56, 64, 64, 64)  # 3x3 64 -> 64: no 128- or 256-wide BN
     assert _config_tiles(fitting(layer1, 3, 3, False)) == {
-        tiles for tiles in _config_tiles(unsplit) if tiles[1] <= 64 and tiles[2] <= 64}
+        tiles for tiles in _config_tiles(whole) if tiles[1] <= 64 and tiles[2] <= 64}
     conv1 = _gemm_args(32 * 112 * 112, 3, 3, 64, span=21)  # a row of 7 pixels x 3 channels
     assert {tiles[2] for tiles in _config_tiles(fitting(conv1, 7, 7, True))} == {32}  # BK
     grouped = _gemm_args(32 * 56 * 56, 64, 16, 16)  # groups' spans are their own channels
-    assert _config_tiles(fitting(grouped, 3, 3, False)) == {(128, 32, 32, 1), (256, 32, 32, 1)}
+    assert _config_tiles(fitting(grouped, 3, 3, False)) == {(128, 32, 32), (256, 32, 32)}
     tiny = _gemm_args(4, 16, 16, 8)  # nothing fits: one of the smallest configs
     (smallest,) = _config_tiles(fitting(tiny, 1, 1, False))
-    assert sum(smallest) == min(map(sum, _config_tiles(unsplit)))
+    assert sum(smallest) == min(map(sum, _config_tiles(whole)))
     depthwise = kernels._fitting_direct_configs(kernels.DIRECT_CONFIGS, dict(M=6, K=24))
     assert _config_tiles(depthwise) == {(32, 32)}
 
 
-def test_tuning_splits_the_reduction_only_of_layers_with_few_tiles(monkeypatch):
+def test_tuning_shares_tiles_only_of_layers_with_few(monkeypatch):
     pytest.importorskip("triton")
-    from qbench_triton import kernels
+    from qbench_triton import kernels, stream
 
     monkeypatch.setattr(kernels, "_sm_count", lambda: 132)
 
-    def splits(args, r, s):
-        configs = kernels._fitting_gemm_configs(kernels.GEMM_CONFIGS, args, R=r, S=s,
+    def shared(args):
+        configs = kernels._fitting_gemm_configs(kernels.GEMM_CONFIGS, args, R=3, S=3,
                                                 MERGE_S=False)
-        return {config.kwargs["SPLIT_K"] for config in configs}, configs
+        return [config for config in configs if config.kwargs["SHARED"]]
 
-    # ResNet-50's layer4 3x3 at batch 32: 1568 rows, 512 channels, 36 blocks of 128
-    layer4 = _gemm_args(32 * 7 * 7, 512, 512, 512, max_split=4)
-    chosen, configs = splits(layer4, 3, 3)
-    assert chosen == {1, 2, 4}
-    for config in configs:  # never more than 3 programs per SM in all
-        bm, bn = config.kwargs["BM"], config.kwargs["BN"]
-        assert config.kwargs["SPLIT_K"] == 1 or \
-            -(-1568 // bm) * -(-512 // bn) * config.kwargs["SPLIT_K"] <= 3 * 132
-    # layer3's 3x3 of 256 at 14^2: 196 tiles of 64x128, split in 2 but not in 4
-    layer3 = _gemm_args(32 * 14 * 14, 256, 256, 256, max_split=4)
-    tried = {(config.kwargs["BM"], config.kwargs["BN"], config.kwargs["SPLIT_K"])
-             for config in splits(layer3, 3, 3)[1]}
-    assert (64, 128, 2) in tried and (64, 128, 4) not in tried
-    assert splits(dict(layer4, partial_ptr=torch.empty((1, 1, 1))), 3, 3)[0] == {1}  # no partials
-    layer1 = _gemm_args(32 * 56 * 56, 64, 64, 64, max_split=4)  # tiles to spare
-    assert splits(layer1, 3, 3)[0] == {1}
-    # and the plan makes partials for the first only
-    assert kernels.tries_splits(32 * 7 * 7, 512, 512, 512, (3, 3), False)
-    assert not kernels.tries_splits(32 * 56 * 56, 64, 64, 64, (3, 3), False)
+    # ResNet-50's layer4 3x3 at batch 32: 1568 rows, 512 channels; 64x128 tiles: 100 on 132 SMs
+    tried = shared(_gemm_args(32 * 7 * 7, 512, 512, 512, slots=8))
+    layer4 = stream.GemmShape(32 * 7 * 7, 512, 512, 512, (3, 3), False)
+    assert {(64, 128, 1), (64, 128, 3)} <= {
+        (config.kwargs["BM"], config.kwargs["BN"], config.kwargs["PROGRAMS_PER_SM"])
+        for config in tried}
+    launches = set()
+    for config in tried:  # each a launch of its own, its partials in the buffers' slots
+        assert layer4.tiles(config.kwargs) <= stream.MAX_TILES_PER_SM * 132
+        assert 2 <= kernels._shared_slots(layer4, config, 132) <= 8
+        launches.add((kernels._tile(config), kernels._programs(layer4, config, 132)))
+    assert len(launches) == len(tried)
+    assert not shared(_gemm_args(32 * 7 * 7, 512, 512, 512))  # no partials
+    # layer1's 3x3 of 64: only its largest tiles are few enough (256x64: 392), not 64x64 (1568)
+    layer1 = stream.GemmShape(32 * 56 * 56, 64, 64, 64, (3, 3), False)
+    tried = shared(_gemm_args(32 * 56 * 56, 64, 64, 64, slots=8))
+    assert all(layer1.tiles(config.kwargs) <= stream.MAX_TILES_PER_SM * 132 for config in tried)
+    assert (64, 64) not in {(config.kwargs["BM"], config.kwargs["BN"]) for config in tried}
+    # and the plan makes partials only where some are tried: not at 112^2, tiles to spare
+    assert kernels.sharing_slots(layer4) >= 2
+    assert kernels.sharing_slots(stream.GemmShape(32 * 112 * 112, 64, 64, 64, (3, 3), False)) == 0
+
+
+@pytest.mark.parametrize("tiles,steps,programs", [(100, 18, 132), (196, 18, 396), (7, 5, 3),
+                                                  (4, 3, 3), (1, 72, 18), (13, 1, 5)])
+def test_stream_k_slots_count_the_programs_of_each_tile(tiles, steps, programs):
+    """`stream.slots` and `first_program` against the programs' ranges spelt out."""
+    from qbench_triton import stream
+
+    total = tiles * steps
+    sharing = [[program for program in range(programs)
+                if program * total // programs < (tile + 1) * steps
+                and (program + 1) * total // programs > tile * steps] for tile in range(tiles)]
+    assert stream.slots(tiles, steps, programs) == max(map(len, sharing))
+    assert all(stream.first_program(tile * steps, total, programs) == programs_of_tile[0]
+               for tile, programs_of_tile in enumerate(sharing))

@@ -23,8 +23,9 @@ from qbench.problem import dtype_range
 from qbench.quantized import nhwc_view
 from qbench.reference import requantization_terms, window_weight_sums
 from qbench_triton.layout import Layout, layout
-from qbench_triton.split import (SplitBuffers, interpreter_split, reduction_steps,
-                                 split_buffers)
+from qbench_triton import stream
+from qbench_triton.stream import (GemmShape, SharingBuffers, shared_programs, sharing_buffers,
+                                  slots)
 
 NAME = "triton"
 TUNING_LOG_ENV = "QBENCH_TRITON_TUNING_LOG"  # a file: each tuning's timings, a JSON line a shape
@@ -116,12 +117,12 @@ class _Plan:
 
 
 def _config_label(config: Any) -> str:
-    """A config as BMxBNxBK/warps/stages (BMxBN/... for the direct kernel), and /splitN for a
-    split reduction."""
+    """A config as BMxBNxBK/warps/stages (BMxBN/... for the direct kernel), and /streamN for a
+    shared launch of N programs per SM."""
     tiles = "x".join(str(config.kwargs[key]) for key in ("BM", "BN", "BK") if key in config.kwargs)
-    split = config.kwargs.get("SPLIT_K", 1)
-    return f"{tiles}/{config.num_warps}w/{config.num_stages}s" + (f"/split{split}"
-                                                                   if split > 1 else "")
+    label = f"{tiles}/{config.num_warps}w/{config.num_stages}s"
+    return label + (f"/stream{config.kwargs['PROGRAMS_PER_SM']}" if config.kwargs.get("SHARED")
+                    else "")
 
 
 @dataclass
@@ -173,7 +174,7 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
           out: torch.Tensor, output: QuantizedActivation, relu: bool) -> _Plan:
     """The launch of `packed` on NHWC `x` into NHWC `out`: the kernel's arguments after the three
     tensors, its constants and grid; autotuned on a GPU (its candidates compiled already), the
-    interpreter's fixed tiles (and split) without one."""
+    interpreter's fixed tiles (shared by its programs where the kernel may) without one."""
     from qbench_triton import kernels
 
     n, h, w, c = x.shape
@@ -203,16 +204,20 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
         def grid(meta: dict[str, int]) -> tuple[int, ...]:
             return (-(-m // meta["BM"]), -(-k // meta["BN"]))
     else:
-        splits = not packed.has_weight_zero_points and (interpreting() or kernels.tries_splits(
-            m, mapping.tile_out, k, mapping.span, packed.kernel_size, mapping.merge_rows))
-        buffers = split_buffers(m, k, mapping.tile_out, group_tiles, splits, x.device)
+        constants["MERGE_S"] = mapping.merge_rows
+        shape = GemmShape(m, mapping.tile_out, k, mapping.span, packed.kernel_size,
+                          mapping.merge_rows)
+        sharing = not packed.has_weight_zero_points  # the row sums are not shared
+        if interpreting():
+            fixed = _INTERPRETER_TILES | _interpreter_sharing(shape, sharing)
+            partial_slots = fixed.pop("slots")
+        else:
+            partial_slots = kernels.sharing_slots(shape) if sharing else 0
+        buffers = sharing_buffers(m, k, mapping.tile_out, group_tiles, partial_slots, x.device)
         tail = (pointers + (buffers.partials, buffers.arrivals, mapping.span, mapping.tap_stride)
                 + sizes)
-        constants["MERGE_S"] = mapping.merge_rows
-        steps = reduction_steps(*packed.kernel_size, mapping.span, _INTERPRETER_TILES["BK"],
-                                mapping.merge_rows)
-        fixed = _INTERPRETER_TILES | {"SPLIT_K": interpreter_split(steps, buffers)}
-        grid = _gemm_grid(m, mapping.tile_out, group_tiles, buffers)
+        grid = _gemm_grid(shape, buffers,
+                          _interpreter_programs if interpreting() else _per_sm_programs)
 
     if interpreting():
         kernel = kernels.conv_direct_kernel if direct else kernels.conv_gemm_kernel
@@ -222,20 +227,47 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
     return _Plan(kernel, grid, tail, constants)
 
 
-def _gemm_grid(rows: int, tile_out: int, group_tiles: int,
-               buffers: SplitBuffers) -> Callable[[dict[str, int]], tuple[int, ...]]:
-    """The GEMM kernel's grid for a config: row tiles, channel tiles, and group tiles times the
-    split; a ValueError for a split the buffers were not made for."""
-    def grid(meta: dict[str, int]) -> tuple[int, ...]:
-        shape = (-(-rows // meta["BM"]), -(-tile_out // meta["BN"]), group_tiles)
-        splits = meta["SPLIT_K"]
-        if splits > 1 and (splits > buffers.max_split
-                           or shape[0] * shape[1] * shape[2] > buffers.arrivals.numel()):
-            raise ValueError(f"a split in {splits} of {shape} tiles, where the buffers hold "
-                             f"{buffers.max_split} splits and {buffers.arrivals.numel()} tiles")
-        return shape[:2] + (group_tiles * splits,)
+def _gemm_grid(shape: GemmShape, buffers: SharingBuffers,
+               shared_launch: Callable[[int, int, int], int],
+               ) -> Callable[[dict[str, Any]], tuple[int, ...]]:
+    """The GEMM kernel's grid for a config: a program per tile (`GemmShape.tile_grid`), or for a
+    shared config (`qbench_triton.stream`) `shared_launch(tiles, steps, programs per SM)`
+    programs; a ValueError for a shared launch the buffers were not made for."""
+    def grid(meta: dict[str, Any]) -> tuple[int, ...]:
+        if not meta["SHARED"]:
+            return shape.tile_grid(meta)
+        tiles, steps = shape.tiles(meta), shape.steps(meta)
+        programs = shared_launch(tiles, steps, meta["PROGRAMS_PER_SM"])
+        needed = slots(tiles, steps, programs)
+        if needed > buffers.slots or tiles > buffers.arrivals.numel():
+            raise ValueError(f"{programs} programs sharing {tiles} tiles need {needed} slots, "
+                             f"where the buffers hold {buffers.slots} slots and "
+                             f"{buffers.arrivals.numel()} tiles")
+        return (programs, 1, 1)
 
     return grid
+
+
+def _per_sm_programs(tiles: int, steps: int, per_sm: int) -> int:
+    """A shared launch's programs on this GPU (`stream.shared_programs`)."""
+    from qbench_triton import kernels
+
+    return shared_programs(tiles, steps, per_sm, kernels._sm_count())
+
+
+def _interpreter_programs(tiles: int, steps: int, per_sm: int) -> int:
+    """The interpreter's shared launch (`stream.interpreter_programs`), which has no SMs."""
+    return stream.interpreter_programs(tiles, steps)
+
+
+def _interpreter_sharing(shape: GemmShape, sharing: bool) -> dict[str, Any]:
+    """The interpreter's launch of its fixed tiles: shared where the kernel may share tiles and
+    the interpreter's programs would, with the partials' slots that takes (`slots`)."""
+    tiles, steps = shape.tiles(_INTERPRETER_TILES), shape.steps(_INTERPRETER_TILES)
+    programs = stream.interpreter_programs(tiles, steps)
+    if not sharing or programs == tiles:
+        return {"SHARED": False, "PROGRAMS_PER_SM": 0, "slots": 0}
+    return {"SHARED": True, "PROGRAMS_PER_SM": 1, "slots": slots(tiles, steps, programs)}
 
 
 def _compensation(packed: _Packed, x_zero_point: int, outside: int, border: bool, height: int,
@@ -298,8 +330,9 @@ def qbench_details(backend: str, packed: Any) -> dict[str, Any] | None:
     if packed.layout.groups_per_tile > 1:
         facts["groups_per_tile"] = packed.layout.groups_per_tile
     config = plan.config
-    if config is None:  # the interpreter's fixed tiles
-        return facts | {key: plan.constants[key] for key in (*_INTERPRETER_TILES, "SPLIT_K")
-                        if key in plan.constants}
-    return facts | config.kwargs | {"warps": config.num_warps, "stages": config.num_stages} | \
-        plan.tuning_facts()
+    facts |= {key: plan.constants[key] for key in ("BM", "BN", "BK") if key in plan.constants}
+    if config is not None:
+        facts |= {"warps": config.num_warps, "stages": config.num_stages}
+    if plan.constants.get("SHARED"):
+        facts["stream_k_programs"] = plan.grid[0]
+    return facts | plan.tuning_facts()

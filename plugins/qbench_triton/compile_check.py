@@ -26,7 +26,7 @@ _DIVISIBLE = ("M", "C", "K", "CG", "KG", "SPAN", "WSTRIDE")
 _SHAPE = dict(R=3, S=3, HAS_WZP=True, BORDER=True)
 # conv1 (C = 3): its merged rows start at any byte; only rows, output channels and the weights'
 # tap stride divide by 16
-_CONV1 = dict(R=7, S=7, HAS_WZP=False, BORDER=True, MERGE_S=True)
+_CONV1 = dict(R=7, S=7, HAS_WZP=False, BORDER=True, MERGE_S=True, SHARED=False)
 _CONV1_DIVISIBLE = ("M", "K", "KG", "WSTRIDE")
 # A vector of bytes that a masked load starts from, when `other` is a byte over 127: Triton 3.6
 # sign-extends it into the 32-bit word (0xffffff80) instead of repeating it (0x80808080); the
@@ -67,30 +67,28 @@ def registers_and_stack(compiled) -> tuple[int, int]:
 def gemm_config_usage(capability: int) -> list[tuple[str, int, int]]:
     """(config, registers, stack bytes) of each GEMM tuning config, compiled as it runs (warps,
     stages) for ResNet-50's 3x3 layers as PyTorch quantizes them: quint8 activations with a
-    zero point (a border table), symmetric weights. Splits of 2 and 4 are one variant. Weight
-    zero points with quint8 take more registers (Triton 3.9 spilled 16 and 144 B a thread in
-    two configs there, 3.6 none)."""
+    zero point (a border table), symmetric weights. Shared configs of any programs per SM are one
+    variant. Weight zero points with quint8 take more registers (Triton 3.9 spilled 16 and 144 B
+    a thread in two configs there, 3.6 none)."""
     usage = []
-    for tiles in dict.fromkeys(_tiles_and_split(config) for config in kernels.GEMM_CONFIGS):
-        bm, bn, bk, warps, stages, split = tiles
-        constants = dict(_SHAPE, HAS_WZP=False, MERGE_S=False, BM=bm, BN=bn, BK=bk)
-        if not split:
-            constants["SPLIT_K"] = 1
+    for tiles in dict.fromkeys(_tiles_and_sharing(config) for config in kernels.GEMM_CONFIGS):
+        bm, bn, bk, warps, stages, shared = tiles
+        constants = dict(_SHAPE, HAS_WZP=False, MERGE_S=False, SHARED=shared, BM=bm, BN=bn, BK=bk)
         compiled = compile_kernel(kernels.conv_gemm_kernel, constants, capability, True, warps,
                                   stages)
-        label = f"{bm}x{bn}x{bk}/{warps}w/{stages}s" + ("/split" if split else "")
+        label = f"{bm}x{bn}x{bk}/{warps}w/{stages}s" + ("/shared" if shared else "")
         usage.append((label, *registers_and_stack(compiled)))
     return usage
 
 
-def _tiles_and_split(config) -> tuple[int, ...]:
+def _tiles_and_sharing(config) -> tuple[int, ...]:
     return (*(config.kwargs[name] for name in ("BM", "BN", "BK")), config.num_warps,
-            config.num_stages, config.kwargs["SPLIT_K"] > 1)
+            config.num_stages, config.kwargs["SHARED"])
 
 
 def main(capabilities: list[int]) -> int:
     variants = [("gemm", kernels.conv_gemm_kernel,
-                 dict(_SHAPE, MERGE_S=False, BM=128, BN=128, BK=64), _DIVISIBLE),
+                 dict(_SHAPE, MERGE_S=False, SHARED=False, BM=128, BN=128, BK=64), _DIVISIBLE),
                 ("gemm merged", kernels.conv_gemm_kernel, dict(_CONV1, BM=128, BN=64, BK=32),
                  _CONV1_DIVISIBLE),
                 ("direct", kernels.conv_direct_kernel,  # depthwise: vectorised loads

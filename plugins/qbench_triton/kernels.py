@@ -32,7 +32,8 @@ import triton
 import triton.language as tl
 
 from qbench.timing import tuning_times_ms
-from qbench_triton.split import MAX_SPLIT, SPLITS, reduction_steps, worth_splitting
+from qbench_triton.stream import (PER_SM_CHOICES, GemmShape, partials_fit, shared_programs, slots,
+                                  worth_sharing)
 
 
 OUTSIDE_UNSIGNED = -128  # what padded lanes hold for quint8 without weight zero points
@@ -129,64 +130,39 @@ def _quarters(tile, BM: tl.constexpr, BN: tl.constexpr):
 
 
 @triton.jit
-def _add_partials(acc, m, m_ok, k, k_ok, partial_ptr, split, SPLIT_K, M, K):
-    """acc plus the other splits' partial sums of rows m and channels k (SPLIT_K > 1)."""
+def _add_partials(acc, m, m_ok, k, k_ok, partial_ptr, slot, count, M, K):
+    """acc plus the partial sums of rows m and channels k in the `count` slots but `slot`."""
     in_slab = m[:, None] * K + k[None, :]
-    for other in range(0, SPLIT_K):
-        if other != split:  # .cg: from L2, where the others' stores are
+    for other in range(0, count):
+        if other != slot:  # .cg: from L2, where the others' stores are
             acc += tl.load(partial_ptr + other * M * K + in_slab,
                            mask=m_ok[:, None] & k_ok[None, :], other=0, cache_modifier=".cg")
     return acc
 
 
-@triton.jit(do_not_specialize=GEOMETRY)
-def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_ptr,
-                     partial_ptr, arrival_ptr, SPAN, WSTRIDE,
-                     M, H, W, OH, OW, C, K, CG, KG, SH, SW, PH, PW, DH, DW,
-                     out_zp, lo, hi, SPLIT_K,
-                     R: tl.constexpr, S: tl.constexpr, X_UNSIGNED: tl.constexpr,
-                     HAS_WZP: tl.constexpr, BORDER: tl.constexpr, MERGE_S: tl.constexpr,
-                     BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
-    """The reduction is one flat loop over BK-wide blocks of taps, so that Triton pipelines its
-    loads. A tap is (r, s) with its group's CG channels, or with MERGE_S (groups == 1 and unit
-    width dilation; qbench_triton.layout decides) a whole kernel row r: its S pixels' channels lie
-    side by side in NHWC, so the row is S*C contiguous bytes, which wastes less of a block when C
-    is small (conv1: C = 3), at a bounds check per byte instead of per pixel. Such a row starts
-    at any byte, so it is loaded a byte at a time. (Loaded as the aligned 32-bit words around it
-    and shifted into place, it pipelined but took 733 instructions a step, and on an H200 conv1,
-    a 1x1 of 24 channels and a 3x3 of 30 ran 1.5 to 1.8 times as long:
-    results/h200-2026-11-27-6dbf4bd/merged-rows.) SPAN is a tap's channels (`Layout.span`: CG,
-    or S*C with MERGE_S), WSTRIDE the weights' elements per tap (`Layout.tap_stride`: SPAN
-    zero-padded to 16, so that they are vector loads).
-
-    With SPLIT_K > 1, SPLIT_K programs share an output tile, each reducing its own run of
-    blocks, so that a layer of few tiles (ResNet's last stages) still fills the GPU: each stores
-    its int32 partial sums in `partial_ptr` ([SPLIT_K, M, K]), and the last to arrive at the
-    tile's counter in `arrival_ptr` (zeros, and left as zeros) adds the others' partials to
-    its own and requantizes. Integer sums: exact in any order. Never with HAS_WZP, whose row
-    sums would need the same. Triton specialises an argument of 1 as a constant, so the unsplit
-    kernel carries none of this, and splits of 2 and 4 share one compiled variant."""
-    m, m_ok, n, oh, ow = _output_pixels(tl.program_id(0), M, OH, OW, BM)
-    g = tl.program_id(2) // SPLIT_K
-    split = tl.program_id(2) % SPLIT_K
-    kg = tl.program_id(1) * BN + tl.arange(0, BN)
-    kg_ok = kg < KG
+@triton.jit
+def _tile_sums(x_ptr, w_ptr, pid_m, pid_n, g, first, last, blocks, SPAN, WSTRIDE,
+               M, H, W, OH, OW, C, CG, KG, SH, SW, PH, PW, DH, DW,
+               R: tl.constexpr, S: tl.constexpr, X_UNSIGNED: tl.constexpr,
+               HAS_WZP: tl.constexpr, MERGE_S: tl.constexpr,
+               BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+    """The int32 sums over reduction steps [first, last) of output tile (pid_m, pid_n) of group
+    g (see `conv_gemm_kernel`): acc [BM, BN] and, with HAS_WZP, the rows' activation sums xsum
+    [BM]. One flat loop over BK-wide blocks of taps, so that Triton pipelines its loads."""
+    m, m_ok, n, oh, ow = _output_pixels(pid_m, M, OH, OW, BM)
+    kg = pid_n * BN + tl.arange(0, BN)
     k = g * KG + kg
     if MERGE_S:
         taps_per_row: tl.constexpr = 1
     else:
         taps_per_row: tl.constexpr = S
-    blocks = tl.cdiv(SPAN, BK)
     ih0 = oh * SH - PH
     iw0 = ow * SW - PW
     acc = tl.zeros([BM, BN], dtype=tl.int32)
     xsum = tl.zeros([BM], dtype=tl.int32)
-    steps = R * taps_per_row * blocks
-    per_split = tl.cdiv(steps, SPLIT_K)
-    first = split * per_split
     tap = first // blocks  # (tap, block) of step t, carried instead of divided out each step
     block = first - tap * blocks
-    for t in range(first, tl.minimum(steps, (split + 1) * per_split)):
+    for t in range(first, last):
         j = block * BK + tl.arange(0, BK)
         j_ok = j < SPAN
         r = tap // taps_per_row
@@ -216,29 +192,43 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
         # [BN, BK], the reduction contiguous: int8 tensor-core operands must be K-major
         w = tl.load(w_ptr + k[:, None] * (R * taps_per_row * WSTRIDE)
                     + (tap * WSTRIDE + j)[None, :],
-                    mask=kg_ok[:, None] & (j < WSTRIDE)[None, :], other=0)
+                    mask=(kg < KG)[:, None] & (j < WSTRIDE)[None, :], other=0)
         acc += tl.dot(x, tl.trans(w), out_dtype=tl.int32)
         if HAS_WZP:
             xsum += tl.sum(x.to(tl.int32), axis=1)
         wrap = block + 1 == blocks  # selects, not an `if`: Triton pipelines no loop with one
         tap = tl.where(wrap, tap + 1, tap)
         block = tl.where(wrap, 0, block + 1)
-    # The epilogue takes a quarter of the tile's columns at a time: held in the tensor cores'
-    # layout, a whole tile's per-channel terms took registers (ptxas: 218 a thread for 128x128
-    # tiles, 128 in quarters; 128x256 spilled).
+    return acc, xsum
+
+
+@triton.jit
+def _finish_tile(acc, xsum, pid_m, pid_n, g, tile, slot, count, out_ptr, corr_ptr, wzp_ptr,
+                 bias_ptr, mult_ptr, partial_ptr, arrival_ptr, M, OH, OW, K, KG,
+                 out_zp, lo, hi, BORDER: tl.constexpr, HAS_WZP: tl.constexpr,
+                 SHARED: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr):
+    """Requantize and store tile (pid_m, pid_n) of group g from its sums acc (and xsum), or, where
+    `count` programs share it, store this one's partials in `slot` and leave the tile to the
+    last to arrive at the tile's counter (SHARED: see `qbench_triton.stream`).
+
+    A quarter of the tile's columns at a time: held in the tensor cores' layout, a whole tile's
+    per-channel terms took registers (ptxas: 218 a thread for 128x128 tiles, 128 in quarters;
+    128x256 spilled)."""
+    m, m_ok, _, _, _ = _output_pixels(pid_m, M, OH, OW, BM)
     quarter: tl.constexpr = BN // 4
     pieces = _quarters(acc, BM, BN)
-    first_kg = tl.program_id(1) * BN + tl.arange(0, quarter)
-    tile = (g * tl.num_programs(1) + tl.program_id(1)) * tl.num_programs(0) + tl.program_id(0)
-    arrived = SPLIT_K - 1  # the programs of this tile that finished before this one
-    if SPLIT_K > 1:
-        for i in tl.static_range(4):
-            piece_kg = first_kg + i * quarter
-            tl.store(partial_ptr + split * M * K + m[:, None] * K + (g * KG + piece_kg)[None, :],
-                     pieces[i], mask=m_ok[:, None] & (piece_kg < KG)[None, :])
-        tl.debug_barrier()  # every thread's partials stored before the release below
-        arrived = tl.atomic_add(arrival_ptr + tile, 1, sem="acq_rel")
-    if arrived == SPLIT_K - 1:
+    first_kg = pid_n * BN + tl.arange(0, quarter)
+    arrived = count - 1  # the tile's programs that finished before this one
+    if SHARED:
+        if count > 1:
+            for i in tl.static_range(4):
+                piece_kg = first_kg + i * quarter
+                tl.store(partial_ptr + slot * M * K + m[:, None] * K
+                         + (g * KG + piece_kg)[None, :],
+                         pieces[i], mask=m_ok[:, None] & (piece_kg < KG)[None, :])
+            tl.debug_barrier()  # every thread's partials stored before the release below
+            arrived = tl.atomic_add(arrival_ptr + tile, 1, sem="acq_rel")
+    if arrived == count - 1:
         # Loads after a store wait for it (they might read what it wrote), so quarter by quarter
         # the channel terms cost a trip to L2 each: up to 128x128 tiles the next quarter's are
         # loaded before this quarter is stored (larger tiles spilled registers holding both).
@@ -251,17 +241,85 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
                 terms = _channel_terms(m, m_ok, g * KG + piece_kg, piece_kg < KG, corr_ptr,
                                        wzp_ptr, bias_ptr, mult_ptr, OH * OW, K, BORDER, HAS_WZP)
             piece = pieces[i]
-            if SPLIT_K > 1:
+            if SHARED:
                 piece = _add_partials(piece, m, m_ok, g * KG + piece_kg, piece_kg < KG,
-                                      partial_ptr, split, SPLIT_K, M, K)
+                                      partial_ptr, slot, count, M, K)
             q = _requantize(piece, xsum[:, None], terms, out_zp, lo, hi, HAS_WZP)
             if prefetch and i < 3:
                 next_kg = piece_kg + quarter
                 terms = _channel_terms(m, m_ok, g * KG + next_kg, next_kg < KG, corr_ptr,
                                        wzp_ptr, bias_ptr, mult_ptr, OH * OW, K, BORDER, HAS_WZP)
             _store(q, m, m_ok, g * KG + piece_kg, piece_kg < KG, out_ptr, K)
-        if SPLIT_K > 1:
-            tl.atomic_xchg(arrival_ptr + tile, 0)  # ready for the next launch
+        if SHARED:
+            if count > 1:
+                tl.atomic_xchg(arrival_ptr + tile, 0)  # ready for the next launch
+
+
+@triton.jit(do_not_specialize=GEOMETRY + ["PROGRAMS_PER_SM"])
+def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_ptr,
+                     partial_ptr, arrival_ptr, SPAN, WSTRIDE,
+                     M, H, W, OH, OW, C, K, CG, KG, SH, SW, PH, PW, DH, DW,
+                     out_zp, lo, hi, PROGRAMS_PER_SM,
+                     R: tl.constexpr, S: tl.constexpr, X_UNSIGNED: tl.constexpr,
+                     HAS_WZP: tl.constexpr, BORDER: tl.constexpr, MERGE_S: tl.constexpr,
+                     SHARED: tl.constexpr,
+                     BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+    """The reduction runs over BK-wide blocks of taps. A tap is (r, s) with its group's CG
+    channels, or with MERGE_S (groups == 1 and unit width dilation; qbench_triton.layout decides)
+    a whole kernel row r: its S pixels' channels lie side by side in NHWC, so the row is S*C
+    contiguous bytes, which wastes less of a block when C is small (conv1: C = 3), at a bounds
+    check per byte instead of per pixel. Such a row starts at any byte, so it is loaded a byte at
+    a time. (Loaded as the aligned 32-bit words around it and shifted into place, it pipelined
+    but took 733 instructions a step, and on an H200 conv1, a 1x1 of 24 channels and a 3x3 of 30
+    ran 1.5 to 1.8 times as long: results/h200-2026-11-27-6dbf4bd/merged-rows.) SPAN is a tap's
+    channels (`Layout.span`: CG, or S*C with MERGE_S), WSTRIDE the weights' elements per tap
+    (`Layout.tap_stride`: SPAN zero-padded to 16, so that they are vector loads).
+
+    Without SHARED, a program per output tile: (row tile, channel tile, group) = program ids.
+    With SHARED (stream-K, `qbench_triton.stream`), a 1-D grid of programs that divide all tiles'
+    steps evenly, tiles numbered row tile fastest, then channel tile, then group; the partials
+    `partial_ptr` ([slots, M, K]) and the tiles' counters `arrival_ptr` (zeros, left zeros) are
+    used then only. PROGRAMS_PER_SM is the grid's (`qbench_triton._gemm_grid`), not read here."""
+    if MERGE_S:
+        taps: tl.constexpr = R
+    else:
+        taps: tl.constexpr = R * S
+    blocks = tl.cdiv(SPAN, BK)
+    steps = taps * blocks
+    if SHARED:
+        tiles_m = tl.cdiv(M, BM)
+        tiles_mn = tiles_m * tl.cdiv(KG, BN)
+        total = tiles_mn * (K // KG) * steps
+        programs = tl.num_programs(0)
+        start = tl.program_id(0) * total // programs
+        end = (tl.program_id(0) + 1) * total // programs
+        for tile in range(start // steps, tl.cdiv(end, steps)):
+            first = tl.maximum(start - tile * steps, 0)
+            last = tl.minimum(end - tile * steps, steps)
+            # the programs of this tile: the one with its first step, and how many share it
+            # (`stream.first_program`)
+            owner = ((tile * steps + 1) * programs - 1) // total
+            count = ((tile + 1) * steps * programs - 1) // total - owner + 1
+            pid_m = tile % tiles_m
+            pid_n = tile % tiles_mn // tiles_m
+            g = tile // tiles_mn
+            acc, xsum = _tile_sums(x_ptr, w_ptr, pid_m, pid_n, g, first, last, blocks, SPAN,
+                                   WSTRIDE, M, H, W, OH, OW, C, CG, KG, SH, SW, PH, PW, DH, DW,
+                                   R, S, X_UNSIGNED, HAS_WZP, MERGE_S, BM, BN, BK)
+            _finish_tile(acc, xsum, pid_m, pid_n, g, tile, tl.program_id(0) - owner, count,
+                         out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_ptr, partial_ptr,
+                         arrival_ptr, M, OH, OW, K, KG, out_zp, lo, hi, BORDER, HAS_WZP, SHARED,
+                         BM, BN)
+    else:
+        pid_m = tl.program_id(0)
+        pid_n = tl.program_id(1)
+        g = tl.program_id(2)
+        acc, xsum = _tile_sums(x_ptr, w_ptr, pid_m, pid_n, g, 0, steps, blocks, SPAN, WSTRIDE,
+                               M, H, W, OH, OW, C, CG, KG, SH, SW, PH, PW, DH, DW,
+                               R, S, X_UNSIGNED, HAS_WZP, MERGE_S, BM, BN, BK)
+        _finish_tile(acc, xsum, pid_m, pid_n, g, 0, 0, 1, out_ptr, corr_ptr, wzp_ptr, bias_ptr,
+                     mult_ptr, partial_ptr, arrival_ptr, M, OH, OW, K, KG, out_zp, lo, hi,
+                     BORDER, HAS_WZP, SHARED, BM, BN)
 
 
 @triton.jit(do_not_specialize=GEOMETRY)
@@ -309,10 +367,11 @@ def conv_direct_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_
 # with 4 stages, on 4 warps, and 64 channels wide are candidates too.
 # Layers of few output channels (MobileNet's pointwise 16 to 32, ResNeXt's groups) take 32-wide
 # tiles; 256 rows a program give each its latency (loads in, terms, stores out) over more work.
-# Each tile config with each split of the reduction (`split.worth_splitting` prunes the splits),
-# but for tiles over HEAVY_TILE_LIMIT elements: where a kernel holds more than the accumulator (a
-# split's epilogue the whole tile across the arrival; merged rows their per-byte bounds checks;
-# the epilogue two quarters' channel terms), 128x256 tiles spilled registers.
+# Each tile config, and those up to HEAVY_TILE_LIMIT elements shared by PER_SM_CHOICES programs
+# per SM as well (stream-K; `stream.worth_sharing` prunes them). Not over HEAVY_TILE_LIMIT: where a
+# kernel holds more than the accumulator (a shared tile's epilogue the whole tile across the
+# arrival; merged rows their per-byte bounds checks; the epilogue two quarters' channel terms),
+# 128x256 tiles spilled registers.
 GEMM_TILES = [(128, 128, 64, 8, 3), (128, 64, 64, 4, 4), (64, 128, 64, 4, 4), (64, 64, 64, 4, 4),
               (128, 128, 128, 8, 3), (64, 128, 128, 4, 3), (128, 64, 128, 4, 3),
               (64, 128, 256, 8, 3), (128, 64, 32, 4, 4), (64, 64, 32, 4, 4), (32, 64, 64, 4, 4),
@@ -321,12 +380,18 @@ GEMM_TILES = [(128, 128, 64, 8, 3), (128, 64, 64, 4, 4), (64, 128, 64, 4, 4), (6
               (64, 128, 128, 4, 4), (64, 128, 256, 4, 3), (64, 64, 128, 4, 3)]
 HEAVY_TILE_LIMIT = 128 * 128
 HEAVY_TILE_ELEMENTS = tl.constexpr(HEAVY_TILE_LIMIT)  # the same, as the GEMM kernel reads it
-GEMM_CONFIGS = [
-    triton.Config({"BM": bm, "BN": bn, "BK": bk, "SPLIT_K": splits}, num_warps=warps,
-                  num_stages=stages)
-    for splits in SPLITS for bm, bn, bk, warps, stages in GEMM_TILES
-    if splits == 1 or bm * bn <= HEAVY_TILE_LIMIT
-]
+
+
+def _gemm_config(bm: int, bn: int, bk: int, warps: int, stages: int,
+                 per_sm: int = 0) -> triton.Config:
+    """A GEMM tuning config: a program per tile, or with `per_sm` a shared launch."""
+    return triton.Config({"BM": bm, "BN": bn, "BK": bk, "SHARED": per_sm > 0,
+                          "PROGRAMS_PER_SM": per_sm}, num_warps=warps, num_stages=stages)
+
+
+GEMM_CONFIGS = [_gemm_config(*tile) for tile in GEMM_TILES] + [
+    _gemm_config(*tile, per_sm) for per_sm in PER_SM_CHOICES for tile in GEMM_TILES
+    if tile[0] * tile[1] <= HEAVY_TILE_LIMIT]
 DIRECT_CONFIGS = [
     triton.Config({"BM": bm, "BN": bn}, num_warps=warps)
     for bm, bn, warps in [(32, 32, 4), (64, 32, 4), (32, 64, 4), (64, 64, 4), (128, 32, 4),
@@ -352,41 +417,60 @@ def _fitting(configs: list[triton.Config], limits: dict[str, int]) -> list[trito
 
 def _fitting_gemm_configs(configs, named_args, **kwargs):
     """The autotuner's prune: `tuning_candidates` for the launch's problem and partials."""
-    return tuning_candidates(configs, named_args["M"], named_args["KG"], named_args["K"],
-                             named_args["SPAN"], (kwargs["R"], kwargs["S"]), kwargs["MERGE_S"],
-                             named_args["partial_ptr"].shape[0])
+    shape = GemmShape(named_args["M"], named_args["KG"], named_args["K"], named_args["SPAN"],
+                      (kwargs["R"], kwargs["S"]), kwargs["MERGE_S"])
+    return tuning_candidates(configs, shape, named_args["partial_ptr"].shape[0])
 
 
-def tuning_candidates(configs: list[triton.Config], rows: int, group_out: int, out_channels: int,
-                      span: int, kernel_size: tuple[int, int], merge_rows: bool,
-                      max_split: int) -> list[triton.Config]:
-    """The unsplit configs that fit the GEMM (`_fitting`), and those of their tiles split in up to
-    `max_split` where `split.worth_splitting` says so. With merged rows no tile over
-    HEAVY_TILE_LIMIT."""
-    unsplit = [config for config in configs if config.kwargs["SPLIT_K"] == 1 and not (
-        merge_rows and config.kwargs["BM"] * config.kwargs["BN"] > HEAVY_TILE_LIMIT)]
-    fitting = _fitting(unsplit, {"BM": rows, "BN": group_out, "BK": span})
-    if max_split == 1:
+def tuning_candidates(configs: list[triton.Config], shape: GemmShape,
+                      partial_slots: int) -> list[triton.Config]:
+    """The configs of a program per tile that fit the GEMM (`_fitting`; with merged rows none
+    over HEAVY_TILE_LIMIT), and the shared configs of their tiles that are worth trying
+    (`_shared_slots`) and need at most `partial_slots` slots, one for each number of programs."""
+    whole = [config for config in configs if not config.kwargs["SHARED"] and not (
+        shape.merge_rows and config.kwargs["BM"] * config.kwargs["BN"] > HEAVY_TILE_LIMIT)]
+    fitting = _fitting(whole, {"BM": shape.rows, "BN": shape.group_out, "BK": shape.span})
+    if partial_slots < 2:
         return fitting
     tiles = {_tile(config) for config in fitting}
     sms = _sm_count()
+    shared, launches = [], set()
+    for config in configs:
+        if config.kwargs["SHARED"] and _tile(config) in tiles \
+                and 2 <= _shared_slots(shape, config, sms) <= partial_slots:
+            launch = (_tile(config), _programs(shape, config, sms))
+            if launch not in launches:
+                launches.add(launch)
+                shared.append(config)
+    return fitting + shared
 
-    def worth(config: triton.Config) -> bool:
-        bm, bn, bk = (config.kwargs[name] for name in ("BM", "BN", "BK"))
-        output_tiles = -(-rows // bm) * -(-group_out // bn) * (out_channels // group_out)
-        steps = reduction_steps(*kernel_size, span, bk, merge_rows)
-        return worth_splitting(config.kwargs["SPLIT_K"], output_tiles, steps, sms)
 
-    return fitting + [config for config in configs if 1 < config.kwargs["SPLIT_K"] <= max_split
-                      and _tile(config) in tiles and worth(config)]
+def _programs(shape: GemmShape, config: triton.Config, sms: int) -> int:
+    return shared_programs(shape.tiles(config.kwargs), shape.steps(config.kwargs),
+                           config.kwargs["PROGRAMS_PER_SM"], sms)
 
 
-def tries_splits(rows: int, group_out: int, out_channels: int, span: int,
-                 kernel_size: tuple[int, int], merge_rows: bool) -> bool:
-    """Whether tuning the GEMM would try a split reduction, given partials for MAX_SPLIT: the
-    plan makes them (up to 64 MiB) only then."""
-    return any(config.kwargs["SPLIT_K"] > 1 for config in tuning_candidates(
-        GEMM_CONFIGS, rows, group_out, out_channels, span, kernel_size, merge_rows, MAX_SPLIT))
+def _shared_slots(shape: GemmShape, config: triton.Config, sms: int) -> int:
+    """The partials' slots that a shared config needs on `sms` SMs, or 0 if it is not worth
+    trying (`stream.worth_sharing`) or its partials would exceed the limit."""
+    tiles, steps = shape.tiles(config.kwargs), shape.steps(config.kwargs)
+    programs = _programs(shape, config, sms)
+    if not worth_sharing(tiles, steps, programs, sms):
+        return 0
+    needed = slots(tiles, steps, programs)
+    return needed if partials_fit(needed, shape.rows, shape.out_channels) else 0
+
+
+def sharing_slots(shape: GemmShape) -> int:
+    """The partials' slots for the shared configs that tuning the GEMM would try (0 if none): the
+    plan makes them only then."""
+    sms = _sm_count()
+    candidates = tuning_candidates(GEMM_CONFIGS, shape, _UNBOUNDED_SLOTS)
+    return max((_shared_slots(shape, config, sms) for config in candidates
+                if config.kwargs["SHARED"]), default=0)
+
+
+_UNBOUNDED_SLOTS = 2**31  # `sharing_slots` asks which shared configs are worth trying at all
 
 
 def _sm_count() -> int:
