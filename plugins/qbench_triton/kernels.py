@@ -211,24 +211,26 @@ def _finish_tile(acc, xsum, pid_m, pid_n, g, tile, slot, count, out_ptr, corr_pt
     `count` programs share it, store this one's partials in `slot` and leave the tile to the
     last to arrive at the tile's counter (SHARED: see `qbench_triton.stream`).
 
-    A quarter of the tile's columns at a time: held in the tensor cores' layout, a whole tile's
-    per-channel terms took registers (ptxas: 218 a thread for 128x128 tiles, 128 in quarters;
-    128x256 spilled)."""
+    The last to arrive loads the others' partials of the whole tile at once, one trip to L2
+    (by quarters, four one after another). The epilogue takes a quarter of the tile's columns at
+    a time: held in the tensor cores' layout, a whole tile's per-channel terms took registers
+    (ptxas: 218 a thread for 128x128 tiles, 128 in quarters; 128x256 spilled)."""
     m, m_ok, _, _, _ = _output_pixels(pid_m, M, OH, OW, BM)
-    quarter: tl.constexpr = BN // 4
-    pieces = _quarters(acc, BM, BN)
-    first_kg = pid_n * BN + tl.arange(0, quarter)
     arrived = count - 1  # the tile's programs that finished before this one
     if SHARED:
         if count > 1:
-            for i in tl.static_range(4):
-                piece_kg = first_kg + i * quarter
-                tl.store(partial_ptr + slot * M * K + m[:, None] * K
-                         + (g * KG + piece_kg)[None, :],
-                         pieces[i], mask=m_ok[:, None] & (piece_kg < KG)[None, :])
+            kg = pid_n * BN + tl.arange(0, BN)
+            tl.store(partial_ptr + slot * M * K + m[:, None] * K + (g * KG + kg)[None, :], acc,
+                     mask=m_ok[:, None] & (kg < KG)[None, :])
             tl.debug_barrier()  # every thread's partials stored before the release below
             arrived = tl.atomic_add(arrival_ptr + tile, 1, sem="acq_rel")
+            if arrived == count - 1:  # the last: the others' partials, all loads at once
+                acc = _add_partials(acc, m, m_ok, g * KG + kg, kg < KG, partial_ptr, slot, count,
+                                    M, K)
     if arrived == count - 1:
+        quarter: tl.constexpr = BN // 4
+        pieces = _quarters(acc, BM, BN)
+        first_kg = pid_n * BN + tl.arange(0, quarter)
         # Loads after a store wait for it (they might read what it wrote), so quarter by quarter
         # the channel terms cost a trip to L2 each: up to 128x128 tiles the next quarter's are
         # loaded before this quarter is stored (larger tiles spilled registers holding both).
@@ -240,11 +242,7 @@ def _finish_tile(acc, xsum, pid_m, pid_n, g, tile, slot, count, out_ptr, corr_pt
             if not prefetch and i > 0:
                 terms = _channel_terms(m, m_ok, g * KG + piece_kg, piece_kg < KG, corr_ptr,
                                        wzp_ptr, bias_ptr, mult_ptr, OH * OW, K, BORDER, HAS_WZP)
-            piece = pieces[i]
-            if SHARED:
-                piece = _add_partials(piece, m, m_ok, g * KG + piece_kg, piece_kg < KG,
-                                      partial_ptr, slot, count, M, K)
-            q = _requantize(piece, xsum[:, None], terms, out_zp, lo, hi, HAS_WZP)
+            q = _requantize(pieces[i], xsum[:, None], terms, out_zp, lo, hi, HAS_WZP)
             if prefetch and i < 3:
                 next_kg = piece_kg + quarter
                 terms = _channel_terms(m, m_ok, g * KG + next_kg, next_kg < KG, corr_ptr,
