@@ -108,6 +108,39 @@ def test_shared_tiles_match_the_reference(name, launch, runner_and_backend, monk
     assert "stream_k_programs=" in row["details"], row["details"]
 
 
+def test_a_shared_launch_leaves_the_counters_as_it_found_them(runner_and_backend):
+    """A plan's next launch, on other activations, finds the tiles' counters as the first found
+    them (zeros), so it is as exact as the first (left over, they would have it add the first
+    launch's partials): outputs poisoned before each."""
+    runner, backend = runner_and_backend
+    if not backend.info.interpreted:
+        pytest.skip("the interpreter's launch; the GPU tests launch each forced tile repeatedly")
+    import qbench_triton
+    from qbench.inputs import auto_output_quantization, make_inputs
+    from qbench.quantized import QuantizedActivation
+    from qbench.reference import reference_accumulator, requantize
+
+    problem = SHARED_PROBLEMS["gemm-3x3-pad"].validate()
+    inputs = make_inputs(problem, 0)
+    scale, zero_point = auto_output_quantization(
+        reference_accumulator(inputs.input, inputs.weight, inputs.params), inputs, problem)
+    problem = dataclasses.replace(problem, out_scale=scale, out_zero_point=zero_point)
+    packed = qbench_triton.qbench_prepack("triton", inputs.weight, inputs.bias, inputs.params)
+    for seed in (0, 1):  # the same quantization, so the same plan
+        activation = make_inputs(problem, seed).input
+        acc = reference_accumulator(activation, inputs.weight, inputs.params)
+        expected = requantize(acc, activation.scale, inputs.weight.scales, inputs.bias, scale,
+                              zero_point, problem.out_dtype, relu=False)
+        assert len(set(expected.flatten().tolist())) > 50  # not saturated
+        output = QuantizedActivation.output_buffer(problem, "cpu", True)
+        output.data.fill_(77)
+        prepared = qbench_triton.qbench_prepare_input("triton", activation.to("cpu", True))
+        qbench_triton.qbench_apply("triton", packed, prepared, output)
+        assert torch.equal(output.data, expected), seed
+    assert len(packed.plans) == 1
+    assert "stream_k_programs" in qbench_triton.qbench_details("triton", packed)
+
+
 def test_every_gemm_tile_matches_the_reference_on_a_gpu(runner_and_backend, monkeypatch):
     """Each tuning tile, forced, on a problem that none fits evenly (300 output channels, 450
     rows) with a border, quint8 and ReLU: the epilogue's column quarters and the tensor-core
@@ -153,10 +186,10 @@ def test_the_autotuner_finds_every_candidate_ready_on_a_gpu(runner_and_backend, 
 
 
 def test_every_shared_tile_matches_the_reference_on_a_gpu(runner_and_backend, monkeypatch):
-    """The tiles that won ResNet-50's deep layers on an H200 and a narrower one, each forced into
-    shared launches (1 and 3 programs per SM) on a problem of 900 rows and 300 channels that none
-    fits evenly: the partials' memory ordering as compiled, which the interpreter does not
-    share."""
+    """The tiles that won ResNet-50's deep layers on an H200, a larger and a narrower one, each
+    forced into shared launches (1 and 3 programs per SM) on a problem of 900 rows and 300
+    channels that none fits evenly: the counters' and partials' memory ordering as compiled,
+    which the interpreter does not share."""
     runner, backend = runner_and_backend
     if backend.info.interpreted:
         pytest.skip("compiled tiles need a GPU; the interpreter runs its own launch")
@@ -166,7 +199,8 @@ def test_every_shared_tile_matches_the_reference_on_a_gpu(runner_and_backend, mo
     problem = dataclasses.replace(PROBLEMS["gemm-quint8-zero-points"], batch=4, in_channels=64,
                                   height=15, width=15, out_channels=300).validate()
     monkeypatch.setattr(kernels, "sharing_slots", lambda *shape: 64)  # partials for any launch
-    for tile in [(64, 128, 128, 4, 3), (64, 128, 256, 8, 3), (64, 64, 64, 4, 4)]:
+    for tile in [(64, 128, 128, 4, 3), (64, 128, 256, 8, 3), (128, 256, 64, 8, 3),
+                 (64, 64, 64, 4, 4)]:
         for per_sm in (1, 3):
             config = kernels._gemm_config(*tile, per_sm)
             monkeypatch.setattr(kernels, "conv_gemm_tuned", triton.autotune(

@@ -214,7 +214,7 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
         else:
             partial_slots = kernels.sharing_slots(shape) if sharing else 0
         buffers = sharing_buffers(m, k, mapping.tile_out, group_tiles, partial_slots, x.device)
-        tail = (pointers + (buffers.partials, buffers.arrivals, mapping.span, mapping.tap_stride)
+        tail = (pointers + (buffers.partials, buffers.counters, mapping.span, mapping.tap_stride)
                 + sizes)
         grid = _gemm_grid(shape, buffers,
                           _interpreter_programs if interpreting() else _per_sm_programs)
@@ -239,10 +239,10 @@ def _gemm_grid(shape: GemmShape, buffers: SharingBuffers,
         tiles, steps = shape.tiles(meta), shape.steps(meta)
         programs = shared_launch(tiles, steps, meta["PROGRAMS_PER_SM"])
         needed = slots(tiles, steps, programs)
-        if needed > buffers.slots or tiles > buffers.arrivals.numel():
+        if needed > buffers.slots or tiles > buffers.tiles:
             raise ValueError(f"{programs} programs sharing {tiles} tiles need {needed} slots, "
                              f"where the buffers hold {buffers.slots} slots and "
-                             f"{buffers.arrivals.numel()} tiles")
+                             f"{buffers.tiles} tiles")
         return (programs, 1, 1)
 
     return grid

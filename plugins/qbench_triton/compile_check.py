@@ -20,7 +20,7 @@ from qbench_triton import kernels
 
 _POINTERS = {"x_ptr": "*u8", "w_ptr": "*i8", "out_ptr": "*u8", "corr_ptr": "*i32",
              "wzp_ptr": "*i32", "bias_ptr": "*fp32", "mult_ptr": "*fp32",
-             "partial_ptr": "*i32", "arrival_ptr": "*i32"}
+             "partial_ptr": "*i32", "counter_ptr": "*i32"}
 _FLOATS = ("out_zp", "lo", "hi")  # every other argument is a pointer, an i32 or a constexpr
 _DIVISIBLE = ("M", "C", "K", "CG", "KG", "SPAN", "WSTRIDE")
 _SHAPE = dict(R=3, S=3, HAS_WZP=True, BORDER=True)

@@ -37,6 +37,7 @@ from qbench_triton.stream import (PER_SM_CHOICES, GemmShape, partials_fit, share
 
 
 OUTSIDE_UNSIGNED = -128  # what padded lanes hold for quint8 without weight zero points
+SPIN_LIMIT = tl.constexpr(1 << 22)  # reads of a counter a shared tile's last program waits for
 
 
 def outside_value(unsigned: bool, has_weight_zero_points: bool) -> int:
@@ -203,31 +204,47 @@ def _tile_sums(x_ptr, w_ptr, pid_m, pid_n, g, first, last, blocks, SPAN, WSTRIDE
 
 
 @triton.jit
+def _wait_for(counter_ptr, target):
+    """Spin until the int32 at `counter_ptr` reaches `target` (acquire: what was released before
+    it counted is seen after), reading it SPIN_LIMIT times at most: a guard against a hang should
+    the counters ever be wrong, which would show as wrong outputs instead."""
+    seen = tl.atomic_add(counter_ptr, 0, sem="acquire")
+    spins = 0
+    while (seen < target) & (spins < SPIN_LIMIT):
+        seen = tl.atomic_add(counter_ptr, 0, sem="acquire")
+        spins += 1
+
+
+@triton.jit
 def _finish_tile(acc, xsum, pid_m, pid_n, g, tile, slot, count, out_ptr, corr_ptr, wzp_ptr,
-                 bias_ptr, mult_ptr, partial_ptr, arrival_ptr, M, OH, OW, K, KG,
+                 bias_ptr, mult_ptr, partial_ptr, counter_ptr, M, OH, OW, K, KG,
                  out_zp, lo, hi, BORDER: tl.constexpr, HAS_WZP: tl.constexpr,
                  SHARED: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr):
-    """Requantize and store tile (pid_m, pid_n) of group g from its sums acc (and xsum), or, where
-    `count` programs share it, store this one's partials in `slot` and leave the tile to the
-    last to arrive at the tile's counter (SHARED: see `qbench_triton.stream`).
+    """Requantize and store tile (pid_m, pid_n) of group g from its sums acc (and xsum). Where
+    `count` programs share it (SHARED: see `qbench_triton.stream`), each claims a turn at the
+    tile's first counter: all but the last store their partials in their `slot` and count them
+    done at the second counter; the last waits for that count (the others have claimed, so they
+    are running, and their stores wait on nothing: no deadlock), adds their partials to its own
+    and requantizes, and sets both counters back to zero. So the last, which holds its sums
+    through the epilogue, never stores them (held across a store, 128x256 tiles spilled).
 
-    The last to arrive loads the others' partials of the whole tile at once, one trip to L2
-    (by quarters, four one after another). The epilogue takes a quarter of the tile's columns at
-    a time: held in the tensor cores' layout, a whole tile's per-channel terms took registers
-    (ptxas: 218 a thread for 128x128 tiles, 128 in quarters; 128x256 spilled)."""
+    The epilogue takes a quarter of the tile's columns at a time: held in the tensor cores'
+    layout, a whole tile's per-channel terms took registers (ptxas: 218 a thread for 128x128
+    tiles, 128 in quarters; 128x256 spilled)."""
     m, m_ok, _, _, _ = _output_pixels(pid_m, M, OH, OW, BM)
-    arrived = count - 1  # the tile's programs that finished before this one
+    last = count <= 1
     if SHARED:
         if count > 1:
-            kg = pid_n * BN + tl.arange(0, BN)
-            tl.store(partial_ptr + slot * M * K + m[:, None] * K + (g * KG + kg)[None, :], acc,
-                     mask=m_ok[:, None] & (kg < KG)[None, :])
-            tl.debug_barrier()  # every thread's partials stored before the release below
-            arrived = tl.atomic_add(arrival_ptr + tile, 1, sem="acq_rel")
-            if arrived == count - 1:  # the last: the others' partials, all loads at once
-                acc = _add_partials(acc, m, m_ok, g * KG + kg, kg < KG, partial_ptr, slot, count,
-                                    M, K)
-    if arrived == count - 1:
+            last = tl.atomic_add(counter_ptr + 2 * tile, 1, sem="relaxed") == count - 1
+            if last:
+                _wait_for(counter_ptr + 2 * tile + 1, count - 1)
+            else:
+                kg = pid_n * BN + tl.arange(0, BN)
+                tl.store(partial_ptr + slot * M * K + m[:, None] * K + (g * KG + kg)[None, :],
+                         acc, mask=m_ok[:, None] & (kg < KG)[None, :])
+                tl.debug_barrier()  # every thread's partials stored before the release below
+                tl.atomic_add(counter_ptr + 2 * tile + 1, 1, sem="release")
+    if last:
         quarter: tl.constexpr = BN // 4
         pieces = _quarters(acc, BM, BN)
         first_kg = pid_n * BN + tl.arange(0, quarter)
@@ -242,20 +259,25 @@ def _finish_tile(acc, xsum, pid_m, pid_n, g, tile, slot, count, out_ptr, corr_pt
             if not prefetch and i > 0:
                 terms = _channel_terms(m, m_ok, g * KG + piece_kg, piece_kg < KG, corr_ptr,
                                        wzp_ptr, bias_ptr, mult_ptr, OH * OW, K, BORDER, HAS_WZP)
-            q = _requantize(pieces[i], xsum[:, None], terms, out_zp, lo, hi, HAS_WZP)
+            piece = pieces[i]
+            if SHARED:
+                piece = _add_partials(piece, m, m_ok, g * KG + piece_kg, piece_kg < KG,
+                                      partial_ptr, slot, count, M, K)
+            q = _requantize(piece, xsum[:, None], terms, out_zp, lo, hi, HAS_WZP)
             if prefetch and i < 3:
                 next_kg = piece_kg + quarter
                 terms = _channel_terms(m, m_ok, g * KG + next_kg, next_kg < KG, corr_ptr,
                                        wzp_ptr, bias_ptr, mult_ptr, OH * OW, K, BORDER, HAS_WZP)
             _store(q, m, m_ok, g * KG + piece_kg, piece_kg < KG, out_ptr, K)
         if SHARED:
-            if count > 1:
-                tl.atomic_xchg(arrival_ptr + tile, 0)  # ready for the next launch
+            if count > 1:  # ready for the next launch
+                tl.atomic_xchg(counter_ptr + 2 * tile, 0)
+                tl.atomic_xchg(counter_ptr + 2 * tile + 1, 0)
 
 
 @triton.jit(do_not_specialize=GEOMETRY + ["PROGRAMS_PER_SM"])
 def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_ptr,
-                     partial_ptr, arrival_ptr, SPAN, WSTRIDE,
+                     partial_ptr, counter_ptr, SPAN, WSTRIDE,
                      M, H, W, OH, OW, C, K, CG, KG, SH, SW, PH, PW, DH, DW,
                      out_zp, lo, hi, PROGRAMS_PER_SM,
                      R: tl.constexpr, S: tl.constexpr, X_UNSIGNED: tl.constexpr,
@@ -276,8 +298,9 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
     Without SHARED, a program per output tile: (row tile, channel tile, group) = program ids.
     With SHARED (stream-K, `qbench_triton.stream`), a 1-D grid of programs that divide all tiles'
     steps evenly, tiles numbered row tile fastest, then channel tile, then group; the partials
-    `partial_ptr` ([slots, M, K]) and the tiles' counters `arrival_ptr` (zeros, left zeros) are
-    used then only. PROGRAMS_PER_SM is the grid's (`qbench_triton._gemm_grid`), not read here."""
+    `partial_ptr` ([slots, M, K]) and the tiles' counters `counter_ptr` ([tiles, 2], zeros, left
+    zeros) are used then only. PROGRAMS_PER_SM is the grid's (`qbench_triton._gemm_grid`), not
+    read here."""
     if MERGE_S:
         taps: tl.constexpr = R
     else:
@@ -306,7 +329,7 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
                                    R, S, X_UNSIGNED, HAS_WZP, MERGE_S, BM, BN, BK)
             _finish_tile(acc, xsum, pid_m, pid_n, g, tile, tl.program_id(0) - owner, count,
                          out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_ptr, partial_ptr,
-                         arrival_ptr, M, OH, OW, K, KG, out_zp, lo, hi, BORDER, HAS_WZP, SHARED,
+                         counter_ptr, M, OH, OW, K, KG, out_zp, lo, hi, BORDER, HAS_WZP, SHARED,
                          BM, BN)
     else:
         pid_m = tl.program_id(0)
@@ -316,7 +339,7 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
                                M, H, W, OH, OW, C, CG, KG, SH, SW, PH, PW, DH, DW,
                                R, S, X_UNSIGNED, HAS_WZP, MERGE_S, BM, BN, BK)
         _finish_tile(acc, xsum, pid_m, pid_n, g, 0, 0, 1, out_ptr, corr_ptr, wzp_ptr, bias_ptr,
-                     mult_ptr, partial_ptr, arrival_ptr, M, OH, OW, K, KG, out_zp, lo, hi,
+                     mult_ptr, partial_ptr, counter_ptr, M, OH, OW, K, KG, out_zp, lo, hi,
                      BORDER, HAS_WZP, SHARED, BM, BN)
 
 
@@ -365,17 +388,18 @@ def conv_direct_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_
 # with 4 stages, on 4 warps, and 64 channels wide are candidates too.
 # Layers of few output channels (MobileNet's pointwise 16 to 32, ResNeXt's groups) take 32-wide
 # tiles; 256 rows a program give each its latency (loads in, terms, stores out) over more work.
-# Each tile config, and those up to HEAVY_TILE_LIMIT elements shared by PER_SM_CHOICES programs
-# per SM as well (stream-K; `stream.worth_sharing` prunes them). Not over HEAVY_TILE_LIMIT: where a
-# kernel holds more than the accumulator (a shared tile's epilogue the whole tile across the
-# arrival; merged rows their per-byte bounds checks; the epilogue two quarters' channel terms),
-# 128x256 tiles spilled registers.
+# Each tile config, and each shared by PER_SM_CHOICES programs per SM as well (stream-K;
+# `stream.worth_sharing` prunes them): with stream-K the large tiles' few programs no longer leave
+# SMs idle (on the H200, alone, 128x256 tiles reduced at 2.9 TMAC/s an SM, 64x128 at 2.0-2.1).
+# Not with merged rows over HEAVY_TILE_LIMIT elements: their per-byte bounds checks spilled
+# registers for 128x256 tiles.
 GEMM_TILES = [(128, 128, 64, 8, 3), (128, 64, 64, 4, 4), (64, 128, 64, 4, 4), (64, 64, 64, 4, 4),
               (128, 128, 128, 8, 3), (64, 128, 128, 4, 3), (128, 64, 128, 4, 3),
               (64, 128, 256, 8, 3), (128, 64, 32, 4, 4), (64, 64, 32, 4, 4), (32, 64, 64, 4, 4),
               (128, 32, 32, 4, 4), (128, 256, 64, 8, 3), (256, 128, 64, 8, 3),
               (256, 32, 32, 4, 4), (256, 32, 64, 4, 3), (128, 32, 64, 4, 4), (256, 64, 64, 8, 3),
-              (64, 128, 128, 4, 4), (64, 128, 256, 4, 3), (64, 64, 128, 4, 3)]
+              (64, 128, 128, 4, 4), (64, 128, 256, 4, 3), (64, 64, 128, 4, 3),
+              (128, 256, 128, 8, 3)]
 HEAVY_TILE_LIMIT = 128 * 128
 HEAVY_TILE_ELEMENTS = tl.constexpr(HEAVY_TILE_LIMIT)  # the same, as the GEMM kernel reads it
 
@@ -387,9 +411,8 @@ def _gemm_config(bm: int, bn: int, bk: int, warps: int, stages: int,
                           "PROGRAMS_PER_SM": per_sm}, num_warps=warps, num_stages=stages)
 
 
-GEMM_CONFIGS = [_gemm_config(*tile) for tile in GEMM_TILES] + [
-    _gemm_config(*tile, per_sm) for per_sm in PER_SM_CHOICES for tile in GEMM_TILES
-    if tile[0] * tile[1] <= HEAVY_TILE_LIMIT]
+GEMM_CONFIGS = [_gemm_config(*tile, per_sm) for per_sm in (0, *PER_SM_CHOICES)
+                for tile in GEMM_TILES]
 DIRECT_CONFIGS = [
     triton.Config({"BM": bm, "BN": bn}, num_warps=warps)
     for bm, bn, warps in [(32, 32, 4), (64, 32, 4), (32, 64, 4), (64, 64, 4), (128, 32, 4),

@@ -4,11 +4,12 @@ where a layer has too few tiles to keep every SM busy to the end (ResNet-50's la
 
 A shared launch's P programs divide the layer's U = tiles x steps reduction steps (BK-wide blocks)
 evenly and in order: program p reduces steps [p U // P, (p + 1) U // P), runs of the blocks of one
-tile or of several neighbouring ones. A program that reduces only part of a tile stores its int32
-partial sums in its slot of the partials ([slots, M, K]; the slot is its rank among the tile's
-programs), and the last of the tile's programs to arrive at the tile's counter adds the others'
-to its own and requantizes: integer sums, exact in any order. The counters (one per tile, zeros)
-are left zeros. Never with weight zero points, whose row sums the kernel does not share.
+tile or of several neighbouring ones. Of the programs that share a tile, all but the last to
+finish its part store their int32 partial sums in their slots of the partials ([slots, M, K]; the
+slot is a program's rank among the tile's programs), and the last adds them to its own and
+requantizes: integer sums, exact in any order. Two counters per tile (zeros, left zeros) order
+them (`kernels._finish_tile`). Never with weight zero points, whose row sums the kernel does not
+share.
 
 Tuning tries PER_SM_CHOICES programs per SM (`kernels.GEMM_CONFIGS`' shared configs) on layers of
 at most MAX_TILES_PER_SM tiles per SM, each program taking MIN_STEPS blocks at least. The
@@ -100,25 +101,29 @@ def worth_sharing(tiles: int, steps: int, programs: int, sms: int) -> bool:
 @dataclass(frozen=True)
 class SharingBuffers:
     partials: torch.Tensor  # int32 [slots, M, K], or [1, 1, 1]: no shared tiles
-    arrivals: torch.Tensor  # int32 zeros, one per output tile
+    counters: torch.Tensor  # int32 zeros [tiles, 2]: a tile's claims and partials stored
 
     @property
     def slots(self) -> int:
         return self.partials.shape[0]
+
+    @property
+    def tiles(self) -> int:
+        return self.counters.shape[0]
 
 
 def sharing_buffers(rows: int, out_channels: int, tile_out: int, group_tiles: int,
                     partial_slots: int, device: torch.device) -> SharingBuffers:
     """The buffers for a GEMM of `rows` x `out_channels` outputs in `group_tiles` groups of tiles
     `tile_out` channels wide: partials of `partial_slots` slots (none for fewer than 2: no tile
-    shared) and a counter per tile of the smallest size."""
+    shared) and two counters per tile of the smallest size."""
     if partial_slots < 2:
         partials = torch.empty((1, 1, 1), dtype=torch.int32, device=device)
     else:
         partials = torch.empty((partial_slots, rows, out_channels), dtype=torch.int32,
                                device=device)
     tiles = -(-rows // SMALLEST_TILE) * -(-tile_out // SMALLEST_TILE) * group_tiles
-    return SharingBuffers(partials, torch.zeros(tiles, dtype=torch.int32, device=device))
+    return SharingBuffers(partials, torch.zeros((tiles, 2), dtype=torch.int32, device=device))
 
 
 def partials_fit(partial_slots: int, rows: int, out_channels: int) -> bool:
