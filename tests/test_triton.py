@@ -91,18 +91,24 @@ INTERPRETER_LAUNCHES = {"more-programs": None,
                         "fewer-programs": lambda tiles, steps: max(1, (tiles - 1) // 2)}
 
 
+@pytest.mark.parametrize("partials", ["whole-tile", "by-quarters"])
 @pytest.mark.parametrize("launch", INTERPRETER_LAUNCHES)
 @pytest.mark.parametrize("name", SHARED_PROBLEMS)
-def test_shared_tiles_match_the_reference(name, launch, runner_and_backend, monkeypatch):
+def test_shared_tiles_match_the_reference(name, launch, partials, runner_and_backend,
+                                          monkeypatch):
     """Stream-K in the interpreter: programs that share tiles, partial sums added by the last to
-    arrive (test_every_shared_tile_matches_the_reference_on_a_gpu takes the compiled kernel)."""
+    arrive, at once or (as tiles over HEAVY_TILE_LIMIT do) by quarters
+    (test_every_shared_tile_matches_the_reference_on_a_gpu takes the compiled kernel)."""
     runner, backend = runner_and_backend
     if not backend.info.interpreted:
         pytest.skip("the interpreter's launch; a GPU test forces compiled shared tiles")
-    from qbench_triton import stream
+    import triton.language as tl
+    from qbench_triton import kernels, stream
 
     if INTERPRETER_LAUNCHES[launch] is not None:
         monkeypatch.setattr(stream, "interpreter_programs", INTERPRETER_LAUNCHES[launch])
+    if partials == "by-quarters":  # the interpreter's 16x16 tiles taken for heavy ones
+        monkeypatch.setattr(kernels, "HEAVY_TILE_ELEMENTS", tl.constexpr(0))
     row = runner.row("triton", Case(name, SHARED_PROBLEMS[name].validate()), backend)
     assert row["status"] == "ok", row["error"]
     assert "stream_k_programs=" in row["details"], row["details"]
