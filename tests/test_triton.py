@@ -508,7 +508,7 @@ def test_tuning_shares_tiles_only_of_layers_with_few(monkeypatch):
     launches = set()
     for config in tried:  # each a launch of its own, its partials in the buffers' slots
         assert layer4.tiles(config.kwargs) <= stream.MAX_TILES_PER_SM * 132
-        assert 2 <= kernels._shared_slots(layer4, config, 132) <= 8
+        assert 2 <= kernels._shared_slots(layer4, config, 132) <= stream.MAX_SLOTS
         launches.add((kernels._tile(config), kernels._programs(layer4, config, 132)))
     assert len(launches) == len(tried)
     assert not shared(_gemm_args(32 * 7 * 7, 512, 512, 512))  # no partials
@@ -535,3 +535,17 @@ def test_stream_k_slots_count_the_programs_of_each_tile(tiles, steps, programs):
     assert stream.slots(tiles, steps, programs) == max(map(len, sharing))
     assert all(stream.first_program(tile * steps, total, programs) == programs_of_tile[0]
                for tile, programs_of_tile in enumerate(sharing))
+
+
+@settings(max_examples=200, deadline=None)
+@given(tiles=st.integers(1, 600), steps=st.integers(1, 80), per_sm=st.sampled_from([1, 2, 3]),
+       sms=st.integers(1, 160))
+def test_a_shared_launch_keeps_its_programs_within_bounds(tiles, steps, per_sm, sms):
+    """Each program MIN_STEPS steps at least (unless one takes all), no tile shared by more than
+    MAX_SLOTS programs, within the kernel's int32 arithmetic where worth trying."""
+    from qbench_triton import stream
+
+    programs = stream.shared_programs(tiles, steps, per_sm, sms)
+    assert 1 <= programs <= per_sm * sms
+    assert programs == 1 or tiles * steps // programs >= stream.MIN_STEPS
+    assert stream.slots(tiles, steps, programs) <= stream.MAX_SLOTS

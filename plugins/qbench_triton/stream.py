@@ -12,7 +12,8 @@ them (`kernels._finish_tile`). Never with weight zero points, whose row sums the
 share.
 
 Tuning tries PER_SM_CHOICES programs per SM (`kernels.GEMM_CONFIGS`' shared configs) on layers of
-at most MAX_TILES_PER_SM tiles per SM, each program taking MIN_STEPS blocks at least. The
+at most MAX_TILES_PER_SM tiles per SM, each program taking MIN_STEPS blocks at least and no tile
+shared by more than MAX_SLOTS programs. The
 interpreter, which has no SMs, shares tiles among `interpreter_programs` programs wherever the
 kernel may, so that the tests check shared tiles on small problems.
 QBENCH_TRITON_STREAM_K=0 (read at import) turns shared launches off.
@@ -32,6 +33,7 @@ STREAM_K_ENV = "QBENCH_TRITON_STREAM_K"  # 0: every program one whole tile (to r
 PER_SM_CHOICES = (1, 2, 3) if os.environ.get(STREAM_K_ENV, "1") != "0" else ()
 MIN_STEPS = 4  # blocks per program, enough for the loads' pipeline to fill
 MAX_TILES_PER_SM = 4  # beyond, the last wave's idle SMs cost little
+MAX_SLOTS = 4  # programs sharing one tile at most: more cut it into runs too short for the partials
 PARTIALS_LIMIT_BYTES = 64 * 2**20
 SMALLEST_TILE = 16  # no config nor the interpreter has a smaller BM or BN: the most tiles
 _INT32_LIMIT = 2**31  # the kernel's step arithmetic (steps x programs) is int32
@@ -66,8 +68,9 @@ class GemmShape:
 
 def shared_programs(tiles: int, steps: int, per_sm: int, sms: int) -> int:
     """A shared launch's programs: `per_sm` per SM, fewer where each would take under MIN_STEPS
-    of the tiles' steps."""
-    return max(1, min(per_sm * sms, tiles * steps // MIN_STEPS))
+    of the tiles' steps or a tile would be shared by over MAX_SLOTS (3 programs a tile: parts
+    of 4 at most)."""
+    return max(1, min(per_sm * sms, tiles * steps // MIN_STEPS, tiles * (MAX_SLOTS - 1)))
 
 
 def interpreter_programs(tiles: int, steps: int) -> int:
