@@ -33,7 +33,7 @@ STREAM_K_ENV = "QBENCH_TRITON_STREAM_K"  # 0: every program one whole tile (to r
 PER_SM_CHOICES = (1, 2, 3) if os.environ.get(STREAM_K_ENV, "1") != "0" else ()
 MIN_STEPS = 4  # blocks per program, enough for the loads' pipeline to fill
 MAX_TILES_PER_SM = 4  # beyond, the last wave's idle SMs cost little
-MAX_SLOTS = 4  # programs sharing one tile at most: more cut it into runs too short for the partials
+MAX_SLOTS = 6  # programs sharing one tile at most: more cut it into runs too short for the partials
 PARTIALS_LIMIT_BYTES = 64 * 2**20
 SMALLEST_TILE = 16  # no config nor the interpreter has a smaller BM or BN: the most tiles
 _INT32_LIMIT = 2**31  # the kernel's step arithmetic (steps x programs) is int32
@@ -68,8 +68,8 @@ class GemmShape:
 
 def shared_programs(tiles: int, steps: int, per_sm: int, sms: int) -> int:
     """A shared launch's programs: `per_sm` per SM, fewer where each would take under MIN_STEPS
-    of the tiles' steps or a tile would be shared by over MAX_SLOTS (3 programs a tile: parts
-    of 4 at most)."""
+    of the tiles' steps or a tile would be shared by over MAX_SLOTS (MAX_SLOTS - 1 programs a
+    tile take parts of MAX_SLOTS at most)."""
     return max(1, min(per_sm * sms, tiles * steps // MIN_STEPS, tiles * (MAX_SLOTS - 1)))
 
 
