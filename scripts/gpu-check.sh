@@ -90,4 +90,8 @@ for results in "$WORK"/*/results.csv; do
     "${ratios[@]}" --floor > "$WORK/ratios-$(basename "$run").md" 2>&1 \
         || "${ratios[@]}" >> "$WORK/ratios-$(basename "$run").md" 2>&1
 done
+# what stream-K did: per shape whose tuning tried shared launches, the best of each kind
+if [ -s "$WORK/triton-tuning.jsonl" ]; then
+    python3 -m qbench_triton.tuning_log "$WORK/triton-tuning.jsonl" > "$WORK/stream-k.md" 2>&1
+fi
 tar -czf "$OUT/gpu-check.tgz" -C "$WORK" .  # with skipped.txt, if steps were skipped

@@ -549,3 +549,21 @@ def test_a_shared_launch_keeps_its_programs_within_bounds(tiles, steps, per_sm, 
     assert 1 <= programs <= per_sm * sms
     assert programs == 1 or tiles * steps // programs >= stream.MIN_STEPS
     assert stream.slots(tiles, steps, programs) <= stream.MAX_SLOTS
+
+
+def test_the_tuning_log_shows_what_stream_k_did(tmp_path):
+    """`python -m qbench_triton.tuning_log FILE`: per shape that tried shared launches, the best
+    of each kind and their ratio; shapes that tried none are left out."""
+    record = {"input_nhwc": [32, 7, 7, 512], "output_nhwc": [32, 7, 7, 512],
+              "kernel_size": [3, 3], "in_dtype": "qint8"}
+    log = tmp_path / "tuning.jsonl"
+    log.write_text("\n".join(json.dumps(record | {"median_us": medians}) for medians in [
+        {"64x128x256/8w/3s": 19.4, "128x256x64/8w/3s/stream1": 14.55, "64x64x64/4w/4s": 23.1},
+        {"64x64x32/4w/4s": 249.0}]) + "\n")
+    proc = subprocess.run([sys.executable, "-m", "qbench_triton.tuning_log", str(log)],
+                          capture_output=True, text=True, check=True)
+    lines = proc.stdout.splitlines()
+    assert ("| 32x7x7x512 | 32x7x7x512 | 3x3 | qint8 | 64x128x256/8w/3s 19.4 "
+            "| 128x256x64/8w/3s/stream1 14.6 | 0.75 |") in lines
+    assert len([line for line in lines if line.startswith("| 32x")]) == 1
+    assert lines[-1] == "stream-K faster on 1 of 1 shapes that tried it"
