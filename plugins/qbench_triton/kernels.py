@@ -32,8 +32,8 @@ import triton
 import triton.language as tl
 
 from qbench.timing import tuning_times_ms
-from qbench_triton.stream import (MAX_SLOTS, PER_SM_CHOICES, GemmShape, partials_fit,
-                                  shared_programs, slots, worth_sharing)
+from qbench_triton.stream import (PER_SM_CHOICES, GemmShape, partials_fit, shared_programs, slots,
+                                  worth_sharing)
 
 
 OUTSIDE_UNSIGNED = -128  # what padded lanes hold for quint8 without weight zero points
@@ -480,15 +480,13 @@ def _programs(shape: GemmShape, config: triton.Config, sms: int) -> int:
 
 def _shared_slots(shape: GemmShape, config: triton.Config, sms: int) -> int:
     """The partials' slots that a shared config needs on `sms` SMs, or 0 if it is not worth
-    trying (`stream.worth_sharing`), shares a tile among over MAX_SLOTS programs or its partials
-    would exceed the limit."""
+    trying (`stream.worth_sharing`) or its partials would exceed the limit."""
     tiles, steps = shape.tiles(config.kwargs), shape.steps(config.kwargs)
     programs = _programs(shape, config, sms)
     if not worth_sharing(tiles, steps, programs, sms):
         return 0
     needed = slots(tiles, steps, programs)
-    return needed if needed <= MAX_SLOTS and partials_fit(needed, shape.rows,
-                                                          shape.out_channels) else 0
+    return needed if partials_fit(needed, shape.rows, shape.out_channels) else 0
 
 
 def sharing_slots(shape: GemmShape) -> int:

@@ -13,9 +13,9 @@ share.
 
 Tuning tries PER_SM_CHOICES programs per SM (`kernels.GEMM_CONFIGS`' shared configs) on layers of
 at most MAX_TILES_PER_SM tiles per SM, each program taking MIN_STEPS blocks at least and no tile
-shared by more than MAX_SLOTS programs. The
-interpreter, which has no SMs, shares tiles among `interpreter_programs` programs wherever the
-kernel may, so that the tests check shared tiles on small problems.
+shared by more than MAX_SLOTS programs. The interpreter, which has no SMs, shares tiles among
+`interpreter_programs` programs wherever the kernel may, so that the tests check shared tiles on
+small problems.
 QBENCH_TRITON_STREAM_K=0 (read at import) turns shared launches off.
 """
 
