@@ -4,6 +4,7 @@ without one in Triton's interpreter (conftest sets TRITON_INTERPRET=1), where it
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import subprocess
@@ -79,6 +80,30 @@ def test_random_problems_are_exact(problem, runner_and_backend):
     # mistrusted: mostly clamped outputs (ReLU's zeros among them), compared all the same
     assert row["status"] in ("ok", "mistrusted"), (problem, row["error"])
     assert row["max_err_lsb"] == 0 and row["exact_pct"] == 100.0, (problem, row["details"])
+
+
+@pytest.mark.parametrize("zero_point", [0, -5])
+@pytest.mark.parametrize("block", [16, 32])
+def test_lanes_past_a_taps_channels_stay_out_of_the_sums(block, zero_point, runner_and_backend,
+                                                          monkeypatch):
+    """Taps of 20 and 40 channels (a pixel's, with the width dilated; else a kernel row's merged)
+    in blocks of 16 or 32, which do not divide them (EVEN_SPAN false): the lanes past a tap's
+    channels, which read its neighbour's, enter neither the weight zero points' row sums nor,
+    where the blocks run past the weights' 16-byte padding, the products with the next tap's
+    weights."""
+    runner, backend = runner_and_backend
+    if not backend.info.interpreted:
+        pytest.skip("the interpreter's blocks; compiled, the GPU tests' 64 channels in blocks of "
+                    "128 and 256")
+    import qbench_triton
+
+    monkeypatch.setitem(qbench_triton._INTERPRETER_TILES, "BK", block)
+    for channels, dilation in itertools.product((20, 40), ((1, 1), (1, 2))):
+        problem = dataclasses.replace(PROBLEMS["gemm-weight-zero-point"], in_channels=channels,
+                                      dilation=dilation, weight_zero_point=zero_point).validate()
+        row = runner.row("triton", Case(f"span-{channels}-{dilation}", problem), backend)
+        assert row["status"] == "ok", (channels, dilation, row["error"])
+        assert f"BK={block}" in row["details"]
 
 
 SHARED_PROBLEMS = {name: PROBLEMS[name] for name in ("gemm-3x3-pad", "gemm-asymmetric",
@@ -162,7 +187,7 @@ def test_every_gemm_tile_matches_the_reference_on_a_gpu(runner_and_backend, monk
     for bm, bn, bk, warps, stages in kernels.GEMM_TILES:
         config = kernels._gemm_config(bm, bn, bk, warps, stages)
         monkeypatch.setattr(kernels, "conv_gemm_tuned", triton.autotune(
-            configs=[config], key=kernels.TUNING_KEY)(kernels.conv_gemm_kernel))
+            configs=[config], key=kernels.TUNING_KEY)(kernels.conv_gemm))
         row = runner.row("triton", Case(f"tile-{bm}x{bn}x{bk}", problem), backend)
         assert row["status"] == "ok", (config, row["error"])
         assert f"BM={bm}; BN={bn}; BK={bk}" in row["details"], row["details"]
@@ -210,7 +235,7 @@ def test_every_shared_tile_matches_the_reference_on_a_gpu(runner_and_backend, mo
         for per_sm in (1, 3):
             config = kernels._gemm_config(*tile, per_sm)
             monkeypatch.setattr(kernels, "conv_gemm_tuned", triton.autotune(
-                configs=[config], key=kernels.TUNING_KEY)(kernels.conv_gemm_kernel))
+                configs=[config], key=kernels.TUNING_KEY)(kernels.conv_gemm))
             row = runner.row("triton", Case(f"shared-{tile}-{per_sm}", problem), backend)
             assert row["status"] == "ok", (config, row["error"])
             assert "stream_k_programs=" in row["details"], row["details"]

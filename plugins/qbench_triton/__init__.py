@@ -220,7 +220,7 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
                           _interpreter_programs if interpreting() else _per_sm_programs)
 
     if interpreting():
-        kernel = kernels.conv_direct_kernel if direct else kernels.conv_gemm_kernel
+        kernel = kernels.conv_direct_kernel if direct else kernels.conv_gemm
         return _Plan(kernel, grid(fixed), tail, constants | fixed)
     kernel = kernels.conv_direct_tuned if direct else kernels.conv_gemm_tuned
     kernels.compile_candidates(kernel, grid, x, packed.layout.weight, out, *tail, **constants)

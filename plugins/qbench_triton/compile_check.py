@@ -24,9 +24,11 @@ _POINTERS = {"x_ptr": "*u8", "w_ptr": "*i8", "out_ptr": "*u8", "corr_ptr": "*i32
 _FLOATS = ("out_zp", "lo", "hi")  # every other argument is a pointer, an i32 or a constexpr
 _DIVISIBLE = ("M", "C", "K", "CG", "KG", "SPAN", "WSTRIDE")
 _SHAPE = dict(R=3, S=3, HAS_WZP=True, BORDER=True)
+_EVEN = dict(EVEN_N=True, EVEN_SPAN=True)  # tiles that divide the layer, as ResNet-50's 3x3 do
 # conv1 (C = 3): its merged rows start at any byte; only rows, output channels and the weights'
 # tap stride divide by 16
-_CONV1 = dict(R=7, S=7, HAS_WZP=False, BORDER=True, MERGE_S=True, SHARED=False)
+_CONV1 = dict(R=7, S=7, HAS_WZP=False, BORDER=True, MERGE_S=True, SHARED=False, EVEN_N=True,
+              EVEN_SPAN=False)
 _CONV1_DIVISIBLE = ("M", "K", "KG", "WSTRIDE")
 # A vector of bytes that a masked load starts from, when `other` is a byte over 127: Triton 3.6
 # sign-extends it into the 32-bit word (0xffffff80) instead of repeating it (0x80808080); the
@@ -73,7 +75,8 @@ def gemm_config_usage(capability: int) -> list[tuple[str, int, int]]:
     usage = []
     for tiles in dict.fromkeys(_tiles_and_sharing(config) for config in kernels.GEMM_CONFIGS):
         bm, bn, bk, warps, stages, shared = tiles
-        constants = dict(_SHAPE, HAS_WZP=False, MERGE_S=False, SHARED=shared, BM=bm, BN=bn, BK=bk)
+        constants = dict(_SHAPE, **_EVEN, HAS_WZP=False, MERGE_S=False, SHARED=shared, BM=bm,
+                         BN=bn, BK=bk)
         compiled = compile_kernel(kernels.conv_gemm_kernel, constants, capability, True, warps,
                                   stages)
         label = f"{bm}x{bn}x{bk}/{warps}w/{stages}s" + ("/shared" if shared else "")
@@ -88,7 +91,8 @@ def _tiles_and_sharing(config) -> tuple[int, ...]:
 
 def main(capabilities: list[int]) -> int:
     variants = [("gemm", kernels.conv_gemm_kernel,
-                 dict(_SHAPE, MERGE_S=False, SHARED=False, BM=128, BN=128, BK=64), _DIVISIBLE),
+                 dict(_SHAPE, **_EVEN, MERGE_S=False, SHARED=False, BM=128, BN=128, BK=64),
+                 _DIVISIBLE),
                 ("gemm merged", kernels.conv_gemm_kernel, dict(_CONV1, BM=128, BN=64, BK=32),
                  _CONV1_DIVISIBLE),
                 ("direct", kernels.conv_direct_kernel,  # depthwise: vectorised loads

@@ -145,8 +145,8 @@ def _add_partials(acc, m, m_ok, k, k_ok, partial_ptr, slot, count, M, K):
 def _tile_sums(x_ptr, w_ptr, pid_m, pid_n, g, first, last, blocks, SPAN, WSTRIDE,
                M, H, W, OH, OW, C, CG, KG, SH, SW, PH, PW, DH, DW,
                R: tl.constexpr, S: tl.constexpr, X_UNSIGNED: tl.constexpr,
-               HAS_WZP: tl.constexpr, MERGE_S: tl.constexpr,
-               BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+               HAS_WZP: tl.constexpr, MERGE_S: tl.constexpr, EVEN_N: tl.constexpr,
+               EVEN_SPAN: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
     """The int32 sums over reduction steps [first, last) of output tile (pid_m, pid_n) of group
     g (see `conv_gemm_kernel`): acc [BM, BN] and, with HAS_WZP, the rows' activation sums xsum
     [BM]. One flat loop over BK-wide blocks of taps, so that Triton pipelines its loads."""
@@ -161,11 +161,20 @@ def _tile_sums(x_ptr, w_ptr, pid_m, pid_n, g, first, last, blocks, SPAN, WSTRIDE
     iw0 = ow * SW - PW
     acc = tl.zeros([BM, BN], dtype=tl.int32)
     xsum = tl.zeros([BM], dtype=tl.int32)
+    if EVEN_N:  # no tile past the group's channels: every weight row inside
+        w_rows_ok = tl.full([BN], 1, tl.int1)
+    else:
+        w_rows_ok = kg < KG
     tap = first // blocks  # (tap, block) of step t, carried instead of divided out each step
     block = first - tap * blocks
     for t in range(first, last):
         j = block * BK + tl.arange(0, BK)
-        j_ok = j < SPAN
+        if EVEN_SPAN:  # blocks end where taps end: every lane inside (the weights' too)
+            j_ok = tl.full([BK], 1, tl.int1)
+            w_lanes_ok = j_ok
+        else:
+            j_ok = j < SPAN
+            w_lanes_ok = j < WSTRIDE
         r = tap // taps_per_row
         ih = ih0 + r * DH
         row_ok = m_ok & (ih >= 0) & (ih < H)
@@ -193,7 +202,7 @@ def _tile_sums(x_ptr, w_ptr, pid_m, pid_n, g, first, last, blocks, SPAN, WSTRIDE
         # [BN, BK], the reduction contiguous: int8 tensor-core operands must be K-major
         w = tl.load(w_ptr + k[:, None] * (R * taps_per_row * WSTRIDE)
                     + (tap * WSTRIDE + j)[None, :],
-                    mask=(kg < KG)[:, None] & (j < WSTRIDE)[None, :], other=0)
+                    mask=w_rows_ok[:, None] & w_lanes_ok[None, :], other=0)
         acc += tl.dot(x, tl.trans(w), out_dtype=tl.int32)
         if HAS_WZP:
             xsum += tl.sum(x.to(tl.int32), axis=1)
@@ -289,7 +298,7 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
                      out_zp, lo, hi, PROGRAMS_PER_SM,
                      R: tl.constexpr, S: tl.constexpr, X_UNSIGNED: tl.constexpr,
                      HAS_WZP: tl.constexpr, BORDER: tl.constexpr, MERGE_S: tl.constexpr,
-                     SHARED: tl.constexpr,
+                     SHARED: tl.constexpr, EVEN_N: tl.constexpr, EVEN_SPAN: tl.constexpr,
                      BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
     """The reduction runs over BK-wide blocks of taps. A tap is (r, s) with its group's CG
     channels, or with MERGE_S (groups == 1 and unit width dilation; qbench_triton.layout decides)
@@ -333,7 +342,8 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
             g = tile // tiles_mn
             acc, xsum = _tile_sums(x_ptr, w_ptr, pid_m, pid_n, g, first, last, blocks, SPAN,
                                    WSTRIDE, M, H, W, OH, OW, C, CG, KG, SH, SW, PH, PW, DH, DW,
-                                   R, S, X_UNSIGNED, HAS_WZP, MERGE_S, BM, BN, BK)
+                                   R, S, X_UNSIGNED, HAS_WZP, MERGE_S, EVEN_N, EVEN_SPAN,
+                                   BM, BN, BK)
             _finish_tile(acc, xsum, pid_m, pid_n, g, tile, tl.program_id(0) - owner, count,
                          out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_ptr, partial_ptr,
                          counter_ptr, M, OH, OW, K, KG, out_zp, lo, hi, BORDER, HAS_WZP, SHARED,
@@ -344,7 +354,7 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
         g = tl.program_id(2)
         acc, xsum = _tile_sums(x_ptr, w_ptr, pid_m, pid_n, g, 0, steps, blocks, SPAN, WSTRIDE,
                                M, H, W, OH, OW, C, CG, KG, SH, SW, PH, PW, DH, DW,
-                               R, S, X_UNSIGNED, HAS_WZP, MERGE_S, BM, BN, BK)
+                               R, S, X_UNSIGNED, HAS_WZP, MERGE_S, EVEN_N, EVEN_SPAN, BM, BN, BK)
         _finish_tile(acc, xsum, pid_m, pid_n, g, 0, 0, 1, out_ptr, corr_ptr, wzp_ptr, bias_ptr,
                      mult_ptr, partial_ptr, counter_ptr, M, OH, OW, K, KG, out_zp, lo, hi,
                      BORDER, HAS_WZP, SHARED, BM, BN)
@@ -541,9 +551,16 @@ def compile_candidates(tuner: Any, grid: Any, *args: Any, **constants: Any) -> N
                       "time", RuntimeWarning, stacklevel=2)
 
 
+# Whether a config's tiles divide the problem (EVEN_N: a group's output channels by BN; EVEN_SPAN:
+# a tap's channels by BK), so that the GEMM kernel loads without those bounds checks: on sm_90
+# 8 to 19 % fewer instructions a step (ptxas; 64x128x128 on 4 warps: 162 instead of 201). Every
+# ResNet-50 layer's are but conv1's merged rows.
+GEMM_EVENNESS = {"EVEN_N": lambda args: args["KG"] % args["BN"] == 0,
+                 "EVEN_SPAN": lambda args: args["SPAN"] % args["BK"] == 0}
+conv_gemm = triton.heuristics(GEMM_EVENNESS)(conv_gemm_kernel)  # for any BM, BN, BK
 conv_gemm_tuned = triton.autotune(
     configs=GEMM_CONFIGS, key=TUNING_KEY, do_bench=_tuning_bench,
-    prune_configs_by={"early_config_prune": _fitting_gemm_configs})(conv_gemm_kernel)
+    prune_configs_by={"early_config_prune": _fitting_gemm_configs})(conv_gemm)
 conv_direct_tuned = triton.autotune(
     configs=DIRECT_CONFIGS, key=TUNING_KEY, do_bench=_tuning_bench,
     prune_configs_by={"early_config_prune": _fitting_direct_configs})(conv_direct_kernel)
