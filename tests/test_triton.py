@@ -7,6 +7,7 @@ import dataclasses
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -104,6 +105,19 @@ def test_lanes_past_a_taps_channels_stay_out_of_the_sums(block, zero_point, runn
         row = runner.row("triton", Case(f"span-{channels}-{dilation}", problem), backend)
         assert row["status"] == "ok", (channels, dilation, row["error"])
         assert f"BK={block}" in row["details"]
+
+
+@pytest.mark.parametrize("in_dtype", ["quint8", "qint8"])
+def test_kernels_of_over_32_taps_check_their_bounds_each_step(in_dtype, runner_and_backend):
+    """A 7x7 kernel over 16 channels (49 taps of a pixel each, more than the 32 bits of the
+    taps-inside mask): each step checks its tap's bounds, at the padded borders too."""
+    runner, backend = runner_and_backend
+    problem = ConvProblem(batch=1, in_channels=16, height=9, width=8, out_channels=8,
+                          kernel_size=(7, 7), padding=(3, 2), in_dtype=in_dtype,
+                          in_zero_point=5 if in_dtype == "qint8" else 140).validate()
+    row = runner.row("triton", Case("taps-49", problem), backend)
+    assert row["status"] == "ok", row["error"]
+    assert "kernel=gemm" in row["details"]
 
 
 SHARED_PROBLEMS = {name: PROBLEMS[name] for name in ("gemm-3x3-pad", "gemm-asymmetric",
@@ -465,6 +479,9 @@ def test_kernels_compile_for_sm80_and_sm90_without_a_gpu():
               config.num_stages, config.kwargs["SHARED"]) for config in kernels.GEMM_CONFIGS}
     assert len(config_lines) == len(tiles)
     assert all(line.endswith("no spills") for line in config_lines)
+    steps = [int(re.search(r"(\d+) instructions a reduction step", line)[1])
+             for line in config_lines]
+    assert all(0 < step < 400 for step in steps), steps
 
 
 @pytest.mark.parametrize("in_dtype", ["qint8", "quint8"])

@@ -1,8 +1,8 @@
 """Compile the kernels for a GPU architecture without a GPU (Triton ships ptxas): `python -m
 qbench_triton.compile_check 80 90`. Prints each kernel's tensor-core instruction and shared memory,
-then, for sm_90 (H100, H200), every GEMM tuning config's registers: exits non-zero when a kernel
-fails to compile, spills registers, or packs a masked load's default wrongly. Run without
-TRITON_INTERPRET."""
+then, for sm_90 (H100, H200), every GEMM tuning config's registers and instructions a reduction
+step: exits non-zero when a kernel fails to compile, spills registers, or packs a masked load's
+default wrongly. Run without TRITON_INTERPRET."""
 
 from __future__ import annotations
 
@@ -66,10 +66,29 @@ def registers_and_stack(compiled) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
-def gemm_config_usage(capability: int) -> list[tuple[str, int, int]]:
-    """(config, registers, stack bytes) of each GEMM tuning config, compiled as it runs (warps,
-    stages) for ResNet-50's 3x3 layers as PyTorch quantizes them: quint8 activations with a
-    zero point (a border table), symmetric weights. Shared configs of any programs per SM are one
+def reduction_step_instructions(compiled) -> int:
+    """The SASS instructions of a compiled GEMM kernel's reduction loop (the innermost loop around
+    its tensor-core instructions), from cuobjdump: what a step costs besides the tensor cores."""
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:
+        cubin.write(compiled.asm["cubin"])
+        cubin.flush()
+        sass = subprocess.run([knobs.nvidia.cuobjdump.path, "-sass", cubin.name],
+                              capture_output=True, text=True, check=True).stdout
+    addresses = [(int(address, 16), text) for address, text in
+                 re.findall(r"/\*([0-9a-f]{4,})\*/\s+([^;]*);", sass)]
+    mma = [address for address, text in addresses if re.search(r"\b[HI]?[GIH]MMA\b", text)]
+    loops = [(target, address) for address, text in addresses if "BRA" in text
+             for target in [int(found, 16) for found in re.findall(r"0x([0-9a-f]+)", text)]
+             if target < address and any(target <= at <= address for at in mma)]
+    start, end = min(loops, key=lambda loop: loop[1] - loop[0])
+    return sum(start <= address <= end for address, _ in addresses)
+
+
+def gemm_config_usage(capability: int) -> list[tuple[str, int, int, int]]:
+    """(config, registers, stack bytes, instructions a reduction step) of each GEMM tuning config,
+    compiled as it runs (warps, stages) for ResNet-50's 3x3 layers as PyTorch quantizes them:
+    quint8 activations with a zero point (a border table), symmetric weights, tiles that divide
+    the layer. Shared configs of any programs per SM are one
     variant. Weight zero points with quint8 take more registers (Triton 3.9 spilled 16 and 144 B
     a thread in two configs there, 3.6 none)."""
     usage = []
@@ -80,7 +99,8 @@ def gemm_config_usage(capability: int) -> list[tuple[str, int, int]]:
         compiled = compile_kernel(kernels.conv_gemm_kernel, constants, capability, True, warps,
                                   stages)
         label = f"{bm}x{bn}x{bk}/{warps}w/{stages}s" + ("/shared" if shared else "")
-        usage.append((label, *registers_and_stack(compiled)))
+        usage.append((label, *registers_and_stack(compiled),
+                      reduction_step_instructions(compiled)))
     return usage
 
 
@@ -113,9 +133,9 @@ def main(capabilities: list[int]) -> int:
                           file=sys.stderr)
                     status = 1
     if 90 in capabilities:
-        for label, registers, stack in gemm_config_usage(90):
-            print(f"sm_90 gemm config {label}: {registers} registers, "
-                  f"{f'{stack} B of spills' if stack else 'no spills'}")
+        for label, registers, stack, step in gemm_config_usage(90):
+            print(f"sm_90 gemm config {label}: {registers} registers, {step} instructions a "
+                  f"reduction step, {f'{stack} B of spills' if stack else 'no spills'}")
             if stack:
                 print(f"  {label} spills registers", file=sys.stderr)
                 status = 1
