@@ -256,7 +256,8 @@ def _per_sm_programs(tiles: int, steps: int, per_sm: int) -> int:
 
 
 def _interpreter_programs(tiles: int, steps: int, per_sm: int) -> int:
-    """The interpreter's shared launch (`stream.interpreter_programs`), which has no SMs."""
+    """The interpreter's shared launch (`stream.interpreter_programs`): it has no SMs, so
+    `per_sm` does not count."""
     return stream.interpreter_programs(tiles, steps)
 
 
