@@ -35,7 +35,7 @@ class StandInDriver:
 
 def main(in_dtype: str) -> None:
     driver.set_active(StandInDriver())
-    kernels._sm_count = lambda: 132  # an H100's SMs, for the split reductions' pruning
+    kernels._sm_count = lambda: 132  # an H100's SMs, for stream-K's pruning
     problem = ConvProblem(batch=2, in_channels=64, out_channels=64, height=14, width=14,
                           kernel_size=(3, 3), padding=(1, 1), in_dtype=in_dtype,
                           out_dtype="quint8", out_scale=0.5, out_zero_point=3).validate()
