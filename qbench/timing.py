@@ -18,6 +18,7 @@ single samples of a microsecond call scatter widely, but their median still sett
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ TimingMode = Literal["cold", "hot", "graph"]
 TIMING_MODES = ("cold", "hot", "graph")
 _GRAPH_CALLS = 10
 _HOLD_FIRST_CYCLES = 2**16  # about 35 us at a data-centre GPU's clock
-_HOLD_TUNING_CYCLES = 2**20  # about 0.6 ms: tuning queues several runs at once
+_HOLD_TUNING_CYCLES = 2**21  # about 1.2 ms: tuning queues several runs and flushes at once
 _HOLD_MAX_CYCLES = 2**24  # about 9 ms
 _L2_FLUSH_BYTES = 256 * 2**20  # larger than any current GPU's L2 (H100: 50 MB, B200: 126 MB)
 
@@ -145,18 +146,24 @@ class LaunchHold:
 
 
 def tuning_times_ms(run: Callable[[], Any], runs: int, device: torch.device) -> list[float]:
-    """The sorted milliseconds of `runs` back-to-back runs of `run` on PyTorch's current CUDA
-    stream, each timed with events, after one untimed run (which compiles or warms up), queued
-    behind a `LaunchHold` so that they time the GPU's work and not the host's: how a backend picks
-    among its candidate plans or kernels on first use (a quick choice, not qbench's measurement).
+    """The sorted milliseconds of `runs` runs of `run` on PyTorch's current CUDA stream, each
+    timed with events with the L2 cache flushed before it, after one untimed run (which compiles
+    or warms up), queued behind a `LaunchHold` so that they time the GPU's work and not the
+    host's: how a backend picks among its candidate plans or kernels on first use (a quick
+    choice, not qbench's measurement). Cold, as the runner times by default and
+    `triton.testing.do_bench` tunes: on an H200, ResNet-50's 3x3 of 512 at 7^2 took 17.5 us warm
+    and 21.5 cold in the tiles that won warm (results/h200-2026-11-27-6b3a359), which cold
+    timing would not have picked.
     """
     run()
+    flush = l2_flush_buffer(device)
     hold = LaunchHold(_HOLD_TUNING_CYCLES)
     while True:
         events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
                   for _ in range(runs)]
         hold.hold()
         for start, end in events:
+            flush.zero_()
             start.record()
             run()
             end.record()
@@ -164,6 +171,13 @@ def tuning_times_ms(run: Callable[[], Any], runs: int, device: torch.device) -> 
         torch.cuda.synchronize(device)
         if ahead or hold.at_cap:
             return sorted(start.elapsed_time(end) for start, end in events)
+
+
+@functools.cache
+def l2_flush_buffer(device: torch.device | str) -> torch.Tensor:
+    """A buffer larger than any current GPU's L2 cache on `device`: zeroing it evicts what a
+    timed call would otherwise find in the cache. One per device, kept for the process."""
+    return torch.empty(_L2_FLUSH_BYTES, dtype=torch.int8, device=device)
 
 
 def tuning_median_ms(run: Callable[[], Any], runs: int, device: torch.device) -> float:
@@ -205,7 +219,8 @@ class Sampler:
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         if device == "cuda":
             if mode == "cold":
-                self.flush_buffer = torch.empty(_L2_FLUSH_BYTES, dtype=torch.int8, device="cuda")
+                self.flush_buffer = l2_flush_buffer(
+                    torch.device("cuda", torch.cuda.current_device()))
             self.start_event = torch.cuda.Event(enable_timing=True)
             self.end_event = torch.cuda.Event(enable_timing=True)
             self.hold = LaunchHold()

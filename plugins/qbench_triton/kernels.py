@@ -422,6 +422,8 @@ def conv_direct_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_
 # On an H200 64x128x128 tiles won ResNet-50's 3x3 layers of 128 and 256 channels and 64x128x256
 # on 8 warps those of 512 (results/h200-2026-11-27-6dbf4bd/triton-tuning.jsonl): their neighbours
 # with 4 stages, on 4 warps, and 64 channels wide are candidates too.
+# Tuned cold (`qbench.timing.tuning_times_ms`), the deep layers' weights come from memory: their
+# tiles with more stages are candidates too.
 # Layers of few output channels (MobileNet's pointwise 16 to 32, ResNeXt's groups) take 32-wide
 # tiles; 256 rows a program give each its latency (loads in, terms, stores out) over more work.
 # Each tile config, and each shared by PER_SM_CHOICES programs per SM as well (stream-K;
@@ -435,7 +437,8 @@ GEMM_TILES = [(128, 128, 64, 8, 3), (128, 64, 64, 4, 4), (64, 128, 64, 4, 4), (6
               (128, 32, 32, 4, 4), (128, 256, 64, 8, 3), (256, 128, 64, 8, 3),
               (256, 32, 32, 4, 4), (256, 32, 64, 4, 3), (128, 32, 64, 4, 4), (256, 64, 64, 8, 3),
               (64, 128, 128, 4, 4), (64, 128, 256, 4, 3), (64, 64, 128, 4, 3),
-              (128, 256, 128, 8, 3)]
+              (128, 256, 128, 8, 3), (64, 64, 128, 4, 4), (64, 64, 128, 4, 5),
+              (64, 128, 128, 4, 5), (64, 128, 256, 8, 4)]
 HEAVY_TILE_LIMIT = 128 * 128
 HEAVY_TILE_ELEMENTS = tl.constexpr(HEAVY_TILE_LIMIT)  # the same, as the GEMM kernel reads it
 
