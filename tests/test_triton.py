@@ -144,6 +144,7 @@ def test_shared_tiles_match_the_reference(name, launch, partials, runner_and_bac
     import triton.language as tl
     from qbench_triton import kernels, stream
 
+    monkeypatch.setattr(stream, "ENABLED", True)
     if INTERPRETER_LAUNCHES[launch] is not None:
         monkeypatch.setattr(stream, "interpreter_programs", INTERPRETER_LAUNCHES[launch])
     if partials == "by-quarters":  # the interpreter's 16x16 tiles taken for heavy ones
@@ -153,7 +154,7 @@ def test_shared_tiles_match_the_reference(name, launch, partials, runner_and_bac
     assert "stream_k_programs=" in row["details"], row["details"]
 
 
-def test_a_shared_launch_leaves_the_counters_as_it_found_them(runner_and_backend):
+def test_a_shared_launch_leaves_the_counters_as_it_found_them(runner_and_backend, monkeypatch):
     """A plan's next launch, on other activations, finds the tiles' counters as the first found
     them (zeros), so it is as exact as the first (left over, they would have it add the first
     launch's partials): outputs poisoned before each."""
@@ -161,6 +162,9 @@ def test_a_shared_launch_leaves_the_counters_as_it_found_them(runner_and_backend
     if not backend.info.interpreted:
         pytest.skip("the interpreter's launch; the GPU tests launch each forced tile repeatedly")
     import qbench_triton
+    from qbench_triton import stream
+
+    monkeypatch.setattr(stream, "ENABLED", True)
     from qbench.inputs import auto_output_quantization, make_inputs
     from qbench.quantized import QuantizedActivation
     from qbench.reference import reference_accumulator, requantize
@@ -255,14 +259,34 @@ def test_every_shared_tile_matches_the_reference_on_a_gpu(runner_and_backend, mo
             assert "stream_k_programs=" in row["details"], row["details"]
 
 
-def test_qbench_triton_stream_k_of_0_turns_shared_tiles_off():
+@pytest.mark.parametrize("setting,choices,shared", [(None, "()", "{False}"),
+                                                    ("0", "()", "{False}"),
+                                                    ("1", "(1,2,3)", "{False,True}")])
+def test_stream_k_is_tuned_only_with_qbench_triton_stream_k_of_1(setting, choices, shared):
     pytest.importorskip("triton")
     code = ("from qbench_triton import kernels, stream;"
-            "print(stream.PER_SM_CHOICES, {config.kwargs['SHARED'] for config in "
-            "kernels.GEMM_CONFIGS})")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=dict(os.environ, QBENCH_TRITON_STREAM_K="0"), check=True)
-    assert proc.stdout.split() == ["()", "{False}"]
+            "print(str(stream.PER_SM_CHOICES).replace(' ', ''), "
+            "str(sorted({config.kwargs['SHARED'] for config in kernels.GEMM_CONFIGS}))"
+            ".replace(' ', '').replace('[', '{').replace(']', '}'))")
+    env = {key: value for key, value in os.environ.items() if key != "QBENCH_TRITON_STREAM_K"}
+    if setting is not None:
+        env["QBENCH_TRITON_STREAM_K"] = setting
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          check=True)
+    assert proc.stdout.split() == [choices, shared]
+
+
+def test_the_interpreter_shares_no_tiles_with_stream_k_off(runner_and_backend, monkeypatch):
+    runner, backend = runner_and_backend
+    if not backend.info.interpreted:
+        pytest.skip("the interpreter's launch")
+    from qbench_triton import stream
+
+    monkeypatch.setattr(stream, "ENABLED", False)
+    row = runner.row("triton", Case("unshared", SHARED_PROBLEMS["gemm-3x3-pad"].validate()),
+                     backend)
+    assert row["status"] == "ok", row["error"]
+    assert "stream_k_programs" not in row["details"]
 
 
 def test_a_shared_launch_the_buffers_were_not_made_for_is_refused():
@@ -285,8 +309,11 @@ def test_a_shared_launch_the_buffers_were_not_made_for_is_refused():
     assert grid(meta | {"SHARED": True}) == (20, 1, 1)
 
 
-def test_weight_zero_points_never_share_tiles(runner_and_backend):
+def test_weight_zero_points_never_share_tiles(runner_and_backend, monkeypatch):
     runner, backend = runner_and_backend
+    from qbench_triton import stream
+
+    monkeypatch.setattr(stream, "ENABLED", True)  # the interpreter would share them otherwise
     row = runner.row("triton", Case("zw", PROBLEMS["gemm-weight-zero-point"].validate()), backend)
     assert row["status"] == "ok", row["error"]
     assert "stream_k_programs" not in row["details"]
@@ -475,9 +502,7 @@ def test_kernels_compile_for_sm80_and_sm90_without_a_gpu():
                for line in kernel_lines if "sm_80 gemm" in line)
     assert all("wgmma.mma_async" in line for line in kernel_lines if "sm_90 gemm" in line)
     config_lines = [line for line in lines if line.startswith("sm_90 gemm config ")]
-    tiles = {(config.kwargs["BM"], config.kwargs["BN"], config.kwargs["BK"], config.num_warps,
-              config.num_stages, config.kwargs["SHARED"]) for config in kernels.GEMM_CONFIGS}
-    assert len(config_lines) == len(tiles)
+    assert len(config_lines) == 2 * len(set(kernels.GEMM_TILES))  # each alone and shared
     assert all(line.endswith("no spills") for line in config_lines)
     steps = [int(re.search(r"(\d+) instructions a reduction step", line)[1])
              for line in config_lines]
@@ -535,6 +560,12 @@ def test_tuning_shares_tiles_only_of_layers_with_few(monkeypatch):
     from qbench_triton import kernels, stream
 
     monkeypatch.setattr(kernels, "_sm_count", lambda: 132)
+    layer4 = stream.GemmShape(32 * 7 * 7, 512, 512, 512, (3, 3), False)
+    for choices in [(), (1, 2, 3)]:  # as QBENCH_TRITON_STREAM_K makes them: off, then on
+        monkeypatch.setattr(kernels, "GEMM_CONFIGS", [
+            kernels._gemm_config(*tile, per_sm) for per_sm in (0, *choices)
+            for tile in kernels.GEMM_TILES])
+        assert (kernels.sharing_slots(layer4) >= 2) == bool(choices)  # partials made only on
 
     def shared(args):
         configs = kernels._fitting_gemm_configs(kernels.GEMM_CONFIGS, args, R=3, S=3,
@@ -543,7 +574,6 @@ def test_tuning_shares_tiles_only_of_layers_with_few(monkeypatch):
 
     # ResNet-50's layer4 3x3 at batch 32: 1568 rows, 512 channels; 64x128 tiles: 100 on 132 SMs
     tried = shared(_gemm_args(32 * 7 * 7, 512, 512, 512, slots=8))
-    layer4 = stream.GemmShape(32 * 7 * 7, 512, 512, 512, (3, 3), False)
     assert {(64, 128, 1), (64, 128, 3)} <= {
         (config.kwargs["BM"], config.kwargs["BN"], config.kwargs["PROGRAMS_PER_SM"])
         for config in tried}
@@ -560,7 +590,6 @@ def test_tuning_shares_tiles_only_of_layers_with_few(monkeypatch):
     assert all(layer1.tiles(config.kwargs) <= stream.MAX_TILES_PER_SM * 132 for config in tried)
     assert (64, 64) not in {(config.kwargs["BM"], config.kwargs["BN"]) for config in tried}
     # and the plan makes partials only where some are tried: not at 112^2, tiles to spare
-    assert kernels.sharing_slots(layer4) >= 2
     assert kernels.sharing_slots(stream.GemmShape(32 * 112 * 112, 64, 64, 64, (3, 3), False)) == 0
 
 

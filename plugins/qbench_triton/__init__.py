@@ -262,11 +262,12 @@ def _interpreter_programs(tiles: int, steps: int, per_sm: int) -> int:
 
 
 def _interpreter_sharing(shape: GemmShape, sharing: bool) -> dict[str, Any]:
-    """The interpreter's launch of its fixed tiles: shared where the kernel may share tiles and
-    the interpreter's programs would, with the partials' slots that takes (`slots`)."""
+    """The interpreter's launch of its fixed tiles: with stream-K on (`stream.ENABLED`), shared
+    where the kernel may share tiles and the interpreter's programs would, with the partials'
+    slots that takes (`slots`)."""
     tiles, steps = shape.tiles(_INTERPRETER_TILES), shape.steps(_INTERPRETER_TILES)
     programs = stream.interpreter_programs(tiles, steps)
-    if not sharing or programs == tiles:
+    if not (stream.ENABLED and sharing) or programs == tiles:
         return {"SHARED": False, "PROGRAMS_PER_SM": 0, "slots": 0}
     return {"SHARED": True, "PROGRAMS_PER_SM": 1, "slots": slots(tiles, steps, programs)}
 

@@ -88,12 +88,11 @@ def gemm_config_usage(capability: int) -> list[tuple[str, int, int, int]]:
     """(config, registers, stack bytes, instructions a reduction step) of each GEMM tuning config,
     compiled as it runs (warps, stages) for ResNet-50's 3x3 layers as PyTorch quantizes them:
     quint8 activations with a zero point (a border table), symmetric weights, tiles that divide
-    the layer. Shared configs of any programs per SM are one
-    variant. Weight zero points with quint8 take more registers (Triton 3.9 spilled 16 and 144 B
-    a thread in two configs there, 3.6 none)."""
+    the layer. Each tile also shared (stream-K: any programs per SM are one variant), whether
+    or not tuning tries it (`stream.ENABLED`). Weight zero points with quint8 take more registers
+    (Triton 3.9 spilled 16 and 144 B a thread in two configs there, 3.6 none)."""
     usage = []
-    for tiles in dict.fromkeys(_tiles_and_sharing(config) for config in kernels.GEMM_CONFIGS):
-        bm, bn, bk, warps, stages, shared = tiles
+    for bm, bn, bk, warps, stages, shared in gemm_variants():
         constants = dict(_SHAPE, **_EVEN, HAS_WZP=False, MERGE_S=False, SHARED=shared, BM=bm,
                          BN=bn, BK=bk)
         compiled = compile_kernel(kernels.conv_gemm_kernel, constants, capability, True, warps,
@@ -104,9 +103,10 @@ def gemm_config_usage(capability: int) -> list[tuple[str, int, int, int]]:
     return usage
 
 
-def _tiles_and_sharing(config) -> tuple[int, ...]:
-    return (*(config.kwargs[name] for name in ("BM", "BN", "BK")), config.num_warps,
-            config.num_stages, config.kwargs["SHARED"])
+def gemm_variants() -> list[tuple[int, ...]]:
+    """(BM, BN, BK, warps, stages, shared) of every GEMM tile, alone and shared."""
+    return [(*tile, shared) for tile in dict.fromkeys(kernels.GEMM_TILES)
+            for shared in (False, True)]
 
 
 def main(capabilities: list[int]) -> int:

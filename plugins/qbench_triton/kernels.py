@@ -426,9 +426,10 @@ def conv_direct_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_
 # tiles with more stages are candidates too.
 # Layers of few output channels (MobileNet's pointwise 16 to 32, ResNeXt's groups) take 32-wide
 # tiles; 256 rows a program give each its latency (loads in, terms, stores out) over more work.
-# Each tile config, and each shared by PER_SM_CHOICES programs per SM as well (stream-K;
-# `stream.worth_sharing` prunes them): with stream-K the large tiles' few programs no longer leave
-# SMs idle (on the H200, alone, 128x256 tiles reduced at 2.9 TMAC/s an SM, 64x128 at 2.0-2.1).
+# Each tile config, and with stream-K on (`stream.ENABLED`) each shared by PER_SM_CHOICES programs
+# per SM as well (`stream.worth_sharing` prunes them), so that the large tiles' few programs no
+# longer leave SMs idle (on the H200, alone, 128x256 tiles reduced at 2.9 TMAC/s an SM, 64x128 at
+# 2.0-2.1; shared, they ran longer all the same).
 # Not with merged rows over HEAVY_TILE_LIMIT elements: their per-byte bounds checks spilled
 # registers for 128x256 tiles.
 GEMM_TILES = [(128, 128, 64, 8, 3), (128, 64, 64, 4, 4), (64, 128, 64, 4, 4), (64, 64, 64, 4, 4),

@@ -16,7 +16,10 @@ at most MAX_TILES_PER_SM tiles per SM, each program taking MIN_STEPS blocks at l
 shared by more than MAX_SLOTS programs. The interpreter, which has no SMs, shares tiles among
 `interpreter_programs` programs wherever the kernel may, so that the tests check shared tiles on
 small problems.
-QBENCH_TRITON_STREAM_K=0 (read at import) turns shared launches off.
+Off unless QBENCH_TRITON_STREAM_K=1 (read at import; `ENABLED`): on an H200 every shape whose
+tuning tried it ran 1.3 to 2.6 times as long shared as with a program per tile, the deep 3x3
+layers it was made for too (results/h200-2026-11-27-6b3a359/stream-k.md), for reasons not yet
+known. Off, the interpreter does not share tiles either.
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ from typing import Any
 
 import torch
 
-STREAM_K_ENV = "QBENCH_TRITON_STREAM_K"  # 0: every program one whole tile (to rule stream-K out)
-PER_SM_CHOICES = (1, 2, 3) if os.environ.get(STREAM_K_ENV, "1") != "0" else ()
+STREAM_K_ENV = "QBENCH_TRITON_STREAM_K"  # 1: tuning tries shared launches too
+ENABLED = os.environ.get(STREAM_K_ENV) == "1"
+PER_SM_CHOICES = (1, 2, 3) if ENABLED else ()
 MIN_STEPS = 4  # blocks per program, enough for the loads' pipeline to fill
 MAX_TILES_PER_SM = 4  # beyond, the last wave's idle SMs cost little
 MAX_SLOTS = 6  # programs sharing one tile at most: more cut it into runs too short for the partials
