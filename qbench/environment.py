@@ -63,8 +63,16 @@ def _gpu() -> dict[str, Any] | None:
     return gpu
 
 
+def qbench_variables() -> dict[str, str]:
+    """The environment variables of qbench and its plugins that are set (QBENCH_*,
+    TRITON_INTERPRET): they change what backends run (`QBENCH_TRITON_STREAM_K=1`, say)."""
+    return {name: value for name, value in sorted(os.environ.items())
+            if name.startswith("QBENCH_") or name == "TRITON_INTERPRET"}
+
+
 def collect_environment() -> dict[str, Any]:
-    """Host, CPU, GPU and driver (when present), and the versions of the libraries in play."""
+    """Host, CPU, GPU and driver (when present), the versions of the libraries in play, and
+    qbench's variables (`qbench_variables`)."""
     versions = {}
     for name in _PACKAGES:
         try:
@@ -81,4 +89,5 @@ def collect_environment() -> dict[str, Any]:
         "quantized_engines": list(torch.backends.quantized.supported_engines),
         "gpu": _gpu(),
         "packages": versions,
+        "variables": qbench_variables(),
     }

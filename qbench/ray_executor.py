@@ -16,6 +16,7 @@ import sys
 from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
+from qbench.environment import qbench_variables
 from qbench.errors import QbenchError
 from qbench.registry import Backend, load_backends
 from qbench.runner import CaseRunner, RunSettings, error_row, unavailable_row, work
@@ -48,9 +49,7 @@ def _runtime_env() -> dict[str, Any]:
     """What workers need to import the same plugins: the driver's sys.path and the variables of
     qbench and its plugins (QBENCH_*, TRITON_INTERPRET)."""
     env = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    env.update({name: value for name, value in os.environ.items()
-                if name.startswith("QBENCH_") or name == "TRITON_INTERPRET"})
-    return {"env_vars": env}
+    return {"env_vars": env | qbench_variables()}
 
 
 def run_on_ray(suite: Suite, backends: Mapping[str, Backend], settings: RunSettings,

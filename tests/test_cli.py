@@ -43,7 +43,10 @@ def test_smoke_suite_on_the_cpu_engines(run_cli, tmp_path):
     assert "mismatch depthwise" in result.output
 
 
-def test_results_json_has_schema_environment_and_rows(run_cli, write_suite, tmp_path):
+def test_results_json_has_schema_environment_and_rows(run_cli, write_suite, tmp_path,
+                                                      monkeypatch):
+    monkeypatch.setenv("QBENCH_TRITON_STREAM_K", "1")  # qbench's variables are recorded
+    monkeypatch.setenv("UNRELATED_VARIABLE", "x")  # others are not
     out = tmp_path / "out"
     result = run_cli("run", write_suite(TINY_SUITE), "--out", out, "--backends", "torch-x86",
                      *FAST)
@@ -51,6 +54,9 @@ def test_results_json_has_schema_environment_and_rows(run_cli, write_suite, tmp_
     header, rows = load_results(out)
     assert header["schema_version"] == SCHEMA_VERSION
     assert header["environment"]["cpu"] and header["environment"]["packages"]["torch"]
+    assert header["environment"]["variables"]["QBENCH_TRITON_STREAM_K"] == "1"
+    assert "UNRELATED_VARIABLE" not in header["environment"]["variables"]
+    assert "QBENCH_TRITON_STREAM_K=1" in (out / "report.html").read_text()
     assert header["settings"]["baseline"] == "torch-x86" and header["finished"]
     assert len(json.loads((out / "results.json").read_text())["rows"]) == len(rows) == 3
     assert set(rows.status) == {"ok"}
