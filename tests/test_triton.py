@@ -638,3 +638,34 @@ def test_the_tuning_log_shows_what_stream_k_did(tmp_path):
             "| 128x256x64/8w/3s/stream1 14.6 | 0.75 |") in lines
     assert len([line for line in lines if line.startswith("| 32x")]) == 1
     assert lines[-1] == "stream-K faster on 1 of 1 shapes that tried it"
+
+
+def test_the_stream_probe_forces_one_tile_shared_by_the_programs_it_names():
+    """`qbench_triton.stream_probe.forced`, planned as on an sm_90 GPU without one: the autotuner
+    holds the one shared config, the grid has the programs asked for, and the partials the slots
+    they need (7 tiles of 9 steps on 5 programs: at most 2 a tile)."""
+    pytest.importorskip("triton")
+    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, str(Path(__file__).with_name("triton_standin.py")),
+                           "forced"], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    plan = json.loads(proc.stdout)
+    (config,) = plan["configs"]
+    assert "BM: 64, BN: 64, BK: 64, SHARED: True" in config and "num_stages: 4" in config
+    assert plan["grid"] == [5, 1, 1] and plan["partials"] == [2, 392, 64]
+
+
+def test_the_stream_probe_times_each_launch_of_a_tile():
+    pytest.importorskip("triton")
+    from qbench_triton import stream_probe
+
+    layer4 = stream_probe.gemm_shape(stream_probe.LAYERS["layer4.conv2"])
+    assert (layer4.rows, layer4.out_channels, layer4.span) == (1568, 512, 512)
+    assert stream_probe.launches(layer4, (64, 128, 128, 4, 4), 132) == [
+        ("per tile", 0), ("shared, P = tiles", 100), ("shared, P = tiles + 1", 101),
+        ("shared, 1 per SM", 132), ("shared, 2 per SM", 264), ("shared, 3 per SM", 396)]
+    table = stream_probe.markdown([{"layer": "layer4.conv2", "tile": "64x128x128/4w/4s",
+                                    "launch": "per tile", "programs": "-", "status": "ok",
+                                    "median_us": 19.71, "max_err_lsb": 0, "error": ""}])
+    assert table.splitlines()[-1] == ("| layer4.conv2 | 64x128x128/4w/4s | per tile | - | ok "
+                                      "| 19.7 | 0 |")

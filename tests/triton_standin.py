@@ -1,8 +1,9 @@
 """Plan one Triton GEMM launch as on an sm_90 GPU, without one: a stand-in for Triton's CUDA driver
 names the target, and Triton compiles (it ships ptxas) but launches nothing. Prints, as JSON, how
 many kernel variants planning compiled and how many a second warm-up of every tuning candidate
-compiled after it (none, if planning compiled them all). Run without TRITON_INTERPRET:
-`python tests/triton_standin.py quint8`."""
+compiled after it (none, if planning compiled them all); with `forced`, the configs and grid of a
+launch that `qbench_triton.stream_probe.forced` makes (64x64 tiles shared by 5 programs). Run
+without TRITON_INTERPRET: `python tests/triton_standin.py quint8`."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import qbench_triton
 from qbench.inputs import make_inputs
 from qbench.problem import ConvProblem
 from qbench.quantized import QuantizedActivation, nhwc_view
-from qbench_triton import kernels
+from qbench_triton import kernels, stream_probe
 
 
 class StandInDriver:
@@ -33,17 +34,25 @@ class StandInDriver:
         return 0
 
 
-def main(in_dtype: str) -> None:
+def main(mode: str) -> None:
     driver.set_active(StandInDriver())
     kernels._sm_count = lambda: 132  # an H100's SMs, for stream-K's pruning
     problem = ConvProblem(batch=2, in_channels=64, out_channels=64, height=14, width=14,
-                          kernel_size=(3, 3), padding=(1, 1), in_dtype=in_dtype,
-                          out_dtype="quint8", out_scale=0.5, out_zero_point=3).validate()
+                          kernel_size=(3, 3), padding=(1, 1),
+                          in_dtype="qint8" if mode == "forced" else mode, out_dtype="quint8",
+                          out_scale=0.5, out_zero_point=3).validate()
     inputs = make_inputs(problem, 0)
     packed = qbench_triton.qbench_prepack("triton", inputs.weight, inputs.bias, inputs.params)
     x, activation = qbench_triton.qbench_prepare_input("triton", inputs.input.to("cpu", True))
     output = QuantizedActivation.output_buffer(problem, "cpu", True)
     out = nhwc_view(output.data)
+    if mode == "forced":  # 392 rows: 7 tiles of 64x64, shared by 5 programs
+        with stream_probe.forced((64, 64, 64, 4, 4), 5):
+            plan = qbench_triton._plan(packed, x, activation, out, output, relu=False)
+            (config,) = kernels.conv_gemm_tuned.configs
+            print(json.dumps({"configs": [str(config)], "grid": plan.grid(config.all_kwargs()),
+                              "partials": list(plan.tail[4].shape)}))  # after 4 pointers
+        return
     plan = qbench_triton._plan(packed, x, activation, out, output, relu=False)
     compiled = kernels.conv_gemm_kernel.device_caches[0][0]
     planned = len(compiled)
