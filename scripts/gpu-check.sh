@@ -74,9 +74,10 @@ done
 # qbench's own cost per call over the bare cuDNN plan and the bare kernel launch
 step overhead python3 -m pytest -q -p no:cacheprovider benchmarks/test_gpu_overhead.py \
     --benchmark-group-by=group --benchmark-json "$WORK/overhead.json"
-# where a stream-K launch's time goes: two deep ResNet-50 layers, one tile each, launched a
-# program per tile and shared by several numbers of programs (qbench_triton/stream_probe.py)
-step stream-probe python3 -m qbench_triton.stream_probe
+# where a stream-K launch's time goes: two deep ResNet-50 layers, two tiles each, launched a
+# program per tile and shared by several numbers of programs (qbench_triton/stream_probe.py;
+# its forced configs are no tuning)
+step stream-probe env -u QBENCH_TRITON_TUNING_LOG python3 -m qbench_triton.stream_probe
 # triton against cudnn, fp16 and the layers' floors per suite run, in Markdown for the notes (a
 # second each; without the floors where the run could not measure the card's rates)
 for results in "$WORK"/*/results.csv; do

@@ -2,7 +2,7 @@
 
 On an H200 every shared launch that tuning tried ran 1.3 to 2.6 times as long as a program per
 tile (results/h200-2026-11-27-6b3a359/stream-k.md), where dividing the steps evenly should have
-saved the last wave's idle SMs. This times one tile config of ResNet-50's 3x3 layers of 256 at 14^2
+saved the last wave's idle SMs. This times each of TILES on ResNet-50's 3x3 layers of 256 at 14^2
 and 512 at 7^2 (batch 32, qint8 in and out, as the resnet-qint8 run) in each launch of
 `launches`, each row checked against the exact reference and timed as `qbench run` times (cold
 L2, the launch hold, medians), and prints them as a Markdown table:
