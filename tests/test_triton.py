@@ -259,21 +259,19 @@ def test_every_shared_tile_matches_the_reference_on_a_gpu(runner_and_backend, mo
             assert "stream_k_programs=" in row["details"], row["details"]
 
 
-@pytest.mark.parametrize("setting,choices,shared", [(None, "()", "{False}"),
-                                                    ("0", "()", "{False}"),
-                                                    ("1", "(1,2,3)", "{False,True}")])
+@pytest.mark.parametrize("setting,choices,shared", [(None, [], [False]), ("0", [], [False]),
+                                                    ("1", [1, 2, 3], [False, True])])
 def test_stream_k_is_tuned_only_with_qbench_triton_stream_k_of_1(setting, choices, shared):
     pytest.importorskip("triton")
-    code = ("from qbench_triton import kernels, stream;"
-            "print(str(stream.PER_SM_CHOICES).replace(' ', ''), "
-            "str(sorted({config.kwargs['SHARED'] for config in kernels.GEMM_CONFIGS}))"
-            ".replace(' ', '').replace('[', '{').replace(']', '}'))")
+    code = ("import json; from qbench_triton import kernels, stream;"
+            "print(json.dumps([stream.PER_SM_CHOICES, "
+            "sorted({config.kwargs['SHARED'] for config in kernels.GEMM_CONFIGS})]))")
     env = {key: value for key, value in os.environ.items() if key != "QBENCH_TRITON_STREAM_K"}
     if setting is not None:
         env["QBENCH_TRITON_STREAM_K"] = setting
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                           check=True)
-    assert proc.stdout.split() == [choices, shared]
+    assert json.loads(proc.stdout) == [choices, shared]
 
 
 def test_the_interpreter_shares_no_tiles_with_stream_k_off(runner_and_backend, monkeypatch):
