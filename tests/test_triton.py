@@ -38,6 +38,28 @@ def runner_and_backend():
     return CaseRunner(RunSettings(policy=TimingPolicy(min_samples=2, max_time_s=0.01))), backend
 
 
+@pytest.fixture
+def stream_k_on(monkeypatch):
+    """Stream-K on (`stream.ENABLED`), as QBENCH_TRITON_STREAM_K=1 at import turns it on: the
+    interpreter then shares tiles where the kernel may."""
+    from qbench_triton import stream
+
+    monkeypatch.setattr(stream, "ENABLED", True)
+
+
+def _run_compiling(*args: str) -> str:
+    """The output of `python ARGS` run without TRITON_INTERPRET (compiling as for a GPU, which
+    Triton does without one), which must succeed."""
+    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+STANDIN = str(Path(__file__).with_name("triton_standin.py"))
+
+
 @pytest.mark.parametrize("name", PROBLEMS)
 def test_triton_matches_the_reference(name, runner_and_backend):
     runner, backend = runner_and_backend
@@ -134,7 +156,7 @@ INTERPRETER_LAUNCHES = {"more-programs": None,
 @pytest.mark.parametrize("launch", INTERPRETER_LAUNCHES)
 @pytest.mark.parametrize("name", SHARED_PROBLEMS)
 def test_shared_tiles_match_the_reference(name, launch, partials, runner_and_backend,
-                                          monkeypatch):
+                                          stream_k_on, monkeypatch):
     """Stream-K in the interpreter: programs that share tiles, partial sums added by the last to
     arrive, at once or (as tiles over HEAVY_TILE_LIMIT do) by quarters
     (test_every_shared_tile_matches_the_reference_on_a_gpu takes the compiled kernel)."""
@@ -144,7 +166,6 @@ def test_shared_tiles_match_the_reference(name, launch, partials, runner_and_bac
     import triton.language as tl
     from qbench_triton import kernels, stream
 
-    monkeypatch.setattr(stream, "ENABLED", True)
     if INTERPRETER_LAUNCHES[launch] is not None:
         monkeypatch.setattr(stream, "interpreter_programs", INTERPRETER_LAUNCHES[launch])
     if partials == "by-quarters":  # the interpreter's 16x16 tiles taken for heavy ones
@@ -154,7 +175,7 @@ def test_shared_tiles_match_the_reference(name, launch, partials, runner_and_bac
     assert "stream_k_programs=" in row["details"], row["details"]
 
 
-def test_a_shared_launch_leaves_the_counters_as_it_found_them(runner_and_backend, monkeypatch):
+def test_a_shared_launch_leaves_the_counters_as_it_found_them(runner_and_backend, stream_k_on):
     """A plan's next launch, on other activations, finds the tiles' counters as the first found
     them (zeros), so it is as exact as the first (left over, they would have it add the first
     launch's partials): outputs poisoned before each."""
@@ -162,9 +183,6 @@ def test_a_shared_launch_leaves_the_counters_as_it_found_them(runner_and_backend
     if not backend.info.interpreted:
         pytest.skip("the interpreter's launch; the GPU tests launch each forced tile repeatedly")
     import qbench_triton
-    from qbench_triton import stream
-
-    monkeypatch.setattr(stream, "ENABLED", True)
     from qbench.inputs import auto_output_quantization, make_inputs
     from qbench.quantized import QuantizedActivation
     from qbench.reference import reference_accumulator, requantize
@@ -307,11 +325,9 @@ def test_a_shared_launch_the_buffers_were_not_made_for_is_refused():
     assert grid(meta | {"SHARED": True}) == (20, 1, 1)
 
 
-def test_weight_zero_points_never_share_tiles(runner_and_backend, monkeypatch):
+def test_weight_zero_points_never_share_tiles(runner_and_backend, stream_k_on):
+    """Not even where the interpreter would share their tiles otherwise."""
     runner, backend = runner_and_backend
-    from qbench_triton import stream
-
-    monkeypatch.setattr(stream, "ENABLED", True)  # the interpreter would share them otherwise
     row = runner.row("triton", Case("zw", PROBLEMS["gemm-weight-zero-point"].validate()), backend)
     assert row["status"] == "ok", row["error"]
     assert "stream_k_programs" not in row["details"]
@@ -489,11 +505,7 @@ def test_kernels_compile_for_sm80_and_sm90_without_a_gpu():
     pytest.importorskip("triton")
     from qbench_triton import kernels
 
-    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
-    proc = subprocess.run([sys.executable, "-m", "qbench_triton.compile_check", "80", "90"],
-                          capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = proc.stdout.splitlines()
+    lines = _run_compiling("-m", "qbench_triton.compile_check", "80", "90").splitlines()
     kernel_lines = [line for line in lines if " config " not in line]
     assert len(kernel_lines) == 12
     assert all("mma.sync.aligned.m16n8k32" in line
@@ -513,11 +525,7 @@ def test_planning_compiles_every_tuning_candidate_at_once(in_dtype):
     that the autotuner, which would compile them one at a time, finds each compiled: planned as
     on an sm_90 GPU without one (tests/triton_standin.py)."""
     pytest.importorskip("triton")
-    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
-    proc = subprocess.run([sys.executable, str(Path(__file__).with_name("triton_standin.py")),
-                           in_dtype], capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    compiles = json.loads(proc.stdout)
+    compiles = json.loads(_run_compiling(STANDIN, in_dtype))
     assert compiles["planned"] > 1 and compiles["compiled_after"] == 0, compiles
 
 
@@ -643,11 +651,7 @@ def test_the_stream_probe_forces_one_tile_shared_by_the_programs_it_names():
     holds the one shared config, the grid has the programs asked for, and the partials the slots
     they need (7 tiles of 9 steps on 5 programs: at most 2 a tile)."""
     pytest.importorskip("triton")
-    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
-    proc = subprocess.run([sys.executable, str(Path(__file__).with_name("triton_standin.py")),
-                           "forced"], capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    plan = json.loads(proc.stdout)
+    plan = json.loads(_run_compiling(STANDIN, "forced"))
     (config,) = plan["configs"]
     assert "BM: 64, BN: 64, BK: 64, SHARED: True" in config and "num_stages: 4" in config
     assert plan["grid"] == [5, 1, 1] and plan["partials"] == [2, 392, 64]

@@ -48,10 +48,14 @@ def gemm_shape(problem: ConvProblem) -> GemmShape:
                      problem.in_channels, problem.kernel_size, False)
 
 
+def _meta(tile: tuple[int, ...]) -> dict[str, int]:
+    """A tile's sizes as a config's kwargs name them, for `GemmShape`."""
+    return {"BM": tile[0], "BN": tile[1], "BK": tile[2]}
+
+
 def launches(shape: GemmShape, tile: tuple[int, ...], sms: int) -> list[tuple[str, int]]:
     """(label, programs) of each launch to time: 0 programs for a program per tile."""
-    meta = {"BM": tile[0], "BN": tile[1], "BK": tile[2]}
-    tiles = shape.tiles(meta)
+    tiles = shape.tiles(_meta(tile))
     return ([("per tile", 0), ("shared, P = tiles", tiles), ("shared, P = tiles + 1", tiles + 1)]
             + [(f"shared, {per_sm} per SM", per_sm * sms) for per_sm in PER_SM])
 
@@ -73,7 +77,7 @@ def forced(tile: tuple[int, ...], programs: int) -> Iterator[None]:
 
 
 def _slots_for(shape: GemmShape, tile: tuple[int, ...], programs: int) -> int:
-    meta = {"BM": tile[0], "BN": tile[1], "BK": tile[2]}
+    meta = _meta(tile)
     return slots(shape.tiles(meta), shape.steps(meta), programs) if programs else 0
 
 
