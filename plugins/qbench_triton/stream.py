@@ -13,9 +13,9 @@ share.
 
 Tuning tries PER_SM_CHOICES programs per SM (`kernels.GEMM_CONFIGS`' shared configs) on layers of
 at most MAX_TILES_PER_SM tiles per SM, each program taking MIN_STEPS blocks at least and no tile
-shared by more than MAX_SLOTS programs. The interpreter, which has no SMs, shares tiles among
-`interpreter_programs` programs wherever the kernel may, so that the tests check shared tiles on
-small problems.
+shared by more than MAX_SLOTS programs. With stream-K on, the interpreter, which has no SMs,
+shares tiles among `interpreter_programs` programs wherever the kernel may, so that the tests
+check shared tiles on small problems.
 Off unless QBENCH_TRITON_STREAM_K=1 (read at import; `ENABLED`): on an H200 every shape whose
 tuning tried it ran 1.3 to 2.6 times as long shared as with a program per tile, the deep 3x3
 layers it was made for too (results/h200-2026-11-27-6b3a359/stream-k.md), for reasons not yet
