@@ -67,6 +67,14 @@ done
 step resnet-qint8 python3 -m qbench run suites/resnet.toml --device cuda --out "$WORK/resnet-qint8" \
     --set in_dtype=qint8 --set out_dtype=qint8 --set weight_qscheme=per_tensor \
     --set out_zero_point=0 "${sets[@]}" --backends "$backends"
+# the same with the Gluon kernel on (QBENCH_TRITON_WGMMA=1): first its forced tiles against the
+# reference (a Hopper GPU's test), then ResNet-50 qint8 tuned with it beside the GEMM kernel, each
+# layer keeping the faster (the tuning log has both kernels' candidates)
+step pytest-wgmma python3 -m pytest -q -p no:cacheprovider tests/test_triton.py \
+    -k "wgmma and not compile"
+step resnet-qint8-wgmma env QBENCH_TRITON_WGMMA=1 python3 -m qbench run suites/resnet.toml \
+    --device cuda --out "$WORK/resnet-qint8-wgmma" --set in_dtype=qint8 --set out_dtype=qint8 \
+    --set weight_qscheme=per_tensor --set out_zero_point=0 "${sets[@]}" --backends "$backends"
 for suite in depthwise grouped resnet padding; do
     step "$suite" python3 -m qbench run "suites/$suite.toml" --device cuda --out "$WORK/$suite" \
         "${sets[@]}" --backends "$backends"
@@ -87,9 +95,9 @@ for results in "$WORK"/*/results.csv; do
     "${ratios[@]}" --floor > "$WORK/ratios-$(basename "$run").md" 2>&1 \
         || "${ratios[@]}" >> "$WORK/ratios-$(basename "$run").md" 2>&1
 done
-# with QBENCH_TRITON_STREAM_K=1, what stream-K did: per shape whose tuning tried shared launches,
-# the best of each kind
-if [ "${QBENCH_TRITON_STREAM_K:-}" = 1 ] && [ -s "$WORK/triton-tuning.jsonl" ]; then
-    python3 -m qbench_triton.tuning_log "$WORK/triton-tuning.jsonl" > "$WORK/stream-k.md" 2>&1
+# what stream-K (with QBENCH_TRITON_STREAM_K=1) and the Gluon kernel did: per shape whose tuning
+# tried them, their best against the best program per tile
+if [ -s "$WORK/triton-tuning.jsonl" ]; then
+    python3 -m qbench_triton.tuning_log "$WORK/triton-tuning.jsonl" > "$WORK/tuning-kinds.md" 2>&1
 fi
 tar -czf "$OUT/gpu-check.tgz" -C "$WORK" .  # with skipped.txt, if steps were skipped

@@ -229,6 +229,40 @@ def test_every_gemm_tile_matches_the_reference_on_a_gpu(runner_and_backend, monk
         assert f"BM={bm}; BN={bn}; BK={bk}" in row["details"], row["details"]
 
 
+WGMMA_PROBLEMS = {  # what the Gluon kernel takes (qint8, no weight zero points), in no tile's rows
+    "wgmma-border": ConvProblem(2, 128, 15, 15, 256, (3, 3), padding=(1, 1), in_dtype="qint8",
+                                in_zero_point=-7, relu=True),  # 450 rows, a border table
+    "wgmma-strided-groups": ConvProblem(2, 256, 14, 14, 256, (3, 3), stride=(2, 2),
+                                        padding=(2, 2), dilation=(2, 2), groups=2,
+                                        in_dtype="qint8", out_dtype="qint8"),  # 98 rows
+}
+
+
+def test_every_wgmma_tile_matches_the_reference_on_a_hopper_gpu(runner_and_backend, monkeypatch):
+    """Each tuning tile of the Gluon kernel (`qbench_triton.wgmma`), forced and launched without
+    the GEMM kernel beside it, on problems that no tile fits in rows: a border table with an
+    input zero point, stride, dilation, tile groups, quint8 and qint8 outputs, ReLU."""
+    runner, backend = runner_and_backend
+    if backend.info.interpreted:
+        pytest.skip("Gluon kernels have no interpreter: they need a GPU")
+    if torch.cuda.get_device_capability()[0] != 9:
+        pytest.skip("wgmma needs a Hopper GPU (compute capability 9.x)")
+    import triton
+    import qbench_triton
+    from qbench_triton import wgmma
+
+    monkeypatch.setenv(qbench_triton.WGMMA_ENV, "1")
+    monkeypatch.setattr(qbench_triton, "_Choice", lambda plans: plans[-1])  # the Gluon plan alone
+    for config in wgmma.WGMMA_CONFIGS:
+        monkeypatch.setattr(wgmma, "conv_gemm_wgmma_tuned", triton.autotune(
+            configs=[config], key=wgmma.TUNING_KEY)(wgmma.conv_gemm_wgmma_kernel))
+        for name, problem in WGMMA_PROBLEMS.items():
+            row = runner.row("triton", Case(f"{name}-{config}", problem.validate()), backend)
+            assert row["status"] == "ok", (config, name, row["error"])
+            tiles = "; ".join(f"{key}={config.kwargs[key]}" for key in ("BM", "BN", "BK"))
+            assert f"kernel=wgmma; {tiles}" in row["details"], row["details"]
+
+
 def test_the_autotuner_finds_every_candidate_ready_on_a_gpu(runner_and_backend, monkeypatch):
     """Planning a launch compiles the candidates at once; tuning them adds no kernel variant."""
     runner, backend = runner_and_backend
@@ -378,6 +412,82 @@ def test_kernel_rows_merge_only_where_channels_leave_blocks_part_empty():
     assert not merged(3)  # 9 channels a row: the direct kernel, which merges nothing
 
 
+def test_a_choice_of_two_tuned_plans_keeps_the_faster_and_outputs_last(monkeypatch):
+    """`_Choice`: each plan tunes in the first launch, their choices are timed alike, and the
+    faster is launched once more (its output stays) and kept, with both tunings' timings."""
+    triton = pytest.importorskip("triton")
+    import qbench.timing
+    from qbench_triton import _Choice, _Plan
+
+    launches = []
+    slow = triton.Config({"BM": 64, "BN": 64, "BK": 64}, num_warps=4, num_stages=3)
+    fast = triton.Config({"BM": 64, "BN": 128, "BK": 128, "STAGES": 4}, num_warps=4,
+                         num_stages=1)
+
+    class Kernel:
+        def __init__(self, name):
+            self.name = name
+
+        def __getitem__(self, grid):
+            return lambda *args, **kwargs: launches.append(self.name)
+
+    def tuner(name, config, ms):
+        class Autotuner(Kernel):  # tunes on its first launch, as Triton's does per key
+            fn = Kernel(name)
+            best_config = config
+
+            def __getitem__(self, grid):
+                def run(*args, **kwargs):
+                    launches.append(f"tune {name}")
+                    self.configs_timings = {config: [ms]}
+                return run
+        return Autotuner(name)
+
+    def times(run, runs, device):  # each plan's median as its tuning found it
+        before = len(launches)
+        run()
+        return [{"gemm": 2.0, "wgmma": 1.0}[launches[before]]] * runs
+
+    monkeypatch.setattr(qbench.timing, "tuning_times_ms", times)
+    choice = _Choice((_Plan(tuner("gemm", slow, 2.0), lambda meta: (1,), (), {}),
+                      _Plan(tuner("wgmma", fast, 1.0), lambda meta: (1,), (), {})))
+    kept = choice.launch(torch.zeros(1), "w", "out")
+    assert launches[:2] == ["tune gemm", "tune wgmma"] and launches[-1] == "wgmma"
+    assert kept.config is fast and kept.tuning_medians_us() == {
+        "64x128x128/4w/4s/wgmma": 1000.0, "64x64x64/4w/3s": 2000.0}
+    kept.launch("x", "w", "out")
+    assert launches[-1] == "wgmma"
+
+
+def test_the_wgmma_kernel_takes_the_convs_it_was_written_for():
+    """`wgmma.applies`: qint8 GEMMs without weight zero points, of at most 32 taps, one per
+    (r, s), whose tap channels and tile groups a config divides; tuning prunes the configs
+    that do not divide them or are over twice the rows."""
+    pytest.importorskip("triton")
+    from qbench_triton import wgmma
+    from qbench_triton.layout import layout
+
+    def applies(problem, unsigned=False, zero_points=False):
+        weight = torch.zeros((problem.out_channels, problem.in_channels // problem.groups,
+                              *problem.kernel_size), dtype=torch.int8)
+        params = ConvParams.of(stride=problem.stride, padding=problem.padding,
+                               dilation=problem.dilation, groups=problem.groups)
+        return wgmma.applies(layout(weight, params, zero_points), unsigned, zero_points,
+                             problem.kernel_size)
+
+    resnet = ConvProblem(32, 256, 14, 14, 256, (3, 3), padding=(1, 1))
+    assert applies(resnet) and applies(resnet.replace(groups=2))
+    assert not applies(resnet, unsigned=True) and not applies(resnet, zero_points=True)
+    assert not applies(resnet.replace(in_channels=96))  # no BK divides a tap of 96 channels
+    assert not applies(resnet.replace(out_channels=48))  # nor BN 48 output channels
+    assert not applies(resnet.replace(kernel_size=(7, 7)))  # 49 taps
+    assert not applies(resnet.replace(in_channels=3, kernel_size=(7, 7)))  # merged rows
+    args = dict(M=100, SPAN=64, KG=128)
+    tiles = _config_tiles(wgmma._fitting_configs(wgmma.WGMMA_CONFIGS, args))
+    assert tiles == {(64, 128, 64), (128, 128, 64), (64, 64, 64)}
+    assert wgmma.grid(100, 128, 2)({"BM": 64, "BN": 64}) == (2, 2, 2)
+
+
 def test_after_tuning_the_chosen_config_is_launched_without_the_autotuner():
     triton = pytest.importorskip("triton")
     from qbench_triton import _Plan
@@ -501,7 +611,8 @@ def test_qbench_backends_explains_what_triton_needs_without_gpu_or_interpreter()
 
 def test_kernels_compile_for_sm80_and_sm90_without_a_gpu():
     """Triton ships ptxas: the compiled path's errors (int8 dot shapes, types) show up here too,
-    and every GEMM tuning config compiles for sm_90 without spilling registers."""
+    every GEMM tuning config compiles for sm_90 without spilling registers, and the Gluon
+    kernel's each keep a step's wgmma running while the next step's loads are issued."""
     pytest.importorskip("triton")
     from qbench_triton import kernels
 
@@ -517,6 +628,20 @@ def test_kernels_compile_for_sm80_and_sm90_without_a_gpu():
     steps = [int(re.search(r"(\d+) instructions a reduction step", line)[1])
              for line in config_lines]
     assert all(0 < step < 400 for step in steps), steps
+    from qbench_triton import wgmma
+
+    wgmma_lines = [line for line in lines if line.startswith("sm_90 wgmma config ")]
+    assert len(wgmma_lines) == len(wgmma.WGMMA_CONFIGS)
+    assert all(line.endswith("1 wgmma in flight, no spills") for line in wgmma_lines), \
+        wgmma_lines
+
+
+def test_planning_with_the_wgmma_kernel_on_compiles_its_candidates_at_once():
+    """With QBENCH_TRITON_WGMMA=1 on a Hopper GPU (stood in for), a qint8 launch's plan tunes
+    the Gluon kernel beside the GEMM (`_Choice`), its candidates compiled by planning."""
+    pytest.importorskip("triton")
+    compiles = json.loads(_run_compiling(STANDIN, "wgmma"))
+    assert compiles == {"plan": "_Choice", "planned": 3, "compiled_after": 0}, compiles
 
 
 @pytest.mark.parametrize("in_dtype", ["qint8", "quint8"])
@@ -628,22 +753,28 @@ def test_a_shared_launch_keeps_its_programs_within_bounds(tiles, steps, per_sm, 
     assert stream.slots(tiles, steps, programs) <= stream.MAX_SLOTS
 
 
-def test_the_tuning_log_shows_what_stream_k_did(tmp_path):
-    """`python -m qbench_triton.tuning_log FILE`: per shape that tried shared launches, the best
-    of each kind and their ratio; shapes that tried none are left out."""
+def test_the_tuning_log_shows_what_stream_k_and_the_wgmma_kernel_did(tmp_path):
+    """`python -m qbench_triton.tuning_log FILE`: for stream-K and the Gluon kernel, per shape
+    that tried the kind, its best against the best program per tile and their ratio; shapes
+    that tried neither are left out, and neither kind counts as a program per tile."""
     record = {"input_nhwc": [32, 7, 7, 512], "output_nhwc": [32, 7, 7, 512],
               "kernel_size": [3, 3], "in_dtype": "qint8"}
     log = tmp_path / "tuning.jsonl"
     log.write_text("\n".join(json.dumps(record | {"median_us": medians}) for medians in [
         {"64x128x256/8w/3s": 19.4, "128x256x64/8w/3s/stream1": 14.55, "64x64x64/4w/4s": 23.1},
+        {"64x64x128/4w/4s": 18.0, "64x128x128/4w/4s/wgmma": 19.8,
+         "64x64x128/4w/4s/stream2": 9.0},
         {"64x64x32/4w/4s": 249.0}]) + "\n")
     proc = subprocess.run([sys.executable, "-m", "qbench_triton.tuning_log", str(log)],
                           capture_output=True, text=True, check=True)
-    lines = proc.stdout.splitlines()
+    _, stream_k, wgmma = proc.stdout.split("| input NHWC ")  # a table per kind
+    assert "| program per tile (µs) | stream-K (µs) | ratio |" in stream_k
     assert ("| 32x7x7x512 | 32x7x7x512 | 3x3 | qint8 | 64x128x256/8w/3s 19.4 "
-            "| 128x256x64/8w/3s/stream1 14.6 | 0.75 |") in lines
-    assert len([line for line in lines if line.startswith("| 32x")]) == 1
-    assert lines[-1] == "stream-K faster on 1 of 1 shapes that tried it"
+            "| 128x256x64/8w/3s/stream1 14.6 | 0.75 |") in stream_k.splitlines()
+    assert stream_k.strip().splitlines()[-1] == "stream-K faster on 2 of 2 shapes that tried it"
+    assert ("| 32x7x7x512 | 32x7x7x512 | 3x3 | qint8 | 64x64x128/4w/4s 18.0 "
+            "| 64x128x128/4w/4s/wgmma 19.8 | 1.10 |") in wgmma.splitlines()
+    assert wgmma.splitlines()[-1] == "wgmma faster on 0 of 1 shapes that tried it"
 
 
 def test_the_stream_probe_forces_one_tile_shared_by_the_programs_it_names():

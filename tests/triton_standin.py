@@ -2,12 +2,15 @@
 names the target, and Triton compiles (it ships ptxas) but launches nothing. Prints, as JSON, how
 many kernel variants planning compiled and how many a second warm-up of every tuning candidate
 compiled after it (none, if planning compiled them all); with `forced`, the configs and grid of a
-launch that `qbench_triton.stream_probe.forced` makes (64x64 tiles shared by 5 programs). Run
-without TRITON_INTERPRET: `python tests/triton_standin.py quint8`."""
+launch that `qbench_triton.stream_probe.forced` makes (64x64 tiles shared by 5 programs); with
+`wgmma`, the same counts for the Gluon kernel's candidates (QBENCH_TRITON_WGMMA=1, the device
+taken for a Hopper GPU) and the plan's type. Run without TRITON_INTERPRET:
+`python tests/triton_standin.py quint8`."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import triton
@@ -18,7 +21,7 @@ import qbench_triton
 from qbench.inputs import make_inputs
 from qbench.problem import ConvProblem
 from qbench.quantized import QuantizedActivation, nhwc_view
-from qbench_triton import kernels, stream_probe
+from qbench_triton import kernels, stream_probe, wgmma
 
 
 class StandInDriver:
@@ -37,10 +40,10 @@ class StandInDriver:
 def main(mode: str) -> None:
     driver.set_active(StandInDriver())
     kernels._sm_count = lambda: 132  # an H100's SMs, for stream-K's pruning
-    problem = ConvProblem(batch=2, in_channels=64, out_channels=64, height=14, width=14,
-                          kernel_size=(3, 3), padding=(1, 1),
-                          in_dtype="qint8" if mode == "forced" else mode, out_dtype="quint8",
-                          out_scale=0.5, out_zero_point=3).validate()
+    problem = ConvProblem(batch=2, in_channels=64, out_channels=128 if mode == "wgmma" else 64,
+                          height=14, width=14, kernel_size=(3, 3), padding=(1, 1),
+                          in_dtype=mode if mode in ("qint8", "quint8") else "qint8",
+                          out_dtype="quint8", out_scale=0.5, out_zero_point=3).validate()
     inputs = make_inputs(problem, 0)
     packed = qbench_triton.qbench_prepack("triton", inputs.weight, inputs.bias, inputs.params)
     x, activation = qbench_triton.qbench_prepare_input("triton", inputs.input.to("cpu", True))
@@ -53,12 +56,30 @@ def main(mode: str) -> None:
             print(json.dumps({"configs": [str(config)], "grid": plan.grid(config.all_kwargs()),
                               "partials": list(plan.tail[4].shape)}))  # after 4 pointers
         return
+    if mode == "wgmma":
+        wgmma_planning(packed, x, activation, out, output)
+        return
     plan = qbench_triton._plan(packed, x, activation, out, output, relu=False)
     compiled = kernels.conv_gemm_kernel.device_caches[0][0]
     planned = len(compiled)
     kernels.conv_gemm_tuned.warmup(x, packed.layout.weight, out, *plan.tail, grid=plan.grid,
                                    **plan.constants)  # one config after another, as tuning would
     print(json.dumps({"triton": triton.__version__, "planned": planned,
+                      "compiled_after": len(compiled) - planned}))
+
+
+def wgmma_planning(packed, x, activation, out, output) -> None:
+    """Plan a launch with the Gluon kernel on, the device taken for a Hopper GPU: prints the
+    plan's type, the Gluon kernel's variants compiled by planning and by a second warm-up."""
+    os.environ[qbench_triton.WGMMA_ENV] = "1"
+    wgmma.hopper = lambda device: True
+    plan = qbench_triton._plan(packed, x, activation, out, output, relu=False)
+    compiled = wgmma.conv_gemm_wgmma_kernel.device_caches[0][0]
+    planned = len(compiled)
+    gluon = plan.plans[-1]
+    wgmma.conv_gemm_wgmma_tuned.warmup(x, packed.layout.weight, out, *gluon.tail,
+                                       grid=gluon.grid, **gluon.constants)
+    print(json.dumps({"plan": type(plan).__name__, "planned": planned,
                       "compiled_after": len(compiled) - planned}))
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+import numpy as np
 import torch
 
 from qbench import (BackendInfo, ConvParams, ConvProblem, QuantizedActivation, QuantizedWeight,
@@ -29,6 +30,7 @@ from qbench_triton.stream import (GemmShape, SharingBuffers, shared_programs, sh
 
 NAME = "triton"
 TUNING_LOG_ENV = "QBENCH_TRITON_TUNING_LOG"  # a file: each tuning's timings, a JSON line a shape
+WGMMA_ENV = "QBENCH_TRITON_WGMMA"  # 1: tuning tries `wgmma.conv_gemm_wgmma_kernel` too (Hopper)
 _INTERPRETER_TILES = {"BM": 16, "BN": 16, "BK": 16}
 
 
@@ -116,10 +118,36 @@ class _Plan:
         return facts
 
 
+@dataclass(frozen=True)
+class _Choice:
+    """Two kernels' autotuned plans for one launch (`kernels.conv_gemm_kernel` and
+    `wgmma.conv_gemm_wgmma_kernel`), of which the first launch keeps the faster."""
+
+    plans: tuple[_Plan, ...]
+
+    def launch(self, x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor) -> _Plan:
+        """Tune each plan in a launch, time their choices as their candidates were timed
+        (`qbench.timing.tuning_times_ms`), launch the faster once more, so that the output is
+        its own, and return it with both tunings' timings."""
+        from qbench.timing import tuning_times_ms
+        from qbench_triton import kernels
+
+        tuned = [plan.launch(x, weight, out) for plan in self.plans]
+        medians = [float(np.median(tuning_times_ms(
+            lambda plan=plan: plan.launch(x, weight, out), kernels.TUNING_RUNS, x.device)))
+            for plan in tuned]
+        faster = tuned[medians.index(min(medians))]
+        faster.launch(x, weight, out)
+        timings = {config: times for plan in tuned for config, times in (plan.tuning or {}).items()}
+        return replace(faster, tuning=timings or None)
+
+
 def _config_label(config: Any) -> str:
-    """A config as BMxBNxBK/warps/stages (BMxBN/... for the direct kernel), and /streamN for a
-    shared launch of N programs per SM."""
+    """A config as BMxBNxBK/warps/stages (BMxBN/... for the direct kernel), /streamN for a shared
+    launch of N programs per SM, /wgmma for `wgmma.conv_gemm_wgmma_kernel`'s (its STAGES)."""
     tiles = "x".join(str(config.kwargs[key]) for key in ("BM", "BN", "BK") if key in config.kwargs)
+    if "STAGES" in config.kwargs:
+        return f"{tiles}/{config.num_warps}w/{config.kwargs['STAGES']}s/wgmma"
     label = f"{tiles}/{config.num_warps}w/{config.num_stages}s"
     return label + (f"/stream{config.kwargs['PROGRAMS_PER_SM']}" if config.kwargs.get("SHARED")
                     else "")
@@ -171,10 +199,12 @@ def qbench_prepare_input(backend: str, input: QuantizedActivation) -> Any:
 
 
 def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
-          out: torch.Tensor, output: QuantizedActivation, relu: bool) -> _Plan:
+          out: torch.Tensor, output: QuantizedActivation, relu: bool) -> _Plan | _Choice:
     """The launch of `packed` on NHWC `x` into NHWC `out`: the kernel's arguments after the three
     tensors, its constants and grid; autotuned on a GPU (its candidates compiled already), the
-    interpreter's fixed tiles (shared by its programs where the kernel may) without one."""
+    interpreter's fixed tiles (shared by its programs where the kernel may) without one. Where
+    the Gluon kernel is on (QBENCH_TRITON_WGMMA=1) and applies (`wgmma.applies`), its tuned plan
+    beside the GEMM's, the faster kept (`_Choice`)."""
     from qbench_triton import kernels
 
     n, h, w, c = x.shape
@@ -224,7 +254,32 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
         return _Plan(kernel, grid(fixed), tail, constants | fixed)
     kernel = kernels.conv_direct_tuned if direct else kernels.conv_gemm_tuned
     kernels.compile_candidates(kernel, grid, x, packed.layout.weight, out, *tail, **constants)
-    return _Plan(kernel, grid, tail, constants)
+    plan = _Plan(kernel, grid, tail, constants)
+    if direct or os.environ.get(WGMMA_ENV) != "1":
+        return plan
+    return _with_wgmma(plan, packed, x, out, pointers, sizes, unsigned, border, group_tiles)
+
+
+def _with_wgmma(plan: _Plan, packed: _Packed, x: torch.Tensor, out: torch.Tensor,
+                pointers: tuple[torch.Tensor, ...], sizes: tuple[Any, ...], unsigned: bool,
+                border: bool, group_tiles: int) -> _Plan | _Choice:
+    """The GEMM's `plan` and the Gluon kernel's beside it (`_Choice`), its candidates compiled,
+    where it can do the launch (`wgmma.hopper`, `wgmma.applies`); else `plan`. `pointers` and
+    `sizes` as `_plan` passes them to the GEMM kernel (the Gluon kernel takes no weight zero
+    points)."""
+    from qbench_triton import kernels, wgmma
+
+    mapping = packed.layout
+    if not (wgmma.hopper(x.device) and wgmma.applies(mapping, unsigned,
+                                                    packed.has_weight_zero_points,
+                                                    packed.kernel_size)):
+        return plan
+    tail = (pointers[0], *pointers[2:], mapping.span, mapping.tap_stride) + sizes
+    constants = dict(R=packed.kernel_size[0], S=packed.kernel_size[1], BORDER=border)
+    grid = wgmma.grid(sizes[0], mapping.tile_out, group_tiles)
+    kernels.compile_candidates(wgmma.conv_gemm_wgmma_tuned, grid, x, mapping.weight, out, *tail,
+                               **constants)
+    return _Choice((plan, _Plan(wgmma.conv_gemm_wgmma_tuned, grid, tail, constants)))
 
 
 def _gemm_grid(shape: GemmShape, buffers: SharingBuffers,
@@ -328,13 +383,15 @@ def qbench_details(backend: str, packed: Any) -> dict[str, Any] | None:
     if backend != NAME or packed.last is None:
         return None
     plan = packed.last
-    facts: dict[str, Any] = {"kernel": packed.layout.kernel}
+    wgmma = "STAGES" in plan.constants  # `wgmma.conv_gemm_wgmma_kernel`'s plan
+    facts: dict[str, Any] = {"kernel": "wgmma" if wgmma else packed.layout.kernel}
     if packed.layout.groups_per_tile > 1:
         facts["groups_per_tile"] = packed.layout.groups_per_tile
     config = plan.config
     facts |= {key: plan.constants[key] for key in ("BM", "BN", "BK") if key in plan.constants}
     if config is not None:
-        facts |= {"warps": config.num_warps, "stages": config.num_stages}
+        facts |= {"warps": config.num_warps,
+                  "stages": plan.constants["STAGES"] if wgmma else config.num_stages}
     if plan.constants.get("SHARED"):
         facts["stream_k_programs"] = plan.grid[0]
     return facts | plan.tuning_facts()

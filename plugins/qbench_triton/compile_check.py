@@ -1,8 +1,9 @@
 """Compile the kernels for a GPU architecture without a GPU (Triton ships ptxas): `python -m
 qbench_triton.compile_check 80 90`. Prints each kernel's tensor-core instruction and shared memory,
 then, for sm_90 (H100, H200), every GEMM tuning config's registers and instructions a reduction
-step: exits non-zero when a kernel fails to compile, spills registers, or packs a masked load's
-default wrongly. Run without TRITON_INTERPRET."""
+step, and the Gluon kernel's (`wgmma`) with the wgmma groups it keeps in flight: exits non-zero
+when a kernel fails to compile, spills registers, packs a masked load's default wrongly, or the
+Gluon kernel waits for each step's wgmma. Run without TRITON_INTERPRET."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ import triton
 from triton import knobs
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
+from triton.experimental.gluon._runtime import GluonASTSource
 
-from qbench_triton import kernels
+from qbench_triton import kernels, wgmma
 
 _POINTERS = {"x_ptr": "*u8", "w_ptr": "*i8", "out_ptr": "*u8", "corr_ptr": "*i32",
              "wzp_ptr": "*i32", "bias_ptr": "*fp32", "mult_ptr": "*fp32",
@@ -40,7 +42,8 @@ def compile_kernel(kernel, constants: dict, capability: int, unsigned: bool, war
                    stages: int = 3, divisible_args: tuple[str, ...] = _DIVISIBLE):
     """The compiled kernel for `capability` (80, 90, ...), with the pointers and
     `divisible_args` specialised as divisible by 16."""
-    constants = dict(constants, X_UNSIGNED=unsigned)
+    if "X_UNSIGNED" in kernel.arg_names:  # the Gluon kernel takes qint8 only
+        constants = dict(constants, X_UNSIGNED=unsigned)
     signature = {name: ("constexpr" if name in constants else _POINTERS.get(name) or
                         ("fp32" if name in _FLOATS else "i32")) for name in kernel.arg_names}
     if not unsigned:
@@ -49,7 +52,8 @@ def compile_kernel(kernel, constants: dict, capability: int, unsigned: bool, war
     # divisible by 16
     divisible = {(kernel.arg_names.index(name),): [["tt.divisibility", 16]]
                  for name in [*_POINTERS, *divisible_args] if name in kernel.arg_names}
-    source = ASTSource(fn=kernel, signature=signature, constexprs=constants, attrs=divisible)
+    source_type = GluonASTSource if kernel.is_gluon() else ASTSource
+    source = source_type(fn=kernel, signature=signature, constexprs=constants, attrs=divisible)
     return triton.compile(source, target=GPUTarget("cuda", capability, 32),
                           options={"num_warps": warps, "num_stages": stages})
 
@@ -66,7 +70,7 @@ def registers_and_stack(compiled) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
-def reduction_step_instructions(compiled) -> int:
+def reduction_step(compiled) -> list[str]:
     """The SASS instructions of a compiled GEMM kernel's reduction loop (the innermost loop around
     its tensor-core instructions), from cuobjdump: what a step costs besides the tensor cores."""
     with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:
@@ -81,7 +85,16 @@ def reduction_step_instructions(compiled) -> int:
              for target in [int(found, 16) for found in re.findall(r"0x([0-9a-f]+)", text)]
              if target < address and any(target <= at <= address for at in mma)]
     start, end = min(loops, key=lambda loop: loop[1] - loop[0])
-    return sum(start <= address <= end for address, _ in addresses)
+    return [text.strip() for address, text in addresses if start <= address <= end]
+
+
+def wgmma_in_flight(step: list[str]) -> int:
+    """How many wgmma groups a reduction step leaves running when it waits (sm_90 SASS
+    `WARPGROUP.DEPBAR.LE gsb0, N`): 0 where each step's tensor-core work ends before its loads
+    are issued, as Triton 3.6 compiles int8 dots."""
+    waits = [int(found, 16) for line in step
+             for found in re.findall(r"WARPGROUP\.DEPBAR\.LE gsb0, (0x[0-9a-f]+)", line)]
+    return min(waits, default=0)
 
 
 def gemm_config_usage(capability: int) -> list[tuple[str, int, int, int]]:
@@ -98,8 +111,25 @@ def gemm_config_usage(capability: int) -> list[tuple[str, int, int, int]]:
         compiled = compile_kernel(kernels.conv_gemm_kernel, constants, capability, True, warps,
                                   stages)
         label = f"{bm}x{bn}x{bk}/{warps}w/{stages}s" + ("/shared" if shared else "")
-        usage.append((label, *registers_and_stack(compiled),
-                      reduction_step_instructions(compiled)))
+        usage.append((label, *registers_and_stack(compiled), len(reduction_step(compiled))))
+    return usage
+
+
+def wgmma_config_usage() -> list[tuple[str, int, int, int, int]]:
+    """(config, registers, stack bytes, instructions a reduction step, wgmma groups left in
+    flight) of each tuning config of the Gluon kernel (`wgmma`, sm_90 only), compiled for
+    ResNet-50's 3x3 layers as the resnet-qint8 run has them: qint8, a border table, tiles that
+    divide the layer."""
+    usage = []
+    for config in wgmma.WGMMA_CONFIGS:
+        constants = dict(R=3, S=3, BORDER=True, **config.kwargs)
+        compiled = compile_kernel(wgmma.conv_gemm_wgmma_kernel, constants, 90, False,
+                                  config.num_warps, config.num_stages)
+        step = reduction_step(compiled)
+        kwargs = config.kwargs
+        label = f"{kwargs['BM']}x{kwargs['BN']}x{kwargs['BK']}/{config.num_warps}w/" \
+                f"{kwargs['STAGES']}s"
+        usage.append((label, *registers_and_stack(compiled), len(step), wgmma_in_flight(step)))
     return usage
 
 
@@ -138,6 +168,14 @@ def main(capabilities: list[int]) -> int:
                   f"reduction step, {f'{stack} B of spills' if stack else 'no spills'}")
             if stack:
                 print(f"  {label} spills registers", file=sys.stderr)
+                status = 1
+        for label, registers, stack, step, in_flight in wgmma_config_usage():
+            print(f"sm_90 wgmma config {label}: {registers} registers, {step} instructions a "
+                  f"reduction step, {in_flight} wgmma in flight, "
+                  f"{f'{stack} B of spills' if stack else 'no spills'}")
+            if stack or not in_flight:
+                print(f"  {label} spills registers or waits for each step's wgmma",
+                      file=sys.stderr)
                 status = 1
     return status
 

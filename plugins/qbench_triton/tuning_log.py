@@ -1,7 +1,7 @@
-"""What stream-K did in a tuning log (QBENCH_TRITON_TUNING_LOG, a JSON line per tuned shape): per
-GEMM shape whose tuning timed shared launches, the fastest config with a program per tile, the
-fastest shared one (`/streamN` in its label) and their ratio, as a Markdown table.
-`python -m qbench_triton.tuning_log FILE`.
+"""What the alternatives to a program per tile did in a tuning log (QBENCH_TRITON_TUNING_LOG, a
+JSON line per tuned shape): for each kind in KINDS, per shape whose tuning timed configs of that
+kind and of the GEMM kernel with a program per tile, the fastest of each and their ratio, as a
+Markdown table. `python -m qbench_triton.tuning_log FILE`.
 """
 
 from __future__ import annotations
@@ -12,47 +12,53 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-SHARED_MARK = "/stream"  # `qbench_triton._config_label` of a shared config
+# a kind's mark in `qbench_triton._config_label`: stream-K's shared launches, the Gluon kernel
+KINDS = {"stream-K": "/stream", "wgmma": "/wgmma"}
 
 
-def stream_k_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A row per record whose medians include shared and unshared configs: the shape, the best of
-    each and shared / unshared (under 1: stream-K was faster)."""
+def kind_rows(records: Iterable[dict[str, Any]], mark: str) -> list[dict[str, Any]]:
+    """A row per record whose medians include configs labelled with `mark` and configs of no
+    kind: the shape, the best of each and marked / unmarked (under 1: the kind was faster)."""
     rows = []
     for record in records:
         medians = record.get("median_us", {})
-        shared = {label: us for label, us in medians.items() if SHARED_MARK in label}
-        whole = {label: us for label, us in medians.items() if SHARED_MARK not in label}
-        if not shared or not whole:
+        marked = {label: us for label, us in medians.items() if mark in label}
+        whole = {label: us for label, us in medians.items()
+                 if not any(kind in label for kind in KINDS.values())}
+        if not marked or not whole:
             continue
-        best_shared = min(shared, key=shared.get)
+        best_marked = min(marked, key=marked.get)
         best_whole = min(whole, key=whole.get)
         rows.append({"input_nhwc": record["input_nhwc"], "output_nhwc": record["output_nhwc"],
                      "kernel_size": record["kernel_size"], "in_dtype": record["in_dtype"],
                      "per_tile": best_whole, "per_tile_us": whole[best_whole],
-                     "stream_k": best_shared, "stream_k_us": shared[best_shared],
-                     "ratio": shared[best_shared] / whole[best_whole]})
+                     "kind": best_marked, "kind_us": marked[best_marked],
+                     "ratio": marked[best_marked] / whole[best_whole]})
     return rows
 
 
-def markdown(rows: list[dict[str, Any]]) -> str:
-    """The rows as a Markdown table, with how many shapes stream-K won."""
-    lines = ["| input NHWC | output NHWC | kernel | in | program per tile (µs) | stream-K (µs) "
+def markdown(rows: list[dict[str, Any]], kind: str) -> str:
+    """The rows of `kind` as a Markdown table, with how many shapes it won."""
+    lines = [f"| input NHWC | output NHWC | kernel | in | program per tile (µs) | {kind} (µs) "
              "| ratio |", "|---|---|---|---|---|---|---|"]
     for row in rows:
         shape = ["x".join(map(str, row[key])) for key in ("input_nhwc", "output_nhwc",
                                                            "kernel_size")]
         lines.append(f"| {' | '.join(shape)} | {row['in_dtype']} "
                      f"| {row['per_tile']} {row['per_tile_us']:.1f} "
-                     f"| {row['stream_k']} {row['stream_k_us']:.1f} | {row['ratio']:.2f} |")
+                     f"| {row['kind']} {row['kind_us']:.1f} | {row['ratio']:.2f} |")
     won = sum(row["ratio"] < 1 for row in rows)
-    lines.append(f"\nstream-K faster on {won} of {len(rows)} shapes that tried it")
+    lines.append(f"\n{kind} faster on {won} of {len(rows)} shapes that tried it")
     return "\n".join(lines)
 
 
 def main(path: str) -> int:
+    """Print a table for each kind that the log's tunings tried."""
     with Path(path).open(encoding="utf-8") as log:
-        print(markdown(stream_k_rows(json.loads(line) for line in log if line.strip())))
+        records = [json.loads(line) for line in log if line.strip()]
+    tables = [markdown(rows, kind) for kind, mark in KINDS.items()
+              if (rows := kind_rows(records, mark))]
+    print("\n\n".join(tables) or "no tuning in the log tried stream-K or the wgmma kernel")
     return 0
 
 

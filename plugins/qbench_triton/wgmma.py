@@ -1,0 +1,219 @@
+"""The GEMM kernel written in Gluon for Hopper (sm_90), with its tensor-core steps asynchronous.
+
+Triton 3.6 waits for every int8 `tl.dot` to finish before the next step's loads are issued: its
+pipeliner keeps only fp32-accumulating dots in flight ("Can't make dot async because the
+accumulator is not fp32", WGMMAPipeline.cpp), so a program's tensor cores idle while it computes
+addresses, and `kernels.conv_gemm_kernel` leans on a second program per SM to fill them. Gluon
+leaves the waits to the kernel: here each step issues its wgmma, waits only for the previous
+step's (`warpgroup_mma_wait(1)`), then issues the cp.async loads of the step STAGES - 1 ahead into
+the slot that wgmma read, so that loads, address arithmetic and the tensor cores overlap.
+
+The same sums and epilogue as `kernels.conv_gemm_kernel` (see its module's docstring), for the
+problems where that kernel needs none of its special cases: qint8 activations, no weight zero
+points, a tap per (r, s) of at most 32 taps, tiles that divide a group's output channels and a
+tap's channels (EVEN_N, EVEN_SPAN). One warpgroup (4 warps) a program, so that its own wait is
+what frees a slot. Compiled for sm_90 on any machine (`compile_check`); Gluon has no interpreter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import triton
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.ampere import async_copy
+from triton.experimental.gluon.language.nvidia.hopper import warpgroup_mma, warpgroup_mma_wait
+
+from qbench_triton import kernels
+from qbench_triton.layout import Layout
+
+WARPGROUP = 4  # warps a program: one warpgroup
+WARPS = gl.constexpr(WARPGROUP)  # the same, as the kernel reads it
+# the int8 wgmma widths that Triton takes (its Gluon tutorial's list, up to 224)
+_INT8_WIDTHS = gl.constexpr((224, 208, 192, 176, 160, 144, 128, 112, 96, 80, 64, 48, 32, 24, 16, 8))
+# Triton 3.6's names for cp.async into shared memory and a CTA-wide barrier (the GPU image's
+# Triton), or later Tritons' (CI's)
+_copy_to_shared = getattr(async_copy, "async_load", None) or async_copy.async_copy_global_to_shared
+_barrier = getattr(gl, "barrier", None) or gl.thread_barrier
+
+
+@gluon.constexpr_function
+def _instr_n(bn):
+    """The widest int8 wgmma that divides a BN-wide tile."""
+    return next(n for n in _INT8_WIDTHS if bn % n == 0)
+
+
+@gluon.constexpr_function
+def _load_layout(columns, warps):
+    """A [rows, columns] int8 tile's load layout: 16 contiguous bytes a thread, a row's bytes
+    over neighbouring threads (cp.async of 16 bytes, coalesced)."""
+    across = min(columns // 16, 32)
+    return gl.BlockedLayout([1, 16], [32 // across, across], [warps, 1], [1, 0])
+
+
+@gluon.jit
+def _issue_loads(x_ptr, w_ptr, x_slot, w_slot, step, steps, blocks, row_base, taps_inside, j_x,
+                 k_w, j_w, W, C, DH, DW, WSTRIDE, S: gl.constexpr, BK: gl.constexpr,
+                 R: gl.constexpr):
+    """cp.async the activations and weights of reduction step `step` (none past `steps`) into
+    slots x_slot [BM, BK] and w_slot [BN, BK]: lanes outside the image are zero-filled."""
+    valid = step < steps
+    tap = step // blocks
+    lane0 = (step - tap * blocks) * BK
+    r = tap // S
+    tap_offset = (r * DH * W + (tap - r * S) * DW) * C + lane0
+    inside = ((taps_inside >> tap) & 1) != 0
+    _copy_to_shared(
+        x_slot, x_ptr + row_base[:, None] + (tap_offset + j_x)[None, :],
+        mask=(inside & valid)[:, None])
+    _copy_to_shared(
+        w_slot, w_ptr + k_w[:, None] * (R * S * WSTRIDE) + (tap * WSTRIDE + lane0 + j_w)[None, :],
+        mask=valid)
+
+
+@gluon.jit(do_not_specialize=kernels.GEOMETRY)
+def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, SPAN, WSTRIDE,
+                           M, H, W, OH, OW, C, K, CG, KG, SH, SW, PH, PW, DH, DW,
+                           out_zp, lo, hi,
+                           R: gl.constexpr, S: gl.constexpr, BORDER: gl.constexpr,
+                           BM: gl.constexpr, BN: gl.constexpr, BK: gl.constexpr,
+                           STAGES: gl.constexpr):
+    """A program per output tile: (row tile, channel tile, tile group) = program ids; weights
+    [K, R * S, WSTRIDE] as `layout` packs them; SPAN (a tap's channels, CG) a multiple of BK and
+    KG of BN. The epilogue as `kernels._requantize` computes it: (acc - corr + bias) * mult,
+    rounded half to even with floor, plus the output zero point, clamped to [lo, hi]."""
+    pid_m = gl.program_id(0)
+    pid_n = gl.program_id(1)
+    g = gl.program_id(2)
+    x_layout: gl.constexpr = _load_layout(BK, WARPS)
+    w_layout: gl.constexpr = _load_layout(BK, WARPS)
+    acc_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[WARPS, 1],
+                                                         instr_shape=[16, _instr_n(BN), 32])
+    x_shared: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BM, BK], gl.int8)
+    w_shared: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BN, BK], gl.int8)
+    x_slots = gl.allocate_shared_memory(gl.int8, [STAGES, BM, BK], x_shared)
+    w_slots = gl.allocate_shared_memory(gl.int8, [STAGES, BN, BK], w_shared)
+
+    # each row's pixel less its tap's offset, and a bit per tap inside the image
+    m = pid_m * BM + gl.arange(0, BM, gl.SliceLayout(1, x_layout))
+    m_ok = m < M
+    ow = m % OW
+    n = m // OW // OH
+    ih0 = (m // OW % OH) * SH - PH
+    iw0 = ow * SW - PW
+    row_base = ((n * H + ih0) * W + iw0) * C + g * CG
+    taps_inside = gl.zeros([BM], gl.int32, gl.SliceLayout(1, x_layout))
+    for tap_r in gl.static_range(R):
+        for tap_s in gl.static_range(S):
+            tap_h = ih0 + tap_r * DH
+            tap_w = iw0 + tap_s * DW
+            tap_ok = m_ok & (tap_h >= 0) & (tap_h < H) & (tap_w >= 0) & (tap_w < W)
+            taps_inside |= tap_ok.to(gl.int32) << (tap_r * S + tap_s)
+    j_x = gl.arange(0, BK, gl.SliceLayout(0, x_layout))
+    k_w = g * KG + pid_n * BN + gl.arange(0, BN, gl.SliceLayout(1, w_layout))
+    j_w = gl.arange(0, BK, gl.SliceLayout(0, w_layout))
+    blocks = SPAN // BK
+    steps = R * S * blocks
+
+    for step in gl.static_range(STAGES - 1):  # the pipeline's first loads
+        _issue_loads(x_ptr, w_ptr, x_slots.index(step), w_slots.index(step), step, steps, blocks,
+                     row_base, taps_inside, j_x, k_w, j_w, W, C, DH, DW, WSTRIDE, S, BK, R)
+        async_copy.commit_group()
+    # the sums start from minus the compensation (`kernels`' module docstring): the epilogue then
+    # holds no table beside them (loaded there, a 128x128 tile's spilled registers)
+    rows = pid_m * BM + gl.arange(0, BM, gl.SliceLayout(1, acc_layout))
+    rows_ok = rows < M
+    k = g * KG + pid_n * BN + gl.arange(0, BN, gl.SliceLayout(0, acc_layout))
+    if BORDER:
+        acc = -gl.load(corr_ptr + (rows % (OH * OW))[:, None] * K + k[None, :],
+                       mask=rows_ok[:, None], other=0)
+    else:
+        acc = gl.zeros([BM, BN], gl.int32, acc_layout) - gl.load(corr_ptr + k)[None, :]
+    for step in range(steps):
+        slot = step % STAGES
+        # this thread's loads of `step` have landed, and every thread's: as Triton pipelines its
+        # own dots (`kernels`, exact on an H200 in every suite), no proxy fence after cp.async
+        async_copy.wait_group(STAGES - 2)
+        _barrier()
+        x_slot = x_slots.index(slot)
+        w_slot = w_slots.index(slot).permute((1, 0))
+        acc = warpgroup_mma(x_slot, w_slot, acc, is_async=True)
+        # the previous step's wgmma done: its slot, (step + STAGES - 1) % STAGES, is free
+        acc, _, _ = warpgroup_mma_wait(num_outstanding=1, deps=(acc, x_slot, w_slot))
+        _barrier()  # in every warp: each warp's part of a wgmma reads the whole weight slot
+        ahead = step + STAGES - 1
+        _issue_loads(x_ptr, w_ptr, x_slots.index(ahead % STAGES), w_slots.index(ahead % STAGES),
+                     ahead, steps, blocks, row_base, taps_inside, j_x, k_w, j_w, W, C, DH, DW,
+                     WSTRIDE, S, BK, R)
+        async_copy.commit_group()
+    acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
+    async_copy.wait_group(0)  # no copy (zero-filling, past `steps`) outlives the program
+
+    bias = gl.load(bias_ptr + k)[None, :]
+    mult = gl.load(mult_ptr + k)[None, :]
+    v = (acc.to(gl.float32) + bias) * mult
+    f = gl.floor(v)
+    frac = v - f
+    odd = (f - 2.0 * gl.floor(f * 0.5)) != 0.0
+    rounded = gl.where((frac > 0.5) | ((frac == 0.5) & odd), f + 1.0, f)
+    q = gl.minimum(gl.maximum(rounded + out_zp, lo), hi).to(gl.int32).to(out_ptr.dtype.element_ty)
+    out_layout: gl.constexpr = _load_layout(BN, WARPS)
+    q = gl.convert_layout(q, out_layout)
+    out_rows = pid_m * BM + gl.arange(0, BM, gl.SliceLayout(1, out_layout))
+    out_k = g * KG + pid_n * BN + gl.arange(0, BN, gl.SliceLayout(0, out_layout))
+    gl.store(out_ptr + out_rows[:, None] * K + out_k[None, :], q, mask=(out_rows < M)[:, None])
+
+
+# (BM, BN, BK, STAGES) on one warpgroup, none spilling registers on sm_90 (`compile_check`; a
+# 128x128x128 or 128x256 tile did); 2 to 3 programs an SM but for 128x128x64 and 64x256x64 (246
+# and 250 registers a thread)
+WGMMA_TILES = [(64, 128, 128, 4), (64, 128, 128, 3), (64, 128, 64, 6), (64, 64, 128, 4),
+               (128, 64, 128, 4), (128, 128, 64, 4), (64, 256, 64, 4), (64, 64, 64, 6)]
+WGMMA_CONFIGS = [triton.Config({"BM": bm, "BN": bn, "BK": bk, "STAGES": stages},
+                               num_warps=WARPGROUP, num_stages=1)
+                 for bm, bn, bk, stages in WGMMA_TILES]
+TUNING_KEY = [name for name in kernels.TUNING_KEY if name not in ("X_UNSIGNED", "HAS_WZP")]
+
+
+def applies(mapping: Layout, unsigned: bool, has_weight_zero_points: bool,
+            kernel_size: tuple[int, int]) -> bool:
+    """Whether this kernel can do a conv (on a Hopper GPU): a GEMM without the special cases it
+    leaves out (quint8, weight zero points, merged rows, over 32 taps) whose taps and tile
+    groups some config divides."""
+    return (mapping.kernel == "gemm" and not mapping.merge_rows and not unsigned
+            and not has_weight_zero_points and kernel_size[0] * kernel_size[1] <= 32
+            and bool(dividing(WGMMA_CONFIGS, mapping.span, mapping.tile_out)))
+
+
+def hopper(device: torch.device) -> bool:
+    """Whether `device` is a Hopper GPU (compute capability 9.x), where wgmma runs."""
+    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] == 9
+
+
+def dividing(configs: list[triton.Config], span: int, group_out: int) -> list[triton.Config]:
+    """The configs whose BK divides a tap's channels and BN a tile group's output channels."""
+    return [config for config in configs
+            if span % config.kwargs["BK"] == 0 and group_out % config.kwargs["BN"] == 0]
+
+
+def _fitting_configs(configs: list[triton.Config], named_args: dict[str, Any],
+                     **kwargs: Any) -> list[triton.Config]:
+    """The autotuner's prune: the dividing configs (`dividing`) that fit the problem's rows
+    (`kernels._fitting`)."""
+    return kernels._fitting(dividing(configs, named_args["SPAN"], named_args["KG"]),
+                            {"BM": named_args["M"]})
+
+
+def grid(rows: int, group_out: int, group_tiles: int):
+    """The launch grid for a config: a program per output tile."""
+    def tiles(meta: dict[str, Any]) -> tuple[int, int, int]:
+        return (-(-rows // meta["BM"]), group_out // meta["BN"], group_tiles)
+
+    return tiles
+
+
+conv_gemm_wgmma_tuned = triton.autotune(
+    configs=WGMMA_CONFIGS, key=TUNING_KEY, do_bench=kernels._tuning_bench,
+    prune_configs_by={"early_config_prune": _fitting_configs})(conv_gemm_wgmma_kernel)
