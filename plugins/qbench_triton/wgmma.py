@@ -11,8 +11,10 @@ the slot that wgmma read, so that loads, address arithmetic and the tensor cores
 The same sums and epilogue as `kernels.conv_gemm_kernel` (see its module's docstring), for the
 problems where that kernel needs none of its special cases: qint8 activations, no weight zero
 points, a tap per (r, s) of at most 32 taps, tiles that divide a group's output channels and a
-tap's channels (EVEN_N, EVEN_SPAN). One warpgroup (4 warps) a program, so that its own wait is
-what frees a slot. Compiled for sm_90 on any machine (`compile_check`); Gluon has no interpreter.
+tap's channels (EVEN_N, EVEN_SPAN). On 4 warps (a warpgroup) or 8 (two, a warpgroup per 64 rows
+or side by side over the columns), a barrier after the wait in every warp, so that no warpgroup
+loads into a slot another's wgmma still reads. Compiled for sm_90 on any machine
+(`compile_check`); Gluon has no interpreter.
 """
 
 from __future__ import annotations
@@ -29,8 +31,6 @@ from triton.experimental.gluon.language.nvidia.hopper import warpgroup_mma, warp
 from qbench_triton import kernels
 from qbench_triton.layout import Layout
 
-WARPGROUP = 4  # warps a program: one warpgroup
-WARPS = gl.constexpr(WARPGROUP)  # the same, as the kernel reads it
 # the int8 wgmma widths that Triton takes (its Gluon tutorial's list, up to 224)
 _INT8_WIDTHS = gl.constexpr((224, 208, 192, 176, 160, 144, 128, 112, 96, 80, 64, 48, 32, 24, 16, 8))
 # Triton 3.6's names for cp.async into shared memory and a CTA-wide barrier (the GPU image's
@@ -40,9 +40,18 @@ _barrier = getattr(gl, "barrier", None) or gl.thread_barrier
 
 
 @gluon.constexpr_function
-def _instr_n(bn):
-    """The widest int8 wgmma that divides a BN-wide tile."""
-    return next(n for n in _INT8_WIDTHS if bn % n == 0)
+def _mma_warps(bm, warps):
+    """The accumulator's warps along rows and columns: a warpgroup per 64 rows, then side by side
+    over the columns."""
+    rows = min(warps, max(4, bm // 16))
+    return [rows, warps // rows]
+
+
+@gluon.constexpr_function
+def _instr_n(bn, warps):
+    """The widest int8 wgmma that divides a warpgroup's columns of a BN-wide tile."""
+    columns = bn // warps[1]
+    return next(n for n in _INT8_WIDTHS if columns % n == 0)
 
 
 @gluon.constexpr_function
@@ -87,10 +96,12 @@ def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, 
     pid_m = gl.program_id(0)
     pid_n = gl.program_id(1)
     g = gl.program_id(2)
-    x_layout: gl.constexpr = _load_layout(BK, WARPS)
-    w_layout: gl.constexpr = _load_layout(BK, WARPS)
-    acc_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[WARPS, 1],
-                                                         instr_shape=[16, _instr_n(BN), 32])
+    warps: gl.constexpr = gl.num_warps()
+    x_layout: gl.constexpr = _load_layout(BK, warps)
+    w_layout: gl.constexpr = _load_layout(BK, warps)
+    mma_warps: gl.constexpr = _mma_warps(BM, warps)
+    acc_layout: gl.constexpr = gl.NVMMADistributedLayout(
+        version=[3, 0], warps_per_cta=mma_warps, instr_shape=[16, _instr_n(BN, mma_warps), 32])
     x_shared: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BM, BK], gl.int8)
     w_shared: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BN, BK], gl.int8)
     x_slots = gl.allocate_shared_memory(gl.int8, [STAGES, BM, BK], x_shared)
@@ -142,7 +153,7 @@ def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, 
         acc = warpgroup_mma(x_slot, w_slot, acc, is_async=True)
         # the previous step's wgmma done: its slot, (step + STAGES - 1) % STAGES, is free
         acc, _, _ = warpgroup_mma_wait(num_outstanding=1, deps=(acc, x_slot, w_slot))
-        _barrier()  # in every warp: each warp's part of a wgmma reads the whole weight slot
+        _barrier()  # done in every warp: each warp's part of a wgmma reads all of a slot's weights
         ahead = step + STAGES - 1
         _issue_loads(x_ptr, w_ptr, x_slots.index(ahead % STAGES), w_slots.index(ahead % STAGES),
                      ahead, steps, blocks, row_base, taps_inside, j_x, k_w, j_w, W, C, DH, DW,
@@ -159,21 +170,24 @@ def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, 
     odd = (f - 2.0 * gl.floor(f * 0.5)) != 0.0
     rounded = gl.where((frac > 0.5) | ((frac == 0.5) & odd), f + 1.0, f)
     q = gl.minimum(gl.maximum(rounded + out_zp, lo), hi).to(gl.int32).to(out_ptr.dtype.element_ty)
-    out_layout: gl.constexpr = _load_layout(BN, WARPS)
+    out_layout: gl.constexpr = _load_layout(BN, warps)
     q = gl.convert_layout(q, out_layout)
     out_rows = pid_m * BM + gl.arange(0, BM, gl.SliceLayout(1, out_layout))
     out_k = g * KG + pid_n * BN + gl.arange(0, BN, gl.SliceLayout(0, out_layout))
     gl.store(out_ptr + out_rows[:, None] * K + out_k[None, :], q, mask=(out_rows < M)[:, None])
 
 
-# (BM, BN, BK, STAGES) on one warpgroup, none spilling registers on sm_90 (`compile_check`; a
-# 128x128x128 or 128x256 tile did); 2 to 3 programs an SM but for 128x128x64 and 64x256x64 (246
-# and 250 registers a thread)
-WGMMA_TILES = [(64, 128, 128, 4), (64, 128, 128, 3), (64, 128, 64, 6), (64, 64, 128, 4),
-               (128, 64, 128, 4), (128, 128, 64, 4), (64, 256, 64, 4), (64, 64, 64, 6)]
+# (BM, BN, BK, warps, STAGES), none spilling registers on sm_90 (`compile_check`; 128x128x128 and
+# 128x256 tiles did on 4 warps): up to 128x128 on one warpgroup (2 to 3 programs an SM, but for
+# 128x128x64 and 64x256x64 at about 250 registers a thread), the large tiles on two
+WGMMA_TILES = [(64, 128, 128, 4, 4), (64, 128, 128, 4, 3), (64, 128, 64, 4, 6),
+               (64, 64, 128, 4, 4), (128, 64, 128, 4, 4), (128, 128, 64, 4, 4),
+               (64, 256, 64, 4, 4), (64, 64, 64, 4, 6),
+               (128, 128, 128, 8, 3), (128, 256, 64, 8, 4), (256, 128, 64, 8, 4),
+               (64, 256, 128, 8, 3)]
 WGMMA_CONFIGS = [triton.Config({"BM": bm, "BN": bn, "BK": bk, "STAGES": stages},
-                               num_warps=WARPGROUP, num_stages=1)
-                 for bm, bn, bk, stages in WGMMA_TILES]
+                               num_warps=warps, num_stages=1)
+                 for bm, bn, bk, warps, stages in WGMMA_TILES]
 TUNING_KEY = [name for name in kernels.TUNING_KEY if name not in ("X_UNSIGNED", "HAS_WZP")]
 
 
