@@ -68,13 +68,15 @@ step resnet-qint8 python3 -m qbench run suites/resnet.toml --device cuda --out "
     --set in_dtype=qint8 --set out_dtype=qint8 --set weight_qscheme=per_tensor \
     --set out_zero_point=0 "${sets[@]}" --backends "$backends"
 # the same with the Gluon kernel on (QBENCH_TRITON_WGMMA=1): first its forced tiles against the
-# reference (a Hopper GPU's test), then ResNet-50 qint8 tuned with it beside the GEMM kernel, each
-# layer keeping the faster (the tuning log has both kernels' candidates)
+# reference (a Hopper GPU's test), then ResNet-50 tuned with it beside the GEMM kernel, each layer
+# keeping the faster (the tuning log has both kernels' candidates), qint8 and as written (quint8)
 step pytest-wgmma python3 -m pytest -q -p no:cacheprovider tests/test_triton.py \
     -k "wgmma and not compile"
 step resnet-qint8-wgmma env QBENCH_TRITON_WGMMA=1 python3 -m qbench run suites/resnet.toml \
     --device cuda --out "$WORK/resnet-qint8-wgmma" --set in_dtype=qint8 --set out_dtype=qint8 \
     --set weight_qscheme=per_tensor --set out_zero_point=0 "${sets[@]}" --backends "$backends"
+step resnet-wgmma env QBENCH_TRITON_WGMMA=1 python3 -m qbench run suites/resnet.toml \
+    --device cuda --out "$WORK/resnet-wgmma" "${sets[@]}" --backends "$backends"
 for suite in depthwise grouped resnet padding; do
     step "$suite" python3 -m qbench run "suites/$suite.toml" --device cuda --out "$WORK/$suite" \
         "${sets[@]}" --backends "$backends"

@@ -229,9 +229,11 @@ def test_every_gemm_tile_matches_the_reference_on_a_gpu(runner_and_backend, monk
         assert f"BM={bm}; BN={bn}; BK={bk}" in row["details"], row["details"]
 
 
-WGMMA_PROBLEMS = {  # what the Gluon kernel takes (qint8, no weight zero points), in no tile's rows
+WGMMA_PROBLEMS = {  # what the Gluon kernel takes (no weight zero points), in no tile's rows
     "wgmma-border": ConvProblem(2, 128, 15, 15, 256, (3, 3), padding=(1, 1), in_dtype="qint8",
                                 in_zero_point=-7, relu=True),  # 450 rows, a border table
+    "wgmma-quint8-border": ConvProblem(2, 128, 15, 15, 256, (3, 3), padding=(1, 1),
+                                       in_zero_point=140),  # outside lanes flipped to -128
     "wgmma-strided-groups": ConvProblem(2, 256, 14, 14, 256, (3, 3), stride=(2, 2),
                                         padding=(2, 2), dilation=(2, 2), groups=2,
                                         in_dtype="qint8", out_dtype="qint8"),  # 98 rows
@@ -240,8 +242,8 @@ WGMMA_PROBLEMS = {  # what the Gluon kernel takes (qint8, no weight zero points)
 
 def test_every_wgmma_tile_matches_the_reference_on_a_hopper_gpu(runner_and_backend, monkeypatch):
     """Each tuning tile of the Gluon kernel (`qbench_triton.wgmma`), forced and launched without
-    the GEMM kernel beside it, on problems that no tile fits in rows: a border table with an
-    input zero point, stride, dilation, tile groups, quint8 and qint8 outputs, ReLU."""
+    the GEMM kernel beside it, on problems that no tile fits in rows: qint8 and quint8 inputs
+    with border tables, stride, dilation, tile groups, quint8 and qint8 outputs, ReLU."""
     runner, backend = runner_and_backend
     if backend.info.interpreted:
         pytest.skip("Gluon kernels have no interpreter: they need a GPU")
@@ -460,24 +462,24 @@ def test_a_choice_of_two_tuned_plans_keeps_the_faster_and_outputs_last(monkeypat
 
 
 def test_the_wgmma_kernel_takes_the_convs_it_was_written_for():
-    """`wgmma.applies`: qint8 GEMMs without weight zero points, of at most 32 taps, one per
-    (r, s), whose tap channels and tile groups a config divides; tuning prunes the configs
-    that do not divide them or are over twice the rows."""
+    """`wgmma.applies`: GEMMs without weight zero points, of at most 32 taps, one per (r, s),
+    whose tap channels and tile groups a config divides; tuning prunes the configs that do not
+    divide them or are over twice the rows."""
     pytest.importorskip("triton")
     from qbench_triton import wgmma
     from qbench_triton.layout import layout
 
-    def applies(problem, unsigned=False, zero_points=False):
+    def applies(problem, zero_points=False):
         weight = torch.zeros((problem.out_channels, problem.in_channels // problem.groups,
                               *problem.kernel_size), dtype=torch.int8)
         params = ConvParams.of(stride=problem.stride, padding=problem.padding,
                                dilation=problem.dilation, groups=problem.groups)
-        return wgmma.applies(layout(weight, params, zero_points), unsigned, zero_points,
+        return wgmma.applies(layout(weight, params, zero_points), zero_points,
                              problem.kernel_size)
 
     resnet = ConvProblem(32, 256, 14, 14, 256, (3, 3), padding=(1, 1))
     assert applies(resnet) and applies(resnet.replace(groups=2))
-    assert not applies(resnet, unsigned=True) and not applies(resnet, zero_points=True)
+    assert not applies(resnet, zero_points=True)
     assert not applies(resnet.replace(in_channels=96))  # no BK divides a tap of 96 channels
     assert not applies(resnet.replace(out_channels=48))  # nor BN 48 output channels
     assert not applies(resnet.replace(kernel_size=(7, 7)))  # 49 taps
@@ -612,7 +614,7 @@ def test_qbench_backends_explains_what_triton_needs_without_gpu_or_interpreter()
 def test_kernels_compile_for_sm80_and_sm90_without_a_gpu():
     """Triton ships ptxas: the compiled path's errors (int8 dot shapes, types) show up here too,
     every GEMM tuning config compiles for sm_90 without spilling registers, and the Gluon
-    kernel's each keep a step's wgmma running while the next step's loads are issued."""
+    kernel's each issue a step's loads while a wgmma runs."""
     pytest.importorskip("triton")
     from qbench_triton import kernels
 
@@ -631,9 +633,10 @@ def test_kernels_compile_for_sm80_and_sm90_without_a_gpu():
     from qbench_triton import wgmma
 
     wgmma_lines = [line for line in lines if line.startswith("sm_90 wgmma config ")]
-    assert len(wgmma_lines) == len(wgmma.WGMMA_CONFIGS)
-    assert all(line.endswith("1 wgmma in flight, no spills") for line in wgmma_lines), \
-        wgmma_lines
+    assert len(wgmma_lines) == 2 * len(wgmma.WGMMA_CONFIGS)  # qint8 and quint8
+    for line in wgmma_lines:  # every load of a step issued while a wgmma runs
+        beside, loads = map(int, re.search(r"(\d+) of (\d+) loads beside a wgmma", line).groups())
+        assert loads and beside == loads and line.endswith("no spills"), line
 
 
 def test_planning_with_the_wgmma_kernel_on_compiles_its_candidates_at_once():

@@ -9,11 +9,13 @@ step's (`warpgroup_mma_wait(1)`), then issues the cp.async loads of the step STA
 the slot that wgmma read, so that loads, address arithmetic and the tensor cores overlap.
 
 The same sums and epilogue as `kernels.conv_gemm_kernel` (see its module's docstring), for the
-problems where that kernel needs none of its special cases: qint8 activations, no weight zero
-points, a tap per (r, s) of at most 32 taps, tiles that divide a group's output channels and a
-tap's channels (EVEN_N, EVEN_SPAN). On 4 warps (a warpgroup) or 8 (two, a warpgroup per 64 rows
-or side by side over the columns), a barrier after the wait in every warp, so that no warpgroup
-loads into a slot another's wgmma still reads. Compiled for sm_90 on any machine
+problems where that kernel needs none of its special cases: no weight zero points, a tap per
+(r, s) of at most 32 taps, tiles that divide a group's output channels and a tap's channels
+(EVEN_N, EVEN_SPAN). quint8 activations go to the tensor cores from registers, their top bits
+flipped there; a step then waits for its wgmma before the next step's tile can take those
+registers, its loads still issued beside it. On 4 warps (a warpgroup) or 8 (two, a warpgroup per
+64 rows or side by side over the columns), with a barrier after the wait in every warp, so that
+no warpgroup loads into a slot another's wgmma still reads. Compiled for sm_90 on any machine
 (`compile_check`); Gluon has no interpreter.
 """
 
@@ -86,7 +88,8 @@ def _issue_loads(x_ptr, w_ptr, x_slot, w_slot, step, steps, blocks, row_base, ta
 def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, SPAN, WSTRIDE,
                            M, H, W, OH, OW, C, K, CG, KG, SH, SW, PH, PW, DH, DW,
                            out_zp, lo, hi,
-                           R: gl.constexpr, S: gl.constexpr, BORDER: gl.constexpr,
+                           R: gl.constexpr, S: gl.constexpr, X_UNSIGNED: gl.constexpr,
+                           BORDER: gl.constexpr,
                            BM: gl.constexpr, BN: gl.constexpr, BK: gl.constexpr,
                            STAGES: gl.constexpr):
     """A program per output tile: (row tile, channel tile, tile group) = program ids; weights
@@ -102,6 +105,7 @@ def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, 
     mma_warps: gl.constexpr = _mma_warps(BM, warps)
     acc_layout: gl.constexpr = gl.NVMMADistributedLayout(
         version=[3, 0], warps_per_cta=mma_warps, instr_shape=[16, _instr_n(BN, mma_warps), 32])
+    x_operand: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=acc_layout, k_width=4)
     x_shared: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BM, BK], gl.int8)
     w_shared: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BN, BK], gl.int8)
     x_slots = gl.allocate_shared_memory(gl.int8, [STAGES, BM, BK], x_shared)
@@ -150,15 +154,28 @@ def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, 
         _barrier()
         x_slot = x_slots.index(slot)
         w_slot = w_slots.index(slot).permute((1, 0))
-        acc = warpgroup_mma(x_slot, w_slot, acc, is_async=True)
-        # the previous step's wgmma done: its slot, (step + STAGES - 1) % STAGES, is free
-        acc, _, _ = warpgroup_mma_wait(num_outstanding=1, deps=(acc, x_slot, w_slot))
-        _barrier()  # done in every warp: each warp's part of a wgmma reads all of a slot's weights
         ahead = step + STAGES - 1
-        _issue_loads(x_ptr, w_ptr, x_slots.index(ahead % STAGES), w_slots.index(ahead % STAGES),
-                     ahead, steps, blocks, row_base, taps_inside, j_x, k_w, j_w, W, C, DH, DW,
-                     WSTRIDE, S, BK, R)
-        async_copy.commit_group()
+        if X_UNSIGNED:  # quint8 v as int8 v - 128: the tile's top bits flipped in registers
+            # (a padded lane's 0 then holds OUTSIDE_UNSIGNED, as in `kernels.conv_gemm_kernel`)
+            x_tile = x_slot.load(x_operand) ^ -128
+            acc = warpgroup_mma(x_tile, w_slot, acc, is_async=True)
+            # the loads beside it, into the slot of the previous step's wgmma, which ended with
+            # that step: this one must end before the next step's tile overwrites the registers
+            # it reads (ptxas does not wait for that, and a wait cannot name 8-bit registers)
+            _issue_loads(x_ptr, w_ptr, x_slots.index(ahead % STAGES),
+                         w_slots.index(ahead % STAGES), ahead, steps, blocks, row_base,
+                         taps_inside, j_x, k_w, j_w, W, C, DH, DW, WSTRIDE, S, BK, R)
+            async_copy.commit_group()
+            acc, _ = warpgroup_mma_wait(num_outstanding=0, deps=(acc, w_slot))
+        else:
+            acc = warpgroup_mma(x_slot, w_slot, acc, is_async=True)
+            # the previous step's wgmma done: its slot, (step + STAGES - 1) % STAGES, is free
+            acc, _, _ = warpgroup_mma_wait(num_outstanding=1, deps=(acc, x_slot, w_slot))
+            _barrier()  # in every warp: each warp's part of a wgmma reads all of a slot's weights
+            _issue_loads(x_ptr, w_ptr, x_slots.index(ahead % STAGES),
+                         w_slots.index(ahead % STAGES), ahead, steps, blocks, row_base,
+                         taps_inside, j_x, k_w, j_w, W, C, DH, DW, WSTRIDE, S, BK, R)
+            async_copy.commit_group()
     acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
     async_copy.wait_group(0)  # no copy (zero-filling, past `steps`) outlives the program
 
@@ -188,16 +205,15 @@ WGMMA_TILES = [(64, 128, 128, 4, 4), (64, 128, 128, 4, 3), (64, 128, 64, 4, 6),
 WGMMA_CONFIGS = [triton.Config({"BM": bm, "BN": bn, "BK": bk, "STAGES": stages},
                                num_warps=warps, num_stages=1)
                  for bm, bn, bk, warps, stages in WGMMA_TILES]
-TUNING_KEY = [name for name in kernels.TUNING_KEY if name not in ("X_UNSIGNED", "HAS_WZP")]
+TUNING_KEY = [name for name in kernels.TUNING_KEY if name != "HAS_WZP"]
 
 
-def applies(mapping: Layout, unsigned: bool, has_weight_zero_points: bool,
-            kernel_size: tuple[int, int]) -> bool:
+def applies(mapping: Layout, has_weight_zero_points: bool, kernel_size: tuple[int, int]) -> bool:
     """Whether this kernel can do a conv (on a Hopper GPU): a GEMM without the special cases it
-    leaves out (quint8, weight zero points, merged rows, over 32 taps) whose taps and tile
-    groups some config divides."""
-    return (mapping.kernel == "gemm" and not mapping.merge_rows and not unsigned
-            and not has_weight_zero_points and kernel_size[0] * kernel_size[1] <= 32
+    leaves out (weight zero points, merged rows, over 32 taps) whose taps and tile groups some
+    config divides."""
+    return (mapping.kernel == "gemm" and not mapping.merge_rows and not has_weight_zero_points
+            and kernel_size[0] * kernel_size[1] <= 32
             and bool(dividing(WGMMA_CONFIGS, mapping.span, mapping.tile_out)))
 
 
