@@ -251,15 +251,19 @@ def test_every_wgmma_tile_matches_the_reference_on_a_hopper_gpu(runner_and_backe
         pytest.skip("wgmma needs a Hopper GPU (compute capability 9.x)")
     import triton
     import qbench_triton
-    from qbench_triton import wgmma
+    from qbench_triton import kernels, wgmma
 
     monkeypatch.setenv(qbench_triton.WGMMA_ENV, "1")
     monkeypatch.setattr(qbench_triton, "_Choice", lambda plans: plans[-1])  # the Gluon plan alone
+    gemm_config = kernels._gemm_config(64, 64, 64, 4, 4)  # the GEMM's plan: planned, never run
+    monkeypatch.setattr(kernels, "conv_gemm_tuned", triton.autotune(
+        configs=[gemm_config], key=kernels.TUNING_KEY)(kernels.conv_gemm))
     for config in wgmma.WGMMA_CONFIGS:
         monkeypatch.setattr(wgmma, "conv_gemm_wgmma_tuned", triton.autotune(
             configs=[config], key=wgmma.TUNING_KEY)(wgmma.conv_gemm_wgmma_kernel))
         for name, problem in WGMMA_PROBLEMS.items():
-            row = runner.row("triton", Case(f"{name}-{config}", problem.validate()), backend)
+            case = Case(f"{name}-{qbench_triton._config_label(config)}", problem.validate())
+            row = runner.row("triton", case, backend)
             assert row["status"] == "ok", (config, name, row["error"])
             tiles = "; ".join(f"{key}={config.kwargs[key]}" for key in ("BM", "BN", "BK"))
             assert f"kernel=wgmma; {tiles}" in row["details"], row["details"]

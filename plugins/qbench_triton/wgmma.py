@@ -21,6 +21,7 @@ no warpgroup loads into a slot another's wgmma still reads. Compiled for sm_90 o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -236,7 +237,8 @@ def _fitting_configs(configs: list[triton.Config], named_args: dict[str, Any],
                             {"BM": named_args["M"]})
 
 
-def grid(rows: int, group_out: int, group_tiles: int):
+def grid(rows: int, group_out: int,
+         group_tiles: int) -> Callable[[dict[str, Any]], tuple[int, int, int]]:
     """The launch grid for a config: a program per output tile."""
     def tiles(meta: dict[str, Any]) -> tuple[int, int, int]:
         return (-(-rows // meta["BM"]), group_out // meta["BN"], group_tiles)
