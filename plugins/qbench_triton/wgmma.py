@@ -112,7 +112,9 @@ def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, 
     x_slots = gl.allocate_shared_memory(gl.int8, [STAGES, BM, BK], x_shared)
     w_slots = gl.allocate_shared_memory(gl.int8, [STAGES, BN, BK], w_shared)
 
-    # each row's pixel less its tap's offset, and a bit per tap inside the image
+    # each row's pixel less its tap's offset, and a bit per tap inside the image, as
+    # `kernels._tile_sums` makes them (a Gluon kernel calls no Triton function: the tensors here
+    # are laid out)
     m = pid_m * BM + gl.arange(0, BM, gl.SliceLayout(1, x_layout))
     m_ok = m < M
     ow = m % OW
