@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-import numpy as np
 import torch
 
 from qbench import (BackendInfo, ConvParams, ConvProblem, QuantizedActivation, QuantizedWeight,
@@ -126,16 +125,15 @@ class _Choice:
     plans: tuple[_Plan, ...]
 
     def launch(self, x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor) -> _Plan:
-        """Tune each plan in a launch, time their choices as their candidates were timed
-        (`qbench.timing.tuning_times_ms`), launch the faster once more, so that the output is
-        its own, and return it with both tunings' timings."""
-        from qbench.timing import tuning_times_ms
+        """Tune each plan in a launch, time their choices as the cuDNN and CuPy backends time
+        their candidates (`qbench.timing.tuning_median_ms`), launch the faster once more, so
+        that the output is its own, and return it with both tunings' timings."""
+        from qbench.timing import tuning_median_ms
         from qbench_triton import kernels
 
         tuned = [plan.launch(x, weight, out) for plan in self.plans]
-        medians = [float(np.median(tuning_times_ms(
-            lambda plan=plan: plan.launch(x, weight, out), kernels.TUNING_RUNS, x.device)))
-            for plan in tuned]
+        medians = [tuning_median_ms(lambda plan=plan: plan.launch(x, weight, out),
+                                    kernels.TUNING_RUNS, x.device) for plan in tuned]
         faster = tuned[medians.index(min(medians))]
         faster.launch(x, weight, out)
         timings = {config: times for plan in tuned for config, times in (plan.tuning or {}).items()}
