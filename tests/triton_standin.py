@@ -4,7 +4,7 @@ many kernel variants planning compiled and how many a second warm-up of every tu
 compiled after it (none, if planning compiled them all); with `forced`, the configs and grid of a
 launch that `qbench_triton.stream_probe.forced` makes (64x64 tiles shared by 5 programs); with
 `wgmma`, the same counts for the Gluon kernel's candidates (QBENCH_TRITON_WGMMA=1, the device
-taken for a Hopper GPU) and the plan's type. Run without TRITON_INTERPRET:
+taken for a Hopper GPU), the plan's type and the Gluon kernel's grid. Run without TRITON_INTERPRET:
 `python tests/triton_standin.py quint8`."""
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ def main(mode: str) -> None:
 
 def wgmma_planning(packed, x, activation, out, output) -> None:
     """Plan a launch with the Gluon kernel on, the device taken for a Hopper GPU: prints the
-    plan's type, the Gluon kernel's variants compiled by planning and by a second warm-up."""
+    plan's type, the Gluon kernel's variants compiled by planning and by a second warm-up, and
+    its grid for 64x64 tiles."""
     os.environ[qbench_triton.WGMMA_ENV] = "1"
     wgmma.hopper = lambda device: True
     plan = qbench_triton._plan(packed, x, activation, out, output, relu=False)
@@ -80,7 +81,8 @@ def wgmma_planning(packed, x, activation, out, output) -> None:
     wgmma.conv_gemm_wgmma_tuned.warmup(x, packed.layout.weight, out, *gluon.tail,
                                        grid=gluon.grid, **gluon.constants)
     print(json.dumps({"plan": type(plan).__name__, "planned": planned,
-                      "compiled_after": len(compiled) - planned}))
+                      "compiled_after": len(compiled) - planned,
+                      "grid": gluon.grid({"BM": 64, "BN": 64, "BK": 64})}))
 
 
 if __name__ == "__main__":

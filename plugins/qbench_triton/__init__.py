@@ -255,16 +255,16 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
     plan = _Plan(kernel, grid, tail, constants)
     if direct or os.environ.get(WGMMA_ENV) != "1":
         return plan
-    return _with_wgmma(plan, packed, x, out, pointers, sizes, constants, group_tiles)
+    return _with_wgmma(plan, packed, x, out, pointers, sizes, constants, shape)
 
 
 def _with_wgmma(plan: _Plan, packed: _Packed, x: torch.Tensor, out: torch.Tensor,
                 pointers: tuple[torch.Tensor, ...], sizes: tuple[Any, ...],
-                constants: dict[str, Any], group_tiles: int) -> _Plan | _Choice:
+                constants: dict[str, Any], shape: GemmShape) -> _Plan | _Choice:
     """The GEMM's `plan` and the Gluon kernel's beside it (`_Choice`), its candidates compiled,
     where it can do the launch (`wgmma.hopper`, `wgmma.applies`); else `plan`. `pointers`,
     `sizes` and `constants` as `_plan` passes them to the GEMM kernel (the Gluon kernel takes
-    no weight zero points)."""
+    no weight zero points); a program per tile of `shape`."""
     from qbench_triton import kernels, wgmma
 
     mapping = packed.layout
@@ -273,10 +273,9 @@ def _with_wgmma(plan: _Plan, packed: _Packed, x: torch.Tensor, out: torch.Tensor
         return plan
     tail = (pointers[0], *pointers[2:], mapping.span, mapping.tap_stride) + sizes
     own = {name: constants[name] for name in ("R", "S", "X_UNSIGNED", "BORDER")}
-    grid = wgmma.grid(sizes[0], mapping.tile_out, group_tiles)
-    kernels.compile_candidates(wgmma.conv_gemm_wgmma_tuned, grid, x, mapping.weight, out, *tail,
-                               **own)
-    return _Choice((plan, _Plan(wgmma.conv_gemm_wgmma_tuned, grid, tail, own)))
+    kernels.compile_candidates(wgmma.conv_gemm_wgmma_tuned, shape.tile_grid, x, mapping.weight,
+                               out, *tail, **own)
+    return _Choice((plan, _Plan(wgmma.conv_gemm_wgmma_tuned, shape.tile_grid, tail, own)))
 
 
 def _gemm_grid(shape: GemmShape, buffers: SharingBuffers,

@@ -21,7 +21,6 @@ no warpgroup loads into a slot another's wgmma still reads. Compiled for sm_90 o
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -237,15 +236,6 @@ def _fitting_configs(configs: list[triton.Config], named_args: dict[str, Any],
     (`kernels._fitting`)."""
     return kernels._fitting(dividing(configs, named_args["SPAN"], named_args["KG"]),
                             {"BM": named_args["M"]})
-
-
-def grid(rows: int, group_out: int,
-         group_tiles: int) -> Callable[[dict[str, Any]], tuple[int, int, int]]:
-    """The launch grid for a config: a program per output tile."""
-    def tiles(meta: dict[str, Any]) -> tuple[int, int, int]:
-        return (-(-rows // meta["BM"]), group_out // meta["BN"], group_tiles)
-
-    return tiles
 
 
 conv_gemm_wgmma_tuned = triton.autotune(
