@@ -156,28 +156,24 @@ def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, 
         _barrier()
         x_slot = x_slots.index(slot)
         w_slot = w_slots.index(slot).permute((1, 0))
-        ahead = step + STAGES - 1
         if X_UNSIGNED:  # quint8 v as int8 v - 128: the tile's top bits flipped in registers
             # (a padded lane's 0 then holds OUTSIDE_UNSIGNED, as in `kernels.conv_gemm_kernel`)
             x_tile = x_slot.load(x_operand) ^ -128
             acc = warpgroup_mma(x_tile, w_slot, acc, is_async=True)
-            # the loads beside it, into the slot of the previous step's wgmma, which ended with
-            # that step: this one must end before the next step's tile overwrites the registers
-            # it reads (ptxas does not wait for that, and a wait cannot name 8-bit registers)
-            _issue_loads(x_ptr, w_ptr, x_slots.index(ahead % STAGES),
-                         w_slots.index(ahead % STAGES), ahead, steps, blocks, row_base,
-                         taps_inside, j_x, k_w, j_w, W, C, DH, DW, WSTRIDE, S, BK, R)
-            async_copy.commit_group()
-            acc, _ = warpgroup_mma_wait(num_outstanding=0, deps=(acc, w_slot))
+            # the slot of the previous step's wgmma is free: it ended with that step (below)
         else:
             acc = warpgroup_mma(x_slot, w_slot, acc, is_async=True)
             # the previous step's wgmma done: its slot, (step + STAGES - 1) % STAGES, is free
             acc, _, _ = warpgroup_mma_wait(num_outstanding=1, deps=(acc, x_slot, w_slot))
             _barrier()  # in every warp: each warp's part of a wgmma reads all of a slot's weights
-            _issue_loads(x_ptr, w_ptr, x_slots.index(ahead % STAGES),
-                         w_slots.index(ahead % STAGES), ahead, steps, blocks, row_base,
-                         taps_inside, j_x, k_w, j_w, W, C, DH, DW, WSTRIDE, S, BK, R)
-            async_copy.commit_group()
+        ahead = step + STAGES - 1  # loaded while this step's wgmma runs
+        _issue_loads(x_ptr, w_ptr, x_slots.index(ahead % STAGES), w_slots.index(ahead % STAGES),
+                     ahead, steps, blocks, row_base, taps_inside, j_x, k_w, j_w, W, C, DH, DW,
+                     WSTRIDE, S, BK, R)
+        async_copy.commit_group()
+        if X_UNSIGNED:  # this wgmma ends before the next step's tile overwrites the registers it
+            # reads (ptxas does not wait for that, and a wait cannot name 8-bit registers)
+            acc, _ = warpgroup_mma_wait(num_outstanding=0, deps=(acc, w_slot))
     acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
     async_copy.wait_group(0)  # no copy (zero-filling, past `steps`) outlives the program
 
