@@ -19,7 +19,7 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from triton.experimental.gluon._runtime import GluonASTSource
 
-from qbench_triton import kernels, wgmma
+from qbench_triton import _config_label, kernels, wgmma
 
 _POINTERS = {"x_ptr": "*u8", "w_ptr": "*i8", "out_ptr": "*u8", "corr_ptr": "*i32",
              "wzp_ptr": "*i32", "bias_ptr": "*fp32", "mult_ptr": "*fp32",
@@ -136,9 +136,7 @@ def wgmma_config_usage() -> list[tuple[str, int, int, int, tuple[int, int]]]:
             compiled = compile_kernel(wgmma.conv_gemm_wgmma_kernel, constants, 90, unsigned,
                                       config.num_warps, config.num_stages)
             step = reduction_step(compiled)
-            kwargs = config.kwargs
-            label = f"{kwargs['BM']}x{kwargs['BN']}x{kwargs['BK']}/{config.num_warps}w/" \
-                    f"{kwargs['STAGES']}s {'quint8' if unsigned else 'qint8'}"
+            label = f"{_config_label(config)} {'quint8' if unsigned else 'qint8'}"
             usage.append((label, *registers_and_stack(compiled), len(step),
                           loads_beside_wgmma(step)))
     return usage
