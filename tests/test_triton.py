@@ -240,13 +240,28 @@ WGMMA_PROBLEMS = {  # what the Gluon kernel takes (no weight zero points), in no
 }
 
 
+def _wgmma_configs(problem: ConvProblem) -> list:
+    """The Gluon kernel's configs that can do `problem` (`wgmma.dividing`): a BN wider than a
+    tile group's output channels would run into the next group's, and past the last."""
+    import qbench_triton
+    from qbench.inputs import make_inputs
+    from qbench_triton import wgmma
+
+    inputs = make_inputs(problem, 0)
+    packed = qbench_triton.qbench_prepack("triton", inputs.weight, inputs.bias, inputs.params)
+    assert wgmma.applies(packed.layout, packed.has_weight_zero_points, packed.kernel_size)
+    return wgmma.dividing(wgmma.WGMMA_CONFIGS, packed.layout.span, packed.layout.tile_out)
+
+
 def test_every_wgmma_tile_matches_the_reference_on_a_hopper_gpu(runner_and_backend, monkeypatch):
-    """Each tuning tile of the Gluon kernel (`qbench_triton.wgmma`), forced and launched without
-    the GEMM kernel beside it, on problems that no tile fits in rows: qint8 and quint8 inputs
-    with border tables, stride, dilation, tile groups, quint8 and qint8 outputs, ReLU."""
+    """Each tuning tile of the Gluon kernel (`qbench_triton.wgmma`) that can do the problem,
+    forced and launched without the GEMM kernel beside it, on problems that no tile fits in rows:
+    qint8 and quint8 inputs with border tables, stride, dilation, tile groups, quint8 and qint8
+    outputs, ReLU."""
     runner, backend = runner_and_backend
     if backend.info.interpreted:
-        pytest.skip("Gluon kernels have no interpreter: they need a GPU")
+        pytest.skip("Gluon kernels have no interpreter: they need a GPU (the emulator's test "
+                    "runs them on the CPU)")
     if torch.cuda.get_device_capability()[0] != 9:
         pytest.skip("wgmma needs a Hopper GPU (compute capability 9.x)")
     import triton
@@ -258,15 +273,102 @@ def test_every_wgmma_tile_matches_the_reference_on_a_hopper_gpu(runner_and_backe
     gemm_config = kernels._gemm_config(64, 64, 64, 4, 4)  # the GEMM's plan: planned, never run
     monkeypatch.setattr(kernels, "conv_gemm_tuned", triton.autotune(
         configs=[gemm_config], key=kernels.TUNING_KEY)(kernels.conv_gemm))
-    for config in wgmma.WGMMA_CONFIGS:
-        monkeypatch.setattr(wgmma, "conv_gemm_wgmma_tuned", triton.autotune(
-            configs=[config], key=wgmma.TUNING_KEY)(wgmma.conv_gemm_wgmma_kernel))
-        for name, problem in WGMMA_PROBLEMS.items():
+    for name, problem in WGMMA_PROBLEMS.items():
+        for config in _wgmma_configs(problem):
+            monkeypatch.setattr(wgmma, "conv_gemm_wgmma_tuned", triton.autotune(
+                configs=[config], key=wgmma.TUNING_KEY)(wgmma.conv_gemm_wgmma_kernel))
             case = Case(f"{name}-{qbench_triton._config_label(config)}", problem.validate())
             row = runner.row("triton", case, backend)
             assert row["status"] == "ok", (config, name, row["error"])
             tiles = "; ".join(f"{key}={config.kwargs[key]}" for key in ("BM", "BN", "BK"))
             assert f"kernel=wgmma; {tiles}" in row["details"], row["details"]
+
+
+class _EmulatedTuning:
+    """The Gluon kernel's autotuner as `_Plan.launch` uses one, with a single config, chosen
+    already (`best_config`, the chosen kernel `fn`): every launch runs the kernel in
+    `gluon_emulator`."""
+
+    configs_timings = None
+
+    def __init__(self, config) -> None:
+        self.best_config = config
+        self.fn = self
+
+    def __getitem__(self, grid):
+        import gluon_emulator
+        from qbench_triton import wgmma
+
+        def launch(*args, **constants) -> None:
+            gluon_emulator.launch(wgmma.conv_gemm_wgmma_kernel, grid, *args,
+                                  **(self.best_config.all_kwargs() | constants))
+
+        return launch
+
+
+def _quantized_case(problem: ConvProblem, ties: bool) -> tuple:
+    """(problem with its output quantization, inputs, the reference's output integers): the
+    output scale spreads the outputs over their range, or with `ties` (per-tensor weights, no
+    bias) is the accumulator's scale times a power of two, so that outputs land on .5 (more
+    than 20 of them, or the case fails)."""
+    import math
+
+    from qbench.inputs import auto_output_quantization, make_inputs
+    from qbench.reference import (effective_scales, reference_accumulator, requantization_terms,
+                                  requantize)
+
+    inputs = make_inputs(problem, 0)
+    acc = reference_accumulator(inputs.input, inputs.weight, inputs.params)
+    scale, zero_point = auto_output_quantization(acc, inputs, problem)
+    if ties:
+        unit = float(effective_scales(problem.in_scale, inputs.weight.scales)[0])
+        scale = unit * 2.0 ** round(math.log2(scale / unit))
+        _, multiplier = requantization_terms(problem.in_scale, inputs.weight.scales, None, scale)
+        value = acc.to(torch.float32) * multiplier.view(1, -1, 1, 1)
+        assert int((value - value.floor() == 0.5).sum()) > 20
+    problem = dataclasses.replace(problem, out_scale=scale, out_zero_point=zero_point)
+    expected = requantize(acc, problem.in_scale, inputs.weight.scales, inputs.bias, scale,
+                          zero_point, problem.out_dtype, problem.relu)
+    return problem, inputs, expected
+
+
+@pytest.mark.parametrize("name", [*WGMMA_PROBLEMS, "wgmma-ties"])
+def test_every_wgmma_tile_matches_the_reference_in_the_gluon_emulator(name, monkeypatch):
+    """The Gluon kernel run on the CPU by `gluon_emulator`, each config that can do the problem,
+    planned and launched through the backend as on a Hopper GPU: its index arithmetic, masks,
+    border table, epilogue and the order of its cp.async and wgmma waits, output for output
+    equal to the reference (outputs poisoned before each launch). "wgmma-ties" puts outputs
+    exactly on .5, rounded half to even."""
+    pytest.importorskip("triton")
+    import qbench_triton
+    from qbench.quantized import QuantizedActivation
+    from qbench_triton import kernels, wgmma
+
+    monkeypatch.setenv(qbench_triton.WGMMA_ENV, "1")
+    monkeypatch.setattr(qbench_triton, "interpreting", lambda: False)  # planned as for a GPU
+    monkeypatch.setattr(qbench_triton, "_Choice", lambda plans: plans[-1])  # the Gluon plan alone
+    monkeypatch.setattr(kernels, "compile_candidates", lambda *args, **kwargs: None)
+    monkeypatch.setattr(kernels, "_sm_count", lambda: 132)
+    monkeypatch.setattr(wgmma, "hopper", lambda device: True)
+    ties = name == "wgmma-ties"
+    unquantized = WGMMA_PROBLEMS["wgmma-border"] if not ties else dataclasses.replace(
+        WGMMA_PROBLEMS["wgmma-border"], weight_qscheme="per_tensor", bias=False, relu=False)
+    problem, inputs, expected = _quantized_case(
+        WGMMA_PROBLEMS.get(name, unquantized).validate(), ties)
+    packed = qbench_triton.qbench_prepack("triton", inputs.weight, inputs.bias, inputs.params)
+    apply = qbench_triton.qbench_apply_relu if problem.relu else qbench_triton.qbench_apply
+    configs = _wgmma_configs(problem)
+    assert len(configs) >= 6
+    for config in configs:
+        monkeypatch.setattr(wgmma, "conv_gemm_wgmma_tuned", _EmulatedTuning(config))
+        packed.plans.clear()
+        output = QuantizedActivation.output_buffer(problem, "cpu", True)
+        output.data.fill_(77)
+        prepared = qbench_triton.qbench_prepare_input("triton", inputs.input.to("cpu", True))
+        apply("triton", packed, prepared, output)
+        assert torch.equal(output.data, expected), qbench_triton._config_label(config)
+        details = qbench_triton.qbench_details("triton", packed)
+        assert details["kernel"] == "wgmma" and details["BM"] == config.kwargs["BM"], details
 
 
 def test_the_autotuner_finds_every_candidate_ready_on_a_gpu(runner_and_backend, monkeypatch):

@@ -16,7 +16,8 @@ flipped there; a step then waits for its wgmma before the next step's tile can t
 registers, its loads still issued beside it. On 4 warps (a warpgroup) or 8 (two, a warpgroup per
 64 rows or side by side over the columns), with a barrier after the wait in every warp, so that
 no warpgroup loads into a slot another's wgmma still reads. Compiled for sm_90 on any machine
-(`compile_check`); Gluon has no interpreter.
+(`compile_check`); Gluon has no interpreter, so the tests run this kernel's body on the CPU in
+their Gluon emulator (tests/gluon_emulator.py) and, on a Hopper GPU, compiled.
 """
 
 from __future__ import annotations

@@ -1,0 +1,99 @@
+"""`gluon_emulator` itself: a small Gluon kernel that stages two int8 tiles through shared memory
+with cp.async and multiplies them with an asynchronous wgmma runs to the right product, and each
+ordering rule it can break, broken on purpose, is caught; integers divide as in C, and memory
+outside a tensor is refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("triton")
+from triton.experimental import gluon  # noqa: E402
+from triton.experimental.gluon import language as gl  # noqa: E402
+from triton.experimental.gluon.language.nvidia.ampere import async_copy  # noqa: E402
+from triton.experimental.gluon.language.nvidia.hopper import (  # noqa: E402
+    warpgroup_mma, warpgroup_mma_wait)
+
+import gluon_emulator  # noqa: E402
+from gluon_emulator import Hazard  # noqa: E402
+
+# cp.async into shared memory: Triton 3.6's name, or later Tritons'
+_copy = getattr(async_copy, "async_load", None) or async_copy.async_copy_global_to_shared
+M, N, K = 64, 32, 32  # a wgmma's int8 tile
+
+
+@gluon.jit
+def _staged_product(a_ptr, b_ptr, out_ptr, MISTAKE: gl.constexpr, M: gl.constexpr,
+                    N: gl.constexpr, K: gl.constexpr):
+    """out [M, N] int32 = a [M, K] @ b [N, K] transposed (an int8 wgmma reads its shared
+    operands K-major), both staged by cp.async; MISTAKE 1 reads them
+    before the copies are waited for, 2 copies into b's shared memory while the wgmma may still
+    read it, 3 stores the accumulator before its wgmma is waited for. Triton 3.6 compiles the
+    first three for sm_90 as they are (avoiding the races is the kernel's job) and refuses the
+    last, as the emulator does."""
+    layout: gl.constexpr = gl.BlockedLayout([1, 16], [32, 1], [4, 1], [1, 0])
+    acc_layout: gl.constexpr = gl.NVMMADistributedLayout(
+        version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, N, 32])
+    rows = gl.arange(0, M, gl.SliceLayout(1, layout))
+    reduction = gl.arange(0, K, gl.SliceLayout(0, layout))
+    b_rows = gl.arange(0, N, gl.SliceLayout(1, layout))
+    a_smem = gl.allocate_shared_memory(gl.int8, [M, K],
+                                       gl.NVMMASharedLayout.get_default_for([M, K], gl.int8))
+    b_smem = gl.allocate_shared_memory(gl.int8, [N, K],
+                                       gl.NVMMASharedLayout.get_default_for([N, K], gl.int8))
+    _copy(a_smem, a_ptr + rows[:, None] * K + reduction[None, :])
+    _copy(b_smem, b_ptr + b_rows[:, None] * K + reduction[None, :])
+    async_copy.commit_group()
+    if MISTAKE != 1:
+        async_copy.wait_group(0)
+    acc = gl.zeros([M, N], gl.int32, acc_layout)
+    acc = warpgroup_mma(a_smem, b_smem.permute((1, 0)), acc, is_async=True)
+    if MISTAKE == 2:
+        _copy(b_smem, b_ptr + b_rows[:, None] * K + reduction[None, :])
+        async_copy.commit_group()
+        async_copy.wait_group(0)
+    if MISTAKE != 3:
+        acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
+    out_rows = gl.arange(0, M, gl.SliceLayout(1, acc_layout))
+    out_columns = gl.arange(0, N, gl.SliceLayout(0, acc_layout))
+    gl.store(out_ptr + out_rows[:, None] * N + out_columns[None, :], acc)
+
+
+def _operands() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randint(-128, 128, (M, K), generator=generator, dtype=torch.int8)
+    b = torch.randint(-128, 128, (N, K), generator=generator, dtype=torch.int8)
+    return a, b, torch.full((M, N), 7, dtype=torch.int32)
+
+
+def test_a_staged_product_runs_to_the_exact_product():
+    a, b, out = _operands()
+    gluon_emulator.launch(_staged_product, (1,), a, b, out, MISTAKE=0, M=M, N=N, K=K)
+    assert torch.equal(out, a.to(torch.int32) @ b.to(torch.int32).T)
+
+
+@pytest.mark.parametrize(("mistake", "message"), [
+    (1, "a wgmma reads shared memory .* that a cp.async still in flight writes"),
+    (2, "a cp.async writes shared memory .* that a wgmma not yet waited for reads"),
+    (3, "accumulator used before a warpgroup_mma_wait retired its wgmma"),
+])
+def test_each_ordering_mistake_is_a_hazard(mistake, message):
+    a, b, out = _operands()
+    with pytest.raises(Hazard, match=message):
+        gluon_emulator.launch(_staged_product, (1,), a, b, out, MISTAKE=mistake, M=M, N=N, K=K)
+
+
+def test_a_tensor_too_small_for_the_kernel_is_a_hazard():
+    a, b, out = _operands()
+    with pytest.raises(Hazard, match="outside a tensor of 512 elements"):
+        gluon_emulator.launch(_staged_product, (1,), a, b[:N // 2].contiguous(), out,
+                              MISTAKE=0, M=M, N=N, K=K)
+
+
+def test_integers_divide_toward_zero_as_in_c():
+    values = gluon_emulator.Tensor((4,), np.int32, np.array([-7, 7, -8, 6], np.int32))
+    assert (values // 2).tolist() == [-3, 3, -4, 3]
+    assert (values % 2).tolist() == [-1, 1, 0, 0]
+    assert (-7 // gluon_emulator.Tensor((1,), np.int32, np.array([2], np.int32))).tolist() == [-3]
