@@ -6,16 +6,21 @@ not model fail loudly), integers as Triton computes them (int32 arrays, C divisi
 asynchronous steps held to their ordering rules, each broken rule a `Hazard`:
 
 - a cp.async (`async_copy.async_load`) lands only at the `wait_group` that covers its committed
-  group: shared memory read (a `load`, a wgmma operand) while a copy into it is still in flight,
-  or copied into while a wgmma not yet waited for reads it, or copied into twice in flight;
+  group, and only for the thread that issued it: shared memory read (a `load`, a wgmma operand)
+  while a copy into it is still in flight, or before a barrier after it landed (the other
+  threads' copies into it), or copied into twice in flight;
+- shared memory copied into while a wgmma not yet waited for reads it, or, with more than one
+  warpgroup, before a barrier after the wait (another warpgroup's wgmma may still read it);
 - an asynchronous wgmma's accumulator is a token until `warpgroup_mma_wait` retires it: only
   another wgmma may take it before, any other use of it is a Hazard;
 - an unmasked global load or store outside its tensor, and copies still in flight when the
   program ends.
 
-Not modelled: warps (a program runs as one thread, so a missing barrier goes unseen) and
-registers (a wgmma's register operand is read when it is issued); whether a GPU agrees is the
-GPU tests' question."""
+The emulator sees only the barriers a kernel writes: Gluon's compiler adds some of its own where
+it sees shared memory reused, so the emulator may ask for one that compiling would have added.
+Not modelled: warps beyond those barrier rules (a program runs as one thread) and registers (a
+wgmma's register operand is read when it is issued: `compile_check` looks for writes to a running
+wgmma's registers in the SASS); whether a GPU agrees is the GPU tests' question."""
 
 from __future__ import annotations
 
@@ -171,6 +176,8 @@ class _Program:
     copies: list[tuple[Shared, np.ndarray]] = field(default_factory=list)  # not yet committed
     groups: list[list[tuple[Shared, np.ndarray]]] = field(default_factory=list)
     wgmmas: list[_Wgmma] = field(default_factory=list)
+    landed: list[Shared] = field(default_factory=list)  # this thread's copies, since a barrier
+    retired: list[_Wgmma] = field(default_factory=list)  # waited for here, since a barrier
     allocations: int = 0
 
     def in_flight(self) -> list[tuple[Shared, np.ndarray]]:
@@ -180,11 +187,24 @@ class _Program:
         if any(memory.overlaps(target) for target, _ in self.in_flight()):
             raise Hazard(f"{reader} reads shared memory (slot {memory.slot}) that a cp.async "
                          "still in flight writes")
+        if any(memory.overlaps(target) for target in self.landed):
+            raise Hazard(f"{reader} reads shared memory (slot {memory.slot}) with no barrier "
+                         "since its cp.async landed (the other threads' may not have)")
 
     def check_unread(self, memory: Shared, writer: str) -> None:
         if any(memory.overlaps(read) for wgmma in self.wgmmas for read in wgmma.reads):
             raise Hazard(f"{writer} writes shared memory (slot {memory.slot}) that a wgmma not "
                          "yet waited for reads")
+        if self.warps > 4 and any(memory.overlaps(read) for wgmma in self.retired
+                                  for read in wgmma.reads):
+            raise Hazard(f"{writer} writes shared memory (slot {memory.slot}) with no barrier "
+                         "since the wait for a wgmma that reads it (another warpgroup's may "
+                         "still run)")
+
+    def barrier(self) -> None:
+        """Every thread's landed copies and waits, known to all."""
+        self.landed.clear()
+        self.retired.clear()
 
 
 _current: list[_Program] = []
@@ -229,6 +249,7 @@ def warpgroup_mma_wait(num_outstanding: int = 0, deps: Any = None) -> Any:
     keep = len(program.wgmmas) - num_outstanding
     for wgmma in program.wgmmas[:max(keep, 0)]:
         wgmma.retired = True
+        program.retired.append(wgmma)
     program.wgmmas = program.wgmmas[max(keep, 0):]
     results = [dep.wgmma.result if isinstance(dep, Accumulator) and dep.wgmma.retired else dep
                for dep in deps]
@@ -262,6 +283,7 @@ def wait_group(num_outstanding: int = 0) -> None:
     for group in program.groups[:max(landing, 0)]:
         for smem, values in group:
             smem.data[...] = values
+            program.landed.append(smem)
     program.groups = program.groups[max(landing, 0):]
 
 
@@ -315,7 +337,7 @@ _GL = {
     "convert_layout": lambda value, layout, **options: value,
     "floor": _elementwise(np.floor), "where": _elementwise(np.where),
     "minimum": _elementwise(np.minimum), "maximum": _elementwise(np.maximum),
-    "barrier": lambda: None, "thread_barrier": lambda: None,
+    "barrier": lambda: _program().barrier(), "thread_barrier": lambda: _program().barrier(),
     **{name: _Layout for name in ("BlockedLayout", "SliceLayout", "NVMMADistributedLayout",
                                   "DotOperandLayout", "NVMMASharedLayout",
                                   "SwizzledSharedLayout")},

@@ -19,8 +19,9 @@ from triton.experimental.gluon.language.nvidia.hopper import (  # noqa: E402
 import gluon_emulator  # noqa: E402
 from gluon_emulator import Hazard  # noqa: E402
 
-# cp.async into shared memory: Triton 3.6's name, or later Tritons'
+# cp.async into shared memory and a CTA-wide barrier: Triton 3.6's names, or later Tritons'
 _copy = getattr(async_copy, "async_load", None) or async_copy.async_copy_global_to_shared
+_barrier = getattr(gl, "barrier", None) or gl.thread_barrier
 M, N, K = 64, 32, 32  # a wgmma's int8 tile
 
 
@@ -30,12 +31,15 @@ def _staged_product(a_ptr, b_ptr, out_ptr, MISTAKE: gl.constexpr, M: gl.constexp
     """out [M, N] int32 = a [M, K] @ b [N, K] transposed (an int8 wgmma reads its shared
     operands K-major), both staged by cp.async; MISTAKE 1 reads them
     before the copies are waited for, 2 copies into b's shared memory while the wgmma may still
-    read it, 3 stores the accumulator before its wgmma is waited for. Triton 3.6 compiles the
-    first three for sm_90 as they are (avoiding the races is the kernel's job) and refuses the
-    last, as the emulator does."""
-    layout: gl.constexpr = gl.BlockedLayout([1, 16], [32, 1], [4, 1], [1, 0])
+    read it, 3 stores the accumulator before its wgmma is waited for, 4 reads the copies with no
+    barrier after the wait (other threads' copies), 5 (on 8 warps) copies into b's shared memory
+    after the wgmma's wait with no barrier (another warpgroup's part of it). Triton 3.6 compiles
+    all but 3 for sm_90, refusing 3 as the emulator does; into 4 and 5 its own analysis of shared
+    memory puts the barrier left out, 1 and 2 it leaves racing."""
+    warps: gl.constexpr = gl.num_warps()  # 4, or 8: two warpgroups side by side over N
+    layout: gl.constexpr = gl.BlockedLayout([1, 16], [32, 1], [warps, 1], [1, 0])
     acc_layout: gl.constexpr = gl.NVMMADistributedLayout(
-        version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, N, 32])
+        version=[3, 0], warps_per_cta=[4, warps // 4], instr_shape=[16, N // (warps // 4), 32])
     rows = gl.arange(0, M, gl.SliceLayout(1, layout))
     reduction = gl.arange(0, K, gl.SliceLayout(0, layout))
     b_rows = gl.arange(0, N, gl.SliceLayout(1, layout))
@@ -48,6 +52,8 @@ def _staged_product(a_ptr, b_ptr, out_ptr, MISTAKE: gl.constexpr, M: gl.constexp
     async_copy.commit_group()
     if MISTAKE != 1:
         async_copy.wait_group(0)
+    if MISTAKE != 4:
+        _barrier()
     acc = gl.zeros([M, N], gl.int32, acc_layout)
     acc = warpgroup_mma(a_smem, b_smem.permute((1, 0)), acc, is_async=True)
     if MISTAKE == 2:
@@ -56,6 +62,10 @@ def _staged_product(a_ptr, b_ptr, out_ptr, MISTAKE: gl.constexpr, M: gl.constexp
         async_copy.wait_group(0)
     if MISTAKE != 3:
         acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
+    if MISTAKE == 5:
+        _copy(b_smem, b_ptr + b_rows[:, None] * K + reduction[None, :])
+        async_copy.commit_group()
+        async_copy.wait_group(0)
     out_rows = gl.arange(0, M, gl.SliceLayout(1, acc_layout))
     out_columns = gl.arange(0, N, gl.SliceLayout(0, acc_layout))
     gl.store(out_ptr + out_rows[:, None] * N + out_columns[None, :], acc)
@@ -68,9 +78,12 @@ def _operands() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return a, b, torch.full((M, N), 7, dtype=torch.int32)
 
 
-def test_a_staged_product_runs_to_the_exact_product():
+@pytest.mark.parametrize("warps", [4, 8])
+def test_a_staged_product_runs_to_the_exact_product(warps):
+    """Also with a copy after the wgmma's wait on one warpgroup, whose wait is every warp's."""
     a, b, out = _operands()
-    gluon_emulator.launch(_staged_product, (1,), a, b, out, MISTAKE=0, M=M, N=N, K=K)
+    gluon_emulator.launch(_staged_product, (1,), a, b, out, MISTAKE=5 if warps == 4 else 0,
+                          M=M, N=N, K=K, num_warps=warps)
     assert torch.equal(out, a.to(torch.int32) @ b.to(torch.int32).T)
 
 
@@ -78,11 +91,14 @@ def test_a_staged_product_runs_to_the_exact_product():
     (1, "a wgmma reads shared memory .* that a cp.async still in flight writes"),
     (2, "a cp.async writes shared memory .* that a wgmma not yet waited for reads"),
     (3, "accumulator used before a warpgroup_mma_wait retired its wgmma"),
+    (4, "a wgmma reads shared memory .* with no barrier since its cp.async landed"),
+    (5, "a cp.async writes shared memory .* with no barrier since the wait for a wgmma"),
 ])
 def test_each_ordering_mistake_is_a_hazard(mistake, message):
     a, b, out = _operands()
     with pytest.raises(Hazard, match=message):
-        gluon_emulator.launch(_staged_product, (1,), a, b, out, MISTAKE=mistake, M=M, N=N, K=K)
+        gluon_emulator.launch(_staged_product, (1,), a, b, out, MISTAKE=mistake, M=M, N=N, K=K,
+                              num_warps=8)
 
 
 def test_a_tensor_too_small_for_the_kernel_is_a_hazard():
