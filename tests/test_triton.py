@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from problems import PROBLEMS
@@ -332,13 +332,12 @@ def _quantized_case(problem: ConvProblem, ties: bool) -> tuple:
     return problem, inputs, expected
 
 
-@pytest.mark.parametrize("name", [*WGMMA_PROBLEMS, "wgmma-ties"])
-def test_every_wgmma_tile_matches_the_reference_in_the_gluon_emulator(name, monkeypatch):
-    """The Gluon kernel run on the CPU by `gluon_emulator`, each config that can do the problem,
-    planned and launched through the backend as on a Hopper GPU: its index arithmetic, masks,
-    border table, epilogue and the order of its cp.async and wgmma waits, output for output
-    equal to the reference (outputs poisoned before each launch). "wgmma-ties" puts outputs
-    exactly on .5, rounded half to even."""
+@pytest.fixture
+def emulated_wgmma(monkeypatch):
+    """`run(problem, inputs, config)`: the output integers of the Gluon kernel with `config`, run
+    on the CPU by `gluon_emulator` (outputs poisoned first), planned and launched through the
+    backend as on a Hopper GPU with QBENCH_TRITON_WGMMA=1 (nothing compiled, the Gluon plan
+    alone); it checks that `details` name the kernel and the tile."""
     pytest.importorskip("triton")
     import qbench_triton
     from qbench.quantized import QuantizedActivation
@@ -350,25 +349,76 @@ def test_every_wgmma_tile_matches_the_reference_in_the_gluon_emulator(name, monk
     monkeypatch.setattr(kernels, "compile_candidates", lambda *args, **kwargs: None)
     monkeypatch.setattr(kernels, "_sm_count", lambda: 132)
     monkeypatch.setattr(wgmma, "hopper", lambda device: True)
+
+    def run(problem: ConvProblem, inputs, config) -> torch.Tensor:
+        monkeypatch.setattr(wgmma, "conv_gemm_wgmma_tuned", _EmulatedTuning(config))
+        packed = qbench_triton.qbench_prepack("triton", inputs.weight, inputs.bias, inputs.params)
+        output = QuantizedActivation.output_buffer(problem, "cpu", True)
+        output.data.fill_(77)
+        prepared = qbench_triton.qbench_prepare_input("triton", inputs.input.to("cpu", True))
+        apply = qbench_triton.qbench_apply_relu if problem.relu else qbench_triton.qbench_apply
+        apply("triton", packed, prepared, output)
+        details = qbench_triton.qbench_details("triton", packed)
+        assert details["kernel"] == "wgmma" and details["BM"] == config.kwargs["BM"], details
+        return output.data
+
+    return run
+
+
+@pytest.mark.parametrize("name", [*WGMMA_PROBLEMS, "wgmma-ties"])
+def test_every_wgmma_tile_matches_the_reference_in_the_gluon_emulator(name, emulated_wgmma):
+    """The Gluon kernel in `gluon_emulator`, each config that can do the problem: its index
+    arithmetic, masks, border table, epilogue and the order of its cp.async and wgmma waits,
+    output for output equal to the reference. "wgmma-ties" puts outputs exactly on .5, rounded
+    half to even."""
+    import qbench_triton
+
     ties = name == "wgmma-ties"
     unquantized = WGMMA_PROBLEMS["wgmma-border"] if not ties else dataclasses.replace(
         WGMMA_PROBLEMS["wgmma-border"], weight_qscheme="per_tensor", bias=False, relu=False)
     problem, inputs, expected = _quantized_case(
         WGMMA_PROBLEMS.get(name, unquantized).validate(), ties)
-    packed = qbench_triton.qbench_prepack("triton", inputs.weight, inputs.bias, inputs.params)
-    apply = qbench_triton.qbench_apply_relu if problem.relu else qbench_triton.qbench_apply
     configs = _wgmma_configs(problem)
     assert len(configs) >= 6
     for config in configs:
-        monkeypatch.setattr(wgmma, "conv_gemm_wgmma_tuned", _EmulatedTuning(config))
-        packed.plans.clear()
-        output = QuantizedActivation.output_buffer(problem, "cpu", True)
-        output.data.fill_(77)
-        prepared = qbench_triton.qbench_prepare_input("triton", inputs.input.to("cpu", True))
-        apply("triton", packed, prepared, output)
-        assert torch.equal(output.data, expected), qbench_triton._config_label(config)
-        details = qbench_triton.qbench_details("triton", packed)
-        assert details["kernel"] == "wgmma" and details["BM"] == config.kwargs["BM"], details
+        output = emulated_wgmma(problem, inputs, config)
+        assert torch.equal(output, expected), qbench_triton._config_label(config)
+
+
+@st.composite
+def wgmma_problems(draw) -> tuple[ConvProblem, int]:
+    """Small problems the Gluon kernel takes (`wgmma.applies`: channels a group in multiples of
+    64, at most 32 taps, no weight zero points) and which of its configs that can do them
+    (`_wgmma_configs`) to run: strides, paddings, dilations, groups, dtypes, zero points."""
+    groups = draw(st.sampled_from([1, 1, 2]))
+    kernel = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    in_dtype = draw(st.sampled_from(["quint8", "qint8"]))
+    low = 0 if in_dtype == "quint8" else -128
+    problem = ConvProblem(
+        batch=draw(st.integers(1, 2)), in_channels=groups * draw(st.sampled_from([64, 128])),
+        height=draw(st.integers(max(kernel[0] * dilation[0], 4), 10)),
+        width=draw(st.integers(max(kernel[1] * dilation[1], 4), 10)),
+        out_channels=groups * draw(st.sampled_from([64, 128])), kernel_size=kernel,
+        stride=(draw(st.integers(1, 2)), draw(st.integers(1, 2))),
+        padding=(draw(st.integers(0, 3)), draw(st.integers(0, 3))), dilation=dilation,
+        groups=groups, in_dtype=in_dtype, in_zero_point=draw(st.integers(low, low + 255)),
+        weight_qscheme=draw(st.sampled_from(["per_tensor", "per_channel"])),
+        bias=draw(st.booleans()), out_dtype=draw(st.sampled_from(["quint8", "qint8"])),
+        relu=draw(st.booleans())).validate()
+    return problem, draw(st.integers(0, 2**16))
+
+
+# the fixture's patches hold for every example; each run sets its own config
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(drawn=wgmma_problems())
+def test_random_problems_are_exact_in_the_gluon_emulator(drawn, emulated_wgmma):
+    problem, pick = drawn
+    problem, inputs, expected = _quantized_case(problem, ties=False)
+    configs = _wgmma_configs(problem)
+    config = configs[pick % len(configs)]
+    assert torch.equal(emulated_wgmma(problem, inputs, config), expected), (problem, config)
 
 
 def test_the_autotuner_finds_every_candidate_ready_on_a_gpu(runner_and_backend, monkeypatch):
