@@ -73,19 +73,20 @@ def test_triton_matches_the_reference(name, runner_and_backend):
 
 
 @st.composite
-def gemm_problems(draw) -> ConvProblem:
-    """Small problems for the GEMM kernel: any channel count (merged rows), groups, strides,
-    paddings, dilations, dtypes."""
+def small_problems(draw, in_per_group: st.SearchStrategy[int],
+                   out_per_group: st.SearchStrategy[int]) -> ConvProblem:
+    """Small problems of these channel counts a group: groups, kernel sizes up to 5x5, strides,
+    paddings, dilations, dtypes, zero points, weight schemes, bias, ReLU."""
     groups = draw(st.sampled_from([1, 1, 2]))
     kernel = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
     dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
     in_dtype = draw(st.sampled_from(["quint8", "qint8"]))
     low = 0 if in_dtype == "quint8" else -128
     return ConvProblem(
-        batch=draw(st.integers(1, 2)), in_channels=groups * draw(st.integers(3, 24)),
+        batch=draw(st.integers(1, 2)), in_channels=groups * draw(in_per_group),
         height=draw(st.integers(max(kernel[0] * dilation[0], 4), 10)),
         width=draw(st.integers(max(kernel[1] * dilation[1], 4), 10)),
-        out_channels=groups * draw(st.integers(4, 20)), kernel_size=kernel,
+        out_channels=groups * draw(out_per_group), kernel_size=kernel,
         stride=(draw(st.integers(1, 2)), draw(st.integers(1, 2))),
         padding=(draw(st.integers(0, 3)), draw(st.integers(0, 3))), dilation=dilation,
         groups=groups, in_dtype=in_dtype, in_zero_point=draw(st.integers(low, low + 255)),
@@ -94,9 +95,13 @@ def gemm_problems(draw) -> ConvProblem:
         relu=draw(st.booleans())).validate()
 
 
+# for the GEMM kernel: any channel count (merged rows)
+gemm_problems = small_problems(st.integers(3, 24), st.integers(4, 20))
+
+
 # compiled (on a GPU), each example's kernel size is a variant of its own to compile
 @settings(max_examples=8 if torch.cuda.is_available() else 25, deadline=None)
-@given(problem=gemm_problems())
+@given(problem=gemm_problems)
 def test_random_problems_are_exact(problem, runner_and_backend):
     runner, backend = runner_and_backend
     row = runner.row("triton", Case("random", problem), backend)
@@ -385,34 +390,16 @@ def test_every_wgmma_tile_matches_the_reference_in_the_gluon_emulator(name, emul
         assert torch.equal(output, expected), qbench_triton._config_label(config)
 
 
-@st.composite
-def wgmma_problems(draw) -> tuple[ConvProblem, int]:
-    """Small problems the Gluon kernel takes (`wgmma.applies`: channels a group in multiples of
-    64, at most 32 taps, no weight zero points) and which of its configs that can do them
-    (`_wgmma_configs`) to run: strides, paddings, dilations, groups, dtypes, zero points."""
-    groups = draw(st.sampled_from([1, 1, 2]))
-    kernel = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
-    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    in_dtype = draw(st.sampled_from(["quint8", "qint8"]))
-    low = 0 if in_dtype == "quint8" else -128
-    problem = ConvProblem(
-        batch=draw(st.integers(1, 2)), in_channels=groups * draw(st.sampled_from([64, 128])),
-        height=draw(st.integers(max(kernel[0] * dilation[0], 4), 10)),
-        width=draw(st.integers(max(kernel[1] * dilation[1], 4), 10)),
-        out_channels=groups * draw(st.sampled_from([64, 128])), kernel_size=kernel,
-        stride=(draw(st.integers(1, 2)), draw(st.integers(1, 2))),
-        padding=(draw(st.integers(0, 3)), draw(st.integers(0, 3))), dilation=dilation,
-        groups=groups, in_dtype=in_dtype, in_zero_point=draw(st.integers(low, low + 255)),
-        weight_qscheme=draw(st.sampled_from(["per_tensor", "per_channel"])),
-        bias=draw(st.booleans()), out_dtype=draw(st.sampled_from(["quint8", "qint8"])),
-        relu=draw(st.booleans())).validate()
-    return problem, draw(st.integers(0, 2**16))
+# what the Gluon kernel takes (`wgmma.applies`: channels a group in multiples of 64, at most 32
+# taps, no weight zero points), with a number that picks one of its configs that can do it
+wgmma_problems = st.tuples(small_problems(st.sampled_from([64, 128]), st.sampled_from([64, 128])),
+                           st.integers(0, 2**16))
 
 
 # the fixture's patches hold for every example; each run sets its own config
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(drawn=wgmma_problems())
+@given(drawn=wgmma_problems)
 def test_random_problems_are_exact_in_the_gluon_emulator(drawn, emulated_wgmma):
     problem, pick = drawn
     problem, inputs, expected = _quantized_case(problem, ties=False)
