@@ -9,8 +9,11 @@ asynchronous steps held to their ordering rules, each broken rule a `Hazard`:
   group, and only for the thread that issued it: shared memory read (a `load`, a wgmma operand)
   while a copy into it is still in flight, or before a barrier after it landed (the other
   threads' copies into it), or copied into twice in flight;
-- shared memory copied into while a wgmma not yet waited for reads it, or, with more than one
-  warpgroup, before a barrier after the wait (another warpgroup's wgmma may still read it);
+- shared memory stored to (`store`, this thread's part) is read before a barrier, or by a wgmma
+  without a `fence_async_shared` before that barrier (the async proxy's reads);
+- shared memory copied into or stored to while a wgmma not yet waited for reads it, or, with more
+  than one warpgroup, before a barrier after the wait (another warpgroup's wgmma may still read
+  it);
 - an asynchronous wgmma's accumulator is a token until `warpgroup_mma_wait` retires it: only
   another wgmma may take it before, any other use of it is a Hazard;
 - an unmasked global load or store outside its tensor, and copies still in flight when the
@@ -46,8 +49,8 @@ class Hazard(AssertionError):
 class Tensor(np.ndarray):
     """A Gluon tensor: numpy, with `.to(dtype)` and C's integer division and remainder."""
 
-    def to(self, dtype: Any) -> Tensor:
-        return self.astype(dtype).view(Tensor)
+    def to(self, dtype: Any, bitcast: bool = False) -> Tensor:
+        return (self.view(dtype) if bitcast else self.astype(dtype)).view(Tensor)
 
     def __floordiv__(self, other: Any) -> Tensor:
         return _c_divide(self, other)
@@ -143,8 +146,13 @@ class Shared:
         return _tensor(self.data.copy())
 
     def store(self, value: Any) -> None:
-        _program().check_unread(self, "a store")
+        """This thread's part of the tile: others see it after a barrier, a wgmma after a
+        fence_async_shared before that barrier."""
+        program = _program()
+        program.check_unread(self, "a store")
         self.data[...] = value
+        program.unfenced = [region for region in program.unfenced if not self.overlaps(region)]
+        program.stored.append(self)
 
 
 @dataclass
@@ -178,18 +186,29 @@ class _Program:
     wgmmas: list[_Wgmma] = field(default_factory=list)
     landed: list[Shared] = field(default_factory=list)  # this thread's copies, since a barrier
     retired: list[_Wgmma] = field(default_factory=list)  # waited for here, since a barrier
+    stored: list[Shared] = field(default_factory=list)  # this thread's stores, since a barrier
+    fenced: list[Shared] = field(default_factory=list)  # of those, fenced for the async proxy
+    unfenced: list[Shared] = field(default_factory=list)  # stores behind a barrier, never fenced
     allocations: int = 0
 
     def in_flight(self) -> list[tuple[Shared, np.ndarray]]:
         return self.copies + [copy for group in self.groups for copy in group]
 
-    def check_landed(self, memory: Shared, reader: str) -> None:
+    def check_landed(self, memory: Shared, reader: str, async_proxy: bool = False) -> None:
+        """A Hazard unless every thread's writes into `memory` are done and seen: for the
+        async proxy (a wgmma), stores fenced before the barrier that follows them."""
         if any(memory.overlaps(target) for target, _ in self.in_flight()):
             raise Hazard(f"{reader} reads shared memory (slot {memory.slot}) that a cp.async "
                          "still in flight writes")
         if any(memory.overlaps(target) for target in self.landed):
             raise Hazard(f"{reader} reads shared memory (slot {memory.slot}) with no barrier "
                          "since its cp.async landed (the other threads' may not have)")
+        if any(memory.overlaps(target) for target in self.stored + self.fenced):
+            raise Hazard(f"{reader} reads shared memory (slot {memory.slot}) with no barrier "
+                         "since it was stored (the other threads' stores)")
+        if async_proxy and any(memory.overlaps(target) for target in self.unfenced):
+            raise Hazard(f"{reader} reads shared memory (slot {memory.slot}) stored with no "
+                         "fence_async_shared before the barrier")
 
     def check_unread(self, memory: Shared, writer: str) -> None:
         if any(memory.overlaps(read) for wgmma in self.wgmmas for read in wgmma.reads):
@@ -202,9 +221,18 @@ class _Program:
                          "still run)")
 
     def barrier(self) -> None:
-        """Every thread's landed copies and waits, known to all."""
+        """Every thread's landed copies, stores and waits, known to all (stores to the async
+        proxy only if fenced before)."""
         self.landed.clear()
         self.retired.clear()
+        self.unfenced += self.stored
+        self.stored.clear()
+        self.fenced.clear()
+
+    def fence(self) -> None:
+        """fence_async_shared: this thread's stores, ordered before the async proxy's reads."""
+        self.fenced += self.stored
+        self.stored.clear()
 
 
 _current: list[_Program] = []
@@ -217,7 +245,7 @@ def _program() -> _Program:
 def _operand(value: Any, reads: list[Shared]) -> np.ndarray:
     """A wgmma operand's values: shared memory (noted in `reads`) or registers."""
     if isinstance(value, Shared):
-        _program().check_landed(value, "a wgmma")
+        _program().check_landed(value, "a wgmma", async_proxy=True)
         reads.append(value)
         return value.data
     return np.asarray(value)
@@ -284,6 +312,8 @@ def wait_group(num_outstanding: int = 0) -> None:
         for smem, values in group:
             smem.data[...] = values
             program.landed.append(smem)
+            program.unfenced = [region for region in program.unfenced
+                                if not smem.overlaps(region)]
     program.groups = program.groups[max(landing, 0):]
 
 
@@ -354,12 +384,14 @@ class _Namespace(types.SimpleNamespace):
 _EMULATED_GL = _Namespace(**_GL)
 _EMULATED_ASYNC_COPY = _Namespace(async_load=async_load, async_copy_global_to_shared=async_load,
                                   commit_group=commit_group, wait_group=wait_group)
-_EMULATED_HOPPER = _Namespace(warpgroup_mma=warpgroup_mma, warpgroup_mma_wait=warpgroup_mma_wait)
+_EMULATED_HOPPER = _Namespace(warpgroup_mma=warpgroup_mma, warpgroup_mma_wait=warpgroup_mma_wait,
+                              fence_async_shared=lambda: _program().fence())
 # Gluon's objects by identity, and what a kernel's globals see in their place
 _STAND_INS = {id(gl): _EMULATED_GL, id(async_copy): _EMULATED_ASYNC_COPY,
               id(hopper): _EMULATED_HOPPER,
               id(hopper.warpgroup_mma): warpgroup_mma,
               id(hopper.warpgroup_mma_wait): warpgroup_mma_wait,
+              id(hopper.fence_async_shared): _EMULATED_HOPPER.fence_async_shared,
               **{id(getattr(async_copy, name)): async_load
                  for name in ("async_load", "async_copy_global_to_shared")
                  if hasattr(async_copy, name)},

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from problems import PROBLEMS
@@ -242,27 +242,41 @@ WGMMA_PROBLEMS = {  # what the Gluon kernel takes (no weight zero points), in no
     "wgmma-strided-groups": ConvProblem(2, 256, 14, 14, 256, (3, 3), stride=(2, 2),
                                         padding=(2, 2), dilation=(2, 2), groups=2,
                                         in_dtype="qint8", out_dtype="qint8"),  # 98 rows
+    # merged rows (`wgmma.conv_merged_wgmma_kernel`): conv1's taps of 7 pixels of 3 channels at
+    # any alignment (288 rows), the padding suite's 30 channels in 3 blocks a tap, and 20 in
+    # blocks of 32 or of 64 (a tap stride of 64)
+    "wgmma-merged-conv1": ConvProblem(2, 3, 23, 23, 64, (7, 7), stride=(2, 2), padding=(3, 3),
+                                      in_zero_point=128),
+    "wgmma-merged-blocks": ConvProblem(2, 30, 9, 9, 64, (3, 3), padding=(1, 1), in_dtype="qint8",
+                                       in_zero_point=5, relu=True),
+    "wgmma-merged-strided": ConvProblem(1, 20, 10, 11, 128, (3, 3), stride=(1, 2),
+                                        padding=(1, 1), in_zero_point=200, out_dtype="qint8"),
 }
 
 
-def _wgmma_configs(problem: ConvProblem) -> list:
-    """The Gluon kernel's configs that can do `problem` (`wgmma.dividing`): a BN wider than a
-    tile group's output channels would run into the next group's, and past the last."""
+def _gluon_kernel(problem: ConvProblem) -> tuple[str, object, list]:
+    """(the name of `wgmma`'s autotuned kernel for `problem`, as `wgmma.tuner` picks it, the
+    kernel, its configs that can do it: `wgmma.configs_for`, as a BN wider than a tile group's
+    output channels would run into the next group's, and past the last)."""
     import qbench_triton
     from qbench.inputs import make_inputs
     from qbench_triton import wgmma
 
     inputs = make_inputs(problem, 0)
     packed = qbench_triton.qbench_prepack("triton", inputs.weight, inputs.bias, inputs.params)
-    assert wgmma.applies(packed.layout, packed.has_weight_zero_points, packed.kernel_size)
-    return wgmma.dividing(wgmma.WGMMA_CONFIGS, packed.layout.span, packed.layout.tile_out)
+    mapping = packed.layout
+    merged = mapping.merge_rows
+    name = "conv_merged_wgmma_tuned" if merged else "conv_gemm_wgmma_tuned"
+    kernel = wgmma.conv_merged_wgmma_kernel if merged else wgmma.conv_gemm_wgmma_kernel
+    return name, kernel, wgmma.configs_for(mapping, packed.has_weight_zero_points,
+                                           packed.kernel_size)
 
 
 def test_every_wgmma_tile_matches_the_reference_on_a_hopper_gpu(runner_and_backend, monkeypatch):
-    """Each tuning tile of the Gluon kernel (`qbench_triton.wgmma`) that can do the problem,
+    """Each tuning tile of the Gluon kernels (`qbench_triton.wgmma`) that can do the problem,
     forced and launched without the GEMM kernel beside it, on problems that no tile fits in rows:
-    qint8 and quint8 inputs with border tables, stride, dilation, tile groups, quint8 and qint8
-    outputs, ReLU."""
+    qint8 and quint8 inputs with border tables, stride, dilation, tile groups, merged rows,
+    quint8 and qint8 outputs, ReLU."""
     runner, backend = runner_and_backend
     if backend.info.interpreted:
         pytest.skip("Gluon kernels have no interpreter: they need a GPU (the emulator's test "
@@ -279,9 +293,11 @@ def test_every_wgmma_tile_matches_the_reference_on_a_hopper_gpu(runner_and_backe
     monkeypatch.setattr(kernels, "conv_gemm_tuned", triton.autotune(
         configs=[gemm_config], key=kernels.TUNING_KEY)(kernels.conv_gemm))
     for name, problem in WGMMA_PROBLEMS.items():
-        for config in _wgmma_configs(problem):
-            monkeypatch.setattr(wgmma, "conv_gemm_wgmma_tuned", triton.autotune(
-                configs=[config], key=wgmma.TUNING_KEY)(wgmma.conv_gemm_wgmma_kernel))
+        tuned, kernel, configs = _gluon_kernel(problem)
+        assert configs, name
+        for config in configs:
+            monkeypatch.setattr(wgmma, tuned, triton.autotune(
+                configs=[config], key=wgmma.TUNING_KEY)(kernel))
             case = Case(f"{name}-{qbench_triton._config_label(config)}", problem.validate())
             row = runner.row("triton", case, backend)
             assert row["status"] == "ok", (config, name, row["error"])
@@ -290,22 +306,22 @@ def test_every_wgmma_tile_matches_the_reference_on_a_hopper_gpu(runner_and_backe
 
 
 class _EmulatedTuning:
-    """The Gluon kernel's autotuner as `_Plan.launch` uses one, with a single config, chosen
-    already (`best_config`, the chosen kernel `fn`): every launch runs the kernel in
+    """A Gluon kernel's autotuner as `_Plan.launch` uses one, with a single config, chosen
+    already (`best_config`, the chosen kernel `fn`): every launch runs `kernel` in
     `gluon_emulator`."""
 
     configs_timings = None
 
-    def __init__(self, config) -> None:
+    def __init__(self, kernel, config) -> None:
+        self.kernel = kernel
         self.best_config = config
         self.fn = self
 
     def __getitem__(self, grid):
         import gluon_emulator
-        from qbench_triton import wgmma
 
         def launch(*args, **constants) -> None:
-            gluon_emulator.launch(wgmma.conv_gemm_wgmma_kernel, grid, *args,
+            gluon_emulator.launch(self.kernel, grid, *args,
                                   **(self.best_config.all_kwargs() | constants))
 
         return launch
@@ -339,10 +355,10 @@ def _quantized_case(problem: ConvProblem, ties: bool) -> tuple:
 
 @pytest.fixture
 def emulated_wgmma(monkeypatch):
-    """`run(problem, inputs, config)`: the output integers of the Gluon kernel with `config`, run
-    on the CPU by `gluon_emulator` (outputs poisoned first), planned and launched through the
-    backend as on a Hopper GPU with QBENCH_TRITON_WGMMA=1 (nothing compiled, the Gluon plan
-    alone); it checks that `details` name the kernel and the tile."""
+    """`run(problem, inputs, config)`: the output integers of the Gluon kernel for `problem` with
+    `config`, run on the CPU by `gluon_emulator` (outputs poisoned first), planned and launched
+    through the backend as on a Hopper GPU with QBENCH_TRITON_WGMMA=1 (nothing compiled, the
+    Gluon plan alone); it checks that `details` name the kernel and the tile."""
     pytest.importorskip("triton")
     import qbench_triton
     from qbench.quantized import QuantizedActivation
@@ -356,7 +372,8 @@ def emulated_wgmma(monkeypatch):
     monkeypatch.setattr(wgmma, "hopper", lambda device: True)
 
     def run(problem: ConvProblem, inputs, config) -> torch.Tensor:
-        monkeypatch.setattr(wgmma, "conv_gemm_wgmma_tuned", _EmulatedTuning(config))
+        tuned, kernel, _ = _gluon_kernel(problem)
+        monkeypatch.setattr(wgmma, tuned, _EmulatedTuning(kernel, config))
         packed = qbench_triton.qbench_prepack("triton", inputs.weight, inputs.bias, inputs.params)
         output = QuantizedActivation.output_buffer(problem, "cpu", True)
         output.data.fill_(77)
@@ -372,10 +389,10 @@ def emulated_wgmma(monkeypatch):
 
 @pytest.mark.parametrize("name", [*WGMMA_PROBLEMS, "wgmma-ties"])
 def test_every_wgmma_tile_matches_the_reference_in_the_gluon_emulator(name, emulated_wgmma):
-    """The Gluon kernel in `gluon_emulator`, each config that can do the problem: its index
-    arithmetic, masks, border table, epilogue and the order of its cp.async and wgmma waits,
-    output for output equal to the reference. "wgmma-ties" puts outputs exactly on .5, rounded
-    half to even."""
+    """The Gluon kernels in `gluon_emulator`, each config that can do the problem: their index
+    arithmetic, masks, border tables, epilogue and the order of their loads, stores, barriers
+    and waits, output for output equal to the reference. "wgmma-ties" puts outputs exactly on
+    .5, rounded half to even."""
     import qbench_triton
 
     ties = name == "wgmma-ties"
@@ -383,17 +400,20 @@ def test_every_wgmma_tile_matches_the_reference_in_the_gluon_emulator(name, emul
         WGMMA_PROBLEMS["wgmma-border"], weight_qscheme="per_tensor", bias=False, relu=False)
     problem, inputs, expected = _quantized_case(
         WGMMA_PROBLEMS.get(name, unquantized).validate(), ties)
-    configs = _wgmma_configs(problem)
-    assert len(configs) >= 6
+    _, _, configs = _gluon_kernel(problem)
+    assert len(configs) >= 2
     for config in configs:
         output = emulated_wgmma(problem, inputs, config)
         assert torch.equal(output, expected), qbench_triton._config_label(config)
 
 
-# what the Gluon kernel takes (`wgmma.applies`: channels a group in multiples of 64, at most 32
-# taps, no weight zero points), with a number that picks one of its configs that can do it
-wgmma_problems = st.tuples(small_problems(st.sampled_from([64, 128]), st.sampled_from([64, 128])),
-                           st.integers(0, 2**16))
+# what the Gluon kernels take (`wgmma.configs_for`: channels a group in multiples of 64, at most
+# 32 taps, or merged rows, no weight zero points), with a number that picks one of the configs
+# that can do it
+wgmma_problems = st.tuples(
+    st.one_of(small_problems(st.sampled_from([64, 128]), st.sampled_from([64, 128])),
+              small_problems(st.integers(3, 30), st.sampled_from([64, 128]))),
+    st.integers(0, 2**16))
 
 
 # the fixture's patches hold for every example; each run sets its own config
@@ -402,8 +422,9 @@ wgmma_problems = st.tuples(small_problems(st.sampled_from([64, 128]), st.sampled
 @given(drawn=wgmma_problems)
 def test_random_problems_are_exact_in_the_gluon_emulator(drawn, emulated_wgmma):
     problem, pick = drawn
+    _, _, configs = _gluon_kernel(problem)
+    assume(configs)  # merged rows whose tap stride no block divides, narrow groups
     problem, inputs, expected = _quantized_case(problem, ties=False)
-    configs = _wgmma_configs(problem)
     config = configs[pick % len(configs)]
     assert torch.equal(emulated_wgmma(problem, inputs, config), expected), (problem, config)
 
@@ -604,32 +625,42 @@ def test_a_choice_of_two_tuned_plans_keeps_the_faster_and_outputs_last(monkeypat
     assert launches[-1] == "wgmma"
 
 
-def test_the_wgmma_kernel_takes_the_convs_it_was_written_for():
-    """`wgmma.applies`: GEMMs without weight zero points, of at most 32 taps, one per (r, s),
-    whose tap channels and tile groups a config divides; tuning prunes the configs that do not
+def test_the_wgmma_kernels_take_the_convs_they_were_written_for():
+    """`wgmma.configs_for`: GEMMs without weight zero points; a tap per (r, s), of at most 32
+    taps, whose tap channels and tile groups a config divides; merged rows (conv1) whose tap
+    stride a config's blocks divide, a row a thread. Tuning prunes the configs that do not
     divide them or are over twice the rows."""
     pytest.importorskip("triton")
     from qbench_triton import wgmma
     from qbench_triton.layout import layout
 
-    def applies(problem, zero_points=False):
+    def configs(problem, zero_points=False):
         weight = torch.zeros((problem.out_channels, problem.in_channels // problem.groups,
                               *problem.kernel_size), dtype=torch.int8)
         params = ConvParams.of(stride=problem.stride, padding=problem.padding,
                                dilation=problem.dilation, groups=problem.groups)
-        return wgmma.applies(layout(weight, params, zero_points), zero_points,
-                             problem.kernel_size)
+        mapping = layout(weight, params, zero_points)
+        found = wgmma.configs_for(mapping, zero_points, problem.kernel_size)
+        assert not found or wgmma.tuner(mapping) is (
+            wgmma.conv_merged_wgmma_tuned if mapping.merge_rows else wgmma.conv_gemm_wgmma_tuned)
+        return found
 
     resnet = ConvProblem(32, 256, 14, 14, 256, (3, 3), padding=(1, 1))
-    assert applies(resnet) and applies(resnet.replace(groups=2))
-    assert not applies(resnet, zero_points=True)
-    assert not applies(resnet.replace(in_channels=96))  # no BK divides a tap of 96 channels
-    assert not applies(resnet.replace(out_channels=48))  # nor BN 48 output channels
-    assert not applies(resnet.replace(kernel_size=(7, 7)))  # 49 taps
-    assert not applies(resnet.replace(in_channels=3, kernel_size=(7, 7)))  # merged rows
+    assert configs(resnet) and configs(resnet.replace(groups=2))
+    assert not configs(resnet, zero_points=True)
+    assert not configs(resnet.replace(in_channels=96))  # no BK divides a tap of 96 channels
+    assert not configs(resnet.replace(out_channels=48))  # nor BN 48 output channels
+    assert not configs(resnet.replace(kernel_size=(7, 7)))  # 49 taps
+    conv1 = ConvProblem(32, 3, 224, 224, 64, (7, 7), stride=(2, 2), padding=(3, 3))
+    assert _config_tiles(configs(conv1)) == {(128, 64, 32), (256, 64, 32)}  # taps of 32 lanes
+    assert not configs(conv1, zero_points=True)
+    assert not configs(conv1.replace(in_channels=9, kernel_size=(4, 4)))  # a tap stride of 48
     args = dict(M=100, SPAN=64, KG=128)
     tiles = _config_tiles(wgmma._fitting_configs(wgmma.WGMMA_CONFIGS, args))
     assert tiles == {(64, 128, 64), (128, 128, 64), (64, 64, 64)}
+    merged = _config_tiles(wgmma._fitting_merged_configs(
+        wgmma.MERGED_CONFIGS, dict(M=100, SPAN=60, WSTRIDE=64, KG=128)))
+    assert merged == {(128, 64, 32), (128, 128, 32), (128, 64, 64)}
 
 
 def test_after_tuning_the_chosen_config_is_launched_without_the_autotuner():
@@ -775,7 +806,8 @@ def test_kernels_compile_for_sm80_and_sm90_without_a_gpu():
     from qbench_triton import wgmma
 
     wgmma_lines = [line for line in lines if line.startswith("sm_90 wgmma config ")]
-    assert len(wgmma_lines) == 2 * len(wgmma.WGMMA_CONFIGS)  # qint8 and quint8
+    # qint8 and quint8, a tap per pixel and merged rows
+    assert len(wgmma_lines) == 2 * (len(wgmma.WGMMA_CONFIGS) + len(wgmma.MERGED_CONFIGS))
     for line in wgmma_lines:  # every load of a step issued while a wgmma runs, its registers
         # left alone
         beside, loads = map(int, re.search(r"(\d+) of (\d+) loads beside a wgmma", line).groups())

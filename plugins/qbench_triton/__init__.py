@@ -29,7 +29,7 @@ from qbench_triton.stream import (GemmShape, SharingBuffers, shared_programs, sh
 
 NAME = "triton"
 TUNING_LOG_ENV = "QBENCH_TRITON_TUNING_LOG"  # a file: each tuning's timings, a JSON line a shape
-WGMMA_ENV = "QBENCH_TRITON_WGMMA"  # 1: tuning tries `wgmma.conv_gemm_wgmma_kernel` too (Hopper)
+WGMMA_ENV = "QBENCH_TRITON_WGMMA"  # 1: tuning tries the Gluon kernels of `wgmma` too (Hopper)
 _INTERPRETER_TILES = {"BM": 16, "BN": 16, "BK": 16}
 
 
@@ -119,8 +119,8 @@ class _Plan:
 
 @dataclass(frozen=True)
 class _Choice:
-    """Two kernels' autotuned plans for one launch (`kernels.conv_gemm_kernel` and
-    `wgmma.conv_gemm_wgmma_kernel`), of which the first launch keeps the faster."""
+    """Two kernels' autotuned plans for one launch (`kernels.conv_gemm_kernel` and a Gluon
+    kernel of `wgmma`), of which the first launch keeps the faster."""
 
     plans: tuple[_Plan, ...]
 
@@ -201,8 +201,8 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
     """The launch of `packed` on NHWC `x` into NHWC `out`: the kernel's arguments after the three
     tensors, its constants and grid; autotuned on a GPU (its candidates compiled already), the
     interpreter's fixed tiles (shared by its programs where the kernel may) without one. Where
-    the Gluon kernel is on (QBENCH_TRITON_WGMMA=1) and applies (`wgmma.applies`), its tuned plan
-    beside the GEMM's, the faster kept (`_Choice`)."""
+    the Gluon kernels are on (QBENCH_TRITON_WGMMA=1) and one can do the launch
+    (`wgmma.configs_for`), its tuned plan beside the GEMM's, the faster kept (`_Choice`)."""
     from qbench_triton import kernels
 
     n, h, w, c = x.shape
@@ -261,21 +261,22 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
 def _with_wgmma(plan: _Plan, packed: _Packed, x: torch.Tensor, out: torch.Tensor,
                 pointers: tuple[torch.Tensor, ...], sizes: tuple[Any, ...],
                 constants: dict[str, Any], shape: GemmShape) -> _Plan | _Choice:
-    """The GEMM's `plan` and the Gluon kernel's beside it (`_Choice`), its candidates compiled,
-    where it can do the launch (`wgmma.hopper`, `wgmma.applies`); else `plan`. `pointers`,
-    `sizes` and `constants` as `_plan` passes them to the GEMM kernel (the Gluon kernel takes
-    no weight zero points); a program per tile of `shape`."""
+    """The GEMM's `plan` and a Gluon kernel's beside it (`_Choice`: `wgmma.tuner`, a tap per
+    pixel's or merged rows'), its candidates compiled, where one can do the launch
+    (`wgmma.hopper`, `wgmma.configs_for`); else `plan`. `pointers`, `sizes` and `constants` as
+    `_plan` passes them to the GEMM kernel (the Gluon kernels take no weight zero points); a
+    program per tile of `shape`."""
     from qbench_triton import kernels, wgmma
 
     mapping = packed.layout
-    if not (wgmma.hopper(x.device)
-            and wgmma.applies(mapping, packed.has_weight_zero_points, packed.kernel_size)):
+    if not (wgmma.hopper(x.device) and wgmma.configs_for(
+            mapping, packed.has_weight_zero_points, packed.kernel_size)):
         return plan
     tail = (pointers[0], *pointers[2:], mapping.span, mapping.tap_stride) + sizes
     own = {name: constants[name] for name in ("R", "S", "X_UNSIGNED", "BORDER")}
-    kernels.compile_candidates(wgmma.conv_gemm_wgmma_tuned, shape.tile_grid, x, mapping.weight,
-                               out, *tail, **own)
-    return _Choice((plan, _Plan(wgmma.conv_gemm_wgmma_tuned, shape.tile_grid, tail, own)))
+    tuner = wgmma.tuner(mapping)
+    kernels.compile_candidates(tuner, shape.tile_grid, x, mapping.weight, out, *tail, **own)
+    return _Choice((plan, _Plan(tuner, shape.tile_grid, tail, own)))
 
 
 def _gemm_grid(shape: GemmShape, buffers: SharingBuffers,

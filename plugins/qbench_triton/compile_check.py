@@ -89,9 +89,13 @@ def reduction_step(compiled) -> list[str]:
     return [text.strip() for address, text in addresses if start <= address <= end]
 
 
+# a global load, cp.async or into registers, predicated or not (not LDGDEPBAR, a commit)
+_GLOBAL_LOAD = re.compile(r"(@!?U?P\w+ )?(LDGSTS|LDG)\b")
+
+
 def loads_beside_wgmma(step: list[str]) -> tuple[int, int]:
-    """(global loads a reduction step issues while one of its wgmma groups runs, all its global
-    loads), from its sm_90 SASS in order, the loop's end leading to its start: a wgmma runs from
+    """(global loads, cp.async or into registers, a reduction step issues while one of its wgmma
+    groups runs, all its global loads), from its sm_90 SASS in order, the loop's end leading to its start: a wgmma runs from
     its `IGMMA ... gsb0` until a `WARPGROUP.DEPBAR.LE gsb0, 0x0` (a wait that leaves some
     running keeps it so). None beside, as Triton 3.6 compiles int8 dots: each step's loads wait
     for its wgmma."""
@@ -102,9 +106,9 @@ def loads_beside_wgmma(step: list[str]) -> tuple[int, int]:
                 running = True
             elif re.search(r"WARPGROUP\.DEPBAR\.LE gsb0, 0x0\b", line):
                 running = False
-            elif lap and line.startswith("LDGSTS"):
+            elif lap and _GLOBAL_LOAD.match(line):
                 beside += running
-    return beside, sum(line.startswith("LDGSTS") for line in step)
+    return beside, sum(bool(_GLOBAL_LOAD.match(line)) for line in step)
 
 
 # how many registers an instruction's destination spans, by its opcode's suffix (a 16-byte load
@@ -171,17 +175,21 @@ def gemm_config_usage(capability: int) -> list[tuple[str, int, int, int]]:
 def wgmma_config_usage() -> list[tuple[str, int, int, int, tuple[int, int], int]]:
     """(config, registers, stack bytes, instructions a reduction step, its loads beside a wgmma
     and all its loads: `loads_beside_wgmma`, its writes to a running wgmma's registers:
-    `registers_written_under_wgmma`) of each tuning config of the Gluon kernel (`wgmma`, sm_90
-    only), qint8 and quint8, compiled for ResNet-50's 3x3 layers: a border table, tiles that
-    divide the layer."""
+    `registers_written_under_wgmma`) of each tuning config of the Gluon kernels (`wgmma`, sm_90
+    only), qint8 and quint8, compiled for ResNet-50's 3x3 layers (a border table, tiles that
+    divide the layer) and, merged rows, for its conv1 (7x7 of 3 channels)."""
     usage = []
-    for config in wgmma.WGMMA_CONFIGS:
+    kernels_configs = [("", wgmma.conv_gemm_wgmma_kernel, config, dict(R=3, S=3), _DIVISIBLE)
+                       for config in wgmma.WGMMA_CONFIGS]
+    kernels_configs += [(" merged", wgmma.conv_merged_wgmma_kernel, config, dict(R=7, S=7),
+                         _CONV1_DIVISIBLE) for config in wgmma.MERGED_CONFIGS]
+    for name, kernel, config, taps, divisible in kernels_configs:
         for unsigned in (False, True):
-            constants = dict(R=3, S=3, BORDER=True, **config.kwargs)
-            compiled = compile_kernel(wgmma.conv_gemm_wgmma_kernel, constants, 90, unsigned,
-                                      config.num_warps, config.num_stages)
+            constants = dict(taps, BORDER=True, **config.kwargs)
+            compiled = compile_kernel(kernel, constants, 90, unsigned, config.num_warps,
+                                      config.num_stages, divisible)
             step = reduction_step(compiled)
-            label = f"{_config_label(config)} {'quint8' if unsigned else 'qint8'}"
+            label = f"{_config_label(config)}{name} {'quint8' if unsigned else 'qint8'}"
             usage.append((label, *registers_and_stack(compiled), len(step),
                           loads_beside_wgmma(step), len(registers_written_under_wgmma(step))))
     return usage

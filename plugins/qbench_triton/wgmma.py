@@ -29,7 +29,8 @@ import triton
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.ampere import async_copy
-from triton.experimental.gluon.language.nvidia.hopper import warpgroup_mma, warpgroup_mma_wait
+from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared, warpgroup_mma,
+                                                              warpgroup_mma_wait)
 
 from qbench_triton import kernels
 from qbench_triton.layout import Layout
@@ -66,6 +67,18 @@ def _load_layout(columns, warps):
 
 
 @gluon.jit
+def _copy_weights(w_ptr, w_slot, step, steps, blocks, k_w, j_w, WSTRIDE, TAPS: gl.constexpr,
+                  BK: gl.constexpr):
+    """cp.async the weights [BN, BK] of reduction step `step` (none past `steps`) into w_slot:
+    block step % blocks of tap step // blocks, of TAPS taps of WSTRIDE lanes."""
+    tap = step // blocks
+    lane0 = (step - tap * blocks) * BK
+    _copy_to_shared(
+        w_slot, w_ptr + k_w[:, None] * (TAPS * WSTRIDE) + (tap * WSTRIDE + lane0 + j_w)[None, :],
+        mask=step < steps)
+
+
+@gluon.jit
 def _issue_loads(x_ptr, w_ptr, x_slot, w_slot, step, steps, blocks, row_base, taps_inside, j_x,
                  k_w, j_w, W, C, DH, DW, WSTRIDE, S: gl.constexpr, BK: gl.constexpr,
                  R: gl.constexpr):
@@ -80,9 +93,48 @@ def _issue_loads(x_ptr, w_ptr, x_slot, w_slot, step, steps, blocks, row_base, ta
     _copy_to_shared(
         x_slot, x_ptr + row_base[:, None] + (tap_offset + j_x)[None, :],
         mask=(inside & valid)[:, None])
-    _copy_to_shared(
-        w_slot, w_ptr + k_w[:, None] * (R * S * WSTRIDE) + (tap * WSTRIDE + lane0 + j_w)[None, :],
-        mask=valid)
+    _copy_weights(w_ptr, w_slot, step, steps, blocks, k_w, j_w, WSTRIDE, R * S, BK)
+
+
+@gluon.constexpr_function
+def _accumulator_layout(bm, bn, warps):
+    """The wgmma accumulator's layout for a [bm, bn] tile on `warps` warps (`_mma_warps`)."""
+    mma_warps = _mma_warps(bm, warps)
+    return gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=mma_warps,
+                                     instr_shape=[16, _instr_n(bn, mma_warps), 32])
+
+
+@gluon.jit
+def _minus_compensation(corr_ptr, rows, rows_ok, k, OH, OW, K, BORDER: gl.constexpr,
+                        BM: gl.constexpr, BN: gl.constexpr, acc_layout: gl.constexpr):
+    """Where the sums start: minus the compensation (`kernels`' module docstring), a row's
+    output pixel's of the [OH * OW, K] table with BORDER, else of the [K] one; the epilogue then
+    holds no table beside them (loaded there, a 128x128 tile's spilled registers)."""
+    if BORDER:
+        return -gl.load(corr_ptr + (rows % (OH * OW))[:, None] * K + k[None, :],
+                        mask=rows_ok[:, None], other=0)
+    return gl.zeros([BM, BN], gl.int32, acc_layout) - gl.load(corr_ptr + k)[None, :]
+
+
+@gluon.jit
+def _requantize_store(acc, out_ptr, bias_ptr, mult_ptr, k, row0, k0, M, K, out_zp, lo, hi,
+                      BM: gl.constexpr, BN: gl.constexpr):
+    """Output rows [row0, row0 + BM), channels [k0, k0 + BN) from the sums (k: their channels,
+    in the accumulator's layout), as `kernels._requantize` computes them: (acc + bias) * mult,
+    rounded half to even with floor, plus the output zero point, clamped to [lo, hi]."""
+    bias = gl.load(bias_ptr + k)[None, :]
+    mult = gl.load(mult_ptr + k)[None, :]
+    v = (acc.to(gl.float32) + bias) * mult
+    f = gl.floor(v)
+    frac = v - f
+    odd = (f - 2.0 * gl.floor(f * 0.5)) != 0.0
+    rounded = gl.where((frac > 0.5) | ((frac == 0.5) & odd), f + 1.0, f)
+    q = gl.minimum(gl.maximum(rounded + out_zp, lo), hi).to(gl.int32).to(out_ptr.dtype.element_ty)
+    out_layout: gl.constexpr = _load_layout(BN, gl.num_warps())
+    q = gl.convert_layout(q, out_layout)
+    out_rows = row0 + gl.arange(0, BM, gl.SliceLayout(1, out_layout))
+    out_k = k0 + gl.arange(0, BN, gl.SliceLayout(0, out_layout))
+    gl.store(out_ptr + out_rows[:, None] * K + out_k[None, :], q, mask=(out_rows < M)[:, None])
 
 
 @gluon.jit(do_not_specialize=kernels.GEOMETRY)
@@ -103,9 +155,7 @@ def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, 
     warps: gl.constexpr = gl.num_warps()
     x_layout: gl.constexpr = _load_layout(BK, warps)
     w_layout: gl.constexpr = _load_layout(BK, warps)
-    mma_warps: gl.constexpr = _mma_warps(BM, warps)
-    acc_layout: gl.constexpr = gl.NVMMADistributedLayout(
-        version=[3, 0], warps_per_cta=mma_warps, instr_shape=[16, _instr_n(BN, mma_warps), 32])
+    acc_layout: gl.constexpr = _accumulator_layout(BM, BN, warps)
     x_operand: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=acc_layout, k_width=4)
     x_shared: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BM, BK], gl.int8)
     w_shared: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BN, BK], gl.int8)
@@ -139,16 +189,9 @@ def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, 
         _issue_loads(x_ptr, w_ptr, x_slots.index(step), w_slots.index(step), step, steps, blocks,
                      row_base, taps_inside, j_x, k_w, j_w, W, C, DH, DW, WSTRIDE, S, BK, R)
         async_copy.commit_group()
-    # the sums start from minus the compensation (`kernels`' module docstring): the epilogue then
-    # holds no table beside them (loaded there, a 128x128 tile's spilled registers)
     rows = pid_m * BM + gl.arange(0, BM, gl.SliceLayout(1, acc_layout))
-    rows_ok = rows < M
     k = g * KG + pid_n * BN + gl.arange(0, BN, gl.SliceLayout(0, acc_layout))
-    if BORDER:
-        acc = -gl.load(corr_ptr + (rows % (OH * OW))[:, None] * K + k[None, :],
-                       mask=rows_ok[:, None], other=0)
-    else:
-        acc = gl.zeros([BM, BN], gl.int32, acc_layout) - gl.load(corr_ptr + k)[None, :]
+    acc = _minus_compensation(corr_ptr, rows, rows < M, k, OH, OW, K, BORDER, BM, BN, acc_layout)
     for step in range(steps):
         slot = step % STAGES
         # this thread's loads of `step` have landed, and every thread's: as Triton pipelines its
@@ -178,19 +221,119 @@ def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, 
     acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
     async_copy.wait_group(0)  # no copy (zero-filling, past `steps`) outlives the program
 
-    bias = gl.load(bias_ptr + k)[None, :]
-    mult = gl.load(mult_ptr + k)[None, :]
-    v = (acc.to(gl.float32) + bias) * mult
-    f = gl.floor(v)
-    frac = v - f
-    odd = (f - 2.0 * gl.floor(f * 0.5)) != 0.0
-    rounded = gl.where((frac > 0.5) | ((frac == 0.5) & odd), f + 1.0, f)
-    q = gl.minimum(gl.maximum(rounded + out_zp, lo), hi).to(gl.int32).to(out_ptr.dtype.element_ty)
-    out_layout: gl.constexpr = _load_layout(BN, warps)
-    q = gl.convert_layout(q, out_layout)
-    out_rows = pid_m * BM + gl.arange(0, BM, gl.SliceLayout(1, out_layout))
-    out_k = g * KG + pid_n * BN + gl.arange(0, BN, gl.SliceLayout(0, out_layout))
-    gl.store(out_ptr + out_rows[:, None] * K + out_k[None, :], q, mask=(out_rows < M)[:, None])
+    _requantize_store(acc, out_ptr, bias_ptr, mult_ptr, k, pid_m * BM, g * KG + pid_n * BN, M, K,
+                      out_zp, lo, hi, BM, BN)
+
+
+@gluon.constexpr_function
+def _row_layout(columns, warps):
+    """A [rows, columns] int8 tile's layout of a row a thread, 32 rows a warp: a row's bytes, at
+    any alignment, are one thread's loads, its index arithmetic done once."""
+    return gl.BlockedLayout([1, columns], [32, 1], [warps, 1], [1, 0])
+
+
+@gluon.jit
+def _row_lanes(x_ptr, r, lane0, row_base, m_ok, ih0, lanes_lo, lanes_hi, j_x, H, W, C, DH,
+               R: gl.constexpr, X_UNSIGNED: gl.constexpr):
+    """The rows' lanes [lane0, lane0 + BK) of kernel row r (none past R), int8, a row a thread.
+    Lanes outside the image or past the span hold 0, for quint8 flipped to OUTSIDE_UNSIGNED, as
+    `kernels.conv_gemm_kernel` has them. Each lane's bounds are constants against its row's."""
+    ih = ih0 + r * DH
+    lo = lanes_lo - lane0
+    hi = gl.where(m_ok & (ih >= 0) & (ih < H) & (r < R), lanes_hi - lane0, 0)
+    inside = (j_x[None, :] >= lo[:, None]) & (j_x[None, :] < hi[:, None])
+    x = gl.load(x_ptr + (row_base + r * DH * W * C + lane0)[:, None] + j_x[None, :], mask=inside,
+                other=0)
+    if X_UNSIGNED:  # quint8 v as int8 v - 128
+        x = x.to(gl.int8, bitcast=True) ^ -128
+    return x
+
+
+@gluon.jit(do_not_specialize=kernels.GEOMETRY)
+def conv_merged_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, SPAN, WSTRIDE,
+                             M, H, W, OH, OW, C, K, CG, KG, SH, SW, PH, PW, DH, DW,
+                             out_zp, lo, hi,
+                             R: gl.constexpr, S: gl.constexpr, X_UNSIGNED: gl.constexpr,
+                             BORDER: gl.constexpr,
+                             BM: gl.constexpr, BN: gl.constexpr, BK: gl.constexpr,
+                             STAGES: gl.constexpr):
+    """`conv_gemm_wgmma_kernel` for merged kernel rows (`kernels.conv_gemm_kernel`'s MERGE_S,
+    where `layout` merges them: groups == 1, unit width dilation): a tap is kernel row r, its
+    SPAN lanes the S pixels' C channels, contiguous in memory but at any alignment (conv1's 7
+    pixels of 3 channels), so no cp.async can load them. A program per output tile (row tile,
+    channel tile); weights [K, R, WSTRIDE], BK dividing WSTRIDE and BN dividing K; BM 32 rows a
+    warp. A row's lanes are its thread's byte loads, issued a step ahead so that they run beside
+    a step, masked to the pixels inside the image and stored to the step's slot (quint8 flipped
+    first); the weights come by cp.async STAGES - 1 steps ahead. Both operands reach the tensor
+    cores from shared memory, so a step waits only for the previous step's wgmma, for either
+    activation type."""
+    pid_m = gl.program_id(0)
+    pid_n = gl.program_id(1)
+    warps: gl.constexpr = gl.num_warps()
+    row_layout: gl.constexpr = _row_layout(BK, warps)
+    w_layout: gl.constexpr = _load_layout(BK, warps)
+    acc_layout: gl.constexpr = _accumulator_layout(BM, BN, warps)
+    x_slots = gl.allocate_shared_memory(
+        gl.int8, [STAGES, BM, BK], gl.NVMMASharedLayout.get_default_for([BM, BK], gl.int8))
+    w_slots = gl.allocate_shared_memory(
+        gl.int8, [STAGES, BN, BK], gl.NVMMASharedLayout.get_default_for([BN, BK], gl.int8))
+
+    m = pid_m * BM + gl.arange(0, BM, gl.SliceLayout(1, row_layout))
+    m_ok = m < M
+    ow = m % OW
+    n = m // OW // OH
+    ih0 = (m // OW % OH) * SH - PH
+    iw0 = ow * SW - PW
+    row_base = ((n * H + ih0) * W + iw0) * C
+    # a row's lanes of pixels inside the image's width, [lanes_lo, lanes_hi): made once, so
+    # that a step compares lanes instead of dividing them into pixels
+    lanes_lo = gl.maximum(-iw0, 0) * C
+    lanes_hi = gl.minimum(W - iw0, S) * C
+    j_x = gl.arange(0, BK, gl.SliceLayout(0, row_layout))
+    k_w = pid_n * BN + gl.arange(0, BN, gl.SliceLayout(1, w_layout))
+    j_w = gl.arange(0, BK, gl.SliceLayout(0, w_layout))
+    blocks = (SPAN + BK - 1) // BK
+    steps = R * blocks
+
+    for step in gl.static_range(STAGES - 1):  # the pipeline's first weights
+        _copy_weights(w_ptr, w_slots.index(step), step, steps, blocks, k_w, j_w, WSTRIDE, R, BK)
+        async_copy.commit_group()
+    # a step's kernel row and first lane, carried instead of divided out each step
+    r_next = 0
+    lane0_next = 0
+    x = _row_lanes(x_ptr, r_next, lane0_next, row_base, m_ok, ih0, lanes_lo, lanes_hi, j_x, H, W,
+                   C, DH, R, X_UNSIGNED)
+    rows = pid_m * BM + gl.arange(0, BM, gl.SliceLayout(1, acc_layout))
+    k = pid_n * BN + gl.arange(0, BN, gl.SliceLayout(0, acc_layout))
+    acc = _minus_compensation(corr_ptr, rows, rows < M, k, OH, OW, K, BORDER, BM, BN, acc_layout)
+    for step in range(steps):
+        slot = step % STAGES
+        # the next step's lanes, loaded while this step runs
+        wrap = lane0_next + BK == blocks * BK
+        r_next = gl.where(wrap, r_next + 1, r_next)
+        lane0_next = gl.where(wrap, 0, lane0_next + BK)
+        x_next = _row_lanes(x_ptr, r_next, lane0_next, row_base, m_ok, ih0, lanes_lo, lanes_hi,
+                            j_x, H, W, C, DH, R, X_UNSIGNED)
+        # the slot's last wgmma, STAGES steps back, ended before the barrier of the step after it
+        x_slot = x_slots.index(slot)
+        x_slot.store(x)
+        fence_async_shared()  # the stores, before the wgmma reads them
+        async_copy.wait_group(STAGES - 2)  # this thread's weights of `step` have landed
+        _barrier()  # and every thread's, with their stores
+        w_slot = w_slots.index(slot).permute((1, 0))
+        acc = warpgroup_mma(x_slot, w_slot, acc, is_async=True)
+        # the previous step's wgmma done: its slot, (step + STAGES - 1) % STAGES, is free
+        acc, _, _ = warpgroup_mma_wait(num_outstanding=1, deps=(acc, x_slot, w_slot))
+        _barrier()  # in every warp: each warp's part of a wgmma reads all of a slot
+        ahead = step + STAGES - 1
+        _copy_weights(w_ptr, w_slots.index(ahead % STAGES), ahead, steps, blocks, k_w, j_w,
+                      WSTRIDE, R, BK)
+        async_copy.commit_group()
+        x = x_next
+    acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
+    async_copy.wait_group(0)  # no copy (zero-filling, past `steps`) outlives the program
+    _requantize_store(acc, out_ptr, bias_ptr, mult_ptr, k, pid_m * BM, pid_n * BN, M, K, out_zp,
+                      lo, hi, BM, BN)
 
 
 # (BM, BN, BK, warps, STAGES), none spilling registers on sm_90 (`compile_check`; 128x128x128 and
@@ -201,19 +344,40 @@ WGMMA_TILES = [(64, 128, 128, 4, 4), (64, 128, 128, 4, 3), (64, 128, 64, 4, 6),
                (64, 256, 64, 4, 4), (64, 64, 64, 4, 6),
                (128, 128, 128, 8, 3), (128, 256, 64, 8, 4), (256, 128, 64, 8, 4),
                (64, 256, 128, 8, 3)]
-WGMMA_CONFIGS = [triton.Config({"BM": bm, "BN": bn, "BK": bk, "STAGES": stages},
-                               num_warps=warps, num_stages=1)
-                 for bm, bn, bk, warps, stages in WGMMA_TILES]
+# merged rows (`conv_merged_wgmma_kernel`): a row a thread, so BM is 32 times the warps; a tap of
+# conv1 is 21 lanes, of the padding suite's 3x3 of 30 channels 90, so blocks of 32 waste least
+MERGED_TILES = [(128, 64, 32, 4, 3), (128, 64, 32, 4, 4), (128, 128, 32, 4, 3),
+                (128, 64, 64, 4, 3), (256, 64, 32, 8, 3), (256, 128, 32, 8, 3)]
+
+
+def _configs(tiles: list[tuple[int, ...]]) -> list[triton.Config]:
+    return [triton.Config({"BM": bm, "BN": bn, "BK": bk, "STAGES": stages}, num_warps=warps,
+                          num_stages=1) for bm, bn, bk, warps, stages in tiles]
+
+
+WGMMA_CONFIGS = _configs(WGMMA_TILES)
+MERGED_CONFIGS = _configs(MERGED_TILES)
 TUNING_KEY = [name for name in kernels.TUNING_KEY if name != "HAS_WZP"]
 
 
-def applies(mapping: Layout, has_weight_zero_points: bool, kernel_size: tuple[int, int]) -> bool:
-    """Whether this kernel can do a conv (on a Hopper GPU): a GEMM without the special cases it
-    leaves out (weight zero points, merged rows, over 32 taps) whose taps and tile groups some
-    config divides."""
-    return (mapping.kernel == "gemm" and not mapping.merge_rows and not has_weight_zero_points
-            and kernel_size[0] * kernel_size[1] <= 32
-            and bool(dividing(WGMMA_CONFIGS, mapping.span, mapping.tile_out)))
+def configs_for(mapping: Layout, has_weight_zero_points: bool,
+                kernel_size: tuple[int, int]) -> list[triton.Config]:
+    """The configs of the kernel for `mapping` (`tuner`) that can do a conv on a Hopper GPU:
+    none for the direct kernel, weight zero points, or over 32 taps of a pixel; those whose
+    blocks divide a tap (`dividing`: a merged row's tap stride, a pixel's span) and whose BN
+    divides a tile group's output channels."""
+    if mapping.kernel != "gemm" or has_weight_zero_points:
+        return []
+    if mapping.merge_rows:
+        return dividing(MERGED_CONFIGS, mapping.tap_stride, mapping.tile_out)
+    if kernel_size[0] * kernel_size[1] > 32:
+        return []
+    return dividing(WGMMA_CONFIGS, mapping.span, mapping.tile_out)
+
+
+def tuner(mapping: Layout) -> Any:
+    """The autotuned kernel for `mapping`: merged rows' or a tap per pixel's."""
+    return conv_merged_wgmma_tuned if mapping.merge_rows else conv_gemm_wgmma_tuned
 
 
 def hopper(device: torch.device) -> bool:
@@ -221,20 +385,30 @@ def hopper(device: torch.device) -> bool:
     return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] == 9
 
 
-def dividing(configs: list[triton.Config], span: int, group_out: int) -> list[triton.Config]:
-    """The configs whose BK divides a tap's channels and BN a tile group's output channels."""
+def dividing(configs: list[triton.Config], lanes: int, group_out: int) -> list[triton.Config]:
+    """The configs whose BK divides `lanes` and BN a tile group's output channels."""
     return [config for config in configs
-            if span % config.kwargs["BK"] == 0 and group_out % config.kwargs["BN"] == 0]
+            if lanes % config.kwargs["BK"] == 0 and group_out % config.kwargs["BN"] == 0]
 
 
 def _fitting_configs(configs: list[triton.Config], named_args: dict[str, Any],
                      **kwargs: Any) -> list[triton.Config]:
-    """The autotuner's prune: the dividing configs (`dividing`) that fit the problem's rows
-    (`kernels._fitting`)."""
+    """The autotuner's prune for a tap per pixel: the configs whose blocks divide a tap's
+    channels (`dividing`) that fit the problem's rows (`kernels._fitting`)."""
     return kernels._fitting(dividing(configs, named_args["SPAN"], named_args["KG"]),
+                            {"BM": named_args["M"]})
+
+
+def _fitting_merged_configs(configs: list[triton.Config], named_args: dict[str, Any],
+                            **kwargs: Any) -> list[triton.Config]:
+    """The autotuner's prune for merged rows: blocks that divide a tap's stride."""
+    return kernels._fitting(dividing(configs, named_args["WSTRIDE"], named_args["KG"]),
                             {"BM": named_args["M"]})
 
 
 conv_gemm_wgmma_tuned = triton.autotune(
     configs=WGMMA_CONFIGS, key=TUNING_KEY, do_bench=kernels._tuning_bench,
     prune_configs_by={"early_config_prune": _fitting_configs})(conv_gemm_wgmma_kernel)
+conv_merged_wgmma_tuned = triton.autotune(
+    configs=MERGED_CONFIGS, key=TUNING_KEY, do_bench=kernels._tuning_bench,
+    prune_configs_by={"early_config_prune": _fitting_merged_configs})(conv_merged_wgmma_kernel)
