@@ -1,23 +1,27 @@
-"""The GEMM kernel written in Gluon for Hopper (sm_90), with its tensor-core steps asynchronous.
+"""The GEMM kernel written in Gluon for Hopper (sm_90), with its tensor-core steps asynchronous:
+`conv_gemm_wgmma_kernel` for a tap per pixel, `conv_merged_wgmma_kernel` for merged kernel rows.
 
 Triton 3.6 waits for every int8 `tl.dot` to finish before the next step's loads are issued: its
 pipeliner keeps only fp32-accumulating dots in flight ("Can't make dot async because the
 accumulator is not fp32", WGMMAPipeline.cpp), so a program's tensor cores idle while it computes
 addresses, and `kernels.conv_gemm_kernel` leans on a second program per SM to fill them. Gluon
 leaves the waits to the kernel: here each step issues its wgmma, waits only for the previous
-step's (`warpgroup_mma_wait(1)`), then issues the cp.async loads of the step STAGES - 1 ahead into
-the slot that wgmma read, so that loads, address arithmetic and the tensor cores overlap.
+step's (`warpgroup_mma_wait(1)`), then issues the loads of a step ahead into the slot that wgmma
+read, so that loads, address arithmetic and the tensor cores overlap.
 
 The same sums and epilogue as `kernels.conv_gemm_kernel` (see its module's docstring), for the
-problems where that kernel needs none of its special cases: no weight zero points, a tap per
+problems where that kernel needs none of its special cases: no weight zero points; a tap per
 (r, s) of at most 32 taps, tiles that divide a group's output channels and a tap's channels
-(EVEN_N, EVEN_SPAN). quint8 activations go to the tensor cores from registers, their top bits
-flipped there; a step then waits for its wgmma before the next step's tile can take those
-registers, its loads still issued beside it. On 4 warps (a warpgroup) or 8 (two, a warpgroup per
-64 rows or side by side over the columns), with a barrier after the wait in every warp, so that
-no warpgroup loads into a slot another's wgmma still reads. Compiled for sm_90 on any machine
-(`compile_check`); Gluon has no interpreter, so the tests run this kernel's body on the CPU in
-their Gluon emulator (tests/gluon_emulator.py) and, on a Hopper GPU, compiled.
+(EVEN_N, EVEN_SPAN), loaded by cp.async; or merged rows (conv1), whose taps start at any byte,
+a row a thread loading its bytes into registers, with blocks that divide a tap's stride. quint8
+activations of a tap per pixel go to the tensor cores from registers, their top bits flipped
+there; a step then waits for its wgmma before the next step's tile can take those registers,
+its loads still issued beside it (merged rows flip theirs before storing them). On 4 warps (a
+warpgroup) or 8 (two, a warpgroup per 64 rows or side by side over the columns), with a barrier
+after the wait in every warp, so that no warpgroup loads into a slot another's wgmma still reads.
+Compiled for sm_90 on any machine (`compile_check`); Gluon has no interpreter, so the tests run
+these kernels' bodies on the CPU in their Gluon emulator (tests/gluon_emulator.py) and, on a
+Hopper GPU, compiled.
 """
 
 from __future__ import annotations
