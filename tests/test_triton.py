@@ -834,13 +834,18 @@ def test_a_write_to_a_running_wgmmas_registers_is_found_in_its_sass(last_wait, o
     assert registers_written_under_wgmma(step) == overwritten
 
 
-def test_planning_with_the_wgmma_kernel_on_compiles_its_candidates_at_once():
+@pytest.mark.parametrize(("mode", "planned", "grid"), [
+    ("wgmma", 4, [7, 2, 1]),  # 392 rows, 128 channels: 64x64 tiles
+    ("wgmma-merged", 3, [7, 1, 1]),  # conv1's merged rows, 392 rows, 64 channels: its 3 configs
+])
+def test_planning_with_the_wgmma_kernels_on_compiles_their_candidates_at_once(mode, planned, grid):
     """With QBENCH_TRITON_WGMMA=1 on a Hopper GPU (stood in for), a qint8 launch's plan tunes
-    the Gluon kernel beside the GEMM (`_Choice`), its candidates compiled by planning."""
+    the Gluon kernel for its layout beside the GEMM (`_Choice`), its candidates compiled by
+    planning."""
     pytest.importorskip("triton")
-    compiles = json.loads(_run_compiling(STANDIN, "wgmma"))
-    assert compiles == {"plan": "_Choice", "planned": 4, "compiled_after": 0,
-                        "grid": [7, 2, 1]}, compiles  # 392 rows, 128 channels: 64x64 tiles
+    compiles = json.loads(_run_compiling(STANDIN, mode))
+    assert compiles == {"plan": "_Choice", "planned": planned, "compiled_after": 0,
+                        "grid": grid}, compiles
 
 
 @pytest.mark.parametrize("in_dtype", ["qint8", "quint8"])

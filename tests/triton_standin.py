@@ -4,11 +4,13 @@ many kernel variants planning compiled and how many a second warm-up of every tu
 compiled after it (none, if planning compiled them all); with `forced`, the configs and grid of a
 launch that `qbench_triton.stream_probe.forced` makes (64x64 tiles shared by 5 programs); with
 `wgmma`, the same counts for the Gluon kernel's candidates (QBENCH_TRITON_WGMMA=1, the device
-taken for a Hopper GPU), the plan's type and the Gluon kernel's grid. Run without TRITON_INTERPRET:
+taken for a Hopper GPU), the plan's type and the Gluon kernel's grid; with `wgmma-merged`, the same
+for conv1's merged rows (its own Gluon kernel). Run without TRITON_INTERPRET:
 `python tests/triton_standin.py quint8`."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -44,6 +46,9 @@ def main(mode: str) -> None:
                           height=14, width=14, kernel_size=(3, 3), padding=(1, 1),
                           in_dtype=mode if mode in ("qint8", "quint8") else "qint8",
                           out_dtype="quint8", out_scale=0.5, out_zero_point=3).validate()
+    if mode == "wgmma-merged":  # conv1 at 28^2: 392 rows, taps of 7 pixels of 3 channels
+        problem = dataclasses.replace(problem, in_channels=3, height=28, width=28,
+                                      kernel_size=(7, 7), stride=(2, 2), padding=(3, 3))
     inputs = make_inputs(problem, 0)
     packed = qbench_triton.qbench_prepack("triton", inputs.weight, inputs.bias, inputs.params)
     x, activation = qbench_triton.qbench_prepare_input("triton", inputs.input.to("cpu", True))
@@ -56,7 +61,7 @@ def main(mode: str) -> None:
             print(json.dumps({"configs": [str(config)], "grid": plan.grid(config.all_kwargs()),
                               "partials": list(plan.tail[4].shape)}))  # after 4 pointers
         return
-    if mode == "wgmma":
+    if mode.startswith("wgmma"):
         wgmma_planning(packed, x, activation, out, output)
         return
     plan = qbench_triton._plan(packed, x, activation, out, output, relu=False)
@@ -69,17 +74,17 @@ def main(mode: str) -> None:
 
 
 def wgmma_planning(packed, x, activation, out, output) -> None:
-    """Plan a launch with the Gluon kernel on, the device taken for a Hopper GPU: prints the
-    plan's type, the Gluon kernel's variants compiled by planning and by a second warm-up, and
-    its grid for 64x64 tiles."""
+    """Plan a launch with the Gluon kernels on, the device taken for a Hopper GPU: prints the
+    plan's type, the variants of the Gluon kernel for the layout compiled by planning and by a
+    second warm-up, and its grid for 64x64 tiles."""
     os.environ[qbench_triton.WGMMA_ENV] = "1"
     wgmma.hopper = lambda device: True
     plan = qbench_triton._plan(packed, x, activation, out, output, relu=False)
-    compiled = wgmma.conv_gemm_wgmma_kernel.device_caches[0][0]
+    tuner = wgmma.tuner(packed.layout)
+    compiled = tuner.fn.device_caches[0][0]
     planned = len(compiled)
     gluon = plan.plans[-1]
-    wgmma.conv_gemm_wgmma_tuned.warmup(x, packed.layout.weight, out, *gluon.tail,
-                                       grid=gluon.grid, **gluon.constants)
+    tuner.warmup(x, packed.layout.weight, out, *gluon.tail, grid=gluon.grid, **gluon.constants)
     print(json.dumps({"plan": type(plan).__name__, "planned": planned,
                       "compiled_after": len(compiled) - planned,
                       "grid": gluon.grid({"BM": 64, "BN": 64, "BK": 64})}))
