@@ -97,8 +97,8 @@ def loads_beside_wgmma(step: list[str]) -> tuple[int, int]:
     """(global loads, cp.async or into registers, a reduction step issues while one of its wgmma
     groups runs, all its global loads), from its sm_90 SASS in order, the loop's end leading to
     its start: a wgmma runs from its `IGMMA ... gsb0` until a `WARPGROUP.DEPBAR.LE gsb0, 0x0` (a
-    wait that leaves some running keeps it so). None beside, as Triton 3.6 compiles int8 dots: each step's loads wait
-    for its wgmma."""
+    wait that leaves some running keeps it so). None beside, as Triton 3.6 compiles int8 dots:
+    each step's loads wait for its wgmma."""
     running, beside = False, 0
     for lap in range(2):  # the first lap finds what runs when the loop comes round
         for line in step:
