@@ -71,33 +71,38 @@ def _load_layout(columns, warps):
 
 
 @gluon.jit
-def _copy_weights(w_ptr, w_slot, step, steps, blocks, k_w, j_w, WSTRIDE, TAPS: gl.constexpr,
-                  BK: gl.constexpr):
-    """cp.async the weights [BN, BK] of reduction step `step` (none past `steps`) into w_slot:
-    block step % blocks of tap step // blocks, of TAPS taps of WSTRIDE lanes."""
-    tap = step // blocks
-    lane0 = (step - tap * blocks) * BK
-    _copy_to_shared(
-        w_slot, w_ptr + k_w[:, None] * (TAPS * WSTRIDE) + (tap * WSTRIDE + lane0 + j_w)[None, :],
-        mask=step < steps)
+def _next_block(tap, lane0, blocks, BK: gl.constexpr):
+    """The reduction step after the block at `lane0` of `tap`, as (tap, first lane): the tap's
+    next block or the next tap's first, carried from step to step instead of divided out."""
+    wrap = lane0 + BK == blocks * BK
+    return gl.where(wrap, tap + 1, tap), gl.where(wrap, 0, lane0 + BK)
 
 
 @gluon.jit
-def _issue_loads(x_ptr, w_ptr, x_slot, w_slot, step, steps, blocks, row_base, taps_inside, j_x,
+def _copy_weights(w_ptr, w_slot, tap, lane0, k_w, j_w, WSTRIDE, TAPS: gl.constexpr,
+                  BK: gl.constexpr):
+    """cp.async the weights [BN, BK] of lanes [lane0, lane0 + BK) of `tap` (none past TAPS taps
+    of WSTRIDE lanes) into w_slot."""
+    _copy_to_shared(
+        w_slot, w_ptr + k_w[:, None] * (TAPS * WSTRIDE) + (tap * WSTRIDE + lane0 + j_w)[None, :],
+        mask=tap < TAPS)
+
+
+@gluon.jit
+def _issue_loads(x_ptr, w_ptr, x_slot, w_slot, tap, lane0, row_base, taps_inside, j_x,
                  k_w, j_w, W, C, DH, DW, WSTRIDE, S: gl.constexpr, BK: gl.constexpr,
                  R: gl.constexpr):
-    """cp.async the activations and weights of reduction step `step` (none past `steps`) into
-    slots x_slot [BM, BK] and w_slot [BN, BK]: lanes outside the image are zero-filled."""
-    valid = step < steps
-    tap = step // blocks
-    lane0 = (step - tap * blocks) * BK
+    """cp.async the activations and weights of lanes [lane0, lane0 + BK) of `tap` (none past the
+    R * S taps) into slots x_slot [BM, BK] and w_slot [BN, BK]: lanes outside the image are
+    zero-filled."""
+    valid = tap < R * S
     r = tap // S
     tap_offset = (r * DH * W + (tap - r * S) * DW) * C + lane0
     inside = ((taps_inside >> tap) & 1) != 0
     _copy_to_shared(
         x_slot, x_ptr + row_base[:, None] + (tap_offset + j_x)[None, :],
         mask=(inside & valid)[:, None])
-    _copy_weights(w_ptr, w_slot, step, steps, blocks, k_w, j_w, WSTRIDE, R * S, BK)
+    _copy_weights(w_ptr, w_slot, tap, lane0, k_w, j_w, WSTRIDE, R * S, BK)
 
 
 @gluon.constexpr_function
@@ -189,10 +194,14 @@ def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, 
     blocks = SPAN // BK
     steps = R * S * blocks
 
+    tap_ahead = 0  # the loads' step, STAGES - 1 ahead: its tap and first lane
+    lane0_ahead = 0
     for step in gl.static_range(STAGES - 1):  # the pipeline's first loads
-        _issue_loads(x_ptr, w_ptr, x_slots.index(step), w_slots.index(step), step, steps, blocks,
-                     row_base, taps_inside, j_x, k_w, j_w, W, C, DH, DW, WSTRIDE, S, BK, R)
+        _issue_loads(x_ptr, w_ptr, x_slots.index(step), w_slots.index(step), tap_ahead,
+                     lane0_ahead, row_base, taps_inside, j_x, k_w, j_w, W, C, DH, DW, WSTRIDE, S,
+                     BK, R)
         async_copy.commit_group()
+        tap_ahead, lane0_ahead = _next_block(tap_ahead, lane0_ahead, blocks, BK)
     rows = pid_m * BM + gl.arange(0, BM, gl.SliceLayout(1, acc_layout))
     k = g * KG + pid_n * BN + gl.arange(0, BN, gl.SliceLayout(0, acc_layout))
     acc = _minus_compensation(corr_ptr, rows, rows < M, k, OH, OW, K, BORDER, BM, BN, acc_layout)
@@ -214,11 +223,12 @@ def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, 
             # the previous step's wgmma done: its slot, (step + STAGES - 1) % STAGES, is free
             acc, _, _ = warpgroup_mma_wait(num_outstanding=1, deps=(acc, x_slot, w_slot))
             _barrier()  # in every warp: each warp's part of a wgmma reads all of a slot's weights
-        ahead = step + STAGES - 1  # loaded while this step's wgmma runs
-        _issue_loads(x_ptr, w_ptr, x_slots.index(ahead % STAGES), w_slots.index(ahead % STAGES),
-                     ahead, steps, blocks, row_base, taps_inside, j_x, k_w, j_w, W, C, DH, DW,
-                     WSTRIDE, S, BK, R)
+        ahead = (step + STAGES - 1) % STAGES  # loaded while this step's wgmma runs
+        _issue_loads(x_ptr, w_ptr, x_slots.index(ahead), w_slots.index(ahead), tap_ahead,
+                     lane0_ahead, row_base, taps_inside, j_x, k_w, j_w, W, C, DH, DW, WSTRIDE, S,
+                     BK, R)
         async_copy.commit_group()
+        tap_ahead, lane0_ahead = _next_block(tap_ahead, lane0_ahead, blocks, BK)
         if X_UNSIGNED:  # this wgmma ends before the next step's tile overwrites the registers it
             # reads (ptxas does not wait for that, and a wait cannot name 8-bit registers)
             acc, _ = warpgroup_mma_wait(num_outstanding=0, deps=(acc, w_slot))
@@ -299,11 +309,13 @@ def conv_merged_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr
     blocks = (SPAN + BK - 1) // BK
     steps = R * blocks
 
+    r_ahead = 0  # the weights' step, STAGES - 1 ahead: its kernel row and first lane
+    lane0_ahead = 0
     for step in gl.static_range(STAGES - 1):  # the pipeline's first weights
-        _copy_weights(w_ptr, w_slots.index(step), step, steps, blocks, k_w, j_w, WSTRIDE, R, BK)
+        _copy_weights(w_ptr, w_slots.index(step), r_ahead, lane0_ahead, k_w, j_w, WSTRIDE, R, BK)
         async_copy.commit_group()
-    # a step's kernel row and first lane, carried instead of divided out each step
-    r_next = 0
+        r_ahead, lane0_ahead = _next_block(r_ahead, lane0_ahead, blocks, BK)
+    r_next = 0  # the lanes' step, one ahead
     lane0_next = 0
     x = _row_lanes(x_ptr, r_next, lane0_next, row_base, m_ok, ih0, lanes_lo, lanes_hi, j_x, H, W,
                    C, DH, R, X_UNSIGNED)
@@ -313,9 +325,7 @@ def conv_merged_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr
     for step in range(steps):
         slot = step % STAGES
         # the next step's lanes, loaded while this step runs
-        wrap = lane0_next + BK == blocks * BK
-        r_next = gl.where(wrap, r_next + 1, r_next)
-        lane0_next = gl.where(wrap, 0, lane0_next + BK)
+        r_next, lane0_next = _next_block(r_next, lane0_next, blocks, BK)
         x_next = _row_lanes(x_ptr, r_next, lane0_next, row_base, m_ok, ih0, lanes_lo, lanes_hi,
                             j_x, H, W, C, DH, R, X_UNSIGNED)
         # the slot's last wgmma, STAGES steps back, ended before the barrier of the step after it
@@ -329,10 +339,10 @@ def conv_merged_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr
         # the previous step's wgmma done: its slot, (step + STAGES - 1) % STAGES, is free
         acc, _, _ = warpgroup_mma_wait(num_outstanding=1, deps=(acc, x_slot, w_slot))
         _barrier()  # in every warp: each warp's part of a wgmma reads all of a slot
-        ahead = step + STAGES - 1
-        _copy_weights(w_ptr, w_slots.index(ahead % STAGES), ahead, steps, blocks, k_w, j_w,
-                      WSTRIDE, R, BK)
+        _copy_weights(w_ptr, w_slots.index((step + STAGES - 1) % STAGES), r_ahead, lane0_ahead,
+                      k_w, j_w, WSTRIDE, R, BK)
         async_copy.commit_group()
+        r_ahead, lane0_ahead = _next_block(r_ahead, lane0_ahead, blocks, BK)
         x = x_next
     acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
     async_copy.wait_group(0)  # no copy (zero-filling, past `steps`) outlives the program
