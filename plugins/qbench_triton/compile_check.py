@@ -181,8 +181,9 @@ def wgmma_config_usage() -> list[tuple[str, int, int, int, tuple[int, int], int]
     usage = []
     kernels_configs = [("", wgmma.conv_gemm_wgmma_kernel, config, dict(R=3, S=3), _DIVISIBLE)
                        for config in wgmma.WGMMA_CONFIGS]
-    kernels_configs += [(" merged", wgmma.conv_merged_wgmma_kernel, config, dict(R=7, S=7),
-                         _CONV1_DIVISIBLE) for config in wgmma.MERGED_CONFIGS]
+    kernels_configs += [(" merged", wgmma.conv_merged_wgmma_kernel, config,
+                         dict(R=7, S=7, SPAN=21), _CONV1_DIVISIBLE)
+                        for config in wgmma.MERGED_CONFIGS]
     for name, kernel, config, taps, divisible in kernels_configs:
         for unsigned in (False, True):
             constants = dict(taps, BORDER=True, **config.kwargs)

@@ -248,14 +248,14 @@ def _row_layout(columns, warps):
 
 @gluon.jit
 def _row_lanes(x_ptr, r, lane0, row_base, m_ok, ih0, lanes_lo, lanes_hi, j_x, H, W, C, DH,
-               R: gl.constexpr, X_UNSIGNED: gl.constexpr):
+               R: gl.constexpr, LANES: gl.constexpr, X_UNSIGNED: gl.constexpr):
     """The rows' lanes [lane0, lane0 + BK) of kernel row r (none past R), int8, a row a thread.
     Lanes outside the image or past the span hold 0, for quint8 flipped to OUTSIDE_UNSIGNED, as
     `kernels.conv_gemm_kernel` has them. Each lane's bounds are constants against its row's."""
     ih = ih0 + r * DH
     lo = lanes_lo - lane0
     hi = gl.where(m_ok & (ih >= 0) & (ih < H) & (r < R), lanes_hi - lane0, 0)
-    inside = (j_x[None, :] >= lo[:, None]) & (j_x[None, :] < hi[:, None])
+    inside = (j_x[None, :] < LANES) & (j_x[None, :] >= lo[:, None]) & (j_x[None, :] < hi[:, None])
     x = gl.load(x_ptr + (row_base + r * DH * W * C + lane0)[:, None] + j_x[None, :], mask=inside,
                 other=0)
     if X_UNSIGNED:  # quint8 v as int8 v - 128
@@ -264,7 +264,8 @@ def _row_lanes(x_ptr, r, lane0, row_base, m_ok, ih0, lanes_lo, lanes_hi, j_x, H,
 
 
 @gluon.jit(do_not_specialize=kernels.GEOMETRY)
-def conv_merged_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, SPAN, WSTRIDE,
+def conv_merged_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr,
+                             SPAN: gl.constexpr, WSTRIDE,
                              M, H, W, OH, OW, C, K, CG, KG, SH, SW, PH, PW, DH, DW,
                              out_zp, lo, hi,
                              R: gl.constexpr, S: gl.constexpr, X_UNSIGNED: gl.constexpr,
@@ -276,7 +277,8 @@ def conv_merged_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr
     SPAN lanes the S pixels' C channels, contiguous in memory but at any alignment (conv1's 7
     pixels of 3 channels), so no cp.async can load them. A program per output tile (row tile,
     channel tile); weights [K, R, WSTRIDE], BK dividing WSTRIDE and BN dividing K; BM 32 rows a
-    warp. A row's lanes are its thread's byte loads, issued a step ahead so that they run beside
+    warp; SPAN a compile-time constant (a variant per span: a few a suite), so that the lanes
+    past a one-block tap cost nothing. A row's lanes are its thread's byte loads, issued a step ahead so that they run beside
     a step, masked to the pixels inside the image and stored to the step's slot (quint8 flipped
     first); the weights come by cp.async STAGES - 1 steps ahead. Both operands reach the tensor
     cores from shared memory, so a step waits only for the previous step's wgmma, for either
@@ -306,8 +308,11 @@ def conv_merged_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr
     j_x = gl.arange(0, BK, gl.SliceLayout(0, row_layout))
     k_w = pid_n * BN + gl.arange(0, BN, gl.SliceLayout(1, w_layout))
     j_w = gl.arange(0, BK, gl.SliceLayout(0, w_layout))
-    blocks = (SPAN + BK - 1) // BK
+    blocks = WSTRIDE // BK  # a tap's, as BK divides its stride: the span's blocks, rounded up
     steps = R * blocks
+    # a block's lanes that can be inside a tap: all, or where one block takes a tap, its span
+    # (conv1's 21 of 32: the rest need neither loads nor bounds)
+    lanes: gl.constexpr = SPAN if SPAN <= BK else BK
 
     r_ahead = 0  # the weights' step, STAGES - 1 ahead: its kernel row and first lane
     lane0_ahead = 0
@@ -318,7 +323,7 @@ def conv_merged_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr
     r_next = 0  # the lanes' step, one ahead
     lane0_next = 0
     x = _row_lanes(x_ptr, r_next, lane0_next, row_base, m_ok, ih0, lanes_lo, lanes_hi, j_x, H, W,
-                   C, DH, R, X_UNSIGNED)
+                   C, DH, R, lanes, X_UNSIGNED)
     rows = pid_m * BM + gl.arange(0, BM, gl.SliceLayout(1, acc_layout))
     k = pid_n * BN + gl.arange(0, BN, gl.SliceLayout(0, acc_layout))
     acc = _minus_compensation(corr_ptr, rows, rows < M, k, OH, OW, K, BORDER, BM, BN, acc_layout)
@@ -327,7 +332,7 @@ def conv_merged_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr
         # the next step's lanes, loaded while this step runs
         r_next, lane0_next = _next_block(r_next, lane0_next, blocks, BK)
         x_next = _row_lanes(x_ptr, r_next, lane0_next, row_base, m_ok, ih0, lanes_lo, lanes_hi,
-                            j_x, H, W, C, DH, R, X_UNSIGNED)
+                            j_x, H, W, C, DH, R, lanes, X_UNSIGNED)
         # the slot's last wgmma, STAGES steps back, ended before the barrier of the step after it
         x_slot = x_slots.index(slot)
         x_slot.store(x)
