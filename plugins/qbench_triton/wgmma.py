@@ -146,6 +146,20 @@ def _requantize_store(acc, out_ptr, bias_ptr, mult_ptr, k, row0, k0, M, K, out_z
     gl.store(out_ptr + out_rows[:, None] * K + out_k[None, :], q, mask=(out_rows < M)[:, None])
 
 
+@gluon.jit
+def _window_origins(pid_m, M, H, W, OH, OW, C, SH, SW, PH, PW, BM: gl.constexpr,
+                    layout: gl.constexpr):
+    """Rows [pid_m * BM, + BM) of the output (pixels n, oh, ow) in `layout`: whether each is one
+    (m < M), the top-left input pixel (ih0, iw0) of its window, and that pixel's first channel's
+    offset in the NHWC activations (outside the image, where padding puts it)."""
+    m = pid_m * BM + gl.arange(0, BM, layout)
+    ow = m % OW
+    n = m // OW // OH
+    ih0 = (m // OW % OH) * SH - PH
+    iw0 = ow * SW - PW
+    return m < M, ih0, iw0, ((n * H + ih0) * W + iw0) * C
+
+
 @gluon.jit(do_not_specialize=kernels.GEOMETRY)
 def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, SPAN, WSTRIDE,
                            M, H, W, OH, OW, C, K, CG, KG, SH, SW, PH, PW, DH, DW,
@@ -174,13 +188,9 @@ def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, 
     # each row's pixel less its tap's offset, and a bit per tap inside the image, as
     # `kernels._tile_sums` makes them (a Gluon kernel calls no Triton function: the tensors here
     # are laid out)
-    m = pid_m * BM + gl.arange(0, BM, gl.SliceLayout(1, x_layout))
-    m_ok = m < M
-    ow = m % OW
-    n = m // OW // OH
-    ih0 = (m // OW % OH) * SH - PH
-    iw0 = ow * SW - PW
-    row_base = ((n * H + ih0) * W + iw0) * C + g * CG
+    m_ok, ih0, iw0, row_base = _window_origins(pid_m, M, H, W, OH, OW, C, SH, SW, PH, PW, BM,
+                                               gl.SliceLayout(1, x_layout))
+    row_base += g * CG
     taps_inside = gl.zeros([BM], gl.int32, gl.SliceLayout(1, x_layout))
     for tap_r in gl.static_range(R):
         for tap_s in gl.static_range(S):
@@ -278,9 +288,9 @@ def conv_merged_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr
     pixels of 3 channels), so no cp.async can load them. A program per output tile (row tile,
     channel tile); weights [K, R, WSTRIDE], BK dividing WSTRIDE and BN dividing K; BM 32 rows a
     warp; SPAN a compile-time constant (a variant per span: a few a suite), so that the lanes
-    past a one-block tap cost nothing. A row's lanes are its thread's byte loads, issued a step ahead so that they run beside
-    a step, masked to the pixels inside the image and stored to the step's slot (quint8 flipped
-    first); the weights come by cp.async STAGES - 1 steps ahead. Both operands reach the tensor
+    past a one-block tap cost nothing. A row's lanes are its thread's byte loads, issued a step
+    ahead so that they run beside a step, masked to the pixels inside the image and stored to
+    the step's slot (quint8 flipped first); the weights come by cp.async STAGES - 1 steps ahead. Both operands reach the tensor
     cores from shared memory, so a step waits only for the previous step's wgmma, for either
     activation type."""
     pid_m = gl.program_id(0)
@@ -294,13 +304,8 @@ def conv_merged_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr
     w_slots = gl.allocate_shared_memory(
         gl.int8, [STAGES, BN, BK], gl.NVMMASharedLayout.get_default_for([BN, BK], gl.int8))
 
-    m = pid_m * BM + gl.arange(0, BM, gl.SliceLayout(1, row_layout))
-    m_ok = m < M
-    ow = m % OW
-    n = m // OW // OH
-    ih0 = (m // OW % OH) * SH - PH
-    iw0 = ow * SW - PW
-    row_base = ((n * H + ih0) * W + iw0) * C
+    m_ok, ih0, iw0, row_base = _window_origins(pid_m, M, H, W, OH, OW, C, SH, SW, PH, PW, BM,
+                                               gl.SliceLayout(1, row_layout))
     # a row's lanes of pixels inside the image's width, [lanes_lo, lanes_hi): made once, so
     # that a step compares lanes instead of dividing them into pixels
     lanes_lo = gl.maximum(-iw0, 0) * C
