@@ -290,9 +290,9 @@ def conv_merged_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr
     warp; SPAN a compile-time constant (a variant per span: a few a suite), so that the lanes
     past a one-block tap cost nothing. A row's lanes are its thread's byte loads, issued a step
     ahead so that they run beside a step, masked to the pixels inside the image and stored to
-    the step's slot (quint8 flipped first); the weights come by cp.async STAGES - 1 steps ahead. Both operands reach the tensor
-    cores from shared memory, so a step waits only for the previous step's wgmma, for either
-    activation type."""
+    the step's slot (quint8 flipped first); the weights come by cp.async STAGES - 1 steps ahead.
+    Both operands reach the tensor cores from shared memory, so a step waits only for the
+    previous step's wgmma, for either activation type."""
     pid_m = gl.program_id(0)
     pid_n = gl.program_id(1)
     warps: gl.constexpr = gl.num_warps()
