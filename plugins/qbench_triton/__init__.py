@@ -380,8 +380,10 @@ def qbench_details(backend: str, packed: Any) -> dict[str, Any] | None:
     if backend != NAME or packed.last is None:
         return None
     plan = packed.last
-    wgmma = "STAGES" in plan.constants  # `wgmma.conv_gemm_wgmma_kernel`'s plan
-    facts: dict[str, Any] = {"kernel": "wgmma" if wgmma else packed.layout.kernel}
+    wgmma = "STAGES" in plan.constants  # a Gluon kernel's plan (`wgmma.tuner`)
+    facts: dict[str, Any] = {"kernel": packed.layout.kernel}
+    if wgmma:
+        facts["kernel"] = "wgmma merged" if packed.layout.merge_rows else "wgmma"
     if packed.layout.groups_per_tile > 1:
         facts["groups_per_tile"] = packed.layout.groups_per_tile
     config = plan.config
