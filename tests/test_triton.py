@@ -302,8 +302,8 @@ def test_every_wgmma_tile_matches_the_reference_on_a_hopper_gpu(runner_and_backe
             row = runner.row("triton", case, backend)
             assert row["status"] == "ok", (config, name, row["error"])
             tiles = "; ".join(f"{key}={config.kwargs[key]}" for key in ("BM", "BN", "BK"))
-            kernel = "wgmma merged" if "merged" in name else "wgmma"
-            assert f"kernel={kernel}; {tiles}" in row["details"], row["details"]
+            named = "wgmma merged" if "merged" in name else "wgmma"
+            assert f"kernel={named}; {tiles}" in row["details"], row["details"]
 
 
 class _EmulatedTuning:
@@ -382,8 +382,8 @@ def emulated_wgmma(monkeypatch):
         apply = qbench_triton.qbench_apply_relu if problem.relu else qbench_triton.qbench_apply
         apply("triton", packed, prepared, output)
         details = qbench_triton.qbench_details("triton", packed)
-        kernel = "wgmma merged" if tuned == "conv_merged_wgmma_tuned" else "wgmma"
-        assert details["kernel"] == kernel and details["BM"] == config.kwargs["BM"], details
+        named = "wgmma merged" if tuned == "conv_merged_wgmma_tuned" else "wgmma"
+        assert details["kernel"] == named and details["BM"] == config.kwargs["BM"], details
         return output.data
 
     return run
