@@ -67,9 +67,10 @@ done
 step resnet-qint8 python3 -m qbench run suites/resnet.toml --device cuda --out "$WORK/resnet-qint8" \
     --set in_dtype=qint8 --set out_dtype=qint8 --set weight_qscheme=per_tensor \
     --set out_zero_point=0 "${sets[@]}" --backends "$backends"
-# the same with the Gluon kernel on (QBENCH_TRITON_WGMMA=1): first its forced tiles against the
-# reference (a Hopper GPU's test), then ResNet-50 tuned with it beside the GEMM kernel, each layer
-# keeping the faster (the tuning log has both kernels' candidates), qint8 and as written (quint8)
+# the same with the Gluon kernels on (QBENCH_TRITON_WGMMA=1; conv1 has its own, for merged rows):
+# first their forced tiles against the reference (a Hopper GPU's test, some 45 launches), then
+# ResNet-50 tuned with them beside the GEMM kernel, each layer keeping the faster (the tuning log
+# has both kernels' candidates), qint8 and as written (quint8)
 step pytest-wgmma python3 -m pytest -q -p no:cacheprovider tests/test_triton.py \
     -k "wgmma and not compile"
 step resnet-qint8-wgmma env QBENCH_TRITON_WGMMA=1 python3 -m qbench run suites/resnet.toml \
@@ -97,7 +98,7 @@ for results in "$WORK"/*/results.csv; do
     "${ratios[@]}" --floor > "$WORK/ratios-$(basename "$run").md" 2>&1 \
         || "${ratios[@]}" >> "$WORK/ratios-$(basename "$run").md" 2>&1
 done
-# what stream-K (with QBENCH_TRITON_STREAM_K=1) and the Gluon kernel did: per shape whose tuning
+# what stream-K (with QBENCH_TRITON_STREAM_K=1) and the Gluon kernels did: per shape whose tuning
 # tried them, their best against the best program per tile
 if [ -s "$WORK/triton-tuning.jsonl" ]; then
     python3 -m qbench_triton.tuning_log "$WORK/triton-tuning.jsonl" > "$WORK/tuning-kinds.md" 2>&1
