@@ -26,7 +26,7 @@ from qbench import ConvProblem
 from qbench.registry import load_backends
 from qbench.runner import CaseRunner, RunSettings
 from qbench.suite import Case
-from qbench_triton import kernels
+from qbench_triton import _config_label, kernels
 from qbench_triton.stream import GemmShape, slots
 
 LAYERS = {
@@ -95,8 +95,8 @@ def probe() -> list[dict[str, object]]:
             for label, programs in launches(gemm_shape(problem), tile, sms):
                 with forced(tile, programs):
                     row = runner.row("stream-probe", case, backend)
-                rows.append({"layer": name, "tile": "x".join(map(str, tile[:3]))
-                             + f"/{tile[3]}w/{tile[4]}s", "launch": label,
+                rows.append({"layer": name, "tile": _config_label(kernels._gemm_config(*tile)),
+                             "launch": label,
                              "programs": programs or "-", "status": row["status"],
                              "median_us": row["median_us"], "max_err_lsb": row["max_err_lsb"],
                              "error": row["error"]})

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-# a kind's mark in `qbench_triton._config_label`: stream-K's shared launches, the Gluon kernel
+# a kind's mark in `qbench_triton._config_label`: stream-K's shared launches, the Gluon kernels
 KINDS = {"stream-K": "/stream", "wgmma": "/wgmma"}
 
 
@@ -58,7 +58,7 @@ def main(path: str) -> int:
         records = [json.loads(line) for line in log if line.strip()]
     tables = [markdown(rows, kind) for kind, mark in KINDS.items()
               if (rows := kind_rows(records, mark))]
-    print("\n\n".join(tables) or "no tuning in the log tried stream-K or the wgmma kernel")
+    print("\n\n".join(tables) or "no tuning in the log tried stream-K or the wgmma kernels")
     return 0
 
 
