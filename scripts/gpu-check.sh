@@ -43,13 +43,14 @@ python3 -m pip install -q --no-deps --no-build-isolation -e . || exit 1
 step gpu nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu \
     --format=csv
 step backends python3 -m qbench backends
-# the GPU tests, and the backend, API and timing tests that run compiled on a GPU, one process per
-# file, so that a sticky CUDA error in one backend cannot fail the others' tests (the reference
-# tests need hypothesis; they ran in CI, as did the compile checks, which need no GPU: the tests
-# named "compile"; a GPU test's name must not say it)
+# the GPU tests, and the backend, API and timing tests that run compiled on a GPU (test_triton's
+# Hopper test forces each Gluon tile against the reference), one process per file, so that a
+# sticky CUDA error in one backend cannot fail the others' tests (the reference tests need
+# hypothesis; they ran in CI, as did what needs no GPU: the compile checks and the Gluon
+# emulator's tests, the tests named "compile" and "emulator"; a GPU test's name must say neither)
 for tests in gpu triton cudnn cupy api measurement floor; do
     step "pytest-$tests" python3 -m pytest -q -p no:cacheprovider "tests/test_$tests.py" \
-        -k "not compile"
+        -k "not compile and not emulator"
 done
 # every Triton tuning's candidates and their medians, a JSON line per shape (which tiles win)
 export QBENCH_TRITON_TUNING_LOG="$WORK/triton-tuning.jsonl"
@@ -67,17 +68,6 @@ done
 step resnet-qint8 python3 -m qbench run suites/resnet.toml --device cuda --out "$WORK/resnet-qint8" \
     --set in_dtype=qint8 --set out_dtype=qint8 --set weight_qscheme=per_tensor \
     --set out_zero_point=0 "${sets[@]}" --backends "$backends"
-# the same with the Gluon kernels on (QBENCH_TRITON_WGMMA=1; conv1 has its own, for merged rows):
-# first their forced tiles against the reference (a Hopper GPU's test, some 45 launches; the
-# emulator's tests ran in CI), then ResNet-50 tuned with them beside the GEMM kernel, each layer
-# keeping the faster (the tuning log has both kernels' candidates), qint8 and as written (quint8)
-step pytest-wgmma python3 -m pytest -q -p no:cacheprovider tests/test_triton.py \
-    -k "wgmma and not compile and not emulator"
-step resnet-qint8-wgmma env QBENCH_TRITON_WGMMA=1 python3 -m qbench run suites/resnet.toml \
-    --device cuda --out "$WORK/resnet-qint8-wgmma" --set in_dtype=qint8 --set out_dtype=qint8 \
-    --set weight_qscheme=per_tensor --set out_zero_point=0 "${sets[@]}" --backends "$backends"
-step resnet-wgmma env QBENCH_TRITON_WGMMA=1 python3 -m qbench run suites/resnet.toml \
-    --device cuda --out "$WORK/resnet-wgmma" "${sets[@]}" --backends "$backends"
 for suite in depthwise grouped resnet padding; do
     step "$suite" python3 -m qbench run "suites/$suite.toml" --device cuda --out "$WORK/$suite" \
         "${sets[@]}" --backends "$backends"

@@ -221,8 +221,10 @@ def test_every_gemm_tile_matches_the_reference_on_a_gpu(runner_and_backend, monk
     if backend.info.interpreted:
         pytest.skip("compiled tiles need a GPU; the interpreter runs its own tile size")
     import triton
+    import qbench_triton
     from qbench_triton import kernels
 
+    monkeypatch.setenv(qbench_triton.WGMMA_ENV, "0")  # the GEMM kernel alone
     problem = dataclasses.replace(PROBLEMS["gemm-quint8-zero-points"], batch=2, in_channels=64,
                                   height=15, width=15, out_channels=300).validate()
     for bm, bn, bk, warps, stages in kernels.GEMM_TILES:
@@ -467,8 +469,10 @@ def test_every_shared_tile_matches_the_reference_on_a_gpu(runner_and_backend, mo
     if backend.info.interpreted:
         pytest.skip("compiled tiles need a GPU; the interpreter runs its own launch")
     import triton
+    import qbench_triton
     from qbench_triton import kernels
 
+    monkeypatch.setenv(qbench_triton.WGMMA_ENV, "0")  # the GEMM kernel alone
     problem = dataclasses.replace(PROBLEMS["gemm-quint8-zero-points"], batch=4, in_channels=64,
                                   height=15, width=15, out_channels=300).validate()
     monkeypatch.setattr(kernels, "sharing_slots", lambda *shape: 64)  # partials for any launch
@@ -845,13 +849,18 @@ def test_a_write_to_a_running_wgmmas_registers_is_found_in_its_sass(last_wait, o
     ("wgmma-merged", 3, [7, 1, 1]),  # conv1's merged rows, 392 rows, 64 channels: its 3 configs
 ])
 def test_planning_with_the_wgmma_kernels_on_compiles_their_candidates_at_once(mode, planned, grid):
-    """With QBENCH_TRITON_WGMMA=1 on a Hopper GPU (stood in for), a qint8 launch's plan tunes
-    the Gluon kernel for its layout beside the GEMM (`_Choice`), its candidates compiled by
-    planning."""
+    """On a Hopper GPU (stood in for), by default, a qint8 launch's plan tunes the Gluon kernel
+    for its layout beside the GEMM (`_Choice`), its candidates compiled by planning."""
     pytest.importorskip("triton")
     compiles = json.loads(_run_compiling(STANDIN, mode))
     assert compiles == {"plan": "_Choice", "planned": planned, "compiled_after": 0,
                         "grid": grid}, compiles
+
+
+def test_qbench_triton_wgmma_of_0_plans_the_gemm_kernel_alone():
+    """QBENCH_TRITON_WGMMA=0 leaves the Gluon kernels out of a Hopper GPU's tuning."""
+    pytest.importorskip("triton")
+    assert json.loads(_run_compiling(STANDIN, "wgmma-off")) == {"plan": "_Plan"}
 
 
 @pytest.mark.parametrize("in_dtype", ["qint8", "quint8"])

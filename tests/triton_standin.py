@@ -3,9 +3,10 @@ names the target, and Triton compiles (it ships ptxas) but launches nothing. Pri
 many kernel variants planning compiled and how many a second warm-up of every tuning candidate
 compiled after it (none, if planning compiled them all); with `forced`, the configs and grid of a
 launch that `qbench_triton.stream_probe.forced` makes (64x64 tiles shared by 5 programs); with
-`wgmma`, the same counts for the Gluon kernel's candidates (QBENCH_TRITON_WGMMA=1, the device
+`wgmma`, the same counts for the Gluon kernel's candidates (QBENCH_TRITON_WGMMA unset, the device
 taken for a Hopper GPU), the plan's type and the Gluon kernel's grid; with `wgmma-merged`, the same
-for conv1's merged rows (its own Gluon kernel). Run without TRITON_INTERPRET:
+for conv1's merged rows (its own Gluon kernel); with `wgmma-off`, the plan's type with
+QBENCH_TRITON_WGMMA=0. Run without TRITON_INTERPRET:
 `python tests/triton_standin.py quint8`."""
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def main(mode: str) -> None:
                               "partials": list(plan.tail[4].shape)}))  # after 4 pointers
         return
     if mode.startswith("wgmma"):
-        wgmma_planning(packed, x, activation, out, output)
+        wgmma_planning(packed, x, activation, out, output, off=mode == "wgmma-off")
         return
     plan = qbench_triton._plan(packed, x, activation, out, output, relu=False)
     compiled = kernels.conv_gemm_kernel.device_caches[0][0]
@@ -73,13 +74,19 @@ def main(mode: str) -> None:
                       "compiled_after": len(compiled) - planned}))
 
 
-def wgmma_planning(packed, x, activation, out, output) -> None:
-    """Plan a launch with the Gluon kernels on, the device taken for a Hopper GPU: prints the
-    plan's type, the variants of the Gluon kernel for the layout compiled by planning and by a
-    second warm-up, and its grid for 64x64 tiles."""
-    os.environ[qbench_triton.WGMMA_ENV] = "1"
+def wgmma_planning(packed, x, activation, out, output, off: bool) -> None:
+    """Plan a launch as the Gluon kernels' setting says (unset, or 0 if `off`), the device taken
+    for a Hopper GPU: prints the plan's type and, if it has a Gluon kernel's, the variants of
+    that kernel for the layout compiled by planning and by a second warm-up, and its grid for
+    64x64 tiles."""
+    os.environ.pop(qbench_triton.WGMMA_ENV, None)
+    if off:
+        os.environ[qbench_triton.WGMMA_ENV] = "0"
     wgmma.hopper = lambda device: True
     plan = qbench_triton._plan(packed, x, activation, out, output, relu=False)
+    if off:
+        print(json.dumps({"plan": type(plan).__name__}))
+        return
     tuner = wgmma.tuner(packed.layout)
     compiled = tuner.fn.device_caches[0][0]
     planned = len(compiled)

@@ -29,7 +29,7 @@ from qbench_triton.stream import (GemmShape, SharingBuffers, shared_programs, sh
 
 NAME = "triton"
 TUNING_LOG_ENV = "QBENCH_TRITON_TUNING_LOG"  # a file: each tuning's timings, a JSON line a shape
-WGMMA_ENV = "QBENCH_TRITON_WGMMA"  # 1: tuning tries the Gluon kernels of `wgmma` too (Hopper)
+WGMMA_ENV = "QBENCH_TRITON_WGMMA"  # 0: tuning leaves out the Gluon kernels of `wgmma` (Hopper)
 _INTERPRETER_TILES = {"BM": 16, "BN": 16, "BK": 16}
 
 
@@ -201,7 +201,7 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
     """The launch of `packed` on NHWC `x` into NHWC `out`: the kernel's arguments after the three
     tensors, its constants and grid; autotuned on a GPU (its candidates compiled already), the
     interpreter's fixed tiles (shared by its programs where the kernel may) without one. Where
-    the Gluon kernels are on (QBENCH_TRITON_WGMMA=1) and one can do the launch
+    the Gluon kernels are on (unless QBENCH_TRITON_WGMMA=0) and one can do the launch
     (`wgmma.configs_for`), its tuned plan beside the GEMM's, the faster kept (`_Choice`)."""
     from qbench_triton import kernels
 
@@ -253,7 +253,7 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
     kernel = kernels.conv_direct_tuned if direct else kernels.conv_gemm_tuned
     kernels.compile_candidates(kernel, grid, x, packed.layout.weight, out, *tail, **constants)
     plan = _Plan(kernel, grid, tail, constants)
-    if direct or os.environ.get(WGMMA_ENV) != "1":
+    if direct or os.environ.get(WGMMA_ENV) == "0":
         return plan
     return _with_wgmma(plan, packed, x, out, pointers, sizes, constants, shape)
 
