@@ -68,6 +68,12 @@ done
 step resnet-qint8 python3 -m qbench run suites/resnet.toml --device cuda --out "$WORK/resnet-qint8" \
     --set in_dtype=qint8 --set out_dtype=qint8 --set weight_qscheme=per_tensor \
     --set out_zero_point=0 "${sets[@]}" --backends "$backends"
+# the same with split-K on (QBENCH_TRITON_SPLIT_K=1: on layers of fewer tiles than two an SM, the
+# Gluon kernel's tiles over 2 or 3 programs each; off by default until measured): the tuning log
+# has its candidates beside the others'
+step resnet-qint8-split env QBENCH_TRITON_SPLIT_K=1 python3 -m qbench run suites/resnet.toml \
+    --device cuda --out "$WORK/resnet-qint8-split" --set in_dtype=qint8 --set out_dtype=qint8 \
+    --set weight_qscheme=per_tensor --set out_zero_point=0 "${sets[@]}" --backends "$backends"
 for suite in depthwise grouped resnet padding; do
     step "$suite" python3 -m qbench run "suites/$suite.toml" --device cuda --out "$WORK/$suite" \
         "${sets[@]}" --backends "$backends"
@@ -88,8 +94,8 @@ for results in "$WORK"/*/results.csv; do
     "${ratios[@]}" --floor > "$WORK/ratios-$(basename "$run").md" 2>&1 \
         || "${ratios[@]}" >> "$WORK/ratios-$(basename "$run").md" 2>&1
 done
-# what stream-K (with QBENCH_TRITON_STREAM_K=1) and the Gluon kernels did: per shape whose tuning
-# tried them, their best against the best program per tile
+# what stream-K (with QBENCH_TRITON_STREAM_K=1), the Gluon kernels and their split-K did: per
+# shape whose tuning tried them, their best against the best program per tile
 if [ -s "$WORK/triton-tuning.jsonl" ]; then
     python3 -m qbench_triton.tuning_log "$WORK/triton-tuning.jsonl" > "$WORK/tuning-kinds.md" 2>&1
 fi

@@ -17,13 +17,18 @@ asynchronous steps held to their ordering rules, each broken rule a `Hazard`:
 - an asynchronous wgmma's accumulator is a token until `warpgroup_mma_wait` retires it: only
   another wgmma may take it before, any other use of it is a Hazard;
 - an unmasked global load or store outside its tensor, and copies still in flight when the
-  program ends.
+  program ends;
+- an atomic with release semantics after global stores with no barrier between (the other
+  threads' stores may not be done when it publishes them).
 
 The emulator sees only the barriers a kernel writes: Gluon's compiler adds some of its own where
 it sees shared memory reused, so the emulator may ask for one that compiling would have added.
-Not modelled: warps beyond those barrier rules (a program runs as one thread) and registers (a
-wgmma's register operand is read when it is issued: `compile_check` looks for writes to a running
-wgmma's registers in the SASS); whether a GPU agrees is the GPU tests' question."""
+Programs run one after another, in the grid's order or (`launch`'s `reverse`) the reverse, so
+that programs which meet at a counter (split-K) are checked in either order of arrival; a spin on
+a counter therefore finds it set. Not modelled: warps beyond those barrier rules (a program runs
+as one thread), programs running at once, and registers (a wgmma's register operand is read when
+it is issued: `compile_check` looks for writes to a running wgmma's registers in the SASS);
+whether a GPU agrees is the GPU tests' question."""
 
 from __future__ import annotations
 
@@ -180,6 +185,7 @@ class _Program:
     """One program's ids, warps and asynchronous steps in flight."""
 
     ids: tuple[int, int, int]
+    grid: tuple[int, int, int]
     warps: int
     copies: list[tuple[Shared, np.ndarray]] = field(default_factory=list)  # not yet committed
     groups: list[list[tuple[Shared, np.ndarray]]] = field(default_factory=list)
@@ -189,6 +195,7 @@ class _Program:
     stored: list[Shared] = field(default_factory=list)  # this thread's stores, since a barrier
     fenced: list[Shared] = field(default_factory=list)  # of those, fenced for the async proxy
     unfenced: list[Shared] = field(default_factory=list)  # stores behind a barrier, never fenced
+    global_stores: int = 0  # this thread's stores to global memory, since a barrier
     allocations: int = 0
 
     def in_flight(self) -> list[tuple[Shared, np.ndarray]]:
@@ -225,6 +232,7 @@ class _Program:
         proxy only if fenced before)."""
         self.landed.clear()
         self.retired.clear()
+        self.global_stores = 0
         self.unfenced += self.stored
         self.stored.clear()
         self.fenced.clear()
@@ -343,6 +351,23 @@ def _store(pointer: Pointer, value: Any, mask: Any = None, **options: Any) -> No
     offsets, mask = pointer.gather(mask)
     values = np.broadcast_to(np.asarray(value), offsets.shape)
     pointer.memory[offsets[mask]] = values[mask]
+    _program().global_stores += 1
+
+
+def _atomic(update: Any) -> Any:
+    """A Gluon atomic that writes update(old, value) and returns the old values; with release
+    semantics (`sem`), a Hazard after global stores that no barrier has followed."""
+    def atomic(pointer: Pointer, value: Any, mask: Any = None, sem: str = "acq_rel",
+               scope: str = "gpu") -> Tensor:
+        if sem in ("release", "acq_rel") and _program().global_stores:
+            raise Hazard("an atomic releases global stores with no barrier since them (the "
+                         "other threads' may not be done)")
+        offsets, mask = pointer.gather(mask)
+        old = pointer.memory[offsets].copy()
+        values = np.broadcast_to(np.asarray(value, pointer.memory.dtype), offsets.shape)
+        pointer.memory[offsets[mask]] = update(old[mask], values[mask])
+        return _tensor(old)
+    return atomic
 
 
 def _arange(start: int, end: int, layout: Any = None) -> Tensor:
@@ -361,6 +386,8 @@ _GL = {
     "int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int32,
     "int64": np.int64, "float16": np.float16, "float32": np.float32, "float64": np.float64,
     "program_id": lambda axis: _program().ids[axis],
+    "num_programs": lambda axis: _program().grid[axis],
+    "atomic_add": _atomic(np.add), "atomic_xchg": _atomic(lambda old, value: value),
     "num_warps": lambda: _program().warps,
     "arange": _arange, "zeros": _zeros, "load": _load, "store": _store,
     "static_range": range, "allocate_shared_memory": allocate_shared_memory,
@@ -401,11 +428,13 @@ _STAND_INS = {id(gl): _EMULATED_GL, id(async_copy): _EMULATED_ASYNC_COPY,
 
 def emulated(kernel: Any) -> types.FunctionType:
     """`kernel`'s Python function with its module's globals seen through the stand-ins: Gluon's
-    objects replaced, the Gluon functions it calls emulated in turn."""
+    objects replaced, constants unwrapped, the Gluon functions it calls emulated in turn."""
     namespace = dict(kernel.fn.__globals__)
     for name, value in namespace.items():
         if id(value) in _STAND_INS:
             namespace[name] = _STAND_INS[id(value)]
+        elif isinstance(value, gl.constexpr):  # a constant, as the kernel's arithmetic sees it
+            namespace[name] = value.value
     for name, value in list(namespace.items()):
         if isinstance(value, JITFunction):  # a @gluon.jit function's class
             namespace[name] = _rebound(value.fn, namespace)
@@ -425,10 +454,11 @@ def _rebound(function: types.FunctionType, namespace: dict[str, Any]) -> types.F
 _LAUNCH_OPTIONS = set(triton.Config({}).all_kwargs()) - {"num_warps"}
 
 
-def launch(kernel: Any, grid: Any, *args: Any, num_warps: int = 4, **constants: Any) -> None:
+def launch(kernel: Any, grid: Any, *args: Any, num_warps: int = 4, reverse: bool = False,
+           **constants: Any) -> None:
     """Run `kernel` as `kernel[grid](*args, num_warps=..., **constants)` would on a GPU: every
-    program of the grid (a tuple, or a function of the constants) in turn, tensors passed as
-    pointers to their memory (CPU tensors, written in place)."""
+    program of the grid (a tuple, or a function of the constants) in turn, or in the reverse
+    order, tensors passed as pointers to their memory (CPU tensors, written in place)."""
     function = emulated(kernel)
     parameters = inspect.signature(function).parameters
     unknown = set(constants) - set(parameters) - _LAUNCH_OPTIONS
@@ -436,9 +466,10 @@ def launch(kernel: Any, grid: Any, *args: Any, num_warps: int = 4, **constants: 
         raise TypeError(f"{kernel.fn.__name__} takes no {sorted(unknown)}")
     constants = {name: value for name, value in constants.items() if name in parameters}
     pointers = [Pointer(_memory(arg)) if isinstance(arg, torch.Tensor) else arg for arg in args]
-    grid = grid(constants) if callable(grid) else grid
-    for ids in itertools.product(*(range(size) for size in (*grid, 1, 1)[:3])):
-        program = _Program(ids, num_warps)
+    grid = (*(grid(constants) if callable(grid) else grid), 1, 1)[:3]
+    programs = list(itertools.product(*(range(size) for size in grid)))
+    for ids in reversed(programs) if reverse else programs:
+        program = _Program(ids, grid, num_warps)
         _current.append(program)
         try:
             function(*pointers, **constants)

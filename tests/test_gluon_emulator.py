@@ -1,7 +1,7 @@
 """`gluon_emulator` itself: a small Gluon kernel that stages two int8 tiles through shared memory
 with cp.async and multiplies them with an asynchronous wgmma runs to the right product, and each
-ordering rule it can break, broken on purpose, is caught; integers divide as in C, and memory
-outside a tensor is refused."""
+ordering rule it can break, broken on purpose, is caught; integers divide as in C, memory
+outside a tensor is refused, and programs that meet at a counter do in either order."""
 
 from __future__ import annotations
 
@@ -113,3 +113,42 @@ def test_integers_divide_toward_zero_as_in_c():
     assert (values // 2).tolist() == [-3, 3, -4, 3]
     assert (values % 2).tolist() == [-1, 1, 0, 0]
     assert (-7 // gluon_emulator.Tensor((1,), np.int32, np.array([2], np.int32))).tolist() == [-3]
+
+
+@gluon.jit
+def _counted_sums(values_ptr, sums_ptr, counter_ptr, BARRIER: gl.constexpr, N: gl.constexpr,
+                  PARTS: gl.constexpr):
+    """Each of PARTS programs stores its values in its slot of sums and counts itself at counter
+    (release); the one that finds every other counted stores the slots' total in the slot after
+    them: split-K's meeting, as `qbench_triton.wgmma._split_sums` has it. Without BARRIER the
+    release follows the stores unbarriered."""
+    layout: gl.constexpr = gl.BlockedLayout([1], [32], [gl.num_warps()], [0])
+    lanes = gl.arange(0, N, layout)
+    part = gl.program_id(0)
+    gl.store(sums_ptr + part * N + lanes, gl.load(values_ptr + part * N + lanes))
+    if BARRIER:
+        _barrier()
+    if gl.atomic_add(counter_ptr, 1, sem="release") == gl.num_programs(0) - 1:
+        total = gl.zeros([N], gl.int32, layout)
+        for other in gl.static_range(PARTS):
+            total += gl.load(sums_ptr + other * N + lanes)
+        gl.store(sums_ptr + PARTS * N + lanes, total)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_atomics_return_the_old_value_and_programs_run_in_either_order(reverse):
+    values = torch.arange(96, dtype=torch.int32).reshape(3, 32)
+    sums = torch.full((4, 32), -1, dtype=torch.int32)
+    counter = torch.zeros(1, dtype=torch.int32)
+    gluon_emulator.launch(_counted_sums, (3,), values, sums, counter, BARRIER=True, N=32,
+                          PARTS=3, reverse=reverse)
+    assert counter.item() == 3
+    assert torch.equal(sums[3], values.sum(0))
+
+
+def test_a_release_after_stores_with_no_barrier_is_a_hazard():
+    values = torch.arange(96, dtype=torch.int32).reshape(3, 32)
+    sums = torch.zeros((4, 32), dtype=torch.int32)
+    with pytest.raises(Hazard, match="releases global stores with no barrier"):
+        gluon_emulator.launch(_counted_sums, (3,), values, sums, torch.zeros(1, dtype=torch.int32),
+                              BARRIER=False, N=32, PARTS=3)

@@ -244,6 +244,9 @@ WGMMA_PROBLEMS = {  # what the Gluon kernel takes (no weight zero points), in no
     "wgmma-strided-groups": ConvProblem(2, 256, 14, 14, 256, (3, 3), stride=(2, 2),
                                         padding=(2, 2), dilation=(2, 2), groups=2,
                                         in_dtype="qint8", out_dtype="qint8"),  # 98 rows
+    # split-K's parts starting mid-tap: taps of 2 blocks of 128, 18 steps in 2 or 3 parts
+    "wgmma-split-mid-tap": ConvProblem(1, 256, 9, 9, 128, (3, 3), padding=(1, 1),
+                                       in_dtype="qint8", in_zero_point=3, out_dtype="qint8"),
     # merged rows (`wgmma.conv_merged_wgmma_kernel`): conv1's taps of 7 pixels of 3 channels at
     # any alignment (288 rows), the padding suite's 30 channels in 3 blocks a tap, and 20 in
     # blocks of 32 or of 64 (a tap stride of 64)
@@ -276,7 +279,8 @@ def _gluon_kernel(problem: ConvProblem) -> tuple[str, object, list]:
 
 def test_every_wgmma_tile_matches_the_reference_on_a_hopper_gpu(runner_and_backend, monkeypatch):
     """Each tuning tile of the Gluon kernels (`qbench_triton.wgmma`) that can do the problem,
-    forced and launched without the GEMM kernel beside it, on problems that no tile fits in rows:
+    split-K's too (its programs meeting at counters, as the emulator cannot run them), forced and
+    launched without the GEMM kernel beside it, on problems that no tile fits in rows:
     qint8 and quint8 inputs with border tables, stride, dilation, tile groups, merged rows,
     quint8 and qint8 outputs, ReLU."""
     runner, backend = runner_and_backend
@@ -290,6 +294,8 @@ def test_every_wgmma_tile_matches_the_reference_on_a_hopper_gpu(runner_and_backe
     from qbench_triton import kernels, wgmma
 
     monkeypatch.setenv(qbench_triton.WGMMA_ENV, "1")
+    monkeypatch.setenv(wgmma.SPLIT_ENV, "1")  # split-K's configs too, partials for every one
+    monkeypatch.setattr(wgmma, "split_slots", lambda *args: max(wgmma.SPLITS))
     monkeypatch.setattr(qbench_triton, "_Choice", lambda plans: plans[-1])  # the Gluon plan alone
     gemm_config = kernels._gemm_config(64, 64, 64, 4, 4)  # the GEMM's plan: planned, never run
     monkeypatch.setattr(kernels, "conv_gemm_tuned", triton.autotune(
@@ -315,20 +321,21 @@ def test_every_wgmma_tile_matches_the_reference_on_a_hopper_gpu(runner_and_backe
 class _EmulatedTuning:
     """A Gluon kernel's autotuner as `_Plan.launch` uses one, with a single config, chosen
     already (`best_config`, the chosen kernel `fn`): every launch runs `kernel` in
-    `gluon_emulator`."""
+    `gluon_emulator`, its programs in the grid's order or the `reverse`."""
 
     configs_timings = None
 
-    def __init__(self, kernel, config) -> None:
+    def __init__(self, kernel, config, reverse: bool) -> None:
         self.kernel = kernel
         self.best_config = config
+        self.reverse = reverse
         self.fn = self
 
     def __getitem__(self, grid):
         import gluon_emulator
 
         def launch(*args, **constants) -> None:
-            gluon_emulator.launch(self.kernel, grid, *args,
+            gluon_emulator.launch(self.kernel, grid, *args, reverse=self.reverse,
                                   **(self.best_config.all_kwargs() | constants))
 
         return launch
@@ -362,25 +369,29 @@ def _quantized_case(problem: ConvProblem, ties: bool) -> tuple:
 
 @pytest.fixture
 def emulated_wgmma(monkeypatch):
-    """`run(problem, inputs, config)`: the output integers of the Gluon kernel for `problem` with
-    `config`, run on the CPU by `gluon_emulator` (outputs poisoned first), planned and launched
-    through the backend as on a Hopper GPU with QBENCH_TRITON_WGMMA=1 (nothing compiled, the
-    Gluon plan alone); it checks that `details` name the kernel and the tile."""
+    """`run(problem, inputs, config, reverse=False)`: the output integers of the Gluon kernel for
+    `problem` with `config`, run on the CPU by `gluon_emulator` (outputs poisoned first; its
+    programs in the reverse order with `reverse`), planned and launched through the backend as
+    on a Hopper GPU with QBENCH_TRITON_WGMMA=1 and QBENCH_TRITON_SPLIT_K=1 (nothing compiled,
+    the Gluon plan alone, partials for every split); it checks that `details` name the kernel
+    and the tile."""
     pytest.importorskip("triton")
     import qbench_triton
     from qbench.quantized import QuantizedActivation
     from qbench_triton import kernels, wgmma
 
     monkeypatch.setenv(qbench_triton.WGMMA_ENV, "1")
+    monkeypatch.setenv(wgmma.SPLIT_ENV, "1")
+    monkeypatch.setattr(wgmma, "split_slots", lambda *args: max(wgmma.SPLITS))
     monkeypatch.setattr(qbench_triton, "interpreting", lambda: False)  # planned as for a GPU
     monkeypatch.setattr(qbench_triton, "_Choice", lambda plans: plans[-1])  # the Gluon plan alone
     monkeypatch.setattr(kernels, "compile_candidates", lambda *args, **kwargs: None)
     monkeypatch.setattr(kernels, "_sm_count", lambda: 132)
     monkeypatch.setattr(wgmma, "hopper", lambda device: True)
 
-    def run(problem: ConvProblem, inputs, config) -> torch.Tensor:
+    def run(problem: ConvProblem, inputs, config, reverse: bool = False) -> torch.Tensor:
         tuned, kernel, _ = _gluon_kernel(problem)
-        monkeypatch.setattr(wgmma, tuned, _EmulatedTuning(kernel, config))
+        monkeypatch.setattr(wgmma, tuned, _EmulatedTuning(kernel, config, reverse))
         packed = qbench_triton.qbench_prepack("triton", inputs.weight, inputs.bias, inputs.params)
         output = QuantizedActivation.output_buffer(problem, "cpu", True)
         output.data.fill_(77)
@@ -390,6 +401,7 @@ def emulated_wgmma(monkeypatch):
         details = qbench_triton.qbench_details("triton", packed)
         named = "wgmma merged" if tuned == "conv_merged_wgmma_tuned" else "wgmma"
         assert details["kernel"] == named and details["BM"] == config.kwargs["BM"], details
+        assert details.get("split_k", 1) == config.kwargs.get("SPLIT", 1), details
         return output.data
 
     return run
@@ -397,10 +409,11 @@ def emulated_wgmma(monkeypatch):
 
 @pytest.mark.parametrize("name", [*WGMMA_PROBLEMS, "wgmma-ties"])
 def test_every_wgmma_tile_matches_the_reference_in_the_gluon_emulator(name, emulated_wgmma):
-    """The Gluon kernels in `gluon_emulator`, each config that can do the problem: their index
-    arithmetic, masks, border tables, epilogue and the order of their loads, stores, barriers
-    and waits, output for output equal to the reference. "wgmma-ties" puts outputs exactly on
-    .5, rounded half to even."""
+    """The Gluon kernels in `gluon_emulator`, each config that can do the problem (split-K's
+    too, whose programs run in either order, so that each part is the last to arrive at its
+    tile's counter in one run): their index arithmetic, masks, border tables, epilogue and the
+    order of their loads, stores, barriers and waits, output for output equal to the reference.
+    "wgmma-ties" puts outputs exactly on .5, rounded half to even."""
     import qbench_triton
 
     ties = name == "wgmma-ties"
@@ -411,8 +424,9 @@ def test_every_wgmma_tile_matches_the_reference_in_the_gluon_emulator(name, emul
     _, _, configs = _gluon_kernel(problem)
     assert len(configs) >= 2
     for config in configs:
-        output = emulated_wgmma(problem, inputs, config)
-        assert torch.equal(output, expected), qbench_triton._config_label(config)
+        for reverse in (False, True) if config.kwargs.get("SPLIT", 1) > 1 else (False,):
+            output = emulated_wgmma(problem, inputs, config, reverse)
+            assert torch.equal(output, expected), (qbench_triton._config_label(config), reverse)
 
 
 # what the Gluon kernels take (`wgmma.configs_for`: channels a group in multiples of 64, at most
@@ -434,7 +448,9 @@ def test_random_problems_are_exact_in_the_gluon_emulator(drawn, emulated_wgmma):
     assume(configs)  # merged rows whose tap stride no block divides, narrow groups
     problem, inputs, expected = _quantized_case(problem, ties=False)
     config = configs[pick % len(configs)]
-    assert torch.equal(emulated_wgmma(problem, inputs, config), expected), (problem, config)
+    reverse = pick // len(configs) % 2 == 1
+    assert torch.equal(emulated_wgmma(problem, inputs, config, reverse), expected), (
+        problem, config, reverse)
 
 
 def test_the_autotuner_finds_every_candidate_ready_on_a_gpu(runner_and_backend, monkeypatch):
@@ -665,12 +681,52 @@ def test_the_wgmma_kernels_take_the_convs_they_were_written_for():
     assert _config_tiles(configs(conv1)) == {(128, 64, 32), (256, 64, 32)}  # taps of 32 lanes
     assert not configs(conv1, zero_points=True)
     assert not configs(conv1.replace(in_channels=9, kernel_size=(4, 4)))  # a tap stride of 48
-    args = dict(M=100, SPAN=64, KG=128)
-    tiles = _config_tiles(wgmma._fitting_configs(wgmma.WGMMA_CONFIGS, args))
+    args = dict(M=100, SPAN=64, KG=128, K=128, partial_ptr=torch.empty((1, 1, 1)))
+    tiles = _config_tiles(wgmma._fitting_configs(wgmma.WGMMA_CONFIGS, args, R=3, S=3))
     assert tiles == {(64, 128, 64), (128, 128, 64), (64, 64, 64)}
     merged = _config_tiles(wgmma._fitting_merged_configs(
         wgmma.MERGED_CONFIGS, dict(M=100, SPAN=60, WSTRIDE=64, KG=128)))
     assert merged == {(128, 64, 32), (128, 128, 32), (128, 64, 64)}
+
+
+def test_split_k_is_tried_only_with_qbench_triton_split_k_of_1_on_layers_of_few_tiles(
+        monkeypatch):
+    """Split-K (`wgmma.SPLIT_CONFIGS`) joins the Gluon kernel's candidates with
+    QBENCH_TRITON_SPLIT_K=1 alone, on layers of fewer tiles than two an SM (`worth_splitting`:
+    ResNet-50's layer3.conv2 at batch 32 has 196 of 64x128 for an H200's 132 SMs, its layer1's 3x3
+    1568) whose parts each fill the pipeline, as far as the plan's partials have slots."""
+    pytest.importorskip("triton")
+    from qbench_triton import kernels, wgmma
+    from qbench_triton.layout import layout
+
+    monkeypatch.setattr(kernels, "_sm_count", lambda: 132)
+
+    def splits(problem, slots=3):
+        """The splits tried for `problem`: (configs_for's, the prune's, `split_slots`)."""
+        weight = torch.zeros((problem.out_channels, problem.in_channels, *problem.kernel_size),
+                             dtype=torch.int8)
+        mapping = layout(weight, ConvParams.of(padding=problem.padding), False)
+        rows = problem.batch * problem.height * problem.width
+        args = dict(M=rows, SPAN=mapping.span, KG=mapping.tile_out, K=problem.out_channels,
+                    partial_ptr=torch.empty((slots, 1, 1)))
+        candidates = wgmma.configs_for(mapping, False, problem.kernel_size)
+        r, s = problem.kernel_size
+        pruned = wgmma._fitting_configs(candidates, args, R=r, S=s)
+        tiles = {(*tile, config.kwargs["SPLIT"]) for config in pruned
+                 for tile in _config_tiles([config]) if config.kwargs["SPLIT"] > 1}
+        return ({config.kwargs["SPLIT"] for config in candidates} - {1}, tiles,
+                wgmma.split_slots(rows, problem.out_channels, mapping.tile_out, mapping.span,
+                                  problem.kernel_size, 132))
+
+    layer3 = ConvProblem(32, 256, 14, 14, 256, (3, 3), padding=(1, 1))
+    assert splits(layer3) == (set(), set(), 0)
+    monkeypatch.setenv(wgmma.SPLIT_ENV, "1")
+    assert splits(layer3) == ({2, 3}, {(64, 128, 128, 2), (64, 128, 128, 3), (128, 128, 128, 2),
+                                       (128, 128, 128, 3)}, 3)  # 392 tiles of 64x64: enough
+    assert splits(layer3, slots=2)[1] == {(64, 128, 128, 2), (128, 128, 128, 2)}
+    assert splits(layer3.replace(height=56, width=56, out_channels=64))[1:] == (set(), 0)
+    # a 1x1 of 256 channels: 2 steps of 128, too few for any part to fill the pipeline
+    assert splits(layer3.replace(kernel_size=(1, 1), padding=(0, 0)))[1:] == (set(), 0)
 
 
 def test_after_tuning_the_chosen_config_is_launched_without_the_autotuner():
@@ -817,7 +873,8 @@ def test_kernels_compile_for_sm80_and_sm90_without_a_gpu():
 
     wgmma_lines = [line for line in lines if line.startswith("sm_90 wgmma config ")]
     # qint8 and quint8, a tap per pixel and merged rows
-    assert len(wgmma_lines) == 2 * (len(wgmma.WGMMA_CONFIGS) + len(wgmma.MERGED_CONFIGS))
+    assert len(wgmma_lines) == 2 * (len(wgmma.WGMMA_CONFIGS) + len(wgmma.SPLIT_CONFIGS)
+                                    + len(wgmma.MERGED_CONFIGS))
     for line in wgmma_lines:  # every load of a step issued while a wgmma runs, its registers
         # left alone
         beside, loads = map(int, re.search(r"(\d+) of (\d+) loads beside a wgmma", line).groups())
@@ -973,27 +1030,31 @@ def test_a_shared_launch_keeps_its_programs_within_bounds(tiles, steps, per_sm, 
 
 
 def test_the_tuning_log_shows_what_stream_k_and_the_wgmma_kernel_did(tmp_path):
-    """`python -m qbench_triton.tuning_log FILE`: for stream-K and the Gluon kernel, per shape
-    that tried the kind, its best against the best program per tile and their ratio; shapes
-    that tried neither are left out, and neither kind counts as a program per tile."""
+    """`python -m qbench_triton.tuning_log FILE`: for stream-K, the Gluon kernel and its split-K,
+    per shape that tried the kind, its best against the best program per tile and their ratio;
+    shapes that tried none are left out, no kind counts as a program per tile, and a split
+    Gluon config counts as split-K alone."""
     record = {"input_nhwc": [32, 7, 7, 512], "output_nhwc": [32, 7, 7, 512],
               "kernel_size": [3, 3], "in_dtype": "qint8"}
     log = tmp_path / "tuning.jsonl"
     log.write_text("\n".join(json.dumps(record | {"median_us": medians}) for medians in [
         {"64x128x256/8w/3s": 19.4, "128x256x64/8w/3s/stream1": 14.55, "64x64x64/4w/4s": 23.1},
         {"64x64x128/4w/4s": 18.0, "64x128x128/4w/4s/wgmma": 19.8,
-         "64x64x128/4w/4s/stream2": 9.0},
+         "64x64x128/4w/4s/stream2": 9.0, "64x128x128/4w/4s/wgmma/split2": 12.6},
         {"64x64x32/4w/4s": 249.0}]) + "\n")
     proc = subprocess.run([sys.executable, "-m", "qbench_triton.tuning_log", str(log)],
                           capture_output=True, text=True, check=True)
-    _, stream_k, wgmma = proc.stdout.split("| input NHWC ")  # a table per kind
+    _, stream_k, wgmma, split_k = proc.stdout.split("| input NHWC ")  # a table per kind
     assert "| program per tile (µs) | stream-K (µs) | ratio |" in stream_k
     assert ("| 32x7x7x512 | 32x7x7x512 | 3x3 | qint8 | 64x128x256/8w/3s 19.4 "
             "| 128x256x64/8w/3s/stream1 14.6 | 0.75 |") in stream_k.splitlines()
     assert stream_k.strip().splitlines()[-1] == "stream-K faster on 2 of 2 shapes that tried it"
     assert ("| 32x7x7x512 | 32x7x7x512 | 3x3 | qint8 | 64x64x128/4w/4s 18.0 "
             "| 64x128x128/4w/4s/wgmma 19.8 | 1.10 |") in wgmma.splitlines()
-    assert wgmma.splitlines()[-1] == "wgmma faster on 0 of 1 shapes that tried it"
+    assert wgmma.strip().splitlines()[-1] == "wgmma faster on 0 of 1 shapes that tried it"
+    assert ("| 32x7x7x512 | 32x7x7x512 | 3x3 | qint8 | 64x64x128/4w/4s 18.0 "
+            "| 64x128x128/4w/4s/wgmma/split2 12.6 | 0.70 |") in split_k.splitlines()
+    assert split_k.splitlines()[-1] == "split-K faster on 1 of 1 shapes that tried it"
 
 
 def test_the_stream_probe_forces_one_tile_shared_by_the_programs_it_names():

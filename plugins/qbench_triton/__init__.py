@@ -142,10 +142,13 @@ class _Choice:
 
 def _config_label(config: Any) -> str:
     """A config as BMxBNxBK/warps/stages (BMxBN/... for the direct kernel), /streamN for a shared
-    launch of N programs per SM, /wgmma for `wgmma.conv_gemm_wgmma_kernel`'s (its STAGES)."""
+    launch of N programs per SM, /wgmma for the Gluon kernels' (`wgmma`; its STAGES), then
+    /splitN for N programs per tile."""
     tiles = "x".join(str(config.kwargs[key]) for key in ("BM", "BN", "BK") if key in config.kwargs)
     if "STAGES" in config.kwargs:
-        return f"{tiles}/{config.num_warps}w/{config.kwargs['STAGES']}s/wgmma"
+        split = config.kwargs.get("SPLIT", 1)
+        return (f"{tiles}/{config.num_warps}w/{config.kwargs['STAGES']}s/wgmma"
+                + (f"/split{split}" if split > 1 else ""))
     label = f"{tiles}/{config.num_warps}w/{config.num_stages}s"
     return label + (f"/stream{config.kwargs['PROGRAMS_PER_SM']}" if config.kwargs.get("SHARED")
                     else "")
@@ -272,11 +275,26 @@ def _with_wgmma(plan: _Plan, packed: _Packed, x: torch.Tensor, out: torch.Tensor
     if not (wgmma.hopper(x.device) and wgmma.configs_for(
             mapping, packed.has_weight_zero_points, packed.kernel_size)):
         return plan
-    tail = (pointers[0], *pointers[2:], mapping.span, mapping.tap_stride) + sizes
+    pointers = (pointers[0], *pointers[2:])
+    if not mapping.merge_rows:  # split-K's partials and counters (`wgmma.split_slots`)
+        k = out.shape[-1]
+        slots = wgmma.split_slots(shape.rows, k, mapping.tile_out, mapping.span,
+                                  packed.kernel_size, kernels._sm_count())
+        buffers = sharing_buffers(shape.rows, k, mapping.tile_out,
+                                  packed.params.groups // mapping.groups_per_tile, slots,
+                                  x.device)
+        pointers += (buffers.partials, buffers.counters)
+    tail = pointers + (mapping.span, mapping.tap_stride) + sizes
     own = {name: constants[name] for name in ("R", "S", "X_UNSIGNED", "BORDER")}
     tuner = wgmma.tuner(mapping)
-    kernels.compile_candidates(tuner, shape.tile_grid, x, mapping.weight, out, *tail, **own)
-    return _Choice((plan, _Plan(tuner, shape.tile_grid, tail, own)))
+
+    def grid(meta: dict[str, Any]) -> tuple[int, ...]:
+        """A program per tile, or SPLIT (split-K)."""
+        rows, columns, groups = shape.tile_grid(meta)
+        return rows, columns, groups * meta.get("SPLIT", 1)
+
+    kernels.compile_candidates(tuner, grid, x, mapping.weight, out, *tail, **own)
+    return _Choice((plan, _Plan(tuner, grid, tail, own)))
 
 
 def _gemm_grid(shape: GemmShape, buffers: SharingBuffers,
@@ -393,4 +411,6 @@ def qbench_details(backend: str, packed: Any) -> dict[str, Any] | None:
                   "stages": plan.constants["STAGES"] if wgmma else config.num_stages}
     if plan.constants.get("SHARED"):
         facts["stream_k_programs"] = plan.grid[0]
+    if plan.constants.get("SPLIT", 1) > 1:
+        facts["split_k"] = plan.constants["SPLIT"]  # programs per tile
     return facts | plan.tuning_facts()

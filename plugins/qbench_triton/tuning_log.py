@@ -13,18 +13,24 @@ from pathlib import Path
 from typing import Any
 
 # a kind's mark in `qbench_triton._config_label`: stream-K's shared launches, the Gluon kernels
-KINDS = {"stream-K": "/stream", "wgmma": "/wgmma"}
+# with a program per tile, and with split-K (`/wgmma/splitN`: a label's last mark is its kind)
+KINDS = {"stream-K": "/stream", "wgmma": "/wgmma", "split-K": "/split"}
+
+
+def _mark(label: str) -> str | None:
+    """The kind mark that comes last in `label`, or None (the GEMM kernel, a program per tile)."""
+    found = [(label.rfind(mark), mark) for mark in KINDS.values() if mark in label]
+    return max(found)[1] if found else None
 
 
 def kind_rows(records: Iterable[dict[str, Any]], mark: str) -> list[dict[str, Any]]:
-    """A row per record whose medians include configs labelled with `mark` and configs of no
+    """A row per record whose medians include configs of the kind `mark` and configs of no
     kind: the shape, the best of each and marked / unmarked (under 1: the kind was faster)."""
     rows = []
     for record in records:
         medians = record.get("median_us", {})
-        marked = {label: us for label, us in medians.items() if mark in label}
-        whole = {label: us for label, us in medians.items()
-                 if not any(kind in label for kind in KINDS.values())}
+        marked = {label: us for label, us in medians.items() if _mark(label) == mark}
+        whole = {label: us for label, us in medians.items() if _mark(label) is None}
         if not marked or not whole:
             continue
         best_marked = min(marked, key=marked.get)
@@ -58,7 +64,7 @@ def main(path: str) -> int:
         records = [json.loads(line) for line in log if line.strip()]
     tables = [markdown(rows, kind) for kind, mark in KINDS.items()
               if (rows := kind_rows(records, mark))]
-    print("\n\n".join(tables) or "no tuning in the log tried stream-K or the wgmma kernels")
+    print("\n\n".join(tables) or "no tuning in the log tried stream-K or the Gluon kernels")
     return 0
 
 

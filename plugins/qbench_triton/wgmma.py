@@ -19,6 +19,9 @@ there; a step then waits for its wgmma before the next step's tile can take thos
 its loads still issued beside it (merged rows flip theirs before storing them). On 4 warps (a
 warpgroup) or 8 (two, a warpgroup per 64 rows or side by side over the columns), with a barrier
 after the wait in every warp, so that no warpgroup loads into a slot another's wgmma still reads.
+A tap per pixel's tile may also be split among programs (split-K, tuned with
+QBENCH_TRITON_SPLIT_K=1 on layers of few tiles), each an even share of its steps, their sums
+meeting at the tile's counters (`_split_sums`).
 Compiled for sm_90 on any machine (`compile_check`); Gluon has no interpreter, so the tests run
 these kernels' bodies on the CPU in their Gluon emulator (tests/gluon_emulator.py) and, on a
 Hopper GPU, compiled.
@@ -26,6 +29,7 @@ Hopper GPU, compiled.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -37,7 +41,9 @@ from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared
                                                               warpgroup_mma_wait)
 
 from qbench_triton import kernels
+from qbench_triton.kernels import SPIN_LIMIT
 from qbench_triton.layout import Layout
+from qbench_triton.stream import partials_fit
 
 # the int8 wgmma widths that Triton takes (its Gluon tutorial's list, up to 224)
 _INT8_WIDTHS = gl.constexpr((224, 208, 192, 176, 160, 144, 128, 112, 96, 80, 64, 48, 32, 24, 16, 8))
@@ -160,21 +166,63 @@ def _window_origins(pid_m, M, H, W, OH, OW, C, SH, SW, PH, PW, BM: gl.constexpr,
     return m < M, ih0, iw0, ((n * H + ih0) * W + iw0) * C
 
 
+@gluon.jit
+def _wait_for(counter_ptr, target):
+    """Spin until the int32 at counter_ptr reaches `target` (acquire), as `kernels._wait_for`
+    does (a Gluon kernel calls no Triton function)."""
+    seen = gl.atomic_add(counter_ptr, 0, sem="acquire")
+    spins = 0
+    while (seen < target) & (spins < SPIN_LIMIT):
+        seen = gl.atomic_add(counter_ptr, 0, sem="acquire")
+        spins += 1
+
+
+@gluon.jit
+def _split_sums(acc, partial_ptr, counter_ptr, tile, part, rows, k, M, K,
+                SPLIT: gl.constexpr):
+    """A tile's sums from its SPLIT programs' parts, as `kernels._finish_tile` adds a shared
+    tile's: each program claims a turn at the tile's first counter; all but the last store
+    their part in their slot of `partial_ptr` ([SPLIT, M, K]) and count it at the second; the
+    last waits for that count (the others have claimed, so they run, and their stores wait on
+    nothing), adds their parts to its own, sets both counters back to zero and returns whether
+    it is the last, with the whole sums."""
+    last = gl.atomic_add(counter_ptr + 2 * tile, 1, sem="relaxed") == SPLIT - 1
+    offsets = rows[:, None] * K + k[None, :]
+    rows_ok = (rows < M)[:, None]
+    if last:
+        _wait_for(counter_ptr + 2 * tile + 1, SPLIT - 1)
+        for other in range(SPLIT):  # a loop, not unrolled: one part's loads held at a time
+            acc += gl.load(partial_ptr + other * M * K + offsets, mask=rows_ok & (other != part),
+                           other=0)
+        gl.atomic_xchg(counter_ptr + 2 * tile, 0)  # ready for the next launch
+        gl.atomic_xchg(counter_ptr + 2 * tile + 1, 0)
+    else:
+        gl.store(partial_ptr + part * M * K + offsets, acc, mask=rows_ok)
+        _barrier()  # every thread's part stored before the release below
+        gl.atomic_add(counter_ptr + 2 * tile + 1, 1, sem="release")
+    return last, acc
+
+
 @gluon.jit(do_not_specialize=kernels.GEOMETRY)
-def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, SPAN, WSTRIDE,
+def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, partial_ptr,
+                           counter_ptr, SPAN, WSTRIDE,
                            M, H, W, OH, OW, C, K, CG, KG, SH, SW, PH, PW, DH, DW,
                            out_zp, lo, hi,
                            R: gl.constexpr, S: gl.constexpr, X_UNSIGNED: gl.constexpr,
                            BORDER: gl.constexpr,
                            BM: gl.constexpr, BN: gl.constexpr, BK: gl.constexpr,
-                           STAGES: gl.constexpr):
-    """A program per output tile: (row tile, channel tile, tile group) = program ids; weights
-    [K, R * S, WSTRIDE] as `layout` packs them; SPAN (a tap's channels, CG) a multiple of BK and
-    KG of BN. The epilogue as `kernels._requantize` computes it: (acc - corr + bias) * mult,
-    rounded half to even with floor, plus the output zero point, clamped to [lo, hi]."""
+                           STAGES: gl.constexpr, SPLIT: gl.constexpr):
+    """SPLIT programs per output tile (split-K): (row tile, channel tile, tile group x SPLIT +
+    part) = program ids; a part takes an even share of the tile's reduction steps, in order, and
+    the parts' sums meet in `_split_sums` (with SPLIT of 1, a program per tile and no partials:
+    `partial_ptr` and `counter_ptr` unused). Weights [K, R * S, WSTRIDE] as `layout` packs them;
+    SPAN (a tap's channels, CG) a multiple of BK and KG of BN. The epilogue as
+    `kernels._requantize` computes it: (acc - corr + bias) * mult, rounded half to even with
+    floor, plus the output zero point, clamped to [lo, hi]."""
     pid_m = gl.program_id(0)
     pid_n = gl.program_id(1)
-    g = gl.program_id(2)
+    g = gl.program_id(2) // SPLIT
+    part = gl.program_id(2) % SPLIT
     warps: gl.constexpr = gl.num_warps()
     x_layout: gl.constexpr = _load_layout(BK, warps)
     w_layout: gl.constexpr = _load_layout(BK, warps)
@@ -203,9 +251,11 @@ def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, 
     j_w = gl.arange(0, BK, gl.SliceLayout(0, w_layout))
     blocks = SPAN // BK
     steps = R * S * blocks
+    first = part * steps // SPLIT  # this part's steps: [first, end)
+    end = (part + 1) * steps // SPLIT
 
-    tap_ahead = 0  # the loads' step, STAGES - 1 ahead: its tap and first lane
-    lane0_ahead = 0
+    tap_ahead = first // blocks  # the loads' step, STAGES - 1 ahead: its tap and first lane
+    lane0_ahead = first % blocks * BK
     for step in gl.static_range(STAGES - 1):  # the pipeline's first loads
         _issue_loads(x_ptr, w_ptr, x_slots.index(step), w_slots.index(step), tap_ahead,
                      lane0_ahead, row_base, taps_inside, j_x, k_w, j_w, W, C, DH, DW, WSTRIDE, S,
@@ -215,8 +265,10 @@ def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, 
     rows = pid_m * BM + gl.arange(0, BM, gl.SliceLayout(1, acc_layout))
     k = g * KG + pid_n * BN + gl.arange(0, BN, gl.SliceLayout(0, acc_layout))
     acc = _minus_compensation(corr_ptr, rows, rows < M, k, OH, OW, K, BORDER, BM, BN, acc_layout)
-    for step in range(steps):
-        slot = step % STAGES
+    if SPLIT > 1:  # the compensation once, in the first part's sums
+        acc = gl.where(part == 0, acc, 0)
+    for step in range(first, end):
+        slot = (step - first) % STAGES
         # this thread's loads of `step` have landed, and every thread's: as Triton pipelines its
         # own dots (`kernels`, exact on an H200 in every suite), no proxy fence after cp.async
         async_copy.wait_group(STAGES - 2)
@@ -233,7 +285,7 @@ def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, 
             # the previous step's wgmma done: its slot, (step + STAGES - 1) % STAGES, is free
             acc, _, _ = warpgroup_mma_wait(num_outstanding=1, deps=(acc, x_slot, w_slot))
             _barrier()  # in every warp: each warp's part of a wgmma reads all of a slot's weights
-        ahead = (step + STAGES - 1) % STAGES  # loaded while this step's wgmma runs
+        ahead = (step - first + STAGES - 1) % STAGES  # loaded while this step's wgmma runs
         _issue_loads(x_ptr, w_ptr, x_slots.index(ahead), w_slots.index(ahead), tap_ahead,
                      lane0_ahead, row_base, taps_inside, j_x, k_w, j_w, W, C, DH, DW, WSTRIDE, S,
                      BK, R)
@@ -245,8 +297,15 @@ def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, 
     acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
     async_copy.wait_group(0)  # no copy (zero-filling, past `steps`) outlives the program
 
-    _requantize_store(acc, out_ptr, bias_ptr, mult_ptr, k, pid_m * BM, g * KG + pid_n * BN, M, K,
-                      out_zp, lo, hi, BM, BN)
+    if SPLIT > 1:
+        tile = (g * gl.num_programs(1) + pid_n) * gl.num_programs(0) + pid_m
+        last, acc = _split_sums(acc, partial_ptr, counter_ptr, tile, part, rows, k, M, K, SPLIT)
+        if last:
+            _requantize_store(acc, out_ptr, bias_ptr, mult_ptr, k, pid_m * BM,
+                              g * KG + pid_n * BN, M, K, out_zp, lo, hi, BM, BN)
+    else:
+        _requantize_store(acc, out_ptr, bias_ptr, mult_ptr, k, pid_m * BM, g * KG + pid_n * BN,
+                          M, K, out_zp, lo, hi, BM, BN)
 
 
 @gluon.constexpr_function
@@ -374,14 +433,55 @@ MERGED_TILES = [(128, 64, 32, 4, 3), (128, 64, 32, 4, 4), (128, 128, 32, 4, 3),
                 (128, 64, 64, 4, 3), (256, 64, 32, 8, 3), (256, 128, 32, 8, 3)]
 
 
-def _configs(tiles: list[tuple[int, ...]]) -> list[triton.Config]:
-    return [triton.Config({"BM": bm, "BN": bn, "BK": bk, "STAGES": stages}, num_warps=warps,
-                          num_stages=1) for bm, bn, bk, warps, stages in tiles]
+# split-K (`conv_gemm_wgmma_kernel`'s SPLIT) for layers of few tiles (`worth_splitting`): the
+# deep layers' winning tiles, each over 2 and 3 programs
+SPLIT_TILES = [(64, 128, 128, 4, 4), (64, 64, 128, 4, 4), (128, 128, 128, 8, 3)]
+SPLITS = (2, 3)
+SPLIT_ENV = "QBENCH_TRITON_SPLIT_K"  # 1: tuning tries split-K too (not yet run on a GPU)
 
 
-WGMMA_CONFIGS = _configs(WGMMA_TILES)
+def _configs(tiles: list[tuple[int, ...]], split: int | None = None) -> list[triton.Config]:
+    """triton.Configs of (BM, BN, BK, warps, STAGES), with SPLIT if `split`."""
+    return [triton.Config({"BM": bm, "BN": bn, "BK": bk, "STAGES": stages}
+                          | ({} if split is None else {"SPLIT": split}),
+                          num_warps=warps, num_stages=1) for bm, bn, bk, warps, stages in tiles]
+
+
+WGMMA_CONFIGS = _configs(WGMMA_TILES, 1)
+SPLIT_CONFIGS = [config for split in SPLITS for config in _configs(SPLIT_TILES, split)]
 MERGED_CONFIGS = _configs(MERGED_TILES)
 TUNING_KEY = [name for name in kernels.TUNING_KEY if name != "HAS_WZP"]
+
+
+def splitting() -> bool:
+    """Whether tuning tries split-K configs (QBENCH_TRITON_SPLIT_K=1, read at each plan)."""
+    return os.environ.get(SPLIT_ENV) == "1"
+
+
+def worth_splitting(config: triton.Config, rows: int, out_channels: int, steps: int,
+                    sms: int) -> bool:
+    """Whether `config` is a program per tile, or a split worth trying: a layer of fewer tiles
+    than two an SM (ResNet-50's layer3 and layer4 at batch 32: 196 and 100 of 64x128 on 132
+    SMs), each part at least STAGES steps long, and the partials within their limit
+    (`stream.partials_fit`)."""
+    split = config.kwargs["SPLIT"]
+    if split == 1:
+        return True
+    tiles = -(-rows // config.kwargs["BM"]) * (out_channels // config.kwargs["BN"])
+    return (tiles < 2 * sms and steps >= split * config.kwargs["STAGES"]
+            and partials_fit(split, rows, out_channels))
+
+
+def split_slots(rows: int, out_channels: int, group_out: int, span: int,
+                kernel_size: tuple[int, int], sms: int) -> int:
+    """The partials' slots for the split configs that tuning a tap per pixel would try (0 for
+    none; SPLIT_CONFIGS if `splitting`): the plan makes them only then."""
+    if not splitting():
+        return 0
+    taps = kernel_size[0] * kernel_size[1]
+    return max((config.kwargs["SPLIT"] for config in dividing(SPLIT_CONFIGS, span, group_out)
+                if worth_splitting(config, rows, out_channels, taps * span // config.kwargs["BK"],
+                                   sms)), default=0)
 
 
 def configs_for(mapping: Layout, has_weight_zero_points: bool,
@@ -396,7 +496,8 @@ def configs_for(mapping: Layout, has_weight_zero_points: bool,
         return dividing(MERGED_CONFIGS, mapping.tap_stride, mapping.tile_out)
     if kernel_size[0] * kernel_size[1] > 32:
         return []
-    return dividing(WGMMA_CONFIGS, mapping.span, mapping.tile_out)
+    return dividing(WGMMA_CONFIGS + (SPLIT_CONFIGS if splitting() else []), mapping.span,
+                    mapping.tile_out)
 
 
 def tuner(mapping: Layout) -> Any:
@@ -418,9 +519,17 @@ def dividing(configs: list[triton.Config], lanes: int, group_out: int) -> list[t
 def _fitting_configs(configs: list[triton.Config], named_args: dict[str, Any],
                      **kwargs: Any) -> list[triton.Config]:
     """The autotuner's prune for a tap per pixel: the configs whose blocks divide a tap's
-    channels (`dividing`) that fit the problem's rows (`kernels._fitting`)."""
-    return kernels._fitting(dividing(configs, named_args["SPAN"], named_args["KG"]),
-                            {"BM": named_args["M"]})
+    channels (`dividing`) that fit the problem's rows (`kernels._fitting`), and the splits worth
+    trying (`worth_splitting`) that the partials have slots for (none without
+    QBENCH_TRITON_SPLIT_K=1: `split_slots`)."""
+    rows, span = named_args["M"], named_args["SPAN"]
+    fitting = kernels._fitting(dividing(configs, span, named_args["KG"]), {"BM": rows})
+    slots = named_args["partial_ptr"].shape[0]
+    taps = kwargs["R"] * kwargs["S"]
+    return [config for config in fitting if config.kwargs["SPLIT"] == 1 or (
+        config.kwargs["SPLIT"] <= slots and worth_splitting(
+            config, rows, named_args["K"], taps * span // config.kwargs["BK"],
+            kernels._sm_count()))]
 
 
 def _fitting_merged_configs(configs: list[triton.Config], named_args: dict[str, Any],
@@ -431,7 +540,7 @@ def _fitting_merged_configs(configs: list[triton.Config], named_args: dict[str, 
 
 
 conv_gemm_wgmma_tuned = triton.autotune(
-    configs=WGMMA_CONFIGS, key=TUNING_KEY, do_bench=kernels._tuning_bench,
+    configs=WGMMA_CONFIGS + SPLIT_CONFIGS, key=TUNING_KEY, do_bench=kernels._tuning_bench,
     prune_configs_by={"early_config_prune": _fitting_configs})(conv_gemm_wgmma_kernel)
 conv_merged_wgmma_tuned = triton.autotune(
     configs=MERGED_CONFIGS, key=TUNING_KEY, do_bench=kernels._tuning_bench,
