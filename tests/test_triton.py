@@ -914,6 +914,18 @@ def test_planning_with_the_wgmma_kernels_on_compiles_their_candidates_at_once(mo
                         "grid": grid}, compiles
 
 
+def test_split_k_plans_its_partials_and_compiles_its_candidates_at_once():
+    """With QBENCH_TRITON_SPLIT_K=1 on a Hopper GPU (stood in for), a 3x3 of 128 channels at
+    392 rows (7 tiles of 64x128, 9 steps of 128): its plan makes partials of 3 slots, compiles
+    the split candidates with the rest (the 9 tiles whose blocks divide 128 channels, and 4
+    splits: 2 of 64x128 and of 64x64 tiles, 128x128's in 2 and 3, as 3 parts of 3 steps fill
+    its 3 stages), and splits a tile's programs on the grid's third axis."""
+    pytest.importorskip("triton")
+    compiles = json.loads(_run_compiling(STANDIN, "wgmma-split"))
+    assert compiles == {"plan": "_Choice", "planned": 13, "compiled_after": 0, "slots": 3,
+                        "grid": [7, 1, 2]}, compiles
+
+
 def test_qbench_triton_wgmma_of_0_plans_the_gemm_kernel_alone():
     """QBENCH_TRITON_WGMMA=0 leaves the Gluon kernels out of a Hopper GPU's tuning."""
     pytest.importorskip("triton")

@@ -5,8 +5,10 @@ compiled after it (none, if planning compiled them all); with `forced`, the conf
 launch that `qbench_triton.stream_probe.forced` makes (64x64 tiles shared by 5 programs); with
 `wgmma`, the same counts for the Gluon kernel's candidates (QBENCH_TRITON_WGMMA unset, the device
 taken for a Hopper GPU), the plan's type and the Gluon kernel's grid; with `wgmma-merged`, the same
-for conv1's merged rows (its own Gluon kernel); with `wgmma-off`, the plan's type with
-QBENCH_TRITON_WGMMA=0. Run without TRITON_INTERPRET:
+for conv1's merged rows (its own Gluon kernel); with `wgmma-split`, the same with
+QBENCH_TRITON_SPLIT_K=1 on 128 channels, the partials' slots besides and the grid of 64x128 tiles
+split in 2; with `wgmma-off`, the plan's type with QBENCH_TRITON_WGMMA=0. Run without
+TRITON_INTERPRET:
 `python tests/triton_standin.py quint8`."""
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ class StandInDriver:
 def main(mode: str) -> None:
     driver.set_active(StandInDriver())
     kernels._sm_count = lambda: 132  # an H100's SMs, for stream-K's pruning
-    problem = ConvProblem(batch=2, in_channels=64, out_channels=128 if mode == "wgmma" else 64,
+    problem = ConvProblem(batch=2, in_channels=128 if mode == "wgmma-split" else 64,
+                          out_channels=128 if mode in ("wgmma", "wgmma-split") else 64,
                           height=14, width=14, kernel_size=(3, 3), padding=(1, 1),
                           in_dtype=mode if mode in ("qint8", "quint8") else "qint8",
                           out_dtype="quint8", out_scale=0.5, out_zero_point=3).validate()
@@ -63,7 +66,8 @@ def main(mode: str) -> None:
                               "partials": list(plan.tail[4].shape)}))  # after 4 pointers
         return
     if mode.startswith("wgmma"):
-        wgmma_planning(packed, x, activation, out, output, off=mode == "wgmma-off")
+        wgmma_planning(packed, x, activation, out, output, off=mode == "wgmma-off",
+                       split=mode == "wgmma-split")
         return
     plan = qbench_triton._plan(packed, x, activation, out, output, relu=False)
     compiled = kernels.conv_gemm_kernel.device_caches[0][0]
@@ -74,14 +78,17 @@ def main(mode: str) -> None:
                       "compiled_after": len(compiled) - planned}))
 
 
-def wgmma_planning(packed, x, activation, out, output, off: bool) -> None:
-    """Plan a launch as the Gluon kernels' setting says (unset, or 0 if `off`), the device taken
-    for a Hopper GPU: prints the plan's type and, if it has a Gluon kernel's, the variants of
-    that kernel for the layout compiled by planning and by a second warm-up, and its grid for
-    64x64 tiles."""
+def wgmma_planning(packed, x, activation, out, output, off: bool, split: bool) -> None:
+    """Plan a launch as the Gluon kernels' setting says (unset, or 0 if `off`; split-K on if
+    `split`), the device taken for a Hopper GPU: prints the plan's type and, if it has a Gluon
+    kernel's, the variants of that kernel for the layout compiled by planning and by a second
+    warm-up, and its grid for 64x64 tiles (with `split`, the partials' slots and the grid of
+    64x128 tiles in 2 instead)."""
     os.environ.pop(qbench_triton.WGMMA_ENV, None)
     if off:
         os.environ[qbench_triton.WGMMA_ENV] = "0"
+    if split:
+        os.environ[wgmma.SPLIT_ENV] = "1"
     wgmma.hopper = lambda device: True
     plan = qbench_triton._plan(packed, x, activation, out, output, relu=False)
     if off:
@@ -92,9 +99,14 @@ def wgmma_planning(packed, x, activation, out, output, off: bool) -> None:
     planned = len(compiled)
     gluon = plan.plans[-1]
     tuner.warmup(x, packed.layout.weight, out, *gluon.tail, grid=gluon.grid, **gluon.constants)
-    print(json.dumps({"plan": type(plan).__name__, "planned": planned,
-                      "compiled_after": len(compiled) - planned,
-                      "grid": gluon.grid({"BM": 64, "BN": 64, "BK": 64})}))
+    facts = {"plan": type(plan).__name__, "planned": planned,
+             "compiled_after": len(compiled) - planned}
+    if split:  # after the tensor-core operands' 3 pointers: the partials
+        facts |= {"slots": gluon.tail[3].shape[0],
+                  "grid": gluon.grid({"BM": 64, "BN": 128, "BK": 128, "SPLIT": 2})}
+    else:
+        facts["grid"] = gluon.grid({"BM": 64, "BN": 64, "BK": 64})
+    print(json.dumps(facts))
 
 
 if __name__ == "__main__":
