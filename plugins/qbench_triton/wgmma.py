@@ -191,9 +191,11 @@ def _split_sums(acc, partial_ptr, counter_ptr, tile, part, rows, k, M, K,
     rows_ok = (rows < M)[:, None]
     if last:
         _wait_for(counter_ptr + 2 * tile + 1, SPLIT - 1)
-        for other in range(SPLIT):  # a loop, not unrolled: one part's loads held at a time
+        # a loop, not unrolled: one part's loads held at a time; .cg: from L2, where the others'
+        # stores are, as `kernels._add_partials` loads them
+        for other in range(SPLIT):
             acc += gl.load(partial_ptr + other * M * K + offsets, mask=rows_ok & (other != part),
-                           other=0)
+                           other=0, cache_modifier=".cg")
         gl.atomic_xchg(counter_ptr + 2 * tile, 0)  # ready for the next launch
         gl.atomic_xchg(counter_ptr + 2 * tile + 1, 0)
     else:
