@@ -268,7 +268,8 @@ def _with_wgmma(plan: _Plan, packed: _Packed, x: torch.Tensor, out: torch.Tensor
     pixel's or merged rows'), its candidates compiled, where one can do the launch
     (`wgmma.hopper`, `wgmma.configs_for`); else `plan`. `pointers`, `sizes` and `constants` as
     `_plan` passes them to the GEMM kernel (the Gluon kernels take no weight zero points); a
-    program per tile of `shape`."""
+    program per tile of `shape`, or with split-K several (`wgmma.split_slots` sizes their
+    partials)."""
     from qbench_triton import kernels, wgmma
 
     mapping = packed.layout
@@ -277,12 +278,10 @@ def _with_wgmma(plan: _Plan, packed: _Packed, x: torch.Tensor, out: torch.Tensor
         return plan
     pointers = (pointers[0], *pointers[2:])
     if not mapping.merge_rows:  # split-K's partials and counters (`wgmma.split_slots`)
-        k = out.shape[-1]
-        slots = wgmma.split_slots(shape.rows, k, mapping.tile_out, mapping.span,
+        slots = wgmma.split_slots(shape.rows, shape.out_channels, mapping.tile_out, mapping.span,
                                   packed.kernel_size, kernels._sm_count())
-        buffers = sharing_buffers(shape.rows, k, mapping.tile_out,
-                                  packed.params.groups // mapping.groups_per_tile, slots,
-                                  x.device)
+        buffers = sharing_buffers(shape.rows, shape.out_channels, mapping.tile_out,
+                                  shape.out_channels // mapping.tile_out, slots, x.device)
         pointers += (buffers.partials, buffers.counters)
     tail = pointers + (mapping.span, mapping.tap_stride) + sizes
     own = {name: constants[name] for name in ("R", "S", "X_UNSIGNED", "BORDER")}
