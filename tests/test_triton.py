@@ -279,8 +279,8 @@ def _gluon_kernel(problem: ConvProblem) -> tuple[str, object, list]:
 
 def test_every_wgmma_tile_matches_the_reference_on_a_hopper_gpu(runner_and_backend, monkeypatch):
     """Each tuning tile of the Gluon kernels (`qbench_triton.wgmma`) that can do the problem,
-    split-K's too (its programs meeting at counters, as the emulator cannot run them), forced and
-    launched without the GEMM kernel beside it, on problems that no tile fits in rows:
+    split-K's too (its programs meeting at counters while they run at once, as no emulator does),
+    forced and launched without the GEMM kernel beside it, on problems that no tile fits in rows:
     qint8 and quint8 inputs with border tables, stride, dilation, tile groups, merged rows,
     quint8 and qint8 outputs, ReLU."""
     runner, backend = runner_and_backend
@@ -693,8 +693,9 @@ def test_split_k_is_tried_only_with_qbench_triton_split_k_of_1_on_layers_of_few_
         monkeypatch):
     """Split-K (`wgmma.SPLIT_CONFIGS`) joins the Gluon kernel's candidates with
     QBENCH_TRITON_SPLIT_K=1 alone, on layers of fewer tiles than two an SM (`worth_splitting`:
-    ResNet-50's layer3.conv2 at batch 32 has 196 of 64x128 for an H200's 132 SMs, its layer1's 3x3
-    1568) whose parts each fill the pipeline, as far as the plan's partials have slots."""
+    ResNet-50's layer3.conv2 at batch 32 has 196 of 64x128 for an H200's 132 SMs; a 3x3 of 64
+    outputs at 56^2, as layer1's, 1568 of 64x64) whose parts each fill the pipeline, as far as
+    the plan's partials have slots."""
     pytest.importorskip("triton")
     from qbench_triton import kernels, wgmma
     from qbench_triton.layout import layout
@@ -722,7 +723,7 @@ def test_split_k_is_tried_only_with_qbench_triton_split_k_of_1_on_layers_of_few_
     assert splits(layer3) == (set(), set(), 0)
     monkeypatch.setenv(wgmma.SPLIT_ENV, "1")
     assert splits(layer3) == ({2, 3}, {(64, 128, 128, 2), (64, 128, 128, 3), (128, 128, 128, 2),
-                                       (128, 128, 128, 3)}, 3)  # 392 tiles of 64x64: enough
+                                       (128, 128, 128, 3)}, 3)  # not 64x64: 392 tiles
     assert splits(layer3, slots=2)[1] == {(64, 128, 128, 2), (128, 128, 128, 2)}
     assert splits(layer3.replace(height=56, width=56, out_channels=64))[1:] == (set(), 0)
     # a 1x1 of 256 channels: 2 steps of 128, too few for any part to fill the pipeline
