@@ -1073,9 +1073,11 @@ def test_the_tuning_log_shows_what_stream_k_and_the_wgmma_kernel_did(tmp_path):
 def test_the_stream_probe_forces_one_tile_shared_by_the_programs_it_names():
     """`qbench_triton.stream_probe.forced`, planned as on an sm_90 GPU without one: the autotuner
     holds the one shared config, the grid has the programs asked for, and the partials the slots
-    they need (7 tiles of 9 steps on 5 programs: at most 2 a tile)."""
+    they need (7 tiles of 9 steps on 5 programs: at most 2 a tile); on Hopper too, where the
+    Gluon kernels, left out, would otherwise have been tuned beside it."""
     pytest.importorskip("triton")
     plan = json.loads(_run_compiling(STANDIN, "forced"))
+    assert plan["plan"] == "_Plan"
     (config,) = plan["configs"]
     assert "BM: 64, BN: 64, BK: 64, SHARED: True" in config and "num_stages: 4" in config
     assert plan["grid"] == [5, 1, 1] and plan["partials"] == [2, 392, 64]

@@ -1,8 +1,9 @@
 """Plan one Triton GEMM launch as on an sm_90 GPU, without one: a stand-in for Triton's CUDA driver
 names the target, and Triton compiles (it ships ptxas) but launches nothing. Prints, as JSON, how
 many kernel variants planning compiled and how many a second warm-up of every tuning candidate
-compiled after it (none, if planning compiled them all); with `forced`, the configs and grid of a
-launch that `qbench_triton.stream_probe.forced` makes (64x64 tiles shared by 5 programs); with
+compiled after it (none, if planning compiled them all); with `forced`, the plan's type, configs
+and grid of a launch that `qbench_triton.stream_probe.forced` makes (64x64 tiles shared by 5
+programs, the device taken for a Hopper GPU); with
 `wgmma`, the same counts for the Gluon kernel's candidates (QBENCH_TRITON_WGMMA unset, the device
 taken for a Hopper GPU), the plan's type and the Gluon kernel's grid; with `wgmma-merged`, the same
 for conv1's merged rows (its own Gluon kernel); with `wgmma-split`, the same with
@@ -58,11 +59,13 @@ def main(mode: str) -> None:
     x, activation = qbench_triton.qbench_prepare_input("triton", inputs.input.to("cpu", True))
     output = QuantizedActivation.output_buffer(problem, "cpu", True)
     out = nhwc_view(output.data)
-    if mode == "forced":  # 392 rows: 7 tiles of 64x64, shared by 5 programs
+    if mode == "forced":  # 392 rows: 7 tiles of 64x64, shared by 5 programs, on "Hopper"
+        wgmma.hopper = lambda device: True
         with stream_probe.forced((64, 64, 64, 4, 4), 5):
             plan = qbench_triton._plan(packed, x, activation, out, output, relu=False)
             (config,) = kernels.conv_gemm_tuned.configs
-            print(json.dumps({"configs": [str(config)], "grid": plan.grid(config.all_kwargs()),
+            print(json.dumps({"plan": type(plan).__name__, "configs": [str(config)],
+                              "grid": plan.grid(config.all_kwargs()),
                               "partials": list(plan.tail[4].shape)}))  # after 4 pointers
         return
     if mode.startswith("wgmma"):

@@ -16,6 +16,7 @@ L2, the launch hold, medians), and prints them as a Markdown table:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from unittest import mock
@@ -62,12 +63,14 @@ def launches(shape: GemmShape, tile: tuple[int, ...], sms: int) -> list[tuple[st
 
 @contextmanager
 def forced(tile: tuple[int, ...], programs: int) -> Iterator[None]:
-    """The triton backend launching only `tile`: a program per tile (`programs` 0), or shared by
-    `programs` programs, with partials for any launch."""
+    """The triton backend launching only the GEMM kernel's `tile` (the Gluon kernels left out): a
+    program per tile (`programs` 0), or shared by `programs` programs, with partials for any
+    launch."""
     import qbench_triton
 
     config = kernels._gemm_config(*tile, per_sm=1 if programs else 0)
-    with mock.patch.object(kernels, "conv_gemm_tuned", triton.autotune(
+    with mock.patch.dict(os.environ, {qbench_triton.WGMMA_ENV: "0"}), \
+            mock.patch.object(kernels, "conv_gemm_tuned", triton.autotune(
             configs=[config], key=kernels.TUNING_KEY)(kernels.conv_gemm)), \
             mock.patch.object(kernels, "sharing_slots", lambda shape: _slots_for(shape, tile,
                                                                                programs)), \
