@@ -699,6 +699,7 @@ def test_split_k_is_tried_only_with_qbench_triton_split_k_of_1_on_layers_of_few_
     pytest.importorskip("triton")
     from qbench_triton import kernels, wgmma
     from qbench_triton.layout import layout
+    from qbench_triton.stream import GemmShape
 
     monkeypatch.setattr(kernels, "_sm_count", lambda: 132)
 
@@ -715,9 +716,10 @@ def test_split_k_is_tried_only_with_qbench_triton_split_k_of_1_on_layers_of_few_
         pruned = wgmma._fitting_configs(candidates, args, R=r, S=s)
         tiles = {(*tile, config.kwargs["SPLIT"]) for config in pruned
                  for tile in _config_tiles([config]) if config.kwargs["SPLIT"] > 1}
+        shape = GemmShape(rows, mapping.tile_out, problem.out_channels, mapping.span,
+                          problem.kernel_size, False)
         return ({config.kwargs["SPLIT"] for config in candidates} - {1}, tiles,
-                wgmma.split_slots(rows, problem.out_channels, mapping.tile_out, mapping.span,
-                                  problem.kernel_size, 132))
+                wgmma.split_slots(shape, 132))
 
     layer3 = ConvProblem(32, 256, 14, 14, 256, (3, 3), padding=(1, 1))
     assert splits(layer3) == (set(), set(), 0)

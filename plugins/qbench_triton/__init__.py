@@ -278,8 +278,7 @@ def _with_wgmma(plan: _Plan, packed: _Packed, x: torch.Tensor, out: torch.Tensor
         return plan
     pointers = (pointers[0], *pointers[2:])
     if not mapping.merge_rows:  # split-K's partials and counters (`wgmma.split_slots`)
-        slots = wgmma.split_slots(shape.rows, shape.out_channels, mapping.tile_out, mapping.span,
-                                  packed.kernel_size, kernels._sm_count())
+        slots = wgmma.split_slots(shape, kernels._sm_count())
         buffers = sharing_buffers(shape.rows, shape.out_channels, mapping.tile_out,
                                   shape.out_channels // mapping.tile_out, slots, x.device)
         pointers += (buffers.partials, buffers.counters)

@@ -43,7 +43,7 @@ from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared
 from qbench_triton import kernels
 from qbench_triton.kernels import SPIN_LIMIT
 from qbench_triton.layout import Layout
-from qbench_triton.stream import partials_fit
+from qbench_triton.stream import GemmShape, partials_fit
 
 # the int8 wgmma widths that Triton takes (its Gluon tutorial's list, up to 224)
 _INT8_WIDTHS = gl.constexpr((224, 208, 192, 176, 160, 144, 128, 112, 96, 80, 64, 48, 32, 24, 16, 8))
@@ -460,30 +460,25 @@ def splitting() -> bool:
     return os.environ.get(SPLIT_ENV) == "1"
 
 
-def worth_splitting(config: triton.Config, rows: int, out_channels: int, steps: int,
-                    sms: int) -> bool:
-    """Whether `config` is a program per tile, or a split worth trying: a layer of fewer tiles
-    than two an SM (ResNet-50's layer3 and layer4 at batch 32: 196 and 100 of 64x128 on 132
-    SMs), each part at least STAGES steps long, and the partials within their limit
+def worth_splitting(config: triton.Config, shape: GemmShape, sms: int) -> bool:
+    """Whether `config` is a program per tile, or a split worth trying on `shape`: a layer of
+    fewer tiles than two an SM (ResNet-50's layer3 and layer4 at batch 32: 196 and 100 of 64x128
+    on 132 SMs), each part at least STAGES steps long, and the partials within their limit
     (`stream.partials_fit`)."""
     split = config.kwargs["SPLIT"]
-    if split == 1:
-        return True
-    tiles = -(-rows // config.kwargs["BM"]) * (out_channels // config.kwargs["BN"])
-    return (tiles < 2 * sms and steps >= split * config.kwargs["STAGES"]
-            and partials_fit(split, rows, out_channels))
+    return split == 1 or (shape.tiles(config.kwargs) < 2 * sms
+                          and shape.steps(config.kwargs) >= split * config.kwargs["STAGES"]
+                          and partials_fit(split, shape.rows, shape.out_channels))
 
 
-def split_slots(rows: int, out_channels: int, group_out: int, span: int,
-                kernel_size: tuple[int, int], sms: int) -> int:
-    """The partials' slots for the split configs that tuning a tap per pixel would try (0 for
-    none; SPLIT_CONFIGS if `splitting`): the plan makes them only then."""
+def split_slots(shape: GemmShape, sms: int) -> int:
+    """The partials' slots for the split configs that tuning a tap per pixel would try on
+    `shape` (0 for none; SPLIT_CONFIGS if `splitting`): the plan makes them only then."""
     if not splitting():
         return 0
-    taps = kernel_size[0] * kernel_size[1]
-    return max((config.kwargs["SPLIT"] for config in dividing(SPLIT_CONFIGS, span, group_out)
-                if worth_splitting(config, rows, out_channels, taps * span // config.kwargs["BK"],
-                                   sms)), default=0)
+    return max((config.kwargs["SPLIT"]
+                for config in dividing(SPLIT_CONFIGS, shape.span, shape.group_out)
+                if worth_splitting(config, shape, sms)), default=0)
 
 
 def configs_for(mapping: Layout, has_weight_zero_points: bool,
@@ -524,14 +519,12 @@ def _fitting_configs(configs: list[triton.Config], named_args: dict[str, Any],
     channels (`dividing`) that fit the problem's rows (`kernels._fitting`), and the splits worth
     trying (`worth_splitting`) that the partials have slots for (none without
     QBENCH_TRITON_SPLIT_K=1: `split_slots`)."""
-    rows, span = named_args["M"], named_args["SPAN"]
-    fitting = kernels._fitting(dividing(configs, span, named_args["KG"]), {"BM": rows})
+    shape = GemmShape(named_args["M"], named_args["KG"], named_args["K"], named_args["SPAN"],
+                      (kwargs["R"], kwargs["S"]), False)
+    fitting = kernels._fitting(dividing(configs, shape.span, shape.group_out), {"BM": shape.rows})
     slots = named_args["partial_ptr"].shape[0]
-    taps = kwargs["R"] * kwargs["S"]
     return [config for config in fitting if config.kwargs["SPLIT"] == 1 or (
-        config.kwargs["SPLIT"] <= slots and worth_splitting(
-            config, rows, named_args["K"], taps * span // config.kwargs["BK"],
-            kernels._sm_count()))]
+        config.kwargs["SPLIT"] <= slots and worth_splitting(config, shape, kernels._sm_count()))]
 
 
 def _fitting_merged_configs(configs: list[triton.Config], named_args: dict[str, Any],
