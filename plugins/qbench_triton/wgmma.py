@@ -120,15 +120,17 @@ def _accumulator_layout(bm, bn, warps):
 
 
 @gluon.jit
-def _minus_compensation(corr_ptr, rows, rows_ok, k, OH, OW, K, BORDER: gl.constexpr,
+def _minus_compensation(corr_ptr, rows, rows_ok, k, carried, OH, OW, K, BORDER: gl.constexpr,
                         BM: gl.constexpr, BN: gl.constexpr, acc_layout: gl.constexpr):
     """Where the sums start: minus the compensation (`kernels`' module docstring), a row's
     output pixel's of the [OH * OW, K] table with BORDER, else of the [K] one; the epilogue then
-    holds no table beside them (loaded there, a 128x128 tile's spilled registers)."""
+    holds no table beside them (loaded there, a 128x128 tile's spilled registers). Zeros, no
+    table loaded, unless `carried` (split-K: the first share's sums alone carry it)."""
     if BORDER:
         return -gl.load(corr_ptr + (rows % (OH * OW))[:, None] * K + k[None, :],
-                        mask=rows_ok[:, None], other=0)
-    return gl.zeros([BM, BN], gl.int32, acc_layout) - gl.load(corr_ptr + k)[None, :]
+                        mask=rows_ok[:, None] & carried, other=0)
+    return gl.zeros([BM, BN], gl.int32, acc_layout) - gl.load(corr_ptr + k, mask=carried,
+                                                               other=0)[None, :]
 
 
 @gluon.jit
@@ -266,9 +268,8 @@ def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, 
         tap_ahead, lane0_ahead = _next_block(tap_ahead, lane0_ahead, blocks, BK)
     rows = pid_m * BM + gl.arange(0, BM, gl.SliceLayout(1, acc_layout))
     k = g * KG + pid_n * BN + gl.arange(0, BN, gl.SliceLayout(0, acc_layout))
-    acc = _minus_compensation(corr_ptr, rows, rows < M, k, OH, OW, K, BORDER, BM, BN, acc_layout)
-    if SPLIT > 1:  # the compensation once, in the first part's sums
-        acc = gl.where(part == 0, acc, 0)
+    acc = _minus_compensation(corr_ptr, rows, rows < M, k, part == 0, OH, OW, K, BORDER, BM, BN,
+                              acc_layout)
     for step in range(first, end):
         slot = (step - first) % STAGES
         # this thread's loads of `step` have landed, and every thread's: as Triton pipelines its
@@ -392,7 +393,8 @@ def conv_merged_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr
                    C, DH, R, lanes, X_UNSIGNED)
     rows = pid_m * BM + gl.arange(0, BM, gl.SliceLayout(1, acc_layout))
     k = pid_n * BN + gl.arange(0, BN, gl.SliceLayout(0, acc_layout))
-    acc = _minus_compensation(corr_ptr, rows, rows < M, k, OH, OW, K, BORDER, BM, BN, acc_layout)
+    acc = _minus_compensation(corr_ptr, rows, rows < M, k, True, OH, OW, K, BORDER, BM, BN,
+                              acc_layout)
     for step in range(steps):
         slot = step % STAGES
         # the next step's lanes, loaded while this step runs
