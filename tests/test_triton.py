@@ -277,6 +277,19 @@ def _gluon_kernel(problem: ConvProblem) -> tuple[str, object, list]:
                                            packed.kernel_size)
 
 
+def _gluon_plans_alone(monkeypatch) -> None:
+    """Plans with the Gluon kernels and their split-K on (QBENCH_TRITON_WGMMA=1,
+    QBENCH_TRITON_SPLIT_K=1), partials for every split, and the Gluon plan launched alone,
+    without the GEMM's beside it (`_Choice`)."""
+    import qbench_triton
+    from qbench_triton import wgmma
+
+    monkeypatch.setenv(qbench_triton.WGMMA_ENV, "1")
+    monkeypatch.setenv(wgmma.SPLIT_ENV, "1")
+    monkeypatch.setattr(wgmma, "split_slots", lambda *args: max(wgmma.SPLITS))
+    monkeypatch.setattr(qbench_triton, "_Choice", lambda plans: plans[-1])
+
+
 def test_every_wgmma_tile_matches_the_reference_on_a_hopper_gpu(runner_and_backend, monkeypatch):
     """Each tuning tile of the Gluon kernels (`qbench_triton.wgmma`) that can do the problem,
     split-K's too (its programs meeting at counters while they run at once, as no emulator does),
@@ -293,10 +306,7 @@ def test_every_wgmma_tile_matches_the_reference_on_a_hopper_gpu(runner_and_backe
     import qbench_triton
     from qbench_triton import kernels, wgmma
 
-    monkeypatch.setenv(qbench_triton.WGMMA_ENV, "1")
-    monkeypatch.setenv(wgmma.SPLIT_ENV, "1")  # split-K's configs too, partials for every one
-    monkeypatch.setattr(wgmma, "split_slots", lambda *args: max(wgmma.SPLITS))
-    monkeypatch.setattr(qbench_triton, "_Choice", lambda plans: plans[-1])  # the Gluon plan alone
+    _gluon_plans_alone(monkeypatch)
     gemm_config = kernels._gemm_config(64, 64, 64, 4, 4)  # the GEMM's plan: planned, never run
     monkeypatch.setattr(kernels, "conv_gemm_tuned", triton.autotune(
         configs=[gemm_config], key=kernels.TUNING_KEY)(kernels.conv_gemm))
@@ -380,11 +390,8 @@ def emulated_wgmma(monkeypatch):
     from qbench.quantized import QuantizedActivation
     from qbench_triton import kernels, wgmma
 
-    monkeypatch.setenv(qbench_triton.WGMMA_ENV, "1")
-    monkeypatch.setenv(wgmma.SPLIT_ENV, "1")
-    monkeypatch.setattr(wgmma, "split_slots", lambda *args: max(wgmma.SPLITS))
+    _gluon_plans_alone(monkeypatch)
     monkeypatch.setattr(qbench_triton, "interpreting", lambda: False)  # planned as for a GPU
-    monkeypatch.setattr(qbench_triton, "_Choice", lambda plans: plans[-1])  # the Gluon plan alone
     monkeypatch.setattr(kernels, "compile_candidates", lambda *args, **kwargs: None)
     monkeypatch.setattr(kernels, "_sm_count", lambda: 132)
     monkeypatch.setattr(wgmma, "hopper", lambda device: True)
