@@ -409,6 +409,7 @@ def emulated_wgmma(monkeypatch):
         named = "wgmma merged" if tuned == "conv_merged_wgmma_tuned" else "wgmma"
         assert details["kernel"] == named and details["BM"] == config.kwargs["BM"], details
         assert details.get("split_k", 1) == config.kwargs.get("SPLIT", 1), details
+        assert details.get("l1_reuse", False) == config.kwargs.get("L1_REUSE", False), details
         return output.data
 
     return run
@@ -660,9 +661,9 @@ def test_a_choice_of_two_tuned_plans_keeps_the_faster_and_outputs_last(monkeypat
 
 def test_the_wgmma_kernels_take_the_convs_they_were_written_for():
     """`wgmma.configs_for`: GEMMs without weight zero points; a tap per (r, s), of at most 32
-    taps, whose tap channels and tile groups a config divides; merged rows (conv1) whose tap
-    stride a config's blocks divide, a row a thread. Tuning prunes the configs that do not
-    divide them or are over twice the rows."""
+    taps, whose tap channels and tile groups a config divides, with L1 reuse for several taps;
+    merged rows (conv1) whose tap stride a config's blocks divide, a row a thread. Tuning prunes
+    the configs that do not divide them or are over twice the rows, and L1 reuse for one tap."""
     pytest.importorskip("triton")
     from qbench_triton import wgmma
     from qbench_triton.layout import layout
@@ -691,6 +692,14 @@ def test_the_wgmma_kernels_take_the_convs_they_were_written_for():
     args = dict(M=100, SPAN=64, KG=128, K=128, partial_ptr=torch.empty((1, 1, 1)))
     tiles = _config_tiles(wgmma._fitting_configs(wgmma.WGMMA_CONFIGS, args, R=3, S=3))
     assert tiles == {(64, 128, 64), (128, 128, 64), (64, 64, 64)}
+    # L1 reuse where taps overlap: several of them, not a 1x1's one
+    reusing = [config for config in configs(resnet) if config.kwargs["L1_REUSE"]]
+    assert _config_tiles(reusing) == {tile[:3] for tile in wgmma.REUSE_TILES}
+    assert not any(config.kwargs["L1_REUSE"] for config in configs(
+        resnet.replace(kernel_size=(1, 1), padding=(0, 0))))
+    assert _config_tiles(wgmma._fitting_configs(wgmma.REUSE_CONFIGS, args, R=3, S=3)) == {
+        (64, 64, 64)}
+    assert not wgmma._fitting_configs(wgmma.REUSE_CONFIGS, args, R=1, S=1)
     merged = _config_tiles(wgmma._fitting_merged_configs(
         wgmma.MERGED_CONFIGS, dict(M=100, SPAN=60, WSTRIDE=64, KG=128)))
     assert merged == {(128, 64, 32), (128, 128, 32), (128, 64, 64)}
@@ -884,7 +893,7 @@ def test_kernels_compile_for_sm80_and_sm90_without_a_gpu():
     wgmma_lines = [line for line in lines if line.startswith("sm_90 wgmma config ")]
     # qint8 and quint8, a tap per pixel and merged rows
     assert len(wgmma_lines) == 2 * (len(wgmma.WGMMA_CONFIGS) + len(wgmma.SPLIT_CONFIGS)
-                                    + len(wgmma.MERGED_CONFIGS))
+                                    + len(wgmma.REUSE_CONFIGS) + len(wgmma.MERGED_CONFIGS))
     for line in wgmma_lines:  # every load of a step issued while a wgmma runs, its registers
         # left alone
         beside, loads = map(int, re.search(r"(\d+) of (\d+) loads beside a wgmma", line).groups())
@@ -912,7 +921,7 @@ def test_a_write_to_a_running_wgmmas_registers_is_found_in_its_sass(last_wait, o
 
 
 @pytest.mark.parametrize(("mode", "planned", "grid"), [
-    ("wgmma", 4, [7, 2, 1]),  # 392 rows, 128 channels: 64x64 tiles
+    ("wgmma", 5, [7, 2, 1]),  # 392 rows, 128 channels: 64x64 tiles (4, and 64x64x64 with L1 reuse)
     ("wgmma-merged", 3, [7, 1, 1]),  # conv1's merged rows, 392 rows, 64 channels: its 3 configs
 ])
 def test_planning_with_the_wgmma_kernels_on_compiles_their_candidates_at_once(mode, planned, grid):
@@ -927,12 +936,13 @@ def test_planning_with_the_wgmma_kernels_on_compiles_their_candidates_at_once(mo
 def test_split_k_plans_its_partials_and_compiles_its_candidates_at_once():
     """With QBENCH_TRITON_SPLIT_K=1 on a Hopper GPU (stood in for), a 3x3 of 128 channels at
     392 rows (7 tiles of 64x128, 9 steps of 128): its plan makes partials of 3 slots, compiles
-    the split candidates with the rest (the 9 tiles whose blocks divide 128 channels, and 4
-    splits: 2 of 64x128 and of 64x64 tiles, 128x128's in 2 and 3, as 3 parts of 3 steps fill
-    its 3 stages), and splits a tile's programs on the grid's third axis."""
+    the split candidates with the rest (the 9 tiles whose blocks divide 128 channels, the 5 with
+    L1 reuse, and 4 splits, each with and without it: 2 of 64x128 and of 64x64 tiles, 128x128's
+    in 2 and 3, as 3 parts of 3 steps fill its 3 stages), and splits a tile's programs on the
+    grid's third axis."""
     pytest.importorskip("triton")
     compiles = json.loads(_run_compiling(STANDIN, "wgmma-split"))
-    assert compiles == {"plan": "_Choice", "planned": 13, "compiled_after": 0, "slots": 3,
+    assert compiles == {"plan": "_Choice", "planned": 22, "compiled_after": 0, "slots": 3,
                         "grid": [7, 1, 2]}, compiles
 
 
@@ -1052,21 +1062,22 @@ def test_a_shared_launch_keeps_its_programs_within_bounds(tiles, steps, per_sm, 
 
 
 def test_the_tuning_log_shows_what_stream_k_and_the_wgmma_kernel_did(tmp_path):
-    """`python -m qbench_triton.tuning_log FILE`: for stream-K, the Gluon kernel and its split-K,
-    per shape that tried the kind, its best against the best program per tile and their ratio;
-    shapes that tried none are left out, no kind counts as a program per tile, and a split
-    Gluon config counts as split-K alone."""
+    """`python -m qbench_triton.tuning_log FILE`: for stream-K, the Gluon kernel, its split-K
+    and its L1 reuse, per shape that tried the kind, its best against the best program per tile
+    and their ratio; shapes that tried none are left out, no kind counts as a program per tile,
+    a split Gluon config counts as split-K alone, and one split with L1 reuse as L1 reuse."""
     record = {"input_nhwc": [32, 7, 7, 512], "output_nhwc": [32, 7, 7, 512],
               "kernel_size": [3, 3], "in_dtype": "qint8"}
     log = tmp_path / "tuning.jsonl"
     log.write_text("\n".join(json.dumps(record | {"median_us": medians}) for medians in [
         {"64x128x256/8w/3s": 19.4, "128x256x64/8w/3s/stream1": 14.55, "64x64x64/4w/4s": 23.1},
         {"64x64x128/4w/4s": 18.0, "64x128x128/4w/4s/wgmma": 19.8,
-         "64x64x128/4w/4s/stream2": 9.0, "64x128x128/4w/4s/wgmma/split2": 12.6},
+         "64x64x128/4w/4s/stream2": 9.0, "64x128x128/4w/4s/wgmma/split2": 12.6,
+         "64x128x128/4w/4s/wgmma/l1": 15.3, "64x128x128/4w/4s/wgmma/split2/l1": 12.0},
         {"64x64x32/4w/4s": 249.0}]) + "\n")
     proc = subprocess.run([sys.executable, "-m", "qbench_triton.tuning_log", str(log)],
                           capture_output=True, text=True, check=True)
-    _, stream_k, wgmma, split_k = proc.stdout.split("| input NHWC ")  # a table per kind
+    _, stream_k, wgmma, split_k, reuse = proc.stdout.split("| input NHWC ")  # a table per kind
     assert "| program per tile (µs) | stream-K (µs) | ratio |" in stream_k
     assert ("| 32x7x7x512 | 32x7x7x512 | 3x3 | qint8 | 64x128x256/8w/3s 19.4 "
             "| 128x256x64/8w/3s/stream1 14.6 | 0.75 |") in stream_k.splitlines()
@@ -1076,7 +1087,10 @@ def test_the_tuning_log_shows_what_stream_k_and_the_wgmma_kernel_did(tmp_path):
     assert wgmma.strip().splitlines()[-1] == "wgmma faster on 0 of 1 shapes that tried it"
     assert ("| 32x7x7x512 | 32x7x7x512 | 3x3 | qint8 | 64x64x128/4w/4s 18.0 "
             "| 64x128x128/4w/4s/wgmma/split2 12.6 | 0.70 |") in split_k.splitlines()
-    assert split_k.splitlines()[-1] == "split-K faster on 1 of 1 shapes that tried it"
+    assert split_k.strip().splitlines()[-1] == "split-K faster on 1 of 1 shapes that tried it"
+    assert ("| 32x7x7x512 | 32x7x7x512 | 3x3 | qint8 | 64x64x128/4w/4s 18.0 "
+            "| 64x128x128/4w/4s/wgmma/split2/l1 12.0 | 0.67 |") in reuse.splitlines()
+    assert reuse.splitlines()[-1] == "L1 reuse faster on 1 of 1 shapes that tried it"
 
 
 def test_the_stream_probe_forces_one_tile_shared_by_the_programs_it_names():

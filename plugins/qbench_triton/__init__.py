@@ -143,12 +143,13 @@ class _Choice:
 def _config_label(config: Any) -> str:
     """A config as BMxBNxBK/warps/stages (BMxBN/... for the direct kernel), /streamN for a shared
     launch of N programs per SM, /wgmma for the Gluon kernels' (`wgmma`; its STAGES), then
-    /splitN for N programs per tile."""
+    /splitN for N programs per tile or /l1 for the activations through L1."""
     tiles = "x".join(str(config.kwargs[key]) for key in ("BM", "BN", "BK") if key in config.kwargs)
     if "STAGES" in config.kwargs:
         split = config.kwargs.get("SPLIT", 1)
         return (f"{tiles}/{config.num_warps}w/{config.kwargs['STAGES']}s/wgmma"
-                + (f"/split{split}" if split > 1 else ""))
+                + (f"/split{split}" if split > 1 else "")
+                + ("/l1" if config.kwargs.get("L1_REUSE") else ""))
     label = f"{tiles}/{config.num_warps}w/{config.num_stages}s"
     return label + (f"/stream{config.kwargs['PROGRAMS_PER_SM']}" if config.kwargs.get("SHARED")
                     else "")
@@ -411,4 +412,6 @@ def qbench_details(backend: str, packed: Any) -> dict[str, Any] | None:
         facts["stream_k_programs"] = plan.grid[0]
     if plan.constants.get("SPLIT", 1) > 1:
         facts["split_k"] = plan.constants["SPLIT"]  # programs per tile
+    if plan.constants.get("L1_REUSE"):
+        facts["l1_reuse"] = True
     return facts | plan.tuning_facts()

@@ -176,12 +176,13 @@ def wgmma_config_usage() -> list[tuple[str, int, int, int, tuple[int, int], int]
     """(config, registers, stack bytes, instructions a reduction step, its loads beside a wgmma
     and all its loads: `loads_beside_wgmma`, its writes to a running wgmma's registers:
     `registers_written_under_wgmma`) of each tuning config of the Gluon kernels (`wgmma`, sm_90
-    only; split-K's whether or not tuning tries them, `wgmma.splitting`), qint8 and quint8,
-    compiled for ResNet-50's 3x3 layers (a border table, tiles that divide the layer) and,
+    only; split-K's whether or not tuning tries them, `wgmma.splitting`; L1 reuse's), qint8 and
+    quint8, compiled for ResNet-50's 3x3 layers (a border table, tiles that divide the layer) and,
     merged rows, for its conv1 (7x7 of 3 channels)."""
     usage = []
     kernels_configs = [("", wgmma.conv_gemm_wgmma_kernel, config, dict(R=3, S=3), _DIVISIBLE)
-                       for config in wgmma.WGMMA_CONFIGS + wgmma.SPLIT_CONFIGS]
+                       for config in wgmma.WGMMA_CONFIGS + wgmma.SPLIT_CONFIGS
+                       + wgmma.REUSE_CONFIGS]
     kernels_configs += [(" merged", wgmma.conv_merged_wgmma_kernel, config,
                          dict(R=7, S=7, SPAN=21), _CONV1_DIVISIBLE)
                         for config in wgmma.MERGED_CONFIGS]

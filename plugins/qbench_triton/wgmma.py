@@ -21,7 +21,8 @@ warpgroup) or 8 (two, a warpgroup per 64 rows or side by side over the columns),
 after the wait in every warp, so that no warpgroup loads into a slot another's wgmma still reads.
 A tap per pixel's tile may also be split among programs (split-K, tuned with
 QBENCH_TRITON_SPLIT_K=1 on layers of few tiles), each an even share of its steps, their sums
-meeting at the tile's counters (`_split_sums`).
+meeting at the tile's counters (`_split_sums`), and may read its activations through L1
+(L1_REUSE, tuned on kernels of several taps), which neighbouring taps read again.
 Compiled for sm_90 on any machine (`compile_check`); Gluon has no interpreter, so the tests run
 these kernels' bodies on the CPU in their Gluon emulator (tests/gluon_emulator.py) and, on a
 Hopper GPU, compiled.
@@ -69,11 +70,11 @@ def _instr_n(bn, warps):
 
 
 @gluon.constexpr_function
-def _load_layout(columns, warps):
-    """A [rows, columns] int8 tile's load layout: 16 contiguous bytes a thread, a row's bytes
-    over neighbouring threads (cp.async of 16 bytes, coalesced)."""
-    across = min(columns // 16, 32)
-    return gl.BlockedLayout([1, 16], [32 // across, across], [warps, 1], [1, 0])
+def _load_layout(columns, warps, width=16):
+    """A [rows, columns] int8 tile's load layout: `width` contiguous bytes a thread, a row's bytes
+    over neighbouring threads (cp.async of `width` bytes, coalesced)."""
+    across = min(columns // width, 32)
+    return gl.BlockedLayout([1, width], [32 // across, across], [warps, 1], [1, 0])
 
 
 @gluon.jit
@@ -82,6 +83,27 @@ def _next_block(tap, lane0, blocks, BK: gl.constexpr):
     next block or the next tap's first, carried from step to step instead of divided out."""
     wrap = lane0 + BK == blocks * BK
     return gl.where(wrap, tap + 1, tap), gl.where(wrap, 0, lane0 + BK)
+
+
+@gluon.jit
+def _first_block(step, blocks, TAPS: gl.constexpr, BK: gl.constexpr, L1_REUSE: gl.constexpr):
+    """Reduction step `step` as (tap, first lane): a tap's blocks in turn, or with L1_REUSE a
+    block's taps in turn."""
+    if L1_REUSE:
+        return step % TAPS, step // TAPS * BK
+    return step // blocks, step % blocks * BK
+
+
+@gluon.jit
+def _next_step(tap, lane0, blocks, TAPS: gl.constexpr, BK: gl.constexpr,
+               L1_REUSE: gl.constexpr):
+    """The reduction step after (tap, lane0) in `_first_block`'s order, carried from step to
+    step instead of divided out; past the last, a tap of TAPS or more (the loads masked off)."""
+    if L1_REUSE:
+        wrap = tap + 1 == TAPS
+        lane0 = gl.where(wrap, lane0 + BK, lane0)
+        return gl.where(wrap, gl.where(lane0 == blocks * BK, TAPS, 0), tap + 1), lane0
+    return _next_block(tap, lane0, blocks, BK)
 
 
 @gluon.jit
@@ -215,20 +237,28 @@ def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, 
                            R: gl.constexpr, S: gl.constexpr, X_UNSIGNED: gl.constexpr,
                            BORDER: gl.constexpr,
                            BM: gl.constexpr, BN: gl.constexpr, BK: gl.constexpr,
-                           STAGES: gl.constexpr, SPLIT: gl.constexpr):
+                           STAGES: gl.constexpr, SPLIT: gl.constexpr,
+                           L1_REUSE: gl.constexpr):
     """SPLIT programs per output tile (split-K): (row tile, channel tile, tile group x SPLIT +
     part) = program ids; a part takes an even share of the tile's reduction steps, in order, and
     the parts' sums meet in `_split_sums` (with SPLIT of 1, a program per tile and no partials:
     `partial_ptr` and `counter_ptr` unused). Weights [K, R * S, WSTRIDE] as `layout` packs them;
     SPAN (a tap's channels, CG) a multiple of BK and KG of BN. The epilogue as
     `kernels._requantize` computes it: (acc - corr + bias) * mult, rounded half to even with
-    floor, plus the output zero point, clamped to [lo, hi]."""
+    floor, plus the output zero point, clamped to [lo, hi].
+    With L1_REUSE the steps take a block of channels' taps in turn (without, a tap's blocks), and
+    the activations come by cp.async of 8 bytes, which Triton caches in L1 (.ca; of 16 bytes,
+    always past it: .cg): a tile's neighbouring taps read mostly the same pixels (the nine taps
+    of 64 rows of a 3x3 at 14^2, about 94 pixels for the 576 rows loaded), so that a step finds
+    most of its activations in L1 instead of L2. The weights, read once a program, still come
+    16 bytes at a time past L1."""
     pid_m = gl.program_id(0)
     pid_n = gl.program_id(1)
     g = gl.program_id(2) // SPLIT
     part = gl.program_id(2) % SPLIT
     warps: gl.constexpr = gl.num_warps()
-    x_layout: gl.constexpr = _load_layout(BK, warps)
+    # with L1_REUSE, 8 bytes a cp.async: Triton caches those in L1 (.ca), 16 bytes never (.cg)
+    x_layout: gl.constexpr = _load_layout(BK, warps, 8 if L1_REUSE else 16)
     w_layout: gl.constexpr = _load_layout(BK, warps)
     acc_layout: gl.constexpr = _accumulator_layout(BM, BN, warps)
     x_operand: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=acc_layout, k_width=4)
@@ -258,14 +288,14 @@ def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, 
     first = part * steps // SPLIT  # this part's steps: [first, end)
     end = (part + 1) * steps // SPLIT
 
-    tap_ahead = first // blocks  # the loads' step, STAGES - 1 ahead: its tap and first lane
-    lane0_ahead = first % blocks * BK
+    # the loads' step, STAGES - 1 ahead: its tap and first lane
+    tap_ahead, lane0_ahead = _first_block(first, blocks, R * S, BK, L1_REUSE)
     for step in gl.static_range(STAGES - 1):  # the pipeline's first loads
         _issue_loads(x_ptr, w_ptr, x_slots.index(step), w_slots.index(step), tap_ahead,
                      lane0_ahead, row_base, taps_inside, j_x, k_w, j_w, W, C, DH, DW, WSTRIDE, S,
                      BK, R)
         async_copy.commit_group()
-        tap_ahead, lane0_ahead = _next_block(tap_ahead, lane0_ahead, blocks, BK)
+        tap_ahead, lane0_ahead = _next_step(tap_ahead, lane0_ahead, blocks, R * S, BK, L1_REUSE)
     rows = pid_m * BM + gl.arange(0, BM, gl.SliceLayout(1, acc_layout))
     k = g * KG + pid_n * BN + gl.arange(0, BN, gl.SliceLayout(0, acc_layout))
     acc = _minus_compensation(corr_ptr, rows, rows < M, k, part == 0, OH, OW, K, BORDER, BM, BN,
@@ -293,7 +323,7 @@ def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, 
                      lane0_ahead, row_base, taps_inside, j_x, k_w, j_w, W, C, DH, DW, WSTRIDE, S,
                      BK, R)
         async_copy.commit_group()
-        tap_ahead, lane0_ahead = _next_block(tap_ahead, lane0_ahead, blocks, BK)
+        tap_ahead, lane0_ahead = _next_step(tap_ahead, lane0_ahead, blocks, R * S, BK, L1_REUSE)
         if X_UNSIGNED:  # this wgmma ends before the next step's tile overwrites the registers it
             # reads (ptxas does not wait for that, and a wait cannot name 8-bit registers)
             acc, _ = warpgroup_mma_wait(num_outstanding=0, deps=(acc, w_slot))
@@ -442,17 +472,23 @@ MERGED_TILES = [(128, 64, 32, 4, 3), (128, 64, 32, 4, 4), (128, 128, 32, 4, 3),
 SPLIT_TILES = [(64, 128, 128, 4, 4), (64, 64, 128, 4, 4), (128, 128, 128, 8, 3)]
 SPLITS = (2, 3)
 SPLIT_ENV = "QBENCH_TRITON_SPLIT_K"  # 1: tuning tries split-K too (not yet run on a GPU)
+# the activations through L1 (`conv_gemm_wgmma_kernel`'s L1_REUSE) for kernels of several taps:
+# the tiles that won ResNet-50's 3x3 layers on an H200, and 128x128, which loads the least (each
+# split tile is tried with it too)
+REUSE_TILES = [(64, 128, 128, 4, 4), (64, 128, 128, 4, 3), (64, 64, 128, 4, 4),
+               (64, 64, 64, 4, 6), (128, 128, 128, 8, 3)]
 
 
-def _configs(tiles: list[tuple[int, ...]], split: int | None = None) -> list[triton.Config]:
-    """triton.Configs of (BM, BN, BK, warps, STAGES), with SPLIT if `split`."""
-    return [triton.Config({"BM": bm, "BN": bn, "BK": bk, "STAGES": stages}
-                          | ({} if split is None else {"SPLIT": split}),
+def _configs(tiles: list[tuple[int, ...]], **constants: Any) -> list[triton.Config]:
+    """triton.Configs of (BM, BN, BK, warps, STAGES) and `constants`."""
+    return [triton.Config({"BM": bm, "BN": bn, "BK": bk, "STAGES": stages} | constants,
                           num_warps=warps, num_stages=1) for bm, bn, bk, warps, stages in tiles]
 
 
-WGMMA_CONFIGS = _configs(WGMMA_TILES, 1)
-SPLIT_CONFIGS = [config for split in SPLITS for config in _configs(SPLIT_TILES, split)]
+WGMMA_CONFIGS = _configs(WGMMA_TILES, SPLIT=1, L1_REUSE=False)
+SPLIT_CONFIGS = [config for split in SPLITS for reuse in (False, True)
+                 for config in _configs(SPLIT_TILES, SPLIT=split, L1_REUSE=reuse)]
+REUSE_CONFIGS = _configs(REUSE_TILES, SPLIT=1, L1_REUSE=True)
 MERGED_CONFIGS = _configs(MERGED_TILES)
 TUNING_KEY = [name for name in kernels.TUNING_KEY if name != "HAS_WZP"]
 
@@ -488,15 +524,23 @@ def configs_for(mapping: Layout, has_weight_zero_points: bool,
     """The configs of the kernel for `mapping` (`tuner`) that can do a conv on a Hopper GPU:
     none for the direct kernel, weight zero points, or over 32 taps of a pixel; those whose
     blocks divide a tap (`dividing`: a merged row's tap stride, a pixel's span) and whose BN
-    divides a tile group's output channels."""
+    divides a tile group's output channels; L1 reuse for several taps (`reusing`)."""
     if mapping.kernel != "gemm" or has_weight_zero_points:
         return []
     if mapping.merge_rows:
         return dividing(MERGED_CONFIGS, mapping.tap_stride, mapping.tile_out)
-    if kernel_size[0] * kernel_size[1] > 32:
+    taps = kernel_size[0] * kernel_size[1]
+    if taps > 32:
         return []
-    return dividing(WGMMA_CONFIGS + (SPLIT_CONFIGS if splitting() else []), mapping.span,
-                    mapping.tile_out)
+    candidates = WGMMA_CONFIGS + (SPLIT_CONFIGS if splitting() else []) + REUSE_CONFIGS
+    return [config for config in dividing(candidates, mapping.span, mapping.tile_out)
+            if reusing(config, taps)]
+
+
+def reusing(config: triton.Config, taps: int) -> bool:
+    """Whether `config` is worth trying on a kernel of `taps` taps: without L1 reuse always;
+    with it (REUSE_CONFIGS) for several taps, whose loads overlap (a 1x1 conv's do not)."""
+    return not config.kwargs["L1_REUSE"] or taps > 1
 
 
 def tuner(mapping: Layout) -> Any:
@@ -520,13 +564,15 @@ def _fitting_configs(configs: list[triton.Config], named_args: dict[str, Any],
     """The autotuner's prune for a tap per pixel: the configs whose blocks divide a tap's
     channels (`dividing`) that fit the problem's rows (`kernels._fitting`), and the splits worth
     trying (`worth_splitting`) that the partials have slots for (none without
-    QBENCH_TRITON_SPLIT_K=1: `split_slots`)."""
+    QBENCH_TRITON_SPLIT_K=1: `split_slots`), and L1 reuse for several taps (`reusing`)."""
     shape = GemmShape(named_args["M"], named_args["KG"], named_args["K"], named_args["SPAN"],
                       (kwargs["R"], kwargs["S"]), False)
     fitting = kernels._fitting(dividing(configs, shape.span, shape.group_out), {"BM": shape.rows})
     slots = named_args["partial_ptr"].shape[0]
-    return [config for config in fitting if config.kwargs["SPLIT"] == 1 or (
-        config.kwargs["SPLIT"] <= slots and worth_splitting(config, shape, kernels._sm_count()))]
+    return [config for config in fitting
+            if reusing(config, kwargs["R"] * kwargs["S"]) and (config.kwargs["SPLIT"] == 1 or (
+                config.kwargs["SPLIT"] <= slots
+                and worth_splitting(config, shape, kernels._sm_count())))]
 
 
 def _fitting_merged_configs(configs: list[triton.Config], named_args: dict[str, Any],
@@ -537,7 +583,8 @@ def _fitting_merged_configs(configs: list[triton.Config], named_args: dict[str, 
 
 
 conv_gemm_wgmma_tuned = triton.autotune(
-    configs=WGMMA_CONFIGS + SPLIT_CONFIGS, key=TUNING_KEY, do_bench=kernels._tuning_bench,
+    configs=WGMMA_CONFIGS + SPLIT_CONFIGS + REUSE_CONFIGS, key=TUNING_KEY,
+    do_bench=kernels._tuning_bench,
     prune_configs_by={"early_config_prune": _fitting_configs})(conv_gemm_wgmma_kernel)
 conv_merged_wgmma_tuned = triton.autotune(
     configs=MERGED_CONFIGS, key=TUNING_KEY, do_bench=kernels._tuning_bench,
