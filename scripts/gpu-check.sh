@@ -74,6 +74,13 @@ step resnet-qint8 python3 -m qbench run suites/resnet.toml --device cuda --out "
 step resnet-qint8-split env QBENCH_TRITON_SPLIT_K=1 python3 -m qbench run suites/resnet.toml \
     --device cuda --out "$WORK/resnet-qint8-split" --set in_dtype=qint8 --set out_dtype=qint8 \
     --set weight_qscheme=per_tensor --set out_zero_point=0 "${sets[@]}" --backends "$backends"
+# Nsight Compute's counters of the Gluon kernel's main tiles, with and without L1 reuse and
+# split-K, each launched once on layer3.conv2 and layer4.conv2 (qbench_triton/counters.py: its
+# table lists the launches in ncu's order): L2 and L1 bytes and hit rates, the tensor cores' and
+# memory's shares of their peaks, stalls. The clocks left alone, as the device's METHOD.md asks.
+ncu=$(command -v ncu || compgen -G "/opt/nvidia/nsight-compute/*/ncu" | head -n 1)
+step counters env -u QBENCH_TRITON_TUNING_LOG "${ncu:-ncu}" --clock-control none --set full \
+    --kernel-name regex:wgmma python3 -m qbench_triton.counters
 for suite in depthwise grouped resnet padding; do
     step "$suite" python3 -m qbench run "suites/$suite.toml" --device cuda --out "$WORK/$suite" \
         "${sets[@]}" --backends "$backends"

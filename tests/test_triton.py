@@ -1120,3 +1120,38 @@ def test_the_stream_probe_times_each_launch_of_a_tile():
                                     "median_us": 19.71, "max_err_lsb": 0, "error": ""}])
     assert table.splitlines()[-1] == ("| layer4.conv2 | 64x128x128/4w/4s | per tile | - | ok "
                                       "| 19.7 | 0 |")
+
+
+def test_the_counters_probe_forces_configs_that_tuning_would_try_on_its_layers(monkeypatch):
+    """`qbench_triton.counters`: each of its CONFIGS is a candidate that tuning would time on
+    each layer it launches (split-K on), past the prune; `forced` holds that config alone in
+    the Gluon tuner and plans the Gluon launch without the GEMM's; its table lists launches in
+    order."""
+    pytest.importorskip("triton")
+    import qbench_triton
+    from qbench_triton import counters, kernels, wgmma
+    from qbench_triton.layout import layout
+    from qbench_triton.stream import GemmShape
+
+    monkeypatch.setattr(kernels, "_sm_count", lambda: 132)
+    monkeypatch.setenv(wgmma.SPLIT_ENV, "1")
+    for problem in counters.LAYERS.values():
+        weight = torch.zeros((problem.out_channels, problem.in_channels, *problem.kernel_size),
+                             dtype=torch.int8)
+        mapping = layout(weight, ConvParams.of(padding=problem.padding), False)
+        shape = GemmShape(problem.batch * problem.height * problem.width, mapping.tile_out,
+                          problem.out_channels, mapping.span, problem.kernel_size, False)
+        args = dict(M=shape.rows, SPAN=shape.span, KG=shape.group_out, K=shape.out_channels,
+                    partial_ptr=torch.empty((wgmma.split_slots(shape, 132), 1, 1)))
+        tried = wgmma._fitting_configs(wgmma.configs_for(mapping, False, problem.kernel_size),
+                                       args, R=3, S=3)
+        labels = {qbench_triton._config_label(config) for config in tried}
+        assert {qbench_triton._config_label(config) for config in counters.CONFIGS} <= labels
+    config = counters.CONFIGS[-1]
+    with counters.forced(config):
+        assert wgmma.conv_gemm_wgmma_tuned.configs == [config]
+        assert qbench_triton._Choice(("gemm", "gluon")) == "gluon"
+    assert qbench_triton._Choice(("gemm", "gluon")).plans == ("gemm", "gluon")
+    assert counters.markdown([{"launch": 1, "layer": "layer3.conv2", "config": "64x128x128/4w/4s"
+                               "/wgmma/l1", "max_err_lsb": 0, "exact_pct": 100.0}]).splitlines()[
+        -1] == "| 1 | layer3.conv2 | 64x128x128/4w/4s/wgmma/l1 | 0 | 100.00 |"

@@ -1,0 +1,86 @@
+"""What the Gluon kernel's time goes to on ResNet-50's deep 3x3 layers, read from the GPU's
+counters: scripts/gpu-check.sh's `counters` step runs it under Nsight Compute,
+
+    ncu --clock-control none --set full --kernel-name regex:wgmma \\
+        python3 -m qbench_triton.counters
+
+Each config of CONFIGS is forced (the Gluon kernel alone, in that config, no tuning) on each layer
+of `stream_probe.LAYERS` (batch 32, qint8 in and out, as the resnet-qint8 run) and launched once,
+into a poisoned output checked against the exact reference. The table it prints lists the
+launches in order, which is the order of ncu's kernels after it (all of them the one Gluon kernel
+by name): L2 and L1 bytes and hit rates, the tensor cores' and memory's share of their peaks,
+stalls. Without ncu it checks the same launches. Run after the resnet-qint8 step, whose compiled
+kernels Triton finds in its cache.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from unittest import mock
+
+import triton
+
+from qbench.check import compare
+from qbench.quantized import QuantizedActivation, output_integers
+from qbench.registry import load_backends
+from qbench.runner import prepare_case
+from qbench.suite import Case
+from qbench_triton import _config_label, wgmma
+from qbench_triton.stream_probe import LAYERS, QINT8
+
+# (BM, BN, BK, warps, STAGES), SPLIT, L1_REUSE: the tiles that won layer3.conv2 and layer4.conv2 on
+# an H200, and 128x128, which loads the fewest bytes a multiply-add, each with and without L1
+# reuse; the first in 2 programs a tile (split-K)
+CONFIGS = [config for tile, split in [((64, 128, 128, 4, 4), 1), ((64, 64, 128, 4, 4), 1),
+                                      ((128, 128, 128, 8, 3), 1), ((64, 128, 128, 4, 4), 2)]
+           for reuse in (False, True)
+           for config in wgmma._configs([tile], SPLIT=split, L1_REUSE=reuse)]
+
+
+@contextmanager
+def forced(config: triton.Config) -> Iterator[None]:
+    """The triton backend launching the Gluon kernel alone, in `config`: the Gluon kernels and
+    split-K on (QBENCH_TRITON_WGMMA=1, QBENCH_TRITON_SPLIT_K=1: partials for a split config),
+    its tuner holding `config` alone, and a plan its Gluon launch without the GEMM's beside it."""
+    import qbench_triton
+
+    tuner = triton.autotune(configs=[config], key=wgmma.TUNING_KEY)(wgmma.conv_gemm_wgmma_kernel)
+    with mock.patch.dict(os.environ, {qbench_triton.WGMMA_ENV: "1", wgmma.SPLIT_ENV: "1"}), \
+            mock.patch.object(wgmma, "conv_gemm_wgmma_tuned", tuner), \
+            mock.patch.object(qbench_triton, "_Choice", lambda plans: plans[-1]):
+        yield
+
+
+def launch_once() -> list[dict[str, object]]:
+    """A row per launch, in order: its layer, config, max error in LSB and share exact."""
+    backend = load_backends()["triton"]
+    rows: list[dict[str, object]] = []
+    for name, problem in LAYERS.items():
+        prepared = prepare_case(Case(name, problem.replace(**QINT8).validate()), seed=0)
+        inputs = prepared.inputs_for("cuda", backend.info.channels_last)
+        for config in CONFIGS:
+            with forced(config):
+                packed = backend.prepack(inputs.weight, inputs.bias, inputs.params)
+                x = backend.prepare_input(inputs.input)
+                output = QuantizedActivation.output_buffer(prepared.problem, "cuda",
+                                                           backend.info.channels_last)
+                output.data.copy_(prepared.poisoned)
+                result = backend.apply_function(prepared.problem.relu)(packed, x, output)
+            comparison = compare(output_integers(result, output), prepared.reference_wide)
+            rows.append({"launch": len(rows) + 1, "layer": name,
+                         "config": _config_label(config), "max_err_lsb": comparison.max_err_lsb,
+                         "exact_pct": comparison.exact_pct})
+    return rows
+
+
+def markdown(rows: list[dict[str, object]]) -> str:
+    lines = ["| launch | layer | config | max LSB | exact % |", "|---|---|---|---|---|"]
+    lines += [f"| {row['launch']} | {row['layer']} | {row['config']} | {row['max_err_lsb']} | "
+              f"{row['exact_pct']:.2f} |" for row in rows]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown(launch_once()), flush=True)
