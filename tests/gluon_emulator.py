@@ -382,6 +382,18 @@ def _elementwise(function: Any) -> Any:
     return lambda *args, **options: _tensor(function(*map(np.asarray, args)))
 
 
+# the inline assembly the kernels use, as numpy computes it: PTX's cvt.rni rounds to the nearest
+# integer, ties to even, as np.rint does
+_ASSEMBLY = {"cvt.rni.f32.f32 $0, $1;": np.rint}
+
+
+def _inline_asm_elementwise(asm: str, constraints: str, args: list[Any], dtype: Any,
+                            is_pure: bool, pack: int, **options: Any) -> Tensor:
+    if asm not in _ASSEMBLY:
+        raise NotImplementedError(f"the Gluon emulator does not model the assembly {asm!r}")
+    return _tensor(_ASSEMBLY[asm](*map(np.asarray, args)).astype(dtype))
+
+
 _GL = {
     "int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int32,
     "int64": np.int64, "float16": np.float16, "float32": np.float32, "float64": np.float64,
@@ -392,7 +404,8 @@ _GL = {
     "arange": _arange, "zeros": _zeros, "load": _load, "store": _store,
     "static_range": range, "allocate_shared_memory": allocate_shared_memory,
     "convert_layout": lambda value, layout, **options: value,
-    "floor": _elementwise(np.floor), "where": _elementwise(np.where),
+    "where": _elementwise(np.where),
+    "inline_asm_elementwise": _inline_asm_elementwise,
     "minimum": _elementwise(np.minimum), "maximum": _elementwise(np.maximum),
     "barrier": lambda: _program().barrier(), "thread_barrier": lambda: _program().barrier(),
     **{name: _Layout for name in ("BlockedLayout", "SliceLayout", "NVMMADistributedLayout",

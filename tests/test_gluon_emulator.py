@@ -152,3 +152,22 @@ def test_a_release_after_stores_with_no_barrier_is_a_hazard():
     with pytest.raises(Hazard, match="releases global stores with no barrier"):
         gluon_emulator.launch(_counted_sums, (3,), values, sums, torch.zeros(1, dtype=torch.int32),
                               BARRIER=False, N=32, PARTS=3)
+
+
+@gluon.jit
+def _assembled(values_ptr, out_ptr, ASM: gl.constexpr, N: gl.constexpr):
+    """out = the inline assembly ASM of values, as `qbench_triton.wgmma` rounds its outputs."""
+    lanes = gl.arange(0, N, gl.BlockedLayout([1], [32], [gl.num_warps()], [0]))
+    values = gl.load(values_ptr + lanes)
+    gl.store(out_ptr + lanes, gl.inline_asm_elementwise(ASM, "=r,r", [values], dtype=gl.float32,
+                                                        is_pure=True, pack=1))
+
+
+def test_inline_assembly_rounds_half_to_even_as_cvt_rni_and_unknown_assembly_fails():
+    ties = [-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 0.49999997, 100.5, 101.5, 3e9]
+    values = torch.tensor(ties + [0.0] * (32 - len(ties)), dtype=torch.float32)
+    out = torch.full((32,), 7.0)
+    gluon_emulator.launch(_assembled, (1,), values, out, ASM="cvt.rni.f32.f32 $0, $1;", N=32)
+    assert out[:len(ties)].tolist() == [-2.0, -2.0, -0.0, 0.0, 2.0, 2.0, 0.0, 100.0, 102.0, 3e9]
+    with pytest.raises(NotImplementedError, match="cvt.rzi"):
+        gluon_emulator.launch(_assembled, (1,), values, out, ASM="cvt.rzi.f32.f32 $0, $1;", N=32)

@@ -160,14 +160,15 @@ def _requantize_store(acc, out_ptr, bias_ptr, mult_ptr, k, row0, k0, M, K, out_z
                       BM: gl.constexpr, BN: gl.constexpr):
     """Output rows [row0, row0 + BM), channels [k0, k0 + BN) from the sums (k: their channels,
     in the accumulator's layout), as `kernels._requantize` computes them: (acc + bias) * mult,
-    rounded half to even with floor, plus the output zero point, clamped to [lo, hi]."""
+    rounded half to even, plus the output zero point, clamped to [lo, hi]. The rounding is the
+    GPU's own (cvt.rni, one instruction where `kernels._requantize`'s floor and tie test take
+    about ten: the interpreter has no PTX, and a Gluon kernel never runs there), of the product
+    as float32 rounds it: inline assembly, which the compiler cannot fuse into the multiply."""
     bias = gl.load(bias_ptr + k)[None, :]
     mult = gl.load(mult_ptr + k)[None, :]
     v = (acc.to(gl.float32) + bias) * mult
-    f = gl.floor(v)
-    frac = v - f
-    odd = (f - 2.0 * gl.floor(f * 0.5)) != 0.0
-    rounded = gl.where((frac > 0.5) | ((frac == 0.5) & odd), f + 1.0, f)
+    rounded = gl.inline_asm_elementwise("cvt.rni.f32.f32 $0, $1;", "=r,r", [v], dtype=gl.float32,
+                                        is_pure=True, pack=1)
     q = gl.minimum(gl.maximum(rounded + out_zp, lo), hi).to(gl.int32).to(out_ptr.dtype.element_ty)
     out_layout: gl.constexpr = _load_layout(BN, gl.num_warps())
     q = gl.convert_layout(q, out_layout)
@@ -244,8 +245,8 @@ def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, 
     the parts' sums meet in `_split_sums` (with SPLIT of 1, a program per tile and no partials:
     `partial_ptr` and `counter_ptr` unused). Weights [K, R * S, WSTRIDE] as `layout` packs them;
     SPAN (a tap's channels, CG) a multiple of BK and KG of BN. The epilogue as
-    `kernels._requantize` computes it: (acc - corr + bias) * mult, rounded half to even with
-    floor, plus the output zero point, clamped to [lo, hi].
+    `kernels._requantize` computes it: (acc - corr + bias) * mult, rounded half to even
+    (`_requantize_store`), plus the output zero point, clamped to [lo, hi].
     With L1_REUSE the steps take a block of channels' taps in turn (without, a tap's blocks), and
     the activations come by cp.async of 8 bytes, which Triton caches in L1 (.ca; of 16 bytes,
     always past it: .cg): a tile's neighbouring taps read mostly the same pixels (the nine taps
