@@ -86,7 +86,7 @@ def _next_block(tap, lane0, blocks, BK: gl.constexpr):
 
 
 @gluon.jit
-def _first_block(step, blocks, TAPS: gl.constexpr, BK: gl.constexpr, L1_REUSE: gl.constexpr):
+def _block_of(step, blocks, TAPS: gl.constexpr, BK: gl.constexpr, L1_REUSE: gl.constexpr):
     """Reduction step `step` as (tap, first lane): a tap's blocks in turn, or with L1_REUSE a
     block's taps in turn."""
     if L1_REUSE:
@@ -97,7 +97,7 @@ def _first_block(step, blocks, TAPS: gl.constexpr, BK: gl.constexpr, L1_REUSE: g
 @gluon.jit
 def _next_step(tap, lane0, blocks, TAPS: gl.constexpr, BK: gl.constexpr,
                L1_REUSE: gl.constexpr):
-    """The reduction step after (tap, lane0) in `_first_block`'s order, carried from step to
+    """The reduction step after (tap, lane0) in `_block_of`'s order, carried from step to
     step instead of divided out; past the last, a tap of TAPS or more (the loads masked off)."""
     if L1_REUSE:
         wrap = tap + 1 == TAPS
@@ -290,7 +290,7 @@ def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, 
     end = (part + 1) * steps // SPLIT
 
     # the loads' step, STAGES - 1 ahead: its tap and first lane
-    tap_ahead, lane0_ahead = _first_block(first, blocks, R * S, BK, L1_REUSE)
+    tap_ahead, lane0_ahead = _block_of(first, blocks, R * S, BK, L1_REUSE)
     for step in gl.static_range(STAGES - 1):  # the pipeline's first loads
         _issue_loads(x_ptr, w_ptr, x_slots.index(step), w_slots.index(step), tap_ahead,
                      lane0_ahead, row_base, taps_inside, j_x, k_w, j_w, W, C, DH, DW, WSTRIDE, S,
