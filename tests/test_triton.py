@@ -1127,6 +1127,28 @@ def test_the_stream_probe_times_each_launch_of_a_tile():
                                       "| 19.7 | 0 |")
 
 
+def test_the_counters_probe_launches_each_config_once_exactly_in_the_gluon_emulator(monkeypatch):
+    """`qbench_triton.counters.launch_once` as the GPU runs it, its Gluon launches run by
+    `gluon_emulator` on a small layer that every config can do (split-K's too): a row per
+    config in order, each output equal to the reference."""
+    pytest.importorskip("triton")
+    import qbench_triton
+    from qbench_triton import counters, kernels, wgmma
+
+    monkeypatch.setattr(qbench_triton, "interpreting", lambda: False)  # planned as for a GPU
+    monkeypatch.setattr(kernels, "compile_candidates", lambda *args, **kwargs: None)
+    monkeypatch.setattr(kernels, "_sm_count", lambda: 132)
+    monkeypatch.setattr(wgmma, "hopper", lambda device: True)
+    monkeypatch.setattr(counters, "tuner_of", lambda config: _EmulatedTuning(
+        wgmma.conv_gemm_wgmma_kernel, config, reverse=False))
+    monkeypatch.setattr(counters, "LAYERS", {
+        "small": ConvProblem(1, 256, 9, 9, 128, (3, 3), padding=(1, 1))})
+    rows = counters.launch_once("cpu")
+    assert [row["config"] for row in rows] == [
+        qbench_triton._config_label(config) for config in counters.CONFIGS]
+    assert all(row["max_err_lsb"] == 0 and row["exact_pct"] == 100.0 for row in rows), rows
+
+
 def test_the_counters_probe_forces_configs_that_tuning_would_try_on_its_layers(monkeypatch):
     """`qbench_triton.counters`: each of its CONFIGS is a candidate that tuning would time on
     each layer it launches (split-K on), past the prune; `forced` holds that config alone in

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from unittest import mock
 
 import triton
@@ -39,32 +40,38 @@ CONFIGS = [config for tile, split in [((64, 128, 128, 4, 4), 1), ((64, 64, 128, 
            for config in wgmma._configs([tile], SPLIT=split, L1_REUSE=reuse)]
 
 
+def tuner_of(config: triton.Config) -> Any:
+    """The Gluon kernel's autotuner holding `config` alone (which it launches untimed)."""
+    return triton.autotune(configs=[config], key=wgmma.TUNING_KEY)(wgmma.conv_gemm_wgmma_kernel)
+
+
 @contextmanager
 def forced(config: triton.Config) -> Iterator[None]:
     """The triton backend launching the Gluon kernel alone, in `config`: the Gluon kernels and
     split-K on (QBENCH_TRITON_WGMMA=1, QBENCH_TRITON_SPLIT_K=1: partials for a split config),
-    its tuner holding `config` alone, and a plan its Gluon launch without the GEMM's beside it."""
+    its tuner holding `config` alone (`tuner_of`), and a plan its Gluon launch without the
+    GEMM's beside it."""
     import qbench_triton
 
-    tuner = triton.autotune(configs=[config], key=wgmma.TUNING_KEY)(wgmma.conv_gemm_wgmma_kernel)
     with mock.patch.dict(os.environ, {qbench_triton.WGMMA_ENV: "1", wgmma.SPLIT_ENV: "1"}), \
-            mock.patch.object(wgmma, "conv_gemm_wgmma_tuned", tuner), \
+            mock.patch.object(wgmma, "conv_gemm_wgmma_tuned", tuner_of(config)), \
             mock.patch.object(qbench_triton, "_Choice", lambda plans: plans[-1]):
         yield
 
 
-def launch_once() -> list[dict[str, object]]:
-    """A row per launch, in order: its layer, config, max error in LSB and share exact."""
+def launch_once(device: str = "cuda") -> list[dict[str, object]]:
+    """A row per launch on `device`, in order: its layer, config, max error in LSB and share
+    exact."""
     backend = load_backends()["triton"]
     rows: list[dict[str, object]] = []
     for name, problem in LAYERS.items():
         prepared = prepare_case(Case(name, problem.replace(**QINT8).validate()), seed=0)
-        inputs = prepared.inputs_for("cuda", backend.info.channels_last)
+        inputs = prepared.inputs_for(device, backend.info.channels_last)
         for config in CONFIGS:
             with forced(config):
                 packed = backend.prepack(inputs.weight, inputs.bias, inputs.params)
                 x = backend.prepare_input(inputs.input)
-                output = QuantizedActivation.output_buffer(prepared.problem, "cuda",
+                output = QuantizedActivation.output_buffer(prepared.problem, device,
                                                            backend.info.channels_last)
                 output.data.copy_(prepared.poisoned)
                 result = backend.apply_function(prepared.problem.relu)(packed, x, output)
