@@ -1127,6 +1127,22 @@ def test_the_stream_probe_times_each_launch_of_a_tile():
                                       "| 19.7 | 0 |")
 
 
+def test_a_config_label_names_each_variant():
+    """`_config_label`: the tile, warps and stages; a Gluon config's kernel, split and L1 reuse
+    in that order; a shared GEMM launch's programs per SM."""
+    pytest.importorskip("triton")
+    import qbench_triton
+    from qbench_triton import kernels, wgmma
+
+    label = qbench_triton._config_label
+    assert label(wgmma._configs([(128, 128, 128, 8, 3)], SPLIT=2, L1_REUSE=True)[0]) == (
+        "128x128x128/8w/3s/wgmma/split2/l1")
+    assert label(wgmma.WGMMA_CONFIGS[0]) == "64x128x128/4w/4s/wgmma"
+    assert label(wgmma.MERGED_CONFIGS[0]) == "128x64x32/4w/3s/wgmma"
+    assert label(kernels._gemm_config(64, 64, 64, 4, 4)) == "64x64x64/4w/4s"
+    assert label(kernels._gemm_config(64, 64, 64, 4, 4, per_sm=2)) == "64x64x64/4w/4s/stream2"
+
+
 def test_the_counters_probe_launches_each_config_once_exactly_in_the_gluon_emulator(monkeypatch):
     """`qbench_triton.counters.launch_once` as the GPU runs it, its Gluon launches run by
     `gluon_emulator` on a small layer that every config can do (split-K's too): a row per
