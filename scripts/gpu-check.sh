@@ -78,11 +78,12 @@ step resnet-qint8-split env QBENCH_TRITON_SPLIT_K=1 python3 -m qbench run suites
     --backends triton,torch-fp16
 # Nsight Compute's counters of the Gluon kernel's main tiles, with and without L1 reuse and
 # split-K, each launched once on layer3.conv2 and layer4.conv2 (qbench_triton/counters.py: its
-# table lists the launches in ncu's order): L2 and L1 bytes and hit rates, the tensor cores' and
-# memory's shares of their peaks, stalls. The clocks left alone, as the device's METHOD.md asks.
+# table lists the launches in ncu's order), as CSV in counters.txt and some of them in
+# counters.md (below): durations, throughputs against their peaks, hit rates, occupancy, stalls.
+# The clocks left alone, as the device's METHOD.md asks.
 ncu=$(command -v ncu || compgen -G "/opt/nvidia/nsight-compute/*/ncu" | head -n 1)
 step counters env -u QBENCH_TRITON_TUNING_LOG "${ncu:-ncu}" --clock-control none --set full \
-    --kernel-name regex:wgmma python3 -m qbench_triton.counters
+    --csv --page details --kernel-name regex:wgmma python3 -m qbench_triton.counters
 for suite in depthwise grouped resnet padding; do
     step "$suite" python3 -m qbench run "suites/$suite.toml" --device cuda --out "$WORK/$suite" \
         "${sets[@]}" --backends "$backends"
@@ -111,6 +112,9 @@ for results in "$WORK"/*/results.csv; do
 done
 # what stream-K (with QBENCH_TRITON_STREAM_K=1), the Gluon kernels and their split-K did: per
 # shape whose tuning tried them, their best against the best program per tile
+if [ -s "$WORK/counters.txt" ]; then
+    python3 -m qbench_triton.counters --summary "$WORK/counters.txt" > "$WORK/counters.md" 2>&1
+fi
 if [ -s "$WORK/triton-tuning.jsonl" ]; then
     python3 -m qbench_triton.tuning_log "$WORK/triton-tuning.jsonl" > "$WORK/tuning-kinds.md" 2>&1
 fi

@@ -1198,3 +1198,41 @@ def test_the_counters_probe_forces_configs_that_tuning_would_try_on_its_layers(m
     assert counters.markdown([{"launch": 1, "layer": "layer3.conv2", "config": "64x128x128/4w/4s"
                                "/wgmma/l1", "max_err_lsb": 0, "exact_pct": 100.0}]).splitlines()[
         -1] == "| 1 | layer3.conv2 | 64x128x128/4w/4s/wgmma/l1 | 0 | 100.00 |"
+
+
+def test_the_counters_summary_tabulates_ncus_csv_per_launch_in_order():
+    """`qbench_triton.counters.summary`: from ncu's details page as CSV, among the probe's table
+    and ncu's own lines, a row per kernel in launch order (by ncu's ID), each of
+    SUMMARY_METRICS as value and unit, "-" where ncu reported none."""
+    pytest.importorskip("triton")
+    from qbench_triton import counters
+
+    header = ('"ID","Process ID","Process Name","Host Name","Kernel Name","Context","Stream",'
+              '"Block Size","Grid Size","Device","CC","Section Name","Metric Name",'
+              '"Metric Unit","Metric Value"')
+
+    def metric(kernel, section, name, unit, value):
+        return (f'"{kernel}","7","python3","127.0.0.1","conv_gemm_wgmma_kernel","1","7",'
+                f'"(128, 1, 1)","(98, 2, 1)","0","9.0","{section}","{name}","{unit}","{value}"')
+
+    output = "\n".join([
+        "| launch | layer | config | max LSB | exact % |", "==PROF== Connected to process 7",
+        header,
+        metric(1, "GPU Speed Of Light Throughput", "Duration", "us", "13.95"),
+        metric(1, "Memory Workload Analysis", "L2 Hit Rate", "%", "91.20"),
+        metric(0, "GPU Speed Of Light Throughput", "Duration", "us", "15.10"),
+        metric(0, "Occupancy", "Achieved Occupancy", "%", "23.71"),
+        metric(0, "Launch Statistics", "Registers Per Thread", "register/thread", "166"),
+        "==PROF== Disconnected from process 7"])
+    table = counters.summary(output).splitlines()
+    assert table[0] == f"| launch | {' | '.join(counters.SUMMARY_METRICS)} |"
+    assert len(table) == 4
+    first, second = ([cell.strip() for cell in row.strip("|").split("|")] for row in table[2:])
+    named = dict(zip(["launch", *counters.SUMMARY_METRICS], first, strict=True))
+    assert named["launch"] == "1" and named["Duration"] == "15.10 us"
+    assert named["Achieved Occupancy"] == "23.71 %" and named["L2 Hit Rate"] == "-"
+    assert named["Registers Per Thread"] == "166 register/thread"
+    assert dict(zip(["launch", *counters.SUMMARY_METRICS], second, strict=True))[
+        "L2 Hit Rate"] == "91.20 %"
+    assert counters.summary("==ERROR== the profiler could not start") == (
+        "no kernel in ncu's output")

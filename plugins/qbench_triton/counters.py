@@ -1,23 +1,27 @@
 """What the Gluon kernel's time goes to on ResNet-50's deep 3x3 layers, read from the GPU's
 counters: scripts/gpu-check.sh's `counters` step runs it under Nsight Compute,
 
-    ncu --clock-control none --set full --kernel-name regex:wgmma \\
-        python3 -m qbench_triton.counters
+    ncu --clock-control none --set full --csv --page details --kernel-name regex:wgmma \\
+        python3 -m qbench_triton.counters > counters.txt
+    python3 -m qbench_triton.counters --summary counters.txt
 
 Each config of CONFIGS is forced (the Gluon kernel alone, in that config, no tuning) on each layer
 of `stream_probe.LAYERS` (batch 32, qint8 in and out, as the resnet-qint8 run) and launched once,
 into a poisoned output checked against the exact reference. The table it prints lists the
-launches in order, which is the order of ncu's kernels after it (all of them the one Gluon kernel
-by name): L2 and L1 bytes and hit rates, the tensor cores' and memory's share of their peaks,
-stalls. Without ncu it checks the same launches. Run after the resnet-qint8 step, whose compiled
-kernels Triton finds in its cache.
+launches in order, which is the order of ncu's kernels (all of them the one Gluon kernel by name):
+their durations, throughputs against their peaks, L1 and L2 hit rates, occupancy, stalls.
+`--summary` tabulates some of them per launch (`summary`). Without ncu it checks the same
+launches. Run after the resnet-qint8 step, whose compiled kernels Triton finds in its cache.
 """
 
 from __future__ import annotations
 
+import csv
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -89,5 +93,32 @@ def markdown(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
+# what `summary` shows of each kernel: metrics of ncu's details page (its sections' names for them)
+SUMMARY_METRICS = ["Duration", "Compute (SM) Throughput", "Memory Throughput",
+                   "L1/TEX Cache Throughput", "L2 Cache Throughput", "L1/TEX Hit Rate",
+                   "L2 Hit Rate", "DRAM Throughput", "Achieved Occupancy", "Registers Per Thread"]
+
+
+def summary(output: str) -> str:
+    """A Markdown row per kernel that ncu profiled, in launch order (`launch_once`'s launches),
+    with SUMMARY_METRICS, each as a value and unit ("-" where ncu reported none), from its
+    details page as CSV (`--csv --page details`) among `output`'s other lines."""
+    lines = [line for line in output.splitlines() if line.startswith('"')]
+    kernels: dict[int, dict[str, str]] = {}
+    for row in csv.DictReader(lines):
+        metric = f"{row['Metric Value']} {row['Metric Unit']}".strip()
+        kernels.setdefault(int(row["ID"]), {})[row["Metric Name"]] = metric
+    if not kernels:
+        return "no kernel in ncu's output"
+    table = [f"| launch | {' | '.join(SUMMARY_METRICS)} |",
+             "|---" * (len(SUMMARY_METRICS) + 1) + "|"]
+    table += [f"| {launch} | " + " | ".join(metrics.get(name, "-") for name in SUMMARY_METRICS)
+              + " |" for launch, (_, metrics) in enumerate(sorted(kernels.items()), start=1)]
+    return "\n".join(table)
+
+
 if __name__ == "__main__":
-    print(markdown(launch_once()), flush=True)
+    if sys.argv[1:2] == ["--summary"]:
+        print(summary(Path(sys.argv[2]).read_text(encoding="utf-8")))
+    else:
+        print(markdown(launch_once()), flush=True)
