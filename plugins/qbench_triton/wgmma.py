@@ -331,13 +331,11 @@ def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, 
     acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
     async_copy.wait_group(0)  # no copy (zero-filling, past `steps`) outlives the program
 
+    last = True  # the tile's whole sums: its one program's, or with split-K its last part's
     if SPLIT > 1:
         tile = (g * gl.num_programs(1) + pid_n) * gl.num_programs(0) + pid_m
         last, acc = _split_sums(acc, partial_ptr, counter_ptr, tile, part, rows, k, M, K, SPLIT)
-        if last:
-            _requantize_store(acc, out_ptr, bias_ptr, mult_ptr, k, pid_m * BM,
-                              g * KG + pid_n * BN, M, K, out_zp, lo, hi, BM, BN)
-    else:
+    if last:
         _requantize_store(acc, out_ptr, bias_ptr, mult_ptr, k, pid_m * BM, g * KG + pid_n * BN,
                           M, K, out_zp, lo, hi, BM, BN)
 
