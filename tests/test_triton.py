@@ -290,6 +290,18 @@ def _gluon_plans_alone(monkeypatch) -> None:
     monkeypatch.setattr(qbench_triton, "_Choice", lambda plans: plans[-1])
 
 
+def _planned_as_on_hopper(monkeypatch) -> None:
+    """Plans made on the CPU as for a Hopper GPU of 132 SMs (not interpreting), nothing
+    compiled: for Gluon launches that `gluon_emulator` runs."""
+    import qbench_triton
+    from qbench_triton import kernels, wgmma
+
+    monkeypatch.setattr(qbench_triton, "interpreting", lambda: False)  # planned as for a GPU
+    monkeypatch.setattr(kernels, "compile_candidates", lambda *args, **kwargs: None)
+    monkeypatch.setattr(kernels, "_sm_count", lambda: 132)
+    monkeypatch.setattr(wgmma, "hopper", lambda device: True)
+
+
 def test_every_wgmma_tile_matches_the_reference_on_a_hopper_gpu(runner_and_backend, monkeypatch):
     """Each tuning tile of the Gluon kernels (`qbench_triton.wgmma`) that can do the problem,
     split-K's too (its programs meeting at counters while they run at once, as no emulator does),
@@ -393,13 +405,10 @@ def emulated_wgmma(monkeypatch):
     pytest.importorskip("triton")
     import qbench_triton
     from qbench.quantized import QuantizedActivation
-    from qbench_triton import kernels, wgmma
+    from qbench_triton import wgmma
 
     _gluon_plans_alone(monkeypatch)
-    monkeypatch.setattr(qbench_triton, "interpreting", lambda: False)  # planned as for a GPU
-    monkeypatch.setattr(kernels, "compile_candidates", lambda *args, **kwargs: None)
-    monkeypatch.setattr(kernels, "_sm_count", lambda: 132)
-    monkeypatch.setattr(wgmma, "hopper", lambda device: True)
+    _planned_as_on_hopper(monkeypatch)
 
     def run(problem: ConvProblem, inputs, config, reverse: bool = False) -> torch.Tensor:
         tuned, kernel, _ = _gluon_kernel(problem)
@@ -1149,12 +1158,9 @@ def test_the_counters_probe_launches_each_config_once_exactly_in_the_gluon_emula
     config in order, each output equal to the reference."""
     pytest.importorskip("triton")
     import qbench_triton
-    from qbench_triton import counters, kernels, wgmma
+    from qbench_triton import counters, wgmma
 
-    monkeypatch.setattr(qbench_triton, "interpreting", lambda: False)  # planned as for a GPU
-    monkeypatch.setattr(kernels, "compile_candidates", lambda *args, **kwargs: None)
-    monkeypatch.setattr(kernels, "_sm_count", lambda: 132)
-    monkeypatch.setattr(wgmma, "hopper", lambda device: True)
+    _planned_as_on_hopper(monkeypatch)
     monkeypatch.setattr(counters, "tuner_of", lambda config: _EmulatedTuning(
         wgmma.conv_gemm_wgmma_kernel, config, reverse=False))
     monkeypatch.setattr(counters, "LAYERS", {
