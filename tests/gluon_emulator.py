@@ -382,18 +382,6 @@ def _elementwise(function: Any) -> Any:
     return lambda *args, **options: _tensor(function(*map(np.asarray, args)))
 
 
-# the inline assembly the kernels use, as numpy computes it: PTX's cvt.rni rounds to the nearest
-# integer, ties to even, as np.rint does
-_ASSEMBLY = {"cvt.rni.f32.f32 $0, $1;": np.rint}
-
-
-def _inline_asm_elementwise(asm: str, constraints: str, args: list[Any], dtype: Any,
-                            is_pure: bool, pack: int, **options: Any) -> Tensor:
-    if asm not in _ASSEMBLY:
-        raise NotImplementedError(f"the Gluon emulator does not model the assembly {asm!r}")
-    return _tensor(_ASSEMBLY[asm](*map(np.asarray, args)).astype(dtype))
-
-
 _GL = {
     "int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int32,
     "int64": np.int64, "float16": np.float16, "float32": np.float32, "float64": np.float64,
@@ -405,7 +393,6 @@ _GL = {
     "static_range": range, "allocate_shared_memory": allocate_shared_memory,
     "convert_layout": lambda value, layout, **options: value,
     "where": _elementwise(np.where),
-    "inline_asm_elementwise": _inline_asm_elementwise,
     "minimum": _elementwise(np.minimum), "maximum": _elementwise(np.maximum),
     "barrier": lambda: _program().barrier(), "thread_barrier": lambda: _program().barrier(),
     **{name: _Layout for name in ("BlockedLayout", "SliceLayout", "NVMMADistributedLayout",
@@ -471,14 +458,17 @@ def launch(kernel: Any, grid: Any, *args: Any, num_warps: int = 4, reverse: bool
            **constants: Any) -> None:
     """Run `kernel` as `kernel[grid](*args, num_warps=..., **constants)` would on a GPU: every
     program of the grid (a tuple, or a function of the constants) in turn, or in the reverse
-    order, tensors passed as pointers to their memory (CPU tensors, written in place)."""
+    order, tensors passed as pointers to their memory (CPU tensors, written in place), floats as
+    float32."""
     function = emulated(kernel)
     parameters = inspect.signature(function).parameters
     unknown = set(constants) - set(parameters) - _LAUNCH_OPTIONS
     if unknown:
         raise TypeError(f"{kernel.fn.__name__} takes no {sorted(unknown)}")
     constants = {name: value for name, value in constants.items() if name in parameters}
-    pointers = [Pointer(_memory(arg)) if isinstance(arg, torch.Tensor) else arg for arg in args]
+    # tensors as pointers, Python floats as the float32 scalars that Triton passes them as
+    pointers = [Pointer(_memory(arg)) if isinstance(arg, torch.Tensor)
+                else np.float32(arg) if isinstance(arg, float) else arg for arg in args]
     grid = (*(grid(constants) if callable(grid) else grid), 1, 1)[:3]
     programs = list(itertools.product(*(range(size) for size in grid)))
     for ids in reversed(programs) if reverse else programs:

@@ -155,19 +155,22 @@ def test_a_release_after_stores_with_no_barrier_is_a_hazard():
 
 
 @gluon.jit
-def _assembled(values_ptr, out_ptr, ASM: gl.constexpr, N: gl.constexpr):
-    """out = the inline assembly ASM of values, as `qbench_triton.wgmma` rounds its outputs."""
+def _biased_bits(values_ptr, out_ptr, low, bias, N: gl.constexpr):
+    """out = the bits of the float32 sums max(values, low) + bias, as `qbench_triton.wgmma`
+    clamps and rounds its outputs (bias: `kernels.ROUNDING_BIAS`)."""
     lanes = gl.arange(0, N, gl.BlockedLayout([1], [32], [gl.num_warps()], [0]))
-    values = gl.load(values_ptr + lanes)
-    gl.store(out_ptr + lanes, gl.inline_asm_elementwise(ASM, "=r,r", [values], dtype=gl.float32,
-                                                        is_pure=True, pack=1))
+    values = gl.maximum(gl.load(values_ptr + lanes), low)
+    gl.store(out_ptr + lanes, (values + bias).to(gl.int32, bitcast=True))
 
 
-def test_inline_assembly_rounds_half_to_even_as_cvt_rni_and_unknown_assembly_fails():
-    ties = [-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 0.49999997, 100.5, 101.5, 3e9]
+def test_float_arguments_are_float32_and_the_rounding_bias_rounds_half_to_even():
+    """A Python float reaches the kernel as the float32 that Triton passes (as float64 the sums
+    would round elsewhere and their bits not fit int32)."""
+    from qbench_triton.kernels import ROUNDING_BIAS
+
+    ties = [-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 0.49999997, 100.5, 101.5, -127.5, -1e30]
     values = torch.tensor(ties + [0.0] * (32 - len(ties)), dtype=torch.float32)
-    out = torch.full((32,), 7.0)
-    gluon_emulator.launch(_assembled, (1,), values, out, ASM="cvt.rni.f32.f32 $0, $1;", N=32)
-    assert out[:len(ties)].tolist() == [-2.0, -2.0, -0.0, 0.0, 2.0, 2.0, 0.0, 100.0, 102.0, 3e9]
-    with pytest.raises(NotImplementedError, match="cvt.rzi"):
-        gluon_emulator.launch(_assembled, (1,), values, out, ASM="cvt.rzi.f32.f32 $0, $1;", N=32)
+    out = torch.zeros(32, dtype=torch.int32)
+    gluon_emulator.launch(_biased_bits, (1,), values, out, -128.0, ROUNDING_BIAS.value, N=32)
+    bits = torch.tensor(ROUNDING_BIAS.value).view(torch.int32)
+    assert (out[:len(ties)] - bits).tolist() == [-2, -2, 0, 0, 2, 2, 0, 100, 102, -128, -128]

@@ -372,7 +372,8 @@ def _quantized_case(problem: ConvProblem, ties: bool) -> tuple:
     """(problem with its output quantization, inputs, the reference's output integers): the
     output scale spreads the outputs over their range, or with `ties` (per-tensor weights, no
     bias) is the accumulator's scale times a power of two, so that outputs land on .5 (more
-    than 20 of them, or the case fails)."""
+    than 20 of them, or the case fails), and the output zero point odd (a tie goes to v's even
+    neighbour, not that of v plus the zero point)."""
     import math
 
     from qbench.inputs import auto_output_quantization, make_inputs
@@ -388,6 +389,7 @@ def _quantized_case(problem: ConvProblem, ties: bool) -> tuple:
         _, multiplier = requantization_terms(problem.in_scale, inputs.weight.scales, None, scale)
         value = acc.to(torch.float32) * multiplier.view(1, -1, 1, 1)
         assert int((value - value.floor() == 0.5).sum()) > 20
+        zero_point |= 1
     problem = dataclasses.replace(problem, out_scale=scale, out_zero_point=zero_point)
     expected = requantize(acc, problem.in_scale, inputs.weight.scales, inputs.bias, scale,
                           zero_point, problem.out_dtype, problem.relu)
@@ -861,15 +863,17 @@ def test_the_tuning_log_has_a_line_for_each_launch_that_tuned(tmp_path, monkeypa
         "in_dtype": "quint8", "kernel": "gemm", "median_us": {"64x32x32/4w/3s": 20.0}}
 
 
-def test_round_half_to_even_in_the_kernel(runner_and_backend):
-    """Outputs that land exactly on .5 round to the even neighbour, as the reference does."""
+@pytest.mark.parametrize("zero_point", [0, 3])
+def test_round_half_to_even_in_the_kernel(runner_and_backend, zero_point):
+    """Outputs that land exactly on .5 round to the even neighbour, as the reference does, before
+    the output zero point is added (an odd one would move the tie)."""
     import qbench.functional as qf
 
     x = torch.quantize_per_tensor(torch.arange(1.0, 9.0).view(1, 8, 1, 1), 1.0, 0, torch.quint8)
     w = torch.quantize_per_tensor(torch.eye(8).view(8, 8, 1, 1), 1.0, 0, torch.qint8)
     # output scale 2: x / 2 = 0.5, 1, 1.5, ... 4 -> 0, 1, 2, 2, 2, 3, 4, 4
-    out = qf.conv2d(x, w, None, scale=2.0, zero_point=0, backend="triton")
-    assert out.int_repr().flatten().tolist() == [0, 1, 2, 2, 2, 3, 4, 4]
+    out = qf.conv2d(x, w, None, scale=2.0, zero_point=zero_point, backend="triton")
+    assert out.int_repr().flatten().tolist() == [q + zero_point for q in [0, 1, 2, 2, 2, 3, 4, 4]]
 
 
 def test_qbench_backends_explains_what_triton_needs_without_gpu_or_interpreter():

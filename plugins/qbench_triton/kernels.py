@@ -9,8 +9,9 @@ it vary, else per channel). quint8 activations enter as x - 128 with zx - 128; w
 zero points their padded lanes then hold OUTSIDE_UNSIGNED (the loaded 0 less 128), which adds
 OUTSIDE_UNSIGNED * sum over the padded taps of w to acc: the table holds that too
 (`outside_value`).
-The epilogue requantizes in the reference's float32 order and rounds half to even with floor
-(libdevice's rint is not available to Triton's interpreter, and this is the same in both).
+The epilogue requantizes in the reference's float32 order and rounds half to even by adding
+ROUNDING_BIAS, the float32 addition's own rounding: the same arithmetic compiled and in Triton's
+interpreter (which has neither libdevice's rint nor inline PTX), with no conversion instruction.
 
 Only the tile sizes, the kernel's R and S and a few flags are compile-time constants, so that a
 suite's many shapes share a handful of compiled variants. `conv_gemm_kernel`: implicit GEMM, rows
@@ -38,6 +39,10 @@ from qbench_triton.stream import (PER_SM_CHOICES, GemmShape, partials_fit, share
 
 OUTSIDE_UNSIGNED = -128  # what padded lanes hold for quint8 without weight zero points
 SPIN_LIMIT = tl.constexpr(1 << 22)  # reads of a counter a shared tile's last program waits for
+# 1.5 * 2^23. A float32 in [2^23, 2^24) has no fraction bits, so adding this to a value of magnitude
+# at most 2^22 rounds the value to an integer, half to even, and the sum's low mantissa bits hold
+# that integer in two's complement: its low byte is the int8 or uint8 the integer is.
+ROUNDING_BIAS = tl.constexpr(12582912.0)
 
 
 def outside_value(unsigned: bool, has_weight_zero_points: bool) -> int:
@@ -76,26 +81,28 @@ def _channel_terms(m, m_ok, k, k_ok, corr_ptr, wzp_ptr, bias_ptr, mult_ptr, OHW,
 
 @triton.jit
 def _requantize(acc, xsum, terms, out_zp, lo, hi, HAS_WZP: tl.constexpr):
-    """The outputs of sums acc (row sums of x: xsum), as float: acc less the compensation and
-    zw[k] xsum (see the module's docstring), requantized with `_channel_terms`'s terms in the
-    reference's float32 order, rounded half to even, clamped to [lo, hi]."""
+    """The outputs of sums acc (row sums of x: xsum), each the low byte of an int32: acc less the
+    compensation and zw[k] xsum (see the module's docstring), requantized with `_channel_terms`'s
+    terms in the reference's float32 order, v = (acc + bias) * mult, then
+    clamp(round_half_even(v) + out_zp, lo, hi), computed as the equal
+    round_half_even(clamp(v, lo - out_zp, hi - out_zp)) + out_zp: the clamped value is small and
+    lo, hi and out_zp are integers, so adding ROUNDING_BIAS rounds it, then out_zp is added
+    exactly (added first, the tie would go to the sum's even, not v's). The clamp between the
+    multiply and the addition keeps the compiler from fusing the two into one rounding."""
     corr, wzp, bias, mult = terms
     acc -= corr
     if HAS_WZP:
         acc -= xsum * wzp
     v = (acc.to(tl.float32) + bias) * mult
-    f = tl.floor(v)
-    frac = v - f
-    odd = (f - 2.0 * tl.floor(f * 0.5)) != 0.0
-    rounded = tl.where((frac > 0.5) | ((frac == 0.5) & odd), f + 1.0, f)
-    return tl.minimum(tl.maximum(rounded + out_zp, lo), hi)
+    v = tl.minimum(tl.maximum(v, lo - out_zp), hi - out_zp)
+    return ((v + ROUNDING_BIAS) + out_zp).to(tl.int32, bitcast=True)
 
 
 @triton.jit
 def _store(q, m, m_ok, k, k_ok, out_ptr, K):
-    """Outputs q of rows m and channels k into the NHWC output."""
-    tl.store(out_ptr + m[:, None] * K + k[None, :],
-             q.to(tl.int32).to(out_ptr.dtype.element_ty), mask=m_ok[:, None] & k_ok[None, :])
+    """Outputs q (`_requantize`'s) of rows m and channels k into the NHWC output."""
+    tl.store(out_ptr + m[:, None] * K + k[None, :], q.to(out_ptr.dtype.element_ty),
+             mask=m_ok[:, None] & k_ok[None, :])
 
 
 @triton.jit

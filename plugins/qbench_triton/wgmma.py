@@ -42,7 +42,7 @@ from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared
                                                               warpgroup_mma_wait)
 
 from qbench_triton import kernels
-from qbench_triton.kernels import SPIN_LIMIT
+from qbench_triton.kernels import ROUNDING_BIAS, SPIN_LIMIT
 from qbench_triton.layout import Layout
 from qbench_triton.stream import GemmShape, partials_fit
 
@@ -160,16 +160,13 @@ def _requantize_store(acc, out_ptr, bias_ptr, mult_ptr, k, row0, k0, M, K, out_z
                       BM: gl.constexpr, BN: gl.constexpr):
     """Output rows [row0, row0 + BM), channels [k0, k0 + BN) from the sums (k: their channels,
     in the accumulator's layout), as `kernels._requantize` computes them: (acc + bias) * mult,
-    rounded half to even, plus the output zero point, clamped to [lo, hi]. The rounding is the
-    GPU's own (cvt.rni, one instruction where `kernels._requantize`'s floor and tie test take
-    about ten: the interpreter has no PTX, and a Gluon kernel never runs there), of the product
-    as float32 rounds it: inline assembly, which the compiler cannot fuse into the multiply."""
+    clamped to [lo - out_zp, hi - out_zp], rounded half to even by adding ROUNDING_BIAS, plus
+    the output zero point, the output the sum's low byte."""
     bias = gl.load(bias_ptr + k)[None, :]
     mult = gl.load(mult_ptr + k)[None, :]
     v = (acc.to(gl.float32) + bias) * mult
-    rounded = gl.inline_asm_elementwise("cvt.rni.f32.f32 $0, $1;", "=r,r", [v], dtype=gl.float32,
-                                        is_pure=True, pack=1)
-    q = gl.minimum(gl.maximum(rounded + out_zp, lo), hi).to(gl.int32).to(out_ptr.dtype.element_ty)
+    v = gl.minimum(gl.maximum(v, lo - out_zp), hi - out_zp)
+    q = ((v + ROUNDING_BIAS) + out_zp).to(gl.int32, bitcast=True).to(out_ptr.dtype.element_ty)
     out_layout: gl.constexpr = _load_layout(BN, gl.num_warps())
     q = gl.convert_layout(q, out_layout)
     out_rows = row0 + gl.arange(0, BM, gl.SliceLayout(1, out_layout))
