@@ -106,6 +106,13 @@ def _store(q, m, m_ok, k, k_ok, out_ptr, K):
 
 
 @triton.jit
+def _channels_inside(kg, KG, EVEN_N: tl.constexpr):
+    """Which of a group's output channels kg are below KG: all, known to the compiler (no masks),
+    with EVEN_N (tiles that divide the group's channels)."""
+    return (kg < KG) | EVEN_N
+
+
+@triton.jit
 def _output_pixels(pid_m, M, OH, OW, BM: tl.constexpr):
     m = pid_m * BM + tl.arange(0, BM)
     ow = m % OW
@@ -182,10 +189,7 @@ def _tile_sums(x_ptr, w_ptr, pid_m, pid_n, g, first, last, blocks, SPAN, WSTRIDE
                 taps_inside |= tap_ok.to(tl.int32) << (tap_r * S + tap_s)
     acc = tl.zeros([BM, BN], dtype=tl.int32)
     xsum = tl.zeros([BM], dtype=tl.int32)
-    if EVEN_N:  # no tile past the group's channels: every weight row inside
-        w_rows_ok = tl.full([BN], 1, tl.int1)
-    else:
-        w_rows_ok = kg < KG
+    w_rows_ok = _channels_inside(kg, KG, EVEN_N)
     tap = first // blocks  # (tap, block) of step t, carried instead of divided out each step
     block = first - tap * blocks
     for t in range(first, last):
@@ -254,7 +258,8 @@ def _wait_for(counter_ptr, target):
 def _finish_tile(acc, xsum, pid_m, pid_n, g, tile, slot, count, out_ptr, corr_ptr, wzp_ptr,
                  bias_ptr, mult_ptr, partial_ptr, counter_ptr, M, OH, OW, K, KG,
                  out_zp, lo, hi, BORDER: tl.constexpr, HAS_WZP: tl.constexpr,
-                 SHARED: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr):
+                 SHARED: tl.constexpr, EVEN_N: tl.constexpr, BM: tl.constexpr,
+                 BN: tl.constexpr):
     """Requantize and store tile (pid_m, pid_n) of group g from its sums acc (and xsum). Where
     `count` programs share it (SHARED: see `qbench_triton.stream`), each claims a turn at the
     tile's first counter: all but the last store their partials in their `slot` and count them
@@ -278,12 +283,12 @@ def _finish_tile(acc, xsum, pid_m, pid_n, g, tile, slot, count, out_ptr, corr_pt
                 _wait_for(counter_ptr + 2 * tile + 1, count - 1)
                 if BM * BN <= HEAVY_TILE_ELEMENTS:  # the others' partials at once
                     kg = pid_n * BN + tl.arange(0, BN)
-                    acc = _add_partials(acc, m, m_ok, g * KG + kg, kg < KG, partial_ptr, slot,
-                                        count, M, K)
+                    acc = _add_partials(acc, m, m_ok, g * KG + kg, _channels_inside(kg, KG, EVEN_N),
+                                        partial_ptr, slot, count, M, K)
             else:
                 kg = pid_n * BN + tl.arange(0, BN)
                 tl.store(partial_ptr + slot * M * K + m[:, None] * K + (g * KG + kg)[None, :],
-                         acc, mask=m_ok[:, None] & (kg < KG)[None, :])
+                         acc, mask=m_ok[:, None] & _channels_inside(kg, KG, EVEN_N)[None, :])
                 tl.debug_barrier()  # every thread's partials stored before the release below
                 tl.atomic_add(counter_ptr + 2 * tile + 1, 1, sem="release")
     if last:
@@ -294,23 +299,25 @@ def _finish_tile(acc, xsum, pid_m, pid_n, g, tile, slot, count, out_ptr, corr_pt
         # the channel terms cost a trip to L2 each: up to 128x128 tiles the next quarter's are
         # loaded before this quarter is stored (larger tiles spilled registers holding both).
         prefetch: tl.constexpr = BM * BN <= HEAVY_TILE_ELEMENTS
-        terms = _channel_terms(m, m_ok, g * KG + first_kg, first_kg < KG, corr_ptr, wzp_ptr,
-                               bias_ptr, mult_ptr, OH * OW, K, BORDER, HAS_WZP)
+        terms = _channel_terms(m, m_ok, g * KG + first_kg, _channels_inside(first_kg, KG, EVEN_N),
+                               corr_ptr, wzp_ptr, bias_ptr, mult_ptr, OH * OW, K, BORDER, HAS_WZP)
         for i in tl.static_range(4):
             piece_kg = first_kg + i * quarter
+            piece_ok = _channels_inside(piece_kg, KG, EVEN_N)
             if not prefetch and i > 0:
-                terms = _channel_terms(m, m_ok, g * KG + piece_kg, piece_kg < KG, corr_ptr,
-                                       wzp_ptr, bias_ptr, mult_ptr, OH * OW, K, BORDER, HAS_WZP)
+                terms = _channel_terms(m, m_ok, g * KG + piece_kg, piece_ok, corr_ptr, wzp_ptr,
+                                       bias_ptr, mult_ptr, OH * OW, K, BORDER, HAS_WZP)
             piece = pieces[i]
             if SHARED and BM * BN > HEAVY_TILE_ELEMENTS:
-                piece = _add_partials(piece, m, m_ok, g * KG + piece_kg, piece_kg < KG,
-                                      partial_ptr, slot, count, M, K)
+                piece = _add_partials(piece, m, m_ok, g * KG + piece_kg, piece_ok, partial_ptr,
+                                      slot, count, M, K)
             q = _requantize(piece, xsum[:, None], terms, out_zp, lo, hi, HAS_WZP)
             if prefetch and i < 3:
                 next_kg = piece_kg + quarter
-                terms = _channel_terms(m, m_ok, g * KG + next_kg, next_kg < KG, corr_ptr,
-                                       wzp_ptr, bias_ptr, mult_ptr, OH * OW, K, BORDER, HAS_WZP)
-            _store(q, m, m_ok, g * KG + piece_kg, piece_kg < KG, out_ptr, K)
+                terms = _channel_terms(m, m_ok, g * KG + next_kg,
+                                       _channels_inside(next_kg, KG, EVEN_N), corr_ptr, wzp_ptr,
+                                       bias_ptr, mult_ptr, OH * OW, K, BORDER, HAS_WZP)
+            _store(q, m, m_ok, g * KG + piece_kg, piece_ok, out_ptr, K)
         if SHARED:
             if count > 1:  # ready for the next launch
                 tl.atomic_xchg(counter_ptr + 2 * tile, 0)
@@ -373,7 +380,7 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
             _finish_tile(acc, xsum, pid_m, pid_n, g, tile, tl.program_id(0) - owner, count,
                          out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_ptr, partial_ptr,
                          counter_ptr, M, OH, OW, K, KG, out_zp, lo, hi, BORDER, HAS_WZP, SHARED,
-                         BM, BN)
+                         EVEN_N, BM, BN)
     else:
         pid_m = tl.program_id(0)
         pid_n = tl.program_id(1)
@@ -383,7 +390,7 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
                                R, S, X_UNSIGNED, HAS_WZP, MERGE_S, EVEN_N, EVEN_SPAN, BM, BN, BK)
         _finish_tile(acc, xsum, pid_m, pid_n, g, 0, 0, 1, out_ptr, corr_ptr, wzp_ptr, bias_ptr,
                      mult_ptr, partial_ptr, counter_ptr, M, OH, OW, K, KG, out_zp, lo, hi,
-                     BORDER, HAS_WZP, SHARED, BM, BN)
+                     BORDER, HAS_WZP, SHARED, EVEN_N, BM, BN)
 
 
 @triton.jit(do_not_specialize=GEOMETRY)
