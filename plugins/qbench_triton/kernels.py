@@ -10,8 +10,8 @@ zero points their padded lanes then hold OUTSIDE_UNSIGNED (the loaded 0 less 128
 OUTSIDE_UNSIGNED * sum over the padded taps of w to acc: the table holds that too
 (`outside_value`).
 The epilogue requantizes in the reference's float32 order and rounds half to even by adding
-ROUNDING_BIAS, the float32 addition's own rounding: the same arithmetic compiled and in Triton's
-interpreter (which has neither libdevice's rint nor inline PTX), with no conversion instruction.
+ROUNDING_BIAS, with the float32 addition's own rounding: the same arithmetic compiled and in
+Triton's interpreter (which has neither libdevice's rint nor inline PTX), and no conversion.
 
 Only the tile sizes, the kernel's R and S and a few flags are compile-time constants, so that a
 suite's many shapes share a handful of compiled variants. `conv_gemm_kernel`: implicit GEMM, rows
