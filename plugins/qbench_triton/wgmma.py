@@ -14,9 +14,9 @@ problems where that kernel needs none of its special cases: no weight zero point
 (r, s) of at most 32 taps, tiles that divide a group's output channels and a tap's channels
 (EVEN_N, EVEN_SPAN), loaded by cp.async; or merged rows (conv1), whose taps start at any byte,
 a row a thread loading its bytes into registers, with blocks that divide a tap's stride. quint8
-activations of a tap per pixel go to the tensor cores from registers, their top bits flipped
-there; a step then waits for its wgmma before the next step's tile can take those registers,
-its loads still issued beside it (merged rows flip theirs before storing them). On 4 warps (a
+activations of a tap per pixel have their top bits flipped in their slot of shared memory while
+the previous step's wgmma runs (merged rows flip theirs in registers before storing them), so
+that a step of either type waits only for the previous step's wgmma. On 4 warps (a
 warpgroup) or 8 (two, a warpgroup per 64 rows or side by side over the columns), with a barrier
 after the wait in every warp, so that no warpgroup loads into a slot another's wgmma still reads.
 A tap per pixel's tile may also be split among programs (split-K, tuned with
@@ -257,9 +257,8 @@ def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, 
     warps: gl.constexpr = gl.num_warps()
     # with L1_REUSE, 8 bytes a cp.async: Triton caches those in L1 (.ca), 16 bytes never (.cg)
     x_layout: gl.constexpr = _load_layout(BK, warps, 8 if L1_REUSE else 16)
-    w_layout: gl.constexpr = _load_layout(BK, warps)
+    w_layout: gl.constexpr = _load_layout(BK, warps)  # 16 bytes a thread: quint8's flip's too
     acc_layout: gl.constexpr = _accumulator_layout(BM, BN, warps)
-    x_operand: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=acc_layout, k_width=4)
     x_shared: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BM, BK], gl.int8)
     w_shared: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BN, BK], gl.int8)
     x_slots = gl.allocate_shared_memory(gl.int8, [STAGES, BM, BK], x_shared)
@@ -306,25 +305,22 @@ def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, 
         _barrier()
         x_slot = x_slots.index(slot)
         w_slot = w_slots.index(slot).permute((1, 0))
-        if X_UNSIGNED:  # quint8 v as int8 v - 128: the tile's top bits flipped in registers
-            # (a padded lane's 0 then holds OUTSIDE_UNSIGNED, as in `kernels.conv_gemm_kernel`)
-            x_tile = x_slot.load(x_operand) ^ -128
-            acc = warpgroup_mma(x_tile, w_slot, acc, is_async=True)
-            # the slot of the previous step's wgmma is free: it ended with that step (below)
-        else:
-            acc = warpgroup_mma(x_slot, w_slot, acc, is_async=True)
-            # the previous step's wgmma done: its slot, (step + STAGES - 1) % STAGES, is free
-            acc, _, _ = warpgroup_mma_wait(num_outstanding=1, deps=(acc, x_slot, w_slot))
-            _barrier()  # in every warp: each warp's part of a wgmma reads all of a slot's weights
+        if X_UNSIGNED:  # quint8 v as int8 v - 128: the slot's top bits flipped in place while
+            # the previous step's wgmma runs (a padded lane's 0 then holds OUTSIDE_UNSIGNED, as
+            # in `kernels.conv_gemm_kernel`)
+            x_slot.store(x_slot.load(w_layout) ^ -128)
+            fence_async_shared()  # the stores, before the wgmma reads them
+            _barrier()  # and every thread's
+        acc = warpgroup_mma(x_slot, w_slot, acc, is_async=True)
+        # the previous step's wgmma done: its slot, (step + STAGES - 1) % STAGES, is free
+        acc, _, _ = warpgroup_mma_wait(num_outstanding=1, deps=(acc, x_slot, w_slot))
+        _barrier()  # in every warp: each warp's part of a wgmma reads all of a slot's weights
         ahead = (step - first + STAGES - 1) % STAGES  # loaded while this step's wgmma runs
         _issue_loads(x_ptr, w_ptr, x_slots.index(ahead), w_slots.index(ahead), tap_ahead,
                      lane0_ahead, row_base, taps_inside, j_x, k_w, j_w, W, C, DH, DW, WSTRIDE, S,
                      BK, R)
         async_copy.commit_group()
         tap_ahead, lane0_ahead = _next_step(tap_ahead, lane0_ahead, blocks, R * S, BK, L1_REUSE)
-        if X_UNSIGNED:  # this wgmma ends before the next step's tile overwrites the registers it
-            # reads (ptxas does not wait for that, and a wait cannot name 8-bit registers)
-            acc, _ = warpgroup_mma_wait(num_outstanding=0, deps=(acc, w_slot))
     acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
     async_copy.wait_group(0)  # no copy (zero-filling, past `steps`) outlives the program
 
