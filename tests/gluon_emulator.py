@@ -27,8 +27,7 @@ Programs run one after another, in the grid's order or (`launch`'s `reverse`) th
 that programs which meet at a counter (split-K) are checked in either order of arrival; a spin on
 a counter therefore finds it set. Not modelled: warps beyond those barrier rules (a program runs
 as one thread), programs running at once, and registers (a wgmma's register operand is read when
-it is issued: `compile_check` looks for writes to a running wgmma's registers in the SASS);
-whether a GPU agrees is the GPU tests' question."""
+it is issued; the kernels give it none); whether a GPU agrees is the GPU tests' question."""
 
 from __future__ import annotations
 
