@@ -26,8 +26,8 @@ it sees shared memory reused, so the emulator may ask for one that compiling wou
 Programs run one after another, in the grid's order or (`launch`'s `reverse`) the reverse, so
 that programs which meet at a counter (split-K) are checked in either order of arrival; a spin on
 a counter therefore finds it set. Not modelled: warps beyond those barrier rules (a program runs
-as one thread), programs running at once, and registers (a wgmma's register operand is read when
-it is issued; the kernels give it none); whether a GPU agrees is the GPU tests' question."""
+as one thread), programs running at once, and a wgmma's register operand (the kernels give it
+none; it fails loudly); whether a GPU agrees is the GPU tests' question."""
 
 from __future__ import annotations
 
@@ -250,12 +250,13 @@ def _program() -> _Program:
 
 
 def _operand(value: Any, reads: list[Shared]) -> np.ndarray:
-    """A wgmma operand's values: shared memory (noted in `reads`) or registers."""
-    if isinstance(value, Shared):
-        _program().check_landed(value, "a wgmma", async_proxy=True)
-        reads.append(value)
-        return value.data
-    return np.asarray(value)
+    """A wgmma operand's values, from shared memory (noted in `reads`): the kernels give a wgmma
+    no register operand, and the emulator models none."""
+    if not isinstance(value, Shared):
+        raise NotImplementedError("the Gluon emulator does not model a wgmma's register operand")
+    _program().check_landed(value, "a wgmma", async_proxy=True)
+    reads.append(value)
+    return value.data
 
 
 def _accumulator(value: Any) -> np.ndarray:
@@ -395,8 +396,7 @@ _GL = {
     "minimum": _elementwise(np.minimum), "maximum": _elementwise(np.maximum),
     "barrier": lambda: _program().barrier(), "thread_barrier": lambda: _program().barrier(),
     **{name: _Layout for name in ("BlockedLayout", "SliceLayout", "NVMMADistributedLayout",
-                                  "DotOperandLayout", "NVMMASharedLayout",
-                                  "SwizzledSharedLayout")},
+                                  "NVMMASharedLayout", "SwizzledSharedLayout")},
 }
 
 
