@@ -307,7 +307,8 @@ def test_every_wgmma_tile_matches_the_reference_on_a_hopper_gpu(runner_and_backe
     split-K's too (its programs meeting at counters while they run at once, as no emulator does),
     forced and launched without the GEMM kernel beside it, on problems that no tile fits in rows:
     qint8 and quint8 inputs with border tables, stride, dilation, tile groups, merged rows,
-    quint8 and qint8 outputs, ReLU."""
+    quint8 and qint8 outputs, ReLU. Persistent configs launch as for a GPU of one SM, so that
+    each of their programs takes several tiles."""
     runner, backend = runner_and_backend
     if backend.info.interpreted:
         pytest.skip("Gluon kernels have no interpreter: they need a GPU (the emulator's test "
@@ -319,6 +320,7 @@ def test_every_wgmma_tile_matches_the_reference_on_a_hopper_gpu(runner_and_backe
     from qbench_triton import kernels, wgmma
 
     _gluon_plans_alone(monkeypatch)
+    sm_count = kernels._sm_count
     gemm_config = kernels._gemm_config(64, 64, 64, 4, 4)  # the GEMM's plan: planned, never run
     monkeypatch.setattr(kernels, "conv_gemm_tuned", triton.autotune(
         configs=[gemm_config], key=kernels.TUNING_KEY)(kernels.conv_gemm))
@@ -334,6 +336,8 @@ def test_every_wgmma_tile_matches_the_reference_on_a_hopper_gpu(runner_and_backe
         for config in configs:
             monkeypatch.setattr(wgmma, tuned, triton.autotune(
                 configs=[config], key=wgmma.TUNING_KEY)(kernel))
+            persistent = bool(config.kwargs.get("PERSIST"))
+            monkeypatch.setattr(kernels, "_sm_count", (lambda: 1) if persistent else sm_count)
             case = Case(f"{name}-{qbench_triton._config_label(config)}", problem.validate())
             row = runner.row("triton", case, backend)
             tiles = "; ".join(f"{key}={config.kwargs[key]}" for key in ("BM", "BN", "BK"))
@@ -426,6 +430,7 @@ def emulated_wgmma(monkeypatch):
         assert details["kernel"] == named and details["BM"] == config.kwargs["BM"], details
         assert details.get("split_k", 1) == config.kwargs.get("SPLIT", 1), details
         assert details.get("l1_reuse", False) == config.kwargs.get("L1_REUSE", False), details
+        assert ("persistent_programs" in details) == bool(config.kwargs.get("PERSIST")), details
         return output.data
 
     return run
@@ -449,6 +454,37 @@ def test_every_wgmma_tile_matches_the_reference_in_the_gluon_emulator(name, emul
     assert len(configs) >= 2
     for config in configs:
         for reverse in (False, True) if config.kwargs.get("SPLIT", 1) > 1 else (False,):
+            output = emulated_wgmma(problem, inputs, config, reverse)
+            assert torch.equal(output, expected), (qbench_triton._config_label(config), reverse)
+
+
+PERSISTENT_PROBLEMS = {  # 1x1s of a step or two a tile, and with border tables and tile groups
+    "1x1-quint8": ConvProblem(2, 128, 15, 15, 256, (1, 1), in_zero_point=140, relu=True),
+    "1x1-qint8-stride": ConvProblem(3, 64, 26, 26, 256, (1, 1), stride=(2, 2), in_dtype="qint8",
+                                    in_zero_point=-3, out_dtype="qint8"),
+    "border": WGMMA_PROBLEMS["wgmma-border"],
+    "quint8-border": WGMMA_PROBLEMS["wgmma-quint8-border"],
+    "strided-groups": WGMMA_PROBLEMS["wgmma-strided-groups"],
+}
+
+
+@pytest.mark.parametrize("name", PERSISTENT_PROBLEMS)
+def test_persistent_programs_carry_their_pipelines_across_tiles_in_the_gluon_emulator(
+        name, emulated_wgmma, monkeypatch):
+    """The Gluon kernel's persistent configs (`wgmma.PERSISTENT_CONFIGS`) on a GPU of one SM
+    (stood in for), so that each program takes several tiles, not all as many, its loads
+    running ahead into its next tile's (more than a tile ahead where a tile is one step) and
+    past its last, equal to the reference output for output, in either order of programs."""
+    import qbench_triton
+    from qbench_triton import kernels
+
+    problem, inputs, expected = _quantized_case(PERSISTENT_PROBLEMS[name].validate(), ties=False)
+    _, _, configs = _gluon_kernel(problem)
+    persistent = [config for config in configs if config.kwargs["PERSIST"]]
+    assert persistent, name
+    monkeypatch.setattr(kernels, "_sm_count", lambda: 1)
+    for config in persistent:
+        for reverse in (False, True):
             output = emulated_wgmma(problem, inputs, config, reverse)
             assert torch.equal(output, expected), (qbench_triton._config_label(config), reverse)
 
@@ -911,15 +947,22 @@ def test_kernels_compile_for_sm80_and_sm90_without_a_gpu():
     wgmma_lines = [line for line in lines if line.startswith("sm_90 wgmma config ")]
     # qint8 and quint8, a tap per pixel and merged rows
     assert len(wgmma_lines) == 2 * (len(wgmma.WGMMA_CONFIGS) + len(wgmma.SPLIT_CONFIGS)
-                                    + len(wgmma.REUSE_CONFIGS) + len(wgmma.MERGED_CONFIGS))
+                                    + len(wgmma.REUSE_CONFIGS) + len(wgmma.PERSISTENT_CONFIGS)
+                                    + len(wgmma.MERGED_CONFIGS))
     for line in wgmma_lines:  # every load of a step issued while a wgmma runs
         beside, loads = map(int, re.search(r"(\d+) of (\d+) loads beside a wgmma", line).groups())
         assert loads and beside == loads and line.endswith("no spills"), line
+        persist = re.search(r"/persist(\d+) .* (\d+) programs an SM", line)
+        assert not persist or int(persist[1]) <= int(persist[2]), line  # all running at once
 
 
 @pytest.mark.parametrize(("mode", "planned", "grid"), [
     ("wgmma", 5, [7, 2, 1]),  # 392 rows, 128 channels: 64x64 tiles (4, and 64x64x64 with L1 reuse)
     ("wgmma-merged", 3, [7, 1, 1]),  # conv1's merged rows, 392 rows, 64 channels: its 3 configs
+    # a 1x1 of 128 channels at 25,088 rows: the 12 tiles a program each, and the 3 persistent
+    # configs of at least two tiles a program (not 64x128x64 in 3 an SM, nor 128x128x64 in 2:
+    # 784 and 392 tiles for 396 and 264 programs); 64x64 tiles in 3 programs on each of 132 SMs
+    ("wgmma-persistent", 15, [396]),
 ])
 def test_planning_with_the_wgmma_kernels_on_compiles_their_candidates_at_once(mode, planned, grid):
     """On a Hopper GPU (stood in for), by default, a qint8 launch's plan tunes the Gluon kernel
@@ -1059,10 +1102,11 @@ def test_a_shared_launch_keeps_its_programs_within_bounds(tiles, steps, per_sm, 
 
 
 def test_the_tuning_log_shows_what_stream_k_and_the_wgmma_kernel_did(tmp_path):
-    """`python -m qbench_triton.tuning_log FILE`: for stream-K, the Gluon kernel, its split-K
-    and its L1 reuse, per shape that tried the kind, its best against the best program per tile
-    and their ratio; shapes that tried none are left out, no kind counts as a program per tile,
-    a split Gluon config counts as split-K alone, and one split with L1 reuse as L1 reuse."""
+    """`python -m qbench_triton.tuning_log FILE`: for stream-K, the Gluon kernel, its split-K,
+    its L1 reuse and its persistent programs, per shape that tried the kind, its best against
+    the best program per tile and their ratio; shapes that tried none are left out, no kind
+    counts as a program per tile, a split Gluon config counts as split-K alone, and one split
+    with L1 reuse as L1 reuse."""
     record = {"input_nhwc": [32, 7, 7, 512], "output_nhwc": [32, 7, 7, 512],
               "kernel_size": [3, 3], "in_dtype": "qint8"}
     log = tmp_path / "tuning.jsonl"
@@ -1070,11 +1114,13 @@ def test_the_tuning_log_shows_what_stream_k_and_the_wgmma_kernel_did(tmp_path):
         {"64x128x256/8w/3s": 19.4, "128x256x64/8w/3s/stream1": 14.55, "64x64x64/4w/4s": 23.1},
         {"64x64x128/4w/4s": 18.0, "64x128x128/4w/4s/wgmma": 19.8,
          "64x64x128/4w/4s/stream2": 9.0, "64x128x128/4w/4s/wgmma/split2": 12.6,
-         "64x128x128/4w/4s/wgmma/l1": 15.3, "64x128x128/4w/4s/wgmma/split2/l1": 12.0},
+         "64x128x128/4w/4s/wgmma/l1": 15.3, "64x128x128/4w/4s/wgmma/split2/l1": 12.0,
+         "64x64x128/4w/4s/wgmma/persist3": 19.0},
         {"64x64x32/4w/4s": 249.0}]) + "\n")
     proc = subprocess.run([sys.executable, "-m", "qbench_triton.tuning_log", str(log)],
                           capture_output=True, text=True, check=True)
-    _, stream_k, wgmma, split_k, reuse = proc.stdout.split("| input NHWC ")  # a table per kind
+    # a table per kind
+    _, stream_k, wgmma, split_k, reuse, persistent = proc.stdout.split("| input NHWC ")
     assert "| program per tile (µs) | stream-K (µs) | ratio |" in stream_k
     assert ("| 32x7x7x512 | 32x7x7x512 | 3x3 | qint8 | 64x128x256/8w/3s 19.4 "
             "| 128x256x64/8w/3s/stream1 14.6 | 0.75 |") in stream_k.splitlines()
@@ -1087,7 +1133,10 @@ def test_the_tuning_log_shows_what_stream_k_and_the_wgmma_kernel_did(tmp_path):
     assert split_k.strip().splitlines()[-1] == "split-K faster on 1 of 1 shapes that tried it"
     assert ("| 32x7x7x512 | 32x7x7x512 | 3x3 | qint8 | 64x64x128/4w/4s 18.0 "
             "| 64x128x128/4w/4s/wgmma/split2/l1 12.0 | 0.67 |") in reuse.splitlines()
-    assert reuse.splitlines()[-1] == "L1 reuse faster on 1 of 1 shapes that tried it"
+    assert reuse.strip().splitlines()[-1] == "L1 reuse faster on 1 of 1 shapes that tried it"
+    assert ("| 32x7x7x512 | 32x7x7x512 | 3x3 | qint8 | 64x64x128/4w/4s 18.0 "
+            "| 64x64x128/4w/4s/wgmma/persist3 19.0 | 1.06 |") in persistent.splitlines()
+    assert persistent.splitlines()[-1] == "persistent faster on 0 of 1 shapes that tried it"
 
 
 def test_the_stream_probe_forces_one_tile_shared_by_the_programs_it_names():

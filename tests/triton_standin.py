@@ -8,7 +8,10 @@ programs, the device taken for a Hopper GPU); with
 taken for a Hopper GPU), the plan's type and the Gluon kernel's grid; with `wgmma-merged`, the same
 for conv1's merged rows (its own Gluon kernel); with `wgmma-split`, the same with
 QBENCH_TRITON_SPLIT_K=1 on 128 channels, the partials' slots besides and the grid of 64x128 tiles
-split in 2; with `wgmma-off`, the plan's type with QBENCH_TRITON_WGMMA=0. Run without
+split in 2; with `wgmma-persistent`, the same counts for a 1x1 of 128 channels at 25,088 rows
+(batch 8 at 56^2), its persistent candidates among them, and the grid of three persistent
+programs an SM of 64x64 tiles; with `wgmma-off`, the plan's type with QBENCH_TRITON_WGMMA=0.
+Run without
 TRITON_INTERPRET:
 `python tests/triton_standin.py quint8`."""
 
@@ -54,6 +57,9 @@ def main(mode: str) -> None:
     if mode == "wgmma-merged":  # conv1 at 28^2: 392 rows, taps of 7 pixels of 3 channels
         problem = dataclasses.replace(problem, in_channels=3, height=28, width=28,
                                       kernel_size=(7, 7), stride=(2, 2), padding=(3, 3))
+    if mode == "wgmma-persistent":  # 25,088 rows: 1,568 tiles of 64x64, 784 of 64x128
+        problem = dataclasses.replace(problem, batch=8, in_channels=128, out_channels=256,
+                                      height=56, width=56, kernel_size=(1, 1), padding=(0, 0))
     inputs = make_inputs(problem, 0)
     packed = qbench_triton.qbench_prepack("triton", inputs.weight, inputs.bias, inputs.params)
     x, activation = qbench_triton.qbench_prepare_input("triton", inputs.input.to("cpu", True))
@@ -70,7 +76,7 @@ def main(mode: str) -> None:
         return
     if mode.startswith("wgmma"):
         wgmma_planning(packed, x, activation, out, output, off=mode == "wgmma-off",
-                       split=mode == "wgmma-split")
+                       split=mode == "wgmma-split", persistent=mode == "wgmma-persistent")
         return
     plan = qbench_triton._plan(packed, x, activation, out, output, relu=False)
     compiled = kernels.conv_gemm_kernel.device_caches[0][0]
@@ -81,12 +87,13 @@ def main(mode: str) -> None:
                       "compiled_after": len(compiled) - planned}))
 
 
-def wgmma_planning(packed, x, activation, out, output, off: bool, split: bool) -> None:
+def wgmma_planning(packed, x, activation, out, output, off: bool, split: bool,
+                   persistent: bool) -> None:
     """Plan a launch as the Gluon kernels' setting says (unset, or 0 if `off`; split-K on if
     `split`), the device taken for a Hopper GPU: prints the plan's type and, if it has a Gluon
     kernel's, the variants of that kernel for the layout compiled by planning and by a second
     warm-up, and its grid for 64x64 tiles (with `split`, the partials' slots and the grid of
-    64x128 tiles in 2 instead)."""
+    64x128 tiles in 2 instead; with `persistent`, of 64x64 tiles in 3 programs an SM)."""
     os.environ.pop(qbench_triton.WGMMA_ENV, None)
     if off:
         os.environ[qbench_triton.WGMMA_ENV] = "0"
@@ -107,6 +114,8 @@ def wgmma_planning(packed, x, activation, out, output, off: bool, split: bool) -
     if split:  # after the tensor-core operands' 3 pointers: the partials
         facts |= {"slots": gluon.tail[3].shape[0],
                   "grid": gluon.grid({"BM": 64, "BN": 128, "BK": 128, "SPLIT": 2})}
+    elif persistent:
+        facts["grid"] = gluon.grid({"BM": 64, "BN": 64, "BK": 128, "PERSIST": 3})
     else:
         facts["grid"] = gluon.grid({"BM": 64, "BN": 64, "BK": 64})
     print(json.dumps(facts))

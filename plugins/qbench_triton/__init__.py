@@ -143,13 +143,15 @@ class _Choice:
 def _config_label(config: Any) -> str:
     """A config as BMxBNxBK/warps/stages (BMxBN/... for the direct kernel), /streamN for a shared
     launch of N programs per SM, /wgmma for the Gluon kernels' (`wgmma`; its STAGES), then
-    /splitN for N programs per tile or /l1 for the activations through L1."""
+    /splitN for N programs per tile, /l1 for the activations through L1 or /persistN for N
+    persistent programs an SM."""
     tiles = "x".join(str(config.kwargs[key]) for key in ("BM", "BN", "BK") if key in config.kwargs)
     if "STAGES" in config.kwargs:
         split = config.kwargs.get("SPLIT", 1)
         return (f"{tiles}/{config.num_warps}w/{config.kwargs['STAGES']}s/wgmma"
                 + (f"/split{split}" if split > 1 else "")
-                + ("/l1" if config.kwargs.get("L1_REUSE") else ""))
+                + ("/l1" if config.kwargs.get("L1_REUSE") else "")
+                + (f"/persist{config.kwargs['PERSIST']}" if config.kwargs.get("PERSIST") else ""))
     label = f"{tiles}/{config.num_warps}w/{config.num_stages}s"
     return label + (f"/stream{config.kwargs['PROGRAMS_PER_SM']}" if config.kwargs.get("SHARED")
                     else "")
@@ -288,7 +290,10 @@ def _with_wgmma(plan: _Plan, packed: _Packed, x: torch.Tensor, out: torch.Tensor
     tuner = wgmma.tuner(mapping)
 
     def grid(meta: dict[str, Any]) -> tuple[int, ...]:
-        """A program per tile, or SPLIT (split-K)."""
+        """A program per tile, SPLIT per tile (split-K) or PERSIST an SM
+        (`wgmma.persistent_programs`)."""
+        if meta.get("PERSIST"):
+            return (wgmma.persistent_programs(meta, shape, kernels._sm_count()),)
         rows, columns, groups = shape.tile_grid(meta)
         return rows, columns, groups * meta.get("SPLIT", 1)
 
@@ -414,4 +419,6 @@ def qbench_details(backend: str, packed: Any) -> dict[str, Any] | None:
         facts["split_k"] = plan.constants["SPLIT"]  # programs per tile
     if plan.constants.get("L1_REUSE"):
         facts["l1_reuse"] = True
+    if plan.constants.get("PERSIST"):
+        facts["persistent_programs"] = plan.grid[0]
     return facts | plan.tuning_facts()

@@ -90,14 +90,21 @@ def reduction_step(compiled) -> list[str]:
 
 # a global load, cp.async or into registers, predicated or not (not LDGDEPBAR, a commit)
 _GLOBAL_LOAD = re.compile(r"(@!?U?P\w+ )?(LDGSTS|LDG)\b")
+_CP_ASYNC = re.compile(r"(@!?U?P\w+ )?LDGSTS\b")
+# sm_90's registers and shared memory an SM, the shared memory the system takes a program, and
+# the registers a warp takes at a time
+_SM90_REGISTERS = 65536
+_SM90_SHARED = 228 * 1024
+_SHARED_RESERVED = 1024
+_REGISTER_UNIT = 256
 
 
-def loads_beside_wgmma(step: list[str]) -> tuple[int, int]:
-    """(global loads, cp.async or into registers, a reduction step issues while one of its wgmma
-    groups runs, all its global loads), from its sm_90 SASS in order, the loop's end leading to
-    its start: a wgmma runs from its `IGMMA ... gsb0` until a `WARPGROUP.DEPBAR.LE gsb0, 0x0` (a
-    wait that leaves some running keeps it so). None beside, as Triton 3.6 compiles int8 dots:
-    each step's loads wait for its wgmma."""
+def loads_beside_wgmma(step: list[str], load: re.Pattern = _GLOBAL_LOAD) -> tuple[int, int]:
+    """(global loads (`load`: cp.async or into registers) a reduction step issues while one of
+    its wgmma groups runs, all its global loads), from its sm_90 SASS in order, the loop's end
+    leading to its start: a wgmma runs from its `IGMMA ... gsb0` until a
+    `WARPGROUP.DEPBAR.LE gsb0, 0x0` (a wait that leaves some running keeps it so). None beside,
+    as Triton 3.6 compiles int8 dots: each step's loads wait for its wgmma."""
     running, beside = False, 0
     for lap in range(2):  # the first lap finds what runs when the loop comes round
         for line in step:
@@ -105,9 +112,17 @@ def loads_beside_wgmma(step: list[str]) -> tuple[int, int]:
                 running = True
             elif re.search(r"WARPGROUP\.DEPBAR\.LE gsb0, 0x0\b", line):
                 running = False
-            elif lap and _GLOBAL_LOAD.match(line):
+            elif lap and load.match(line):
                 beside += running
-    return beside, sum(bool(_GLOBAL_LOAD.match(line)) for line in step)
+    return beside, sum(bool(load.match(line)) for line in step)
+
+
+def programs_an_sm(registers: int, shared: int, warps: int) -> int:
+    """How many programs of a kernel fit on an sm_90 SM at once: by their registers (allocated
+    a warp at a time, in units of _REGISTER_UNIT) and by their shared memory."""
+    warp_registers = -(-registers * 32 // _REGISTER_UNIT) * _REGISTER_UNIT
+    by_registers = _SM90_REGISTERS // warp_registers // warps
+    return min(by_registers, _SM90_SHARED // (shared + _SHARED_RESERVED))
 
 
 def gemm_config_usage(capability: int) -> list[tuple[str, int, int, int]]:
@@ -128,16 +143,18 @@ def gemm_config_usage(capability: int) -> list[tuple[str, int, int, int]]:
     return usage
 
 
-def wgmma_config_usage() -> list[tuple[str, int, int, int, tuple[int, int]]]:
+def wgmma_config_usage() -> list[tuple[str, int, int, int, tuple[int, int], int]]:
     """(config, registers, stack bytes, instructions a reduction step, its loads beside a wgmma
-    and all its loads: `loads_beside_wgmma`) of each tuning config of the Gluon kernels
-    (`wgmma`, sm_90 only; split-K's whether or not tuning tries them, `wgmma.splitting`; L1
-    reuse's), qint8 and quint8, compiled for ResNet-50's 3x3 layers (a border table, tiles that
-    divide the layer) and, merged rows, for its conv1 (7x7 of 3 channels)."""
+    and all its loads (`loads_beside_wgmma`), programs that fit an SM (`programs_an_sm`)) of
+    each tuning config of the Gluon kernels (`wgmma`, sm_90 only; split-K's whether or not
+    tuning tries them, `wgmma.splitting`; L1 reuse's; persistent programs', whose reduction
+    loop holds a tile's epilogue, so that only its cp.async loads count), qint8 and quint8,
+    compiled for ResNet-50's 3x3 layers (a border table, tiles that divide the layer) and,
+    merged rows, for its conv1 (7x7 of 3 channels)."""
     usage = []
     kernels_configs = [("", wgmma.conv_gemm_wgmma_kernel, config, dict(R=3, S=3), _DIVISIBLE)
                        for config in wgmma.WGMMA_CONFIGS + wgmma.SPLIT_CONFIGS
-                       + wgmma.REUSE_CONFIGS]
+                       + wgmma.REUSE_CONFIGS + wgmma.PERSISTENT_CONFIGS]
     kernels_configs += [(" merged", wgmma.conv_merged_wgmma_kernel, config,
                          dict(R=7, S=7, SPAN=21), _CONV1_DIVISIBLE)
                         for config in wgmma.MERGED_CONFIGS]
@@ -147,9 +164,11 @@ def wgmma_config_usage() -> list[tuple[str, int, int, int, tuple[int, int]]]:
             compiled = compile_kernel(kernel, constants, 90, unsigned, config.num_warps,
                                       config.num_stages, divisible)
             step = reduction_step(compiled)
+            registers, stack = registers_and_stack(compiled)
+            load = _CP_ASYNC if config.kwargs.get("PERSIST") else _GLOBAL_LOAD
             label = f"{_config_label(config)}{name} {'quint8' if unsigned else 'qint8'}"
-            usage.append((label, *registers_and_stack(compiled), len(step),
-                          loads_beside_wgmma(step)))
+            usage.append((label, registers, stack, len(step), loads_beside_wgmma(step, load),
+                          programs_an_sm(registers, compiled.metadata.shared, config.num_warps)))
     return usage
 
 
@@ -189,12 +208,17 @@ def main(capabilities: list[int]) -> int:
             if stack:
                 print(f"  {label} spills registers", file=sys.stderr)
                 status = 1
-        for label, registers, stack, step, (beside, loads) in wgmma_config_usage():
+        for label, registers, stack, step, (beside, loads), fit in wgmma_config_usage():
             print(f"sm_90 wgmma config {label}: {registers} registers, {step} instructions a "
-                  f"reduction step, {beside} of {loads} loads beside a wgmma, "
-                  f"{f'{stack} B of spills' if stack else 'no spills'}")
+                  f"reduction step, {beside} of {loads} loads beside a wgmma, {fit} programs "
+                  f"an SM, {f'{stack} B of spills' if stack else 'no spills'}")
             if stack or not loads or beside < loads:
                 print(f"  {label} spills registers or issues loads after a step's wgmma ends",
+                      file=sys.stderr)
+                status = 1
+            persist = re.search(r"/persist(\d+)", label)
+            if persist and int(persist[1]) > fit:
+                print(f"  {label}: {persist[1]} persistent programs an SM, but {fit} fit at once",
                       file=sys.stderr)
                 status = 1
     return status

@@ -41,7 +41,7 @@ from qbench_triton.stream_probe import LAYERS, QINT8
 CONFIGS = [config for tile, split in [((64, 128, 128, 4, 4), 1), ((64, 64, 128, 4, 4), 1),
                                       ((128, 128, 128, 8, 3), 1), ((64, 128, 128, 4, 4), 2)]
            for reuse in (False, True)
-           for config in wgmma._configs([tile], SPLIT=split, L1_REUSE=reuse)]
+           for config in wgmma._configs([tile], SPLIT=split, L1_REUSE=reuse, PERSIST=0)]
 
 
 def tuner_of(config: triton.Config) -> Any:

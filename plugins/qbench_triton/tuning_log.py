@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 # a kind's mark in `qbench_triton._config_label`: stream-K's shared launches, the Gluon kernels
-# with a program per tile, with split-K (`/wgmma/splitN`: a label's last mark is its kind) and
-# with the activations through L1 (`/wgmma/l1`)
-KINDS = {"stream-K": "/stream", "wgmma": "/wgmma", "split-K": "/split", "L1 reuse": "/l1"}
+# with a program per tile, with split-K (`/wgmma/splitN`: a label's last mark is its kind), with
+# the activations through L1 (`/wgmma/l1`) and with persistent programs (`/wgmma/persistN`)
+KINDS = {"stream-K": "/stream", "wgmma": "/wgmma", "split-K": "/split", "L1 reuse": "/l1",
+         "persistent": "/persist"}
 
 
 def _mark(label: str) -> str | None:

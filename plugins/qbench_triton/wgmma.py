@@ -22,7 +22,9 @@ after the wait in every warp, so that no warpgroup loads into a slot another's w
 A tap per pixel's tile may also be split among programs (split-K, tuned with
 QBENCH_TRITON_SPLIT_K=1 on layers of few tiles), each an even share of its steps, their sums
 meeting at the tile's counters (`_split_sums`), and may read its activations through L1
-(L1_REUSE, tuned on kernels of several taps), which neighbouring taps read again.
+(L1_REUSE, tuned on kernels of several taps), which neighbouring taps read again. Or a few
+programs an SM may take the tiles in turn (PERSIST, tuned on layers of many tiles), each
+program's pipeline running on from tile to tile (`_persistent_tiles`).
 Compiled for sm_90 on any machine (`compile_check`); Gluon has no interpreter, so the tests run
 these kernels' bodies on the CPU in their Gluon emulator (tests/gluon_emulator.py) and, on a
 Hopper GPU, compiled.
@@ -189,6 +191,54 @@ def _window_origins(pid_m, M, H, W, OH, OW, C, SH, SW, PH, PW, BM: gl.constexpr,
 
 
 @gluon.jit
+def _tile_origins(pid_m, pid_n, g, M, H, W, OH, OW, C, CG, KG, SH, SW, PH, PW, DH, DW,
+                  R: gl.constexpr, S: gl.constexpr, BM: gl.constexpr, BN: gl.constexpr,
+                  x_layout: gl.constexpr, w_layout: gl.constexpr):
+    """What the loads of output tile (pid_m, pid_n) of tile group g need, made once a tile, as
+    `kernels._tile_sums` makes them (a Gluon kernel calls no Triton function: the tensors here
+    are laid out): each row's pixel less its tap's offset (row_base) and a bit per tap inside
+    the image (taps_inside), in the activations' load layout, and the weights' output channels
+    (k_w) in theirs."""
+    m_ok, ih0, iw0, row_base = _window_origins(pid_m, M, H, W, OH, OW, C, SH, SW, PH, PW, BM,
+                                               gl.SliceLayout(1, x_layout))
+    taps_inside = gl.zeros([BM], gl.int32, gl.SliceLayout(1, x_layout))
+    for tap_r in gl.static_range(R):
+        for tap_s in gl.static_range(S):
+            tap_h = ih0 + tap_r * DH
+            tap_w = iw0 + tap_s * DW
+            tap_ok = m_ok & (tap_h >= 0) & (tap_h < H) & (tap_w >= 0) & (tap_w < W)
+            taps_inside |= tap_ok.to(gl.int32) << (tap_r * S + tap_s)
+    k_w = g * KG + pid_n * BN + gl.arange(0, BN, gl.SliceLayout(1, w_layout))
+    return row_base + g * CG, taps_inside, k_w
+
+
+@gluon.jit
+def _mma_step(x_slots, w_slots, slot, acc, X_UNSIGNED: gl.constexpr, STAGES: gl.constexpr,
+              w_layout: gl.constexpr):
+    """A reduction step on the operands in `slot`: once its loads have landed (this thread's,
+    then every thread's), its wgmma issued on `acc`, the previous step's waited for, and a
+    barrier, after which that step's slot, (slot + STAGES - 1) % STAGES, is free in every warp
+    (each warp's part of a wgmma reads all of a slot's weights). quint8 activations (v as int8
+    v - 128) have their top bits flipped in the slot first, while the previous step's wgmma
+    runs (a padded lane's 0 then holds OUTSIDE_UNSIGNED, as in `kernels.conv_gemm_kernel`). As
+    Triton pipelines its own dots (`kernels`, exact on an H200 in every suite), no proxy fence
+    after cp.async. The sums returned are still being added to: only a wgmma may take them
+    before `warpgroup_mma_wait`."""
+    async_copy.wait_group(STAGES - 2)
+    _barrier()
+    x_slot = x_slots.index(slot)
+    w_slot = w_slots.index(slot).permute((1, 0))
+    if X_UNSIGNED:
+        x_slot.store(x_slot.load(w_layout) ^ -128)
+        fence_async_shared()  # the stores, before the wgmma reads them
+        _barrier()  # and every thread's
+    acc = warpgroup_mma(x_slot, w_slot, acc, is_async=True)
+    acc, _, _ = warpgroup_mma_wait(num_outstanding=1, deps=(acc, x_slot, w_slot))
+    _barrier()
+    return acc
+
+
+@gluon.jit
 def _wait_for(counter_ptr, target):
     """Spin until the int32 at counter_ptr reaches `target` (acquire), as `kernels._wait_for`
     does (a Gluon kernel calls no Triton function)."""
@@ -227,23 +277,17 @@ def _split_sums(acc, partial_ptr, counter_ptr, tile, part, rows, k, M, K,
     return last, acc
 
 
-@gluon.jit(do_not_specialize=kernels.GEOMETRY)
-def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, partial_ptr,
-                           counter_ptr, SPAN, WSTRIDE,
-                           M, H, W, OH, OW, C, K, CG, KG, SH, SW, PH, PW, DH, DW,
-                           out_zp, lo, hi,
-                           R: gl.constexpr, S: gl.constexpr, X_UNSIGNED: gl.constexpr,
-                           BORDER: gl.constexpr,
-                           BM: gl.constexpr, BN: gl.constexpr, BK: gl.constexpr,
-                           STAGES: gl.constexpr, SPLIT: gl.constexpr,
-                           L1_REUSE: gl.constexpr):
-    """SPLIT programs per output tile (split-K): (row tile, channel tile, tile group x SPLIT +
-    part) = program ids; a part takes an even share of the tile's reduction steps, in order, and
-    the parts' sums meet in `_split_sums` (with SPLIT of 1, a program per tile and no partials:
-    `partial_ptr` and `counter_ptr` unused). Weights [K, R * S, WSTRIDE] as `layout` packs them;
-    SPAN (a tap's channels, CG) a multiple of BK and KG of BN. The epilogue as
-    `kernels._requantize` computes it: (acc - corr + bias) * mult, rounded half to even
-    (`_requantize_store`), plus the output zero point, clamped to [lo, hi].
+@gluon.jit
+def _program_per_tile(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, partial_ptr,
+                      counter_ptr, SPAN, WSTRIDE, M, H, W, OH, OW, C, K, CG, KG, SH, SW, PH, PW,
+                      DH, DW, out_zp, lo, hi, R: gl.constexpr, S: gl.constexpr,
+                      X_UNSIGNED: gl.constexpr, BORDER: gl.constexpr, BM: gl.constexpr,
+                      BN: gl.constexpr, BK: gl.constexpr, STAGES: gl.constexpr,
+                      SPLIT: gl.constexpr, L1_REUSE: gl.constexpr):
+    """`conv_gemm_wgmma_kernel` with SPLIT programs per output tile (split-K): (row tile,
+    channel tile, tile group x SPLIT + part) = program ids; a part takes an even share of the
+    tile's reduction steps, in order, and the parts' sums meet in `_split_sums` (with SPLIT of 1,
+    a program per tile and no partials: `partial_ptr` and `counter_ptr` unused).
     With L1_REUSE the steps take a block of channels' taps in turn (without, a tap's blocks), and
     the activations come by cp.async of 8 bytes, which Triton caches in L1 (.ca; of 16 bytes,
     always past it: .cg): a tile's neighbouring taps read mostly the same pixels (the nine taps
@@ -264,21 +308,10 @@ def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, 
     x_slots = gl.allocate_shared_memory(gl.int8, [STAGES, BM, BK], x_shared)
     w_slots = gl.allocate_shared_memory(gl.int8, [STAGES, BN, BK], w_shared)
 
-    # each row's pixel less its tap's offset, and a bit per tap inside the image, as
-    # `kernels._tile_sums` makes them (a Gluon kernel calls no Triton function: the tensors here
-    # are laid out)
-    m_ok, ih0, iw0, row_base = _window_origins(pid_m, M, H, W, OH, OW, C, SH, SW, PH, PW, BM,
-                                               gl.SliceLayout(1, x_layout))
-    row_base += g * CG
-    taps_inside = gl.zeros([BM], gl.int32, gl.SliceLayout(1, x_layout))
-    for tap_r in gl.static_range(R):
-        for tap_s in gl.static_range(S):
-            tap_h = ih0 + tap_r * DH
-            tap_w = iw0 + tap_s * DW
-            tap_ok = m_ok & (tap_h >= 0) & (tap_h < H) & (tap_w >= 0) & (tap_w < W)
-            taps_inside |= tap_ok.to(gl.int32) << (tap_r * S + tap_s)
+    row_base, taps_inside, k_w = _tile_origins(pid_m, pid_n, g, M, H, W, OH, OW, C, CG, KG, SH,
+                                               SW, PH, PW, DH, DW, R, S, BM, BN, x_layout,
+                                               w_layout)
     j_x = gl.arange(0, BK, gl.SliceLayout(0, x_layout))
-    k_w = g * KG + pid_n * BN + gl.arange(0, BN, gl.SliceLayout(1, w_layout))
     j_w = gl.arange(0, BK, gl.SliceLayout(0, w_layout))
     blocks = SPAN // BK
     steps = R * S * blocks
@@ -298,23 +331,8 @@ def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, 
     acc = _minus_compensation(corr_ptr, rows, rows < M, k, part == 0, OH, OW, K, BORDER, BM, BN,
                               acc_layout)
     for step in range(first, end):
-        slot = (step - first) % STAGES
-        # this thread's loads of `step` have landed, and every thread's: as Triton pipelines its
-        # own dots (`kernels`, exact on an H200 in every suite), no proxy fence after cp.async
-        async_copy.wait_group(STAGES - 2)
-        _barrier()
-        x_slot = x_slots.index(slot)
-        w_slot = w_slots.index(slot).permute((1, 0))
-        if X_UNSIGNED:  # quint8 v as int8 v - 128: the slot's top bits flipped in place while
-            # the previous step's wgmma runs (a padded lane's 0 then holds OUTSIDE_UNSIGNED, as
-            # in `kernels.conv_gemm_kernel`)
-            x_slot.store(x_slot.load(w_layout) ^ -128)
-            fence_async_shared()  # the stores, before the wgmma reads them
-            _barrier()  # and every thread's
-        acc = warpgroup_mma(x_slot, w_slot, acc, is_async=True)
-        # the previous step's wgmma done: its slot, (step + STAGES - 1) % STAGES, is free
-        acc, _, _ = warpgroup_mma_wait(num_outstanding=1, deps=(acc, x_slot, w_slot))
-        _barrier()  # in every warp: each warp's part of a wgmma reads all of a slot's weights
+        acc = _mma_step(x_slots, w_slots, (step - first) % STAGES, acc, X_UNSIGNED, STAGES,
+                        w_layout)
         ahead = (step - first + STAGES - 1) % STAGES  # loaded while this step's wgmma runs
         _issue_loads(x_ptr, w_ptr, x_slots.index(ahead), w_slots.index(ahead), tap_ahead,
                      lane0_ahead, row_base, taps_inside, j_x, k_w, j_w, W, C, DH, DW, WSTRIDE, S,
@@ -331,6 +349,140 @@ def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, 
     if last:
         _requantize_store(acc, out_ptr, bias_ptr, mult_ptr, k, pid_m * BM, g * KG + pid_n * BN,
                           M, K, out_zp, lo, hi, BM, BN)
+
+
+@gluon.jit
+def _tile_ids(tile, tiles_m, tiles_mn):
+    """Tile `tile` of a persistent launch as (row tile, channel tile, tile group): row tiles
+    fastest, so that the programs running at once share their weights."""
+    return tile % tiles_m, tile % tiles_mn // tiles_m, tile // tiles_mn
+
+
+@gluon.jit
+def _next_tile_step(tile, tap, lane0, row_base, taps_inside, k_w, programs, tiles, tiles_m,
+                    tiles_mn, blocks, M, H, W, OH, OW, C, CG, KG, SH, SW, PH, PW, DH, DW,
+                    R: gl.constexpr, S: gl.constexpr, BM: gl.constexpr, BN: gl.constexpr,
+                    BK: gl.constexpr, x_layout: gl.constexpr, w_layout: gl.constexpr):
+    """The reduction step after (tap, lane0) of `tile` in a persistent program: the tile's next,
+    or past its last the first of the program's next tile (`programs` on), with that tile's
+    origins (`_tile_origins`); past the program's last tile, a tap past R * S (its loads masked
+    off), which no later step brings back."""
+    tap, lane0 = _next_block(tap, lane0, blocks, BK)
+    if tap == R * S:
+        tile += programs
+        tap = gl.where(tile < tiles, 0, R * S + 1)
+        pid_m, pid_n, g = _tile_ids(tile, tiles_m, tiles_mn)
+        row_base, taps_inside, k_w = _tile_origins(pid_m, pid_n, g, M, H, W, OH, OW, C, CG, KG,
+                                                   SH, SW, PH, PW, DH, DW, R, S, BM, BN,
+                                                   x_layout, w_layout)
+    return tile, tap, lane0, row_base, taps_inside, k_w
+
+
+@gluon.jit
+def _persistent_tiles(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, SPAN, WSTRIDE, M, H,
+                      W, OH, OW, C, K, CG, KG, SH, SW, PH, PW, DH, DW, out_zp, lo, hi,
+                      R: gl.constexpr, S: gl.constexpr, X_UNSIGNED: gl.constexpr,
+                      BORDER: gl.constexpr, BM: gl.constexpr, BN: gl.constexpr,
+                      BK: gl.constexpr, STAGES: gl.constexpr):
+    """`conv_gemm_wgmma_kernel` with programs that take the output's tiles in turn (a 1-D grid of
+    at most one program a tile: tiles program id, + programs, ... in `_tile_ids`' order), each
+    program's steps one flat pipeline over its tiles: the loads run STAGES - 1 steps ahead of
+    the wgmma across a tile's end, so that the next tile's first loads land while a tile's last
+    wgmma and its epilogue run, where a program per tile starts each tile with its pipeline
+    empty and ends it with its loads done. For layers of short reductions and many tiles (a 1x1
+    of 64 channels: a step a tile)."""
+    warps: gl.constexpr = gl.num_warps()
+    x_layout: gl.constexpr = _load_layout(BK, warps)
+    w_layout: gl.constexpr = _load_layout(BK, warps)
+    acc_layout: gl.constexpr = _accumulator_layout(BM, BN, warps)
+    x_slots = gl.allocate_shared_memory(
+        gl.int8, [STAGES, BM, BK], gl.NVMMASharedLayout.get_default_for([BM, BK], gl.int8))
+    w_slots = gl.allocate_shared_memory(
+        gl.int8, [STAGES, BN, BK], gl.NVMMASharedLayout.get_default_for([BN, BK], gl.int8))
+    tiles_m = (M + BM - 1) // BM
+    tiles_mn = tiles_m * (KG // BN)
+    tiles = tiles_mn * (K // KG)
+    programs = gl.num_programs(0)
+    tile = gl.program_id(0)
+    blocks = SPAN // BK
+    steps = R * S * blocks
+    j_x = gl.arange(0, BK, gl.SliceLayout(0, x_layout))
+    j_w = gl.arange(0, BK, gl.SliceLayout(0, w_layout))
+
+    # the loads' step, STAGES - 1 ahead: its tile, that tile's origins, its tap and first lane
+    tile_ahead = tile
+    pid_m, pid_n, g = _tile_ids(tile, tiles_m, tiles_mn)
+    row_base, taps_inside, k_w = _tile_origins(pid_m, pid_n, g, M, H, W, OH, OW, C, CG, KG, SH,
+                                               SW, PH, PW, DH, DW, R, S, BM, BN, x_layout,
+                                               w_layout)
+    tap_ahead = 0
+    lane0_ahead = 0
+    for step in gl.static_range(STAGES - 1):  # the pipeline's first loads
+        _issue_loads(x_ptr, w_ptr, x_slots.index(step), w_slots.index(step), tap_ahead,
+                     lane0_ahead, row_base, taps_inside, j_x, k_w, j_w, W, C, DH, DW, WSTRIDE, S,
+                     BK, R)
+        async_copy.commit_group()
+        tile_ahead, tap_ahead, lane0_ahead, row_base, taps_inside, k_w = _next_tile_step(
+            tile_ahead, tap_ahead, lane0_ahead, row_base, taps_inside, k_w, programs, tiles,
+            tiles_m, tiles_mn, blocks, M, H, W, OH, OW, C, CG, KG, SH, SW, PH, PW, DH, DW, R, S,
+            BM, BN, BK, x_layout, w_layout)
+    rows = pid_m * BM + gl.arange(0, BM, gl.SliceLayout(1, acc_layout))
+    k = g * KG + pid_n * BN + gl.arange(0, BN, gl.SliceLayout(0, acc_layout))
+    acc = _minus_compensation(corr_ptr, rows, rows < M, k, True, OH, OW, K, BORDER, BM, BN,
+                              acc_layout)
+    done = 0  # steps of `tile` done
+    for step in range((tiles - tile + programs - 1) // programs * steps):
+        acc = _mma_step(x_slots, w_slots, step % STAGES, acc, X_UNSIGNED, STAGES, w_layout)
+        ahead = (step + STAGES - 1) % STAGES  # loaded while this step's wgmma runs
+        _issue_loads(x_ptr, w_ptr, x_slots.index(ahead), w_slots.index(ahead), tap_ahead,
+                     lane0_ahead, row_base, taps_inside, j_x, k_w, j_w, W, C, DH, DW, WSTRIDE, S,
+                     BK, R)
+        async_copy.commit_group()
+        tile_ahead, tap_ahead, lane0_ahead, row_base, taps_inside, k_w = _next_tile_step(
+            tile_ahead, tap_ahead, lane0_ahead, row_base, taps_inside, k_w, programs, tiles,
+            tiles_m, tiles_mn, blocks, M, H, W, OH, OW, C, CG, KG, SH, SW, PH, PW, DH, DW, R, S,
+            BM, BN, BK, x_layout, w_layout)
+        done += 1
+        if done == steps:  # the tile's sums whole: requantized and stored, the next one begun
+            acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
+            _requantize_store(acc, out_ptr, bias_ptr, mult_ptr, k, pid_m * BM,
+                              g * KG + pid_n * BN, M, K, out_zp, lo, hi, BM, BN)
+            tile += programs
+            done = 0
+            pid_m, pid_n, g = _tile_ids(tile, tiles_m, tiles_mn)
+            rows = pid_m * BM + gl.arange(0, BM, gl.SliceLayout(1, acc_layout))
+            k = g * KG + pid_n * BN + gl.arange(0, BN, gl.SliceLayout(0, acc_layout))
+            acc = _minus_compensation(corr_ptr, rows, rows < M, k, tile < tiles, OH, OW, K,
+                                      BORDER, BM, BN, acc_layout)
+    async_copy.wait_group(0)  # no copy (zero-filling, past the last tile) outlives the program
+
+
+@gluon.jit(do_not_specialize=kernels.GEOMETRY)
+def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, partial_ptr,
+                           counter_ptr, SPAN, WSTRIDE,
+                           M, H, W, OH, OW, C, K, CG, KG, SH, SW, PH, PW, DH, DW,
+                           out_zp, lo, hi,
+                           R: gl.constexpr, S: gl.constexpr, X_UNSIGNED: gl.constexpr,
+                           BORDER: gl.constexpr,
+                           BM: gl.constexpr, BN: gl.constexpr, BK: gl.constexpr,
+                           STAGES: gl.constexpr, SPLIT: gl.constexpr,
+                           L1_REUSE: gl.constexpr, PERSIST: gl.constexpr):
+    """The conv as a GEMM of a tap per pixel: weights [K, R * S, WSTRIDE] as `layout` packs them;
+    SPAN (a tap's channels, CG) a multiple of BK and KG of BN. A program per output tile, or
+    SPLIT per tile (split-K), with or without L1_REUSE (`_program_per_tile`); or, with PERSIST
+    (the grid's programs an SM, not read here), a 1-D grid of programs that take the tiles in
+    turn, their pipelines running on from tile to tile (`_persistent_tiles`). The epilogue as
+    `kernels._requantize` computes it: (acc - corr + bias) * mult, rounded half to even
+    (`_requantize_store`), plus the output zero point, clamped to [lo, hi]."""
+    if PERSIST > 0:
+        _persistent_tiles(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, SPAN, WSTRIDE, M,
+                          H, W, OH, OW, C, K, CG, KG, SH, SW, PH, PW, DH, DW, out_zp, lo, hi, R,
+                          S, X_UNSIGNED, BORDER, BM, BN, BK, STAGES)
+    else:
+        _program_per_tile(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, partial_ptr,
+                          counter_ptr, SPAN, WSTRIDE, M, H, W, OH, OW, C, K, CG, KG, SH, SW, PH,
+                          PW, DH, DW, out_zp, lo, hi, R, S, X_UNSIGNED, BORDER, BM, BN, BK,
+                          STAGES, SPLIT, L1_REUSE)
 
 
 @gluon.constexpr_function
@@ -469,6 +621,13 @@ SPLIT_ENV = "QBENCH_TRITON_SPLIT_K"  # 1: tuning tries split-K too (not yet run 
 # split tile is tried with it too)
 REUSE_TILES = [(64, 128, 128, 4, 4), (64, 128, 128, 4, 3), (64, 64, 128, 4, 4),
                (64, 64, 64, 4, 6), (128, 128, 128, 8, 3)]
+# persistent programs (`conv_gemm_wgmma_kernel`'s PERSIST) for layers of many tiles
+# (`worth_persisting`): (BM, BN, BK, warps, STAGES, programs an SM), the tiles that won
+# ResNet-50's 1x1 layers on an H200, each with as many programs an SM as fit at once on sm_90
+# (`compile_check` checks their registers and shared memory), so that none waits for another
+# to end
+PERSISTENT_TILES = [(64, 128, 64, 4, 4, 3), (64, 128, 128, 4, 3, 2), (64, 64, 128, 4, 4, 3),
+                    (128, 128, 64, 4, 4, 2), (128, 128, 128, 8, 3, 1)]
 
 
 def _configs(tiles: list[tuple[int, ...]], **constants: Any) -> list[triton.Config]:
@@ -477,10 +636,12 @@ def _configs(tiles: list[tuple[int, ...]], **constants: Any) -> list[triton.Conf
                           num_warps=warps, num_stages=1) for bm, bn, bk, warps, stages in tiles]
 
 
-WGMMA_CONFIGS = _configs(WGMMA_TILES, SPLIT=1, L1_REUSE=False)
+WGMMA_CONFIGS = _configs(WGMMA_TILES, SPLIT=1, L1_REUSE=False, PERSIST=0)
 SPLIT_CONFIGS = [config for split in SPLITS for reuse in (False, True)
-                 for config in _configs(SPLIT_TILES, SPLIT=split, L1_REUSE=reuse)]
-REUSE_CONFIGS = _configs(REUSE_TILES, SPLIT=1, L1_REUSE=True)
+                 for config in _configs(SPLIT_TILES, SPLIT=split, L1_REUSE=reuse, PERSIST=0)]
+REUSE_CONFIGS = _configs(REUSE_TILES, SPLIT=1, L1_REUSE=True, PERSIST=0)
+PERSISTENT_CONFIGS = [config for *tile, per_sm in PERSISTENT_TILES
+                      for config in _configs([tile], SPLIT=1, L1_REUSE=False, PERSIST=per_sm)]
 MERGED_CONFIGS = _configs(MERGED_TILES)
 TUNING_KEY = [name for name in kernels.TUNING_KEY if name != "HAS_WZP"]
 
@@ -499,6 +660,18 @@ def worth_splitting(config: triton.Config, shape: GemmShape, sms: int) -> bool:
     return split == 1 or (shape.tiles(config.kwargs) < 2 * sms
                           and shape.steps(config.kwargs) >= split * config.kwargs["STAGES"]
                           and partials_fit(split, shape.rows, shape.out_channels))
+
+
+def worth_persisting(config: triton.Config, shape: GemmShape, sms: int) -> bool:
+    """Whether `config` is not persistent, or persistent on a layer where each of its programs
+    takes two tiles or more (`persistent_programs`)."""
+    per_sm = config.kwargs["PERSIST"]
+    return not per_sm or shape.tiles(config.kwargs) >= 2 * per_sm * sms
+
+
+def persistent_programs(config_kwargs: dict[str, Any], shape: GemmShape, sms: int) -> int:
+    """A persistent launch's programs: PERSIST an SM, at most one a tile."""
+    return min(shape.tiles(config_kwargs), config_kwargs["PERSIST"] * sms)
 
 
 def split_slots(shape: GemmShape, sms: int) -> int:
@@ -524,7 +697,8 @@ def configs_for(mapping: Layout, has_weight_zero_points: bool,
     taps = kernel_size[0] * kernel_size[1]
     if taps > 32:
         return []
-    candidates = WGMMA_CONFIGS + (SPLIT_CONFIGS if splitting() else []) + REUSE_CONFIGS
+    candidates = (WGMMA_CONFIGS + (SPLIT_CONFIGS if splitting() else []) + REUSE_CONFIGS
+                  + PERSISTENT_CONFIGS)
     return [config for config in dividing(candidates, mapping.span, mapping.tile_out)
             if reusing(config, taps)]
 
@@ -554,17 +728,27 @@ def dividing(configs: list[triton.Config], lanes: int, group_out: int) -> list[t
 def _fitting_configs(configs: list[triton.Config], named_args: dict[str, Any],
                      **kwargs: Any) -> list[triton.Config]:
     """The autotuner's prune for a tap per pixel: the configs whose blocks divide a tap's
-    channels (`dividing`) that fit the problem's rows (`kernels._fitting`), and the splits worth
-    trying (`worth_splitting`) that the partials have slots for (none without
-    QBENCH_TRITON_SPLIT_K=1: `split_slots`), and L1 reuse for several taps (`reusing`)."""
+    channels (`dividing`) that fit the problem's rows (`kernels._fitting`), L1 reuse for several
+    taps (`reusing`), and the splits and persistent programs worth trying (`_worth_launching`)."""
     shape = GemmShape(named_args["M"], named_args["KG"], named_args["K"], named_args["SPAN"],
                       (kwargs["R"], kwargs["S"]), False)
     fitting = kernels._fitting(dividing(configs, shape.span, shape.group_out), {"BM": shape.rows})
     slots = named_args["partial_ptr"].shape[0]
-    return [config for config in fitting
-            if reusing(config, kwargs["R"] * kwargs["S"]) and (config.kwargs["SPLIT"] == 1 or (
-                config.kwargs["SPLIT"] <= slots
-                and worth_splitting(config, shape, kernels._sm_count())))]
+    return [config for config in fitting if reusing(config, kwargs["R"] * kwargs["S"])
+            and _worth_launching(config, shape, slots)]
+
+
+def _worth_launching(config: triton.Config, shape: GemmShape, slots: int) -> bool:
+    """Whether `config` is a program per tile, or a split worth trying on `shape`
+    (`worth_splitting`) that the partials have `slots` for (none without
+    QBENCH_TRITON_SPLIT_K=1: `split_slots`), or persistent programs worth trying
+    (`worth_persisting`), on this GPU's SMs."""
+    split, per_sm = config.kwargs["SPLIT"], config.kwargs["PERSIST"]
+    if split == 1 and not per_sm:
+        return True
+    if split > 1:
+        return split <= slots and worth_splitting(config, shape, kernels._sm_count())
+    return worth_persisting(config, shape, kernels._sm_count())
 
 
 def _fitting_merged_configs(configs: list[triton.Config], named_args: dict[str, Any],
@@ -575,7 +759,7 @@ def _fitting_merged_configs(configs: list[triton.Config], named_args: dict[str, 
 
 
 conv_gemm_wgmma_tuned = triton.autotune(
-    configs=WGMMA_CONFIGS + SPLIT_CONFIGS + REUSE_CONFIGS, key=TUNING_KEY,
+    configs=WGMMA_CONFIGS + SPLIT_CONFIGS + REUSE_CONFIGS + PERSISTENT_CONFIGS, key=TUNING_KEY,
     do_bench=kernels._tuning_bench,
     prune_configs_by={"early_config_prune": _fitting_configs})(conv_gemm_wgmma_kernel)
 conv_merged_wgmma_tuned = triton.autotune(
