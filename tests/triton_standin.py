@@ -11,9 +11,7 @@ QBENCH_TRITON_SPLIT_K=1 on 128 channels, the partials' slots besides and the gri
 split in 2; with `wgmma-persistent`, the same counts for a 1x1 of 128 channels at 25,088 rows
 (batch 8 at 56^2), its persistent candidates among them, and the grid of three persistent
 programs an SM of 64x64 tiles; with `wgmma-off`, the plan's type with QBENCH_TRITON_WGMMA=0.
-Run without
-TRITON_INTERPRET:
-`python tests/triton_standin.py quint8`."""
+Run without TRITON_INTERPRET: `python tests/triton_standin.py quint8`."""
 
 from __future__ import annotations
 

@@ -213,6 +213,17 @@ def _tile_origins(pid_m, pid_n, g, M, H, W, OH, OW, C, CG, KG, SH, SW, PH, PW, D
 
 
 @gluon.jit
+def _operand_slots(BM: gl.constexpr, BN: gl.constexpr, BK: gl.constexpr, STAGES: gl.constexpr):
+    """The pipeline's STAGES slots in shared memory, of activations [BM, BK] and of weights
+    [BN, BK], in the layouts a wgmma reads."""
+    x_slots = gl.allocate_shared_memory(
+        gl.int8, [STAGES, BM, BK], gl.NVMMASharedLayout.get_default_for([BM, BK], gl.int8))
+    w_slots = gl.allocate_shared_memory(
+        gl.int8, [STAGES, BN, BK], gl.NVMMASharedLayout.get_default_for([BN, BK], gl.int8))
+    return x_slots, w_slots
+
+
+@gluon.jit
 def _mma_step(x_slots, w_slots, slot, acc, X_UNSIGNED: gl.constexpr, STAGES: gl.constexpr,
               w_layout: gl.constexpr):
     """A reduction step on the operands in `slot`: once its loads have landed (this thread's,
@@ -303,10 +314,7 @@ def _program_per_tile(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, parti
     x_layout: gl.constexpr = _load_layout(BK, warps, 8 if L1_REUSE else 16)
     w_layout: gl.constexpr = _load_layout(BK, warps)  # 16 bytes a thread: quint8's flip's too
     acc_layout: gl.constexpr = _accumulator_layout(BM, BN, warps)
-    x_shared: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BM, BK], gl.int8)
-    w_shared: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BN, BK], gl.int8)
-    x_slots = gl.allocate_shared_memory(gl.int8, [STAGES, BM, BK], x_shared)
-    w_slots = gl.allocate_shared_memory(gl.int8, [STAGES, BN, BK], w_shared)
+    x_slots, w_slots = _operand_slots(BM, BN, BK, STAGES)
 
     row_base, taps_inside, k_w = _tile_origins(pid_m, pid_n, g, M, H, W, OH, OW, C, CG, KG, SH,
                                                SW, PH, PW, DH, DW, R, S, BM, BN, x_layout,
@@ -359,14 +367,19 @@ def _tile_ids(tile, tiles_m, tiles_mn):
 
 
 @gluon.jit
-def _next_tile_step(tile, tap, lane0, row_base, taps_inside, k_w, programs, tiles, tiles_m,
-                    tiles_mn, blocks, M, H, W, OH, OW, C, CG, KG, SH, SW, PH, PW, DH, DW,
-                    R: gl.constexpr, S: gl.constexpr, BM: gl.constexpr, BN: gl.constexpr,
-                    BK: gl.constexpr, x_layout: gl.constexpr, w_layout: gl.constexpr):
-    """The reduction step after (tap, lane0) of `tile` in a persistent program: the tile's next,
-    or past its last the first of the program's next tile (`programs` on), with that tile's
-    origins (`_tile_origins`); past the program's last tile, a tap past R * S (its loads masked
-    off), which no later step brings back."""
+def _load_ahead(x_ptr, w_ptr, x_slot, w_slot, tile, tap, lane0, row_base, taps_inside, k_w, j_x,
+                j_w, programs, tiles, tiles_m, tiles_mn, blocks, M, H, W, OH, OW, C, CG, KG, SH,
+                SW, PH, PW, DH, DW, WSTRIDE, R: gl.constexpr, S: gl.constexpr, BM: gl.constexpr,
+                BN: gl.constexpr, BK: gl.constexpr, x_layout: gl.constexpr,
+                w_layout: gl.constexpr):
+    """In a persistent program: cp.async reduction step (tap, lane0) of `tile` into x_slot and
+    w_slot (`_issue_loads`) as a group, and return the step after it, (tile, tap, lane0) and
+    the tile's origins (`_tile_origins`): the tile's next step, or past its last the first of
+    the program's next tile (`programs` on), its origins made; past the program's last tile, a
+    tap past R * S (its loads masked off), which no later step brings back."""
+    _issue_loads(x_ptr, w_ptr, x_slot, w_slot, tap, lane0, row_base, taps_inside, j_x, k_w, j_w,
+                 W, C, DH, DW, WSTRIDE, S, BK, R)
+    async_copy.commit_group()
     tap, lane0 = _next_block(tap, lane0, blocks, BK)
     if tap == R * S:
         tile += programs
@@ -392,13 +405,9 @@ def _persistent_tiles(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, SPAN,
     empty and ends it with its loads done. For layers of short reductions and many tiles (a 1x1
     of 64 channels: a step a tile)."""
     warps: gl.constexpr = gl.num_warps()
-    x_layout: gl.constexpr = _load_layout(BK, warps)
-    w_layout: gl.constexpr = _load_layout(BK, warps)
+    layout: gl.constexpr = _load_layout(BK, warps)  # the activations' loads and the weights'
     acc_layout: gl.constexpr = _accumulator_layout(BM, BN, warps)
-    x_slots = gl.allocate_shared_memory(
-        gl.int8, [STAGES, BM, BK], gl.NVMMASharedLayout.get_default_for([BM, BK], gl.int8))
-    w_slots = gl.allocate_shared_memory(
-        gl.int8, [STAGES, BN, BK], gl.NVMMASharedLayout.get_default_for([BN, BK], gl.int8))
+    x_slots, w_slots = _operand_slots(BM, BN, BK, STAGES)
     tiles_m = (M + BM - 1) // BM
     tiles_mn = tiles_m * (KG // BN)
     tiles = tiles_mn * (K // KG)
@@ -406,42 +415,35 @@ def _persistent_tiles(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, SPAN,
     tile = gl.program_id(0)
     blocks = SPAN // BK
     steps = R * S * blocks
-    j_x = gl.arange(0, BK, gl.SliceLayout(0, x_layout))
-    j_w = gl.arange(0, BK, gl.SliceLayout(0, w_layout))
+    lanes = gl.arange(0, BK, gl.SliceLayout(0, layout))  # of a block, either operand's
 
     # the loads' step, STAGES - 1 ahead: its tile, that tile's origins, its tap and first lane
     tile_ahead = tile
     pid_m, pid_n, g = _tile_ids(tile, tiles_m, tiles_mn)
     row_base, taps_inside, k_w = _tile_origins(pid_m, pid_n, g, M, H, W, OH, OW, C, CG, KG, SH,
-                                               SW, PH, PW, DH, DW, R, S, BM, BN, x_layout,
-                                               w_layout)
+                                               SW, PH, PW, DH, DW, R, S, BM, BN, layout,
+                                               layout)
     tap_ahead = 0
     lane0_ahead = 0
     for step in gl.static_range(STAGES - 1):  # the pipeline's first loads
-        _issue_loads(x_ptr, w_ptr, x_slots.index(step), w_slots.index(step), tap_ahead,
-                     lane0_ahead, row_base, taps_inside, j_x, k_w, j_w, W, C, DH, DW, WSTRIDE, S,
-                     BK, R)
-        async_copy.commit_group()
-        tile_ahead, tap_ahead, lane0_ahead, row_base, taps_inside, k_w = _next_tile_step(
-            tile_ahead, tap_ahead, lane0_ahead, row_base, taps_inside, k_w, programs, tiles,
-            tiles_m, tiles_mn, blocks, M, H, W, OH, OW, C, CG, KG, SH, SW, PH, PW, DH, DW, R, S,
-            BM, BN, BK, x_layout, w_layout)
+        tile_ahead, tap_ahead, lane0_ahead, row_base, taps_inside, k_w = _load_ahead(
+            x_ptr, w_ptr, x_slots.index(step), w_slots.index(step), tile_ahead, tap_ahead,
+            lane0_ahead, row_base, taps_inside, k_w, lanes, lanes, programs, tiles, tiles_m,
+            tiles_mn, blocks, M, H, W, OH, OW, C, CG, KG, SH, SW, PH, PW, DH, DW, WSTRIDE, R, S,
+            BM, BN, BK, layout, layout)
     rows = pid_m * BM + gl.arange(0, BM, gl.SliceLayout(1, acc_layout))
     k = g * KG + pid_n * BN + gl.arange(0, BN, gl.SliceLayout(0, acc_layout))
     acc = _minus_compensation(corr_ptr, rows, rows < M, k, True, OH, OW, K, BORDER, BM, BN,
                               acc_layout)
     done = 0  # steps of `tile` done
     for step in range((tiles - tile + programs - 1) // programs * steps):
-        acc = _mma_step(x_slots, w_slots, step % STAGES, acc, X_UNSIGNED, STAGES, w_layout)
+        acc = _mma_step(x_slots, w_slots, step % STAGES, acc, X_UNSIGNED, STAGES, layout)
         ahead = (step + STAGES - 1) % STAGES  # loaded while this step's wgmma runs
-        _issue_loads(x_ptr, w_ptr, x_slots.index(ahead), w_slots.index(ahead), tap_ahead,
-                     lane0_ahead, row_base, taps_inside, j_x, k_w, j_w, W, C, DH, DW, WSTRIDE, S,
-                     BK, R)
-        async_copy.commit_group()
-        tile_ahead, tap_ahead, lane0_ahead, row_base, taps_inside, k_w = _next_tile_step(
-            tile_ahead, tap_ahead, lane0_ahead, row_base, taps_inside, k_w, programs, tiles,
-            tiles_m, tiles_mn, blocks, M, H, W, OH, OW, C, CG, KG, SH, SW, PH, PW, DH, DW, R, S,
-            BM, BN, BK, x_layout, w_layout)
+        tile_ahead, tap_ahead, lane0_ahead, row_base, taps_inside, k_w = _load_ahead(
+            x_ptr, w_ptr, x_slots.index(ahead), w_slots.index(ahead), tile_ahead, tap_ahead,
+            lane0_ahead, row_base, taps_inside, k_w, lanes, lanes, programs, tiles, tiles_m,
+            tiles_mn, blocks, M, H, W, OH, OW, C, CG, KG, SH, SW, PH, PW, DH, DW, WSTRIDE, R, S,
+            BM, BN, BK, layout, layout)
         done += 1
         if done == steps:  # the tile's sums whole: requantized and stored, the next one begun
             acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
@@ -535,10 +537,7 @@ def conv_merged_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr
     row_layout: gl.constexpr = _row_layout(BK, warps)
     w_layout: gl.constexpr = _load_layout(BK, warps)
     acc_layout: gl.constexpr = _accumulator_layout(BM, BN, warps)
-    x_slots = gl.allocate_shared_memory(
-        gl.int8, [STAGES, BM, BK], gl.NVMMASharedLayout.get_default_for([BM, BK], gl.int8))
-    w_slots = gl.allocate_shared_memory(
-        gl.int8, [STAGES, BN, BK], gl.NVMMASharedLayout.get_default_for([BN, BK], gl.int8))
+    x_slots, w_slots = _operand_slots(BM, BN, BK, STAGES)
 
     m_ok, ih0, iw0, row_base = _window_origins(pid_m, M, H, W, OH, OW, C, SH, SW, PH, PW, BM,
                                                gl.SliceLayout(1, row_layout))
