@@ -622,11 +622,11 @@ REUSE_TILES = [(64, 128, 128, 4, 4), (64, 128, 128, 4, 3), (64, 64, 128, 4, 4),
                (64, 64, 64, 4, 6), (128, 128, 128, 8, 3)]
 # persistent programs (`conv_gemm_wgmma_kernel`'s PERSIST) for layers of many tiles
 # (`worth_persisting`): (BM, BN, BK, warps, STAGES, programs an SM), the tiles that won
-# ResNet-50's 1x1 layers on an H200, each with as many programs an SM as fit at once on sm_90
-# (`compile_check` checks their registers and shared memory), so that none waits for another
-# to end
+# ResNet-50's 1x1 layers on an H200 and 64x64x64 for 64 channels, each with as many programs an
+# SM as fit at once on sm_90 (`compile_check` checks their registers and shared memory), so
+# that none waits for another to end
 PERSISTENT_TILES = [(64, 128, 64, 4, 4, 3), (64, 128, 128, 4, 3, 2), (64, 64, 128, 4, 4, 3),
-                    (128, 128, 64, 4, 4, 2), (128, 128, 128, 8, 3, 1)]
+                    (64, 64, 64, 4, 6, 4), (128, 128, 64, 4, 4, 2), (128, 128, 128, 8, 3, 1)]
 
 
 def _configs(tiles: list[tuple[int, ...]], **constants: Any) -> list[triton.Config]:
