@@ -472,8 +472,9 @@ def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, 
     """The conv as a GEMM of a tap per pixel: weights [K, R * S, WSTRIDE] as `layout` packs them;
     SPAN (a tap's channels, CG) a multiple of BK and KG of BN. A program per output tile, or
     SPLIT per tile (split-K), with or without L1_REUSE (`_program_per_tile`); or, with PERSIST
-    (the grid's programs an SM, not read here), a 1-D grid of programs that take the tiles in
-    turn, their pipelines running on from tile to tile (`_persistent_tiles`). The epilogue as
+    (the grid's programs an SM; the kernel reads only whether it is 0), a 1-D grid of programs
+    that take the tiles in turn, their pipelines running on from tile to tile
+    (`_persistent_tiles`). The epilogue as
     `kernels._requantize` computes it: (acc - corr + bias) * mult, rounded half to even
     (`_requantize_store`), plus the output zero point, clamped to [lo, hi]."""
     if PERSIST > 0:
