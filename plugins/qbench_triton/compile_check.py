@@ -2,8 +2,9 @@
 qbench_triton.compile_check 80 90`. Prints each kernel's tensor-core instruction and shared memory,
 then, for sm_90 (H100, H200), every GEMM tuning config's registers and instructions a reduction
 step, and the Gluon kernel's (`wgmma`) with how many of a step's loads it issues while a wgmma
-runs: exits non-zero when a kernel fails to compile, spills registers, packs a masked load's
-default wrongly, or the Gluon kernel issues a load after a step's wgmma has ended. Run without
+runs and how many of its programs fit an SM: exits non-zero when a kernel fails to compile,
+spills registers, packs a masked load's default wrongly, the Gluon kernel issues a load after a
+step's wgmma has ended, or a persistent config asks for more programs an SM than fit. Run without
 TRITON_INTERPRET."""
 
 from __future__ import annotations

@@ -144,17 +144,34 @@ def _accumulator_layout(bm, bn, warps):
 
 
 @gluon.jit
-def _minus_compensation(corr_ptr, rows, rows_ok, k, carried, OH, OW, K, BORDER: gl.constexpr,
-                        BM: gl.constexpr, BN: gl.constexpr, acc_layout: gl.constexpr):
-    """Where the sums start: minus the compensation (`kernels`' module docstring), a row's
-    output pixel's of the [OH * OW, K] table with BORDER, else of the [K] one; the epilogue then
-    holds no table beside them (loaded there, a 128x128 tile's spilled registers). Zeros, no
-    table loaded, unless `carried` (split-K: the first share's sums alone carry it)."""
+def _load_step(x_ptr, w_ptr, x_slot, w_slot, tap, lane0, row_base, taps_inside, j_x, k_w, j_w,
+               blocks, W, C, DH, DW, WSTRIDE, R: gl.constexpr, S: gl.constexpr,
+               BK: gl.constexpr, L1_REUSE: gl.constexpr):
+    """cp.async reduction step (tap, lane0) into x_slot and w_slot (`_issue_loads`) as a group,
+    and return the step after it in `_block_of`'s order (`_next_step`)."""
+    _issue_loads(x_ptr, w_ptr, x_slot, w_slot, tap, lane0, row_base, taps_inside, j_x, k_w, j_w,
+                 W, C, DH, DW, WSTRIDE, S, BK, R)
+    async_copy.commit_group()
+    return _next_step(tap, lane0, blocks, R * S, BK, L1_REUSE)
+
+
+@gluon.jit
+def _tile_start(corr_ptr, pid_m, pid_n, g, carried, M, OH, OW, K, KG, BORDER: gl.constexpr,
+                BM: gl.constexpr, BN: gl.constexpr, acc_layout: gl.constexpr):
+    """Output tile (pid_m, pid_n) of tile group g in the accumulator's layout: its rows, its
+    channels, and where its sums start: minus the compensation (`kernels`' module docstring), a
+    row's output pixel's of the [OH * OW, K] table with BORDER, else of the [K] one; the epilogue
+    then holds no table beside them (loaded there, a 128x128 tile's spilled registers). Zeros,
+    no table loaded, unless `carried` (split-K: the first share's sums alone carry it)."""
+    rows = pid_m * BM + gl.arange(0, BM, gl.SliceLayout(1, acc_layout))
+    k = g * KG + pid_n * BN + gl.arange(0, BN, gl.SliceLayout(0, acc_layout))
     if BORDER:
-        return -gl.load(corr_ptr + (rows % (OH * OW))[:, None] * K + k[None, :],
-                        mask=rows_ok[:, None] & carried, other=0)
-    return gl.zeros([BM, BN], gl.int32, acc_layout) - gl.load(corr_ptr + k, mask=carried,
-                                                               other=0)[None, :]
+        acc = -gl.load(corr_ptr + (rows % (OH * OW))[:, None] * K + k[None, :],
+                       mask=(rows < M)[:, None] & carried, other=0)
+    else:
+        acc = gl.zeros([BM, BN], gl.int32, acc_layout) - gl.load(corr_ptr + k, mask=carried,
+                                                                  other=0)[None, :]
+    return rows, k, acc
 
 
 @gluon.jit
@@ -329,24 +346,20 @@ def _program_per_tile(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, parti
     # the loads' step, STAGES - 1 ahead: its tap and first lane
     tap_ahead, lane0_ahead = _block_of(first, blocks, R * S, BK, L1_REUSE)
     for step in gl.static_range(STAGES - 1):  # the pipeline's first loads
-        _issue_loads(x_ptr, w_ptr, x_slots.index(step), w_slots.index(step), tap_ahead,
-                     lane0_ahead, row_base, taps_inside, j_x, k_w, j_w, W, C, DH, DW, WSTRIDE, S,
-                     BK, R)
-        async_copy.commit_group()
-        tap_ahead, lane0_ahead = _next_step(tap_ahead, lane0_ahead, blocks, R * S, BK, L1_REUSE)
-    rows = pid_m * BM + gl.arange(0, BM, gl.SliceLayout(1, acc_layout))
-    k = g * KG + pid_n * BN + gl.arange(0, BN, gl.SliceLayout(0, acc_layout))
-    acc = _minus_compensation(corr_ptr, rows, rows < M, k, part == 0, OH, OW, K, BORDER, BM, BN,
-                              acc_layout)
+        tap_ahead, lane0_ahead = _load_step(
+            x_ptr, w_ptr, x_slots.index(step), w_slots.index(step), tap_ahead, lane0_ahead,
+            row_base, taps_inside, j_x, k_w, j_w, blocks, W, C, DH, DW, WSTRIDE, R, S, BK,
+            L1_REUSE)
+    rows, k, acc = _tile_start(corr_ptr, pid_m, pid_n, g, part == 0, M, OH, OW, K, KG, BORDER,
+                               BM, BN, acc_layout)
     for step in range(first, end):
         acc = _mma_step(x_slots, w_slots, (step - first) % STAGES, acc, X_UNSIGNED, STAGES,
                         w_layout)
         ahead = (step - first + STAGES - 1) % STAGES  # loaded while this step's wgmma runs
-        _issue_loads(x_ptr, w_ptr, x_slots.index(ahead), w_slots.index(ahead), tap_ahead,
-                     lane0_ahead, row_base, taps_inside, j_x, k_w, j_w, W, C, DH, DW, WSTRIDE, S,
-                     BK, R)
-        async_copy.commit_group()
-        tap_ahead, lane0_ahead = _next_step(tap_ahead, lane0_ahead, blocks, R * S, BK, L1_REUSE)
+        tap_ahead, lane0_ahead = _load_step(
+            x_ptr, w_ptr, x_slots.index(ahead), w_slots.index(ahead), tap_ahead, lane0_ahead,
+            row_base, taps_inside, j_x, k_w, j_w, blocks, W, C, DH, DW, WSTRIDE, R, S, BK,
+            L1_REUSE)
     acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
     async_copy.wait_group(0)  # no copy (zero-filling, past `steps`) outlives the program
 
@@ -372,15 +385,13 @@ def _load_ahead(x_ptr, w_ptr, x_slot, w_slot, tile, tap, lane0, row_base, taps_i
                 SW, PH, PW, DH, DW, WSTRIDE, R: gl.constexpr, S: gl.constexpr, BM: gl.constexpr,
                 BN: gl.constexpr, BK: gl.constexpr, x_layout: gl.constexpr,
                 w_layout: gl.constexpr):
-    """In a persistent program: cp.async reduction step (tap, lane0) of `tile` into x_slot and
-    w_slot (`_issue_loads`) as a group, and return the step after it, (tile, tap, lane0) and
-    the tile's origins (`_tile_origins`): the tile's next step, or past its last the first of
-    the program's next tile (`programs` on), its origins made; past the program's last tile, a
-    tap past R * S (its loads masked off), which no later step brings back."""
-    _issue_loads(x_ptr, w_ptr, x_slot, w_slot, tap, lane0, row_base, taps_inside, j_x, k_w, j_w,
-                 W, C, DH, DW, WSTRIDE, S, BK, R)
-    async_copy.commit_group()
-    tap, lane0 = _next_block(tap, lane0, blocks, BK)
+    """In a persistent program: cp.async reduction step (tap, lane0) of `tile` (`_load_step`),
+    and return the step after it, (tile, tap, lane0) and the tile's origins (`_tile_origins`):
+    the tile's next step, or past its last the first of the program's next tile (`programs`
+    on), its origins made; past the program's last tile, a tap past R * S (its loads masked
+    off), which no later step brings back."""
+    tap, lane0 = _load_step(x_ptr, w_ptr, x_slot, w_slot, tap, lane0, row_base, taps_inside, j_x,
+                            k_w, j_w, blocks, W, C, DH, DW, WSTRIDE, R, S, BK, False)
     if tap == R * S:
         tile += programs
         tap = gl.where(tile < tiles, 0, R * S + 1)
@@ -431,10 +442,8 @@ def _persistent_tiles(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, SPAN,
             lane0_ahead, row_base, taps_inside, k_w, lanes, lanes, programs, tiles, tiles_m,
             tiles_mn, blocks, M, H, W, OH, OW, C, CG, KG, SH, SW, PH, PW, DH, DW, WSTRIDE, R, S,
             BM, BN, BK, layout, layout)
-    rows = pid_m * BM + gl.arange(0, BM, gl.SliceLayout(1, acc_layout))
-    k = g * KG + pid_n * BN + gl.arange(0, BN, gl.SliceLayout(0, acc_layout))
-    acc = _minus_compensation(corr_ptr, rows, rows < M, k, True, OH, OW, K, BORDER, BM, BN,
-                              acc_layout)
+    _rows, k, acc = _tile_start(corr_ptr, pid_m, pid_n, g, True, M, OH, OW, K, KG, BORDER, BM,
+                                BN, acc_layout)
     done = 0  # steps of `tile` done
     for step in range((tiles - tile + programs - 1) // programs * steps):
         acc = _mma_step(x_slots, w_slots, step % STAGES, acc, X_UNSIGNED, STAGES, layout)
@@ -452,10 +461,8 @@ def _persistent_tiles(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, SPAN,
             tile += programs
             done = 0
             pid_m, pid_n, g = _tile_ids(tile, tiles_m, tiles_mn)
-            rows = pid_m * BM + gl.arange(0, BM, gl.SliceLayout(1, acc_layout))
-            k = g * KG + pid_n * BN + gl.arange(0, BN, gl.SliceLayout(0, acc_layout))
-            acc = _minus_compensation(corr_ptr, rows, rows < M, k, tile < tiles, OH, OW, K,
-                                      BORDER, BM, BN, acc_layout)
+            _rows, k, acc = _tile_start(corr_ptr, pid_m, pid_n, g, tile < tiles, M, OH, OW, K,
+                                        KG, BORDER, BM, BN, acc_layout)
     async_copy.wait_group(0)  # no copy (zero-filling, past the last tile) outlives the program
 
 
@@ -474,9 +481,9 @@ def conv_gemm_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, 
     SPLIT per tile (split-K), with or without L1_REUSE (`_program_per_tile`); or, with PERSIST
     (the grid's programs an SM; the kernel reads only whether it is 0), a 1-D grid of programs
     that take the tiles in turn, their pipelines running on from tile to tile
-    (`_persistent_tiles`). The epilogue as
-    `kernels._requantize` computes it: (acc - corr + bias) * mult, rounded half to even
-    (`_requantize_store`), plus the output zero point, clamped to [lo, hi]."""
+    (`_persistent_tiles`). The epilogue as `kernels._requantize` computes it: (acc - corr + bias)
+    * mult, rounded half to even (`_requantize_store`), plus the output zero point, clamped to
+    [lo, hi]."""
     if PERSIST > 0:
         _persistent_tiles(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr, SPAN, WSTRIDE, M,
                           H, W, OH, OW, C, K, CG, KG, SH, SW, PH, PW, DH, DW, out_zp, lo, hi, R,
@@ -565,10 +572,8 @@ def conv_merged_wgmma_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, bias_ptr, mult_ptr
     lane0_next = 0
     x = _row_lanes(x_ptr, r_next, lane0_next, row_base, m_ok, ih0, lanes_lo, lanes_hi, j_x, H, W,
                    C, DH, R, lanes, X_UNSIGNED)
-    rows = pid_m * BM + gl.arange(0, BM, gl.SliceLayout(1, acc_layout))
-    k = pid_n * BN + gl.arange(0, BN, gl.SliceLayout(0, acc_layout))
-    acc = _minus_compensation(corr_ptr, rows, rows < M, k, True, OH, OW, K, BORDER, BM, BN,
-                              acc_layout)
+    _rows, k, acc = _tile_start(corr_ptr, pid_m, pid_n, 0, True, M, OH, OW, K, KG, BORDER, BM,
+                                BN, acc_layout)
     for step in range(steps):
         slot = step % STAGES
         # the next step's lanes, loaded while this step runs
