@@ -40,22 +40,30 @@ class CardRates:
         return max(ops / (self.int8_tops * 1e12), bytes_moved / (self.copy_gbps * 1e9)) * 1e6
 
 
+def _gemm_ms(device: torch.device) -> float:
+    """The median ms of an int8 GEMM of GEMM_SIZE^3 on `device` through `torch._int_mm`."""
+    a = torch.randint(-128, 128, (GEMM_SIZE, GEMM_SIZE), dtype=torch.int8, device=device)
+    b = torch.randint(-128, 128, (GEMM_SIZE, GEMM_SIZE), dtype=torch.int8, device=device)
+    product = torch.empty(GEMM_SIZE, GEMM_SIZE, dtype=torch.int32, device=device)
+    # b transposed: column-major, the layout of cuBLASLt's int8 kernels
+    return tuning_median_ms(lambda: torch._int_mm(a, b.t(), out=product), RUNS, device)
+
+
+def _copy_ms(device: torch.device) -> float:
+    """The median ms of a device-to-device copy of COPY_BYTES on `device`."""
+    source = torch.empty(COPY_BYTES, dtype=torch.uint8, device=device)
+    target = torch.empty_like(source)
+    return tuning_median_ms(lambda: target.copy_(source), RUNS, device)
+
+
 def measure_rates(device: torch.device) -> CardRates:
     """The rates of the CUDA `device`: medians of `RUNS` runs each, timed as backends time their
     tuning candidates (`qbench.timing.tuning_median_ms`), after an untimed one. Each run takes
     about a millisecond at an H100's rates; the tensors take 2.4 GiB of the card's memory, given
     back at the end."""
     with torch.cuda.device(device):
-        a = torch.randint(-128, 128, (GEMM_SIZE, GEMM_SIZE), dtype=torch.int8, device=device)
-        b = torch.randint(-128, 128, (GEMM_SIZE, GEMM_SIZE), dtype=torch.int8, device=device)
-        product = torch.empty(GEMM_SIZE, GEMM_SIZE, dtype=torch.int32, device=device)
-        # b transposed: column-major, the layout of cuBLASLt's int8 kernels
-        gemm_ms = tuning_median_ms(lambda: torch._int_mm(a, b.t(), out=product), RUNS, device)
-        del a, b, product
-        source = torch.empty(COPY_BYTES, dtype=torch.uint8, device=device)
-        target = torch.empty_like(source)
-        copy_ms = tuning_median_ms(lambda: target.copy_(source), RUNS, device)
-        del source, target
+        gemm_ms = _gemm_ms(device)
+        copy_ms = _copy_ms(device)
         torch.cuda.empty_cache()
     return CardRates(
         card=device_name("cuda"),

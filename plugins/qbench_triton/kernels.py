@@ -190,9 +190,9 @@ def _tile_sums(x_ptr, w_ptr, pid_m, pid_n, g, first, last, blocks, SPAN, WSTRIDE
     acc = tl.zeros([BM, BN], dtype=tl.int32)
     xsum = tl.zeros([BM], dtype=tl.int32)
     w_rows_ok = _channels_inside(kg, KG, EVEN_N)
-    tap = first // blocks  # (tap, block) of step t, carried instead of divided out each step
+    tap = first // blocks  # (tap, block) of the step, carried instead of divided out each step
     block = first - tap * blocks
-    for t in range(first, last):
+    for _step in range(first, last):
         j = block * BK + tl.arange(0, BK)
         if EVEN_SPAN:  # blocks end where taps end: every lane inside (the weights' too)
             j_ok = tl.full([BK], 1, tl.int1)
