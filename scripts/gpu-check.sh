@@ -43,13 +43,14 @@ python3 -m pip install -q --no-deps --no-build-isolation -e . || exit 1
 step gpu nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu \
     --format=csv
 step backends python3 -m qbench backends
-# the GPU tests, and the backend, API and timing tests that run compiled on a GPU (test_triton's
-# Hopper test forces each Gluon tile against the reference), one process per file, so that a
-# sticky CUDA error in one backend cannot fail the others' tests (the reference tests need
-# hypothesis; they ran in CI, as did what needs no GPU: the compile checks and the Gluon
-# emulator's tests, the tests named "compile" and "emulator"; a GPU test's name must say neither)
+# the GPU tests, and the backend, API and timing tests that run compiled on a GPU (the Hopper test
+# of test_triton_gluon.py forces each Gluon tile against the reference), one process per backend
+# (test_triton*.py together), so that a sticky CUDA error in one backend cannot fail the others'
+# tests (the reference tests need hypothesis; they ran in CI, as did what needs no GPU: the compile
+# checks and the Gluon emulator's tests, the tests named "compile" and "emulator"; a GPU test's
+# name must say neither)
 for tests in gpu triton cudnn cupy api measurement floor; do
-    step "pytest-$tests" python3 -m pytest -q -p no:cacheprovider "tests/test_$tests.py" \
+    step "pytest-$tests" python3 -m pytest -q -p no:cacheprovider tests/test_"$tests"*.py \
         -k "not compile and not emulator"
 done
 # every Triton tuning's candidates and their medians, a JSON line per shape (which tiles win)

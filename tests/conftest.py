@@ -17,6 +17,9 @@ if not torch.cuda.is_available():
 from click.testing import CliRunner  # noqa: E402
 
 from qbench.cli import cli  # noqa: E402
+from qbench.registry import load_backends  # noqa: E402
+from qbench.runner import CaseRunner, RunSettings  # noqa: E402
+from qbench.timing import TimingPolicy  # noqa: E402
 
 FAKE_PLUGINS = Path(__file__).parent / "fake_plugins"
 ROOT = Path(__file__).parent.parent
@@ -51,6 +54,24 @@ def run_cli():
         return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
     return invoke
+
+
+@pytest.fixture(scope="module")
+def runner_and_backend():
+    """(a CaseRunner of short timings, the triton backend); skipped where triton is unavailable."""
+    backend = load_backends()["triton"]
+    if not backend.availability.ok:
+        pytest.skip(backend.availability.reason)
+    return CaseRunner(RunSettings(policy=TimingPolicy(min_samples=2, max_time_s=0.01))), backend
+
+
+@pytest.fixture
+def stream_k_on(monkeypatch):
+    """Stream-K on (`stream.ENABLED`), as QBENCH_TRITON_STREAM_K=1 at import turns it on: the
+    interpreter then shares tiles where the kernel may."""
+    from qbench_triton import stream
+
+    monkeypatch.setattr(stream, "ENABLED", True)
 
 
 TINY_SUITE = """
