@@ -1,4 +1,5 @@
-"""Shared fixtures: a CLI runner, the fake plugins on sys.path, suite files written on the fly."""
+"""Shared fixtures: a CLI runner, the fake plugins on sys.path, suite files written on the fly, the
+triton backend with a runner of short timings, and stream-K turned on."""
 
 from __future__ import annotations
 
