@@ -202,13 +202,13 @@ def test_kernels_compile_for_sm80_and_sm90_without_a_gpu():
     steps = [int(re.search(r"(\d+) instructions a reduction step", line)[1])
              for line in config_lines]
     assert all(0 < step < 400 for step in steps), steps
-    from qbench_triton import wgmma
+    from qbench_triton import wgmma_configs
 
     wgmma_lines = [line for line in lines if line.startswith("sm_90 wgmma config ")]
     # qint8 and quint8, a tap per pixel and merged rows
-    assert len(wgmma_lines) == 2 * (len(wgmma.WGMMA_CONFIGS) + len(wgmma.SPLIT_CONFIGS)
-                                    + len(wgmma.REUSE_CONFIGS) + len(wgmma.PERSISTENT_CONFIGS)
-                                    + len(wgmma.MERGED_CONFIGS))
+    assert len(wgmma_lines) == 2 * sum(len(configs) for configs in (
+        wgmma_configs.WGMMA_CONFIGS, wgmma_configs.SPLIT_CONFIGS, wgmma_configs.REUSE_CONFIGS,
+        wgmma_configs.PERSISTENT_CONFIGS, wgmma_configs.MERGED_CONFIGS))
     for line in wgmma_lines:  # every load of a step issued while a wgmma runs
         beside, loads = map(int, re.search(r"(\d+) of (\d+) loads beside a wgmma", line).groups())
         assert loads and beside == loads and line.endswith("no spills"), line

@@ -43,12 +43,12 @@ WGMMA_PROBLEMS = {  # what the Gluon kernel takes (no weight zero points), in no
 
 
 def _gluon_kernel(problem: ConvProblem) -> tuple[str, object, list]:
-    """(the name of `wgmma`'s autotuned kernel for `problem`, as `wgmma.tuner` picks it, the
-    kernel, its configs that can do it: `wgmma.configs_for`, as a BN wider than a tile group's
-    output channels would run into the next group's, and past the last)."""
+    """(the name of the Gluon kernels' autotuned kernel for `problem`, as `wgmma_configs.tuner`
+    picks it, the kernel, its configs that can do it: `wgmma_configs.configs_for`, as a BN wider
+    than a tile group's output channels would run into the next group's, and past the last)."""
     import qbench_triton
     from qbench.inputs import make_inputs
-    from qbench_triton import wgmma
+    from qbench_triton import wgmma, wgmma_configs
 
     inputs = make_inputs(problem, 0)
     packed = qbench_triton.qbench_prepack("triton", inputs.weight, inputs.bias, inputs.params)
@@ -56,8 +56,8 @@ def _gluon_kernel(problem: ConvProblem) -> tuple[str, object, list]:
     merged = mapping.merge_rows
     name = "conv_merged_wgmma_tuned" if merged else "conv_gemm_wgmma_tuned"
     kernel = wgmma.conv_merged_wgmma_kernel if merged else wgmma.conv_gemm_wgmma_kernel
-    return name, kernel, wgmma.configs_for(mapping, packed.has_weight_zero_points,
-                                           packed.kernel_size)
+    return name, kernel, wgmma_configs.configs_for(mapping, packed.has_weight_zero_points,
+                                                   packed.kernel_size)
 
 
 def _gluon_plans_alone(monkeypatch) -> None:
@@ -65,11 +65,11 @@ def _gluon_plans_alone(monkeypatch) -> None:
     QBENCH_TRITON_SPLIT_K=1), partials for every split, and the Gluon plan launched alone,
     without the GEMM's beside it (`_Choice`)."""
     import qbench_triton
-    from qbench_triton import wgmma
+    from qbench_triton import wgmma_configs
 
     monkeypatch.setenv(qbench_triton.WGMMA_ENV, "1")
-    monkeypatch.setenv(wgmma.SPLIT_ENV, "1")
-    monkeypatch.setattr(wgmma, "split_slots", lambda *args: max(wgmma.SPLITS))
+    monkeypatch.setenv(wgmma_configs.SPLIT_ENV, "1")
+    monkeypatch.setattr(wgmma_configs, "split_slots", lambda *args: max(wgmma_configs.SPLITS))
     monkeypatch.setattr(qbench_triton, "_Choice", lambda plans: plans[-1])
 
 
@@ -77,12 +77,12 @@ def _planned_as_on_hopper(monkeypatch) -> None:
     """Plans made on the CPU as for a Hopper GPU of 132 SMs (not interpreting), nothing
     compiled: for Gluon launches that `gluon_emulator` runs."""
     import qbench_triton
-    from qbench_triton import kernels, wgmma
+    from qbench_triton import kernels, wgmma_configs
 
     monkeypatch.setattr(qbench_triton, "interpreting", lambda: False)  # planned as for a GPU
     monkeypatch.setattr(kernels, "compile_candidates", lambda *args, **kwargs: None)
     monkeypatch.setattr(kernels, "_sm_count", lambda: 132)
-    monkeypatch.setattr(wgmma, "hopper", lambda device: True)
+    monkeypatch.setattr(wgmma_configs, "hopper", lambda device: True)
 
 
 def test_every_wgmma_tile_matches_the_reference_on_a_hopper_gpu(runner_and_backend, monkeypatch):
@@ -100,7 +100,7 @@ def test_every_wgmma_tile_matches_the_reference_on_a_hopper_gpu(runner_and_backe
         pytest.skip("wgmma needs a Hopper GPU (compute capability 9.x)")
     import triton
     import qbench_triton
-    from qbench_triton import kernels, wgmma
+    from qbench_triton import kernels, wgmma_configs
 
     _gluon_plans_alone(monkeypatch)
     sm_count = kernels._sm_count
@@ -113,12 +113,12 @@ def test_every_wgmma_tile_matches_the_reference_on_a_hopper_gpu(runner_and_backe
         assert configs, name
         # all of them tuned once, so that planning compiles them at once (a thread a core), where
         # a config forced alone would compile by itself: each forced below finds its kernel made
-        monkeypatch.setattr(wgmma, tuned, triton.autotune(
-            configs=configs, key=wgmma.TUNING_KEY, do_bench=kernels._tuning_bench)(kernel))
+        monkeypatch.setattr(wgmma_configs, tuned, triton.autotune(
+            configs=configs, key=wgmma_configs.TUNING_KEY, do_bench=kernels._tuning_bench)(kernel))
         runner.row("triton", Case(f"{name}-tuned", problem.validate()), backend)
         for config in configs:
-            monkeypatch.setattr(wgmma, tuned, triton.autotune(
-                configs=[config], key=wgmma.TUNING_KEY)(kernel))
+            monkeypatch.setattr(wgmma_configs, tuned, triton.autotune(
+                configs=[config], key=wgmma_configs.TUNING_KEY)(kernel))
             persistent = bool(config.kwargs.get("PERSIST"))
             monkeypatch.setattr(kernels, "_sm_count", (lambda: 1) if persistent else sm_count)
             case = Case(f"{name}-{qbench_triton._config_label(config)}", problem.validate())
@@ -194,14 +194,14 @@ def emulated_wgmma(monkeypatch):
     pytest.importorskip("triton")
     import qbench_triton
     from qbench.quantized import QuantizedActivation
-    from qbench_triton import wgmma
+    from qbench_triton import wgmma_configs
 
     _gluon_plans_alone(monkeypatch)
     _planned_as_on_hopper(monkeypatch)
 
     def run(problem: ConvProblem, inputs, config, reverse: bool = False) -> torch.Tensor:
         tuned, kernel, _ = _gluon_kernel(problem)
-        monkeypatch.setattr(wgmma, tuned, _EmulatedTuning(kernel, config, reverse))
+        monkeypatch.setattr(wgmma_configs, tuned, _EmulatedTuning(kernel, config, reverse))
         packed = qbench_triton.qbench_prepack("triton", inputs.weight, inputs.bias, inputs.params)
         output = QuantizedActivation.output_buffer(problem, "cpu", True)
         output.data.fill_(77)
@@ -254,7 +254,7 @@ PERSISTENT_PROBLEMS = {  # 1x1s of a step or two a tile, and with border tables 
 @pytest.mark.parametrize("name", PERSISTENT_PROBLEMS)
 def test_persistent_programs_carry_their_pipelines_across_tiles_in_the_gluon_emulator(
         name, emulated_wgmma, monkeypatch):
-    """The Gluon kernel's persistent configs (`wgmma.PERSISTENT_CONFIGS`) on a GPU of one SM
+    """The Gluon kernel's persistent configs (`wgmma_configs.PERSISTENT_CONFIGS`) on a GPU of one SM
     (stood in for), so that each program takes several tiles, not all as many, its loads
     running ahead into its next tile's (more than a tile ahead where a tile is one step) and
     past its last, equal to the reference output for output, in either order of programs."""
@@ -272,9 +272,9 @@ def test_persistent_programs_carry_their_pipelines_across_tiles_in_the_gluon_emu
             assert torch.equal(output, expected), (qbench_triton._config_label(config), reverse)
 
 
-# what the Gluon kernels take (`wgmma.configs_for`: channels a group in multiples of 64, at most
-# 32 taps, or merged rows, no weight zero points), with a number that picks one of the configs
-# that can do it
+# what the Gluon kernels take (`wgmma_configs.configs_for`: channels a group in multiples of 64, at
+# most 32 taps, or merged rows, no weight zero points), with a number that picks one of the
+# configs that can do it
 wgmma_problems = st.tuples(
     st.one_of(small_problems(st.sampled_from([64, 128]), st.sampled_from([64, 128])),
               small_problems(st.integers(3, 30), st.sampled_from([64, 128]))),
@@ -297,12 +297,12 @@ def test_random_problems_are_exact_in_the_gluon_emulator(drawn, emulated_wgmma):
 
 
 def test_the_wgmma_kernels_take_the_convs_they_were_written_for():
-    """`wgmma.configs_for`: GEMMs without weight zero points; a tap per (r, s), of at most 32
-    taps, whose tap channels and tile groups a config divides, with L1 reuse for several taps;
+    """`wgmma_configs.configs_for`: GEMMs without weight zero points; a tap per (r, s), of at most
+    32 taps, whose tap channels and tile groups a config divides, with L1 reuse for several taps;
     merged rows (conv1) whose tap stride a config's blocks divide, a row a thread. Tuning prunes
     the configs that do not divide them or are over twice the rows, and L1 reuse for one tap."""
     pytest.importorskip("triton")
-    from qbench_triton import wgmma
+    from qbench_triton import wgmma_configs
     from qbench_triton.layout import layout
 
     def configs(problem, zero_points=False):
@@ -311,9 +311,10 @@ def test_the_wgmma_kernels_take_the_convs_they_were_written_for():
         params = ConvParams.of(stride=problem.stride, padding=problem.padding,
                                dilation=problem.dilation, groups=problem.groups)
         mapping = layout(weight, params, zero_points)
-        found = wgmma.configs_for(mapping, zero_points, problem.kernel_size)
-        assert not found or wgmma.tuner(mapping) is (
-            wgmma.conv_merged_wgmma_tuned if mapping.merge_rows else wgmma.conv_gemm_wgmma_tuned)
+        found = wgmma_configs.configs_for(mapping, zero_points, problem.kernel_size)
+        assert not found or wgmma_configs.tuner(mapping) is (
+            wgmma_configs.conv_merged_wgmma_tuned if mapping.merge_rows
+            else wgmma_configs.conv_gemm_wgmma_tuned)
         return found
 
     resnet = ConvProblem(32, 256, 14, 14, 256, (3, 3), padding=(1, 1))
@@ -327,30 +328,31 @@ def test_the_wgmma_kernels_take_the_convs_they_were_written_for():
     assert not configs(conv1, zero_points=True)
     assert not configs(conv1.replace(in_channels=9, kernel_size=(4, 4)))  # a tap stride of 48
     args = dict(M=100, SPAN=64, KG=128, K=128, partial_ptr=torch.empty((1, 1, 1)))
-    tiles = config_tiles(wgmma._fitting_configs(wgmma.WGMMA_CONFIGS, args, R=3, S=3))
+    tiles = config_tiles(wgmma_configs._fitting_configs(wgmma_configs.WGMMA_CONFIGS, args, R=3,
+                                                        S=3))
     assert tiles == {(64, 128, 64), (128, 128, 64), (64, 64, 64)}
     # L1 reuse where taps overlap: several of them, not a 1x1's one
     reusing = [config for config in configs(resnet) if config.kwargs["L1_REUSE"]]
-    assert config_tiles(reusing) == {tile[:3] for tile in wgmma.REUSE_TILES}
+    assert config_tiles(reusing) == {tile[:3] for tile in wgmma_configs.REUSE_TILES}
     assert not any(config.kwargs["L1_REUSE"] for config in configs(
         resnet.replace(kernel_size=(1, 1), padding=(0, 0))))
-    assert config_tiles(wgmma._fitting_configs(wgmma.REUSE_CONFIGS, args, R=3, S=3)) == {
-        (64, 64, 64)}
-    assert not wgmma._fitting_configs(wgmma.REUSE_CONFIGS, args, R=1, S=1)
-    merged = config_tiles(wgmma._fitting_merged_configs(
-        wgmma.MERGED_CONFIGS, dict(M=100, SPAN=60, WSTRIDE=64, KG=128)))
+    assert config_tiles(wgmma_configs._fitting_configs(wgmma_configs.REUSE_CONFIGS, args, R=3,
+                                                       S=3)) == {(64, 64, 64)}
+    assert not wgmma_configs._fitting_configs(wgmma_configs.REUSE_CONFIGS, args, R=1, S=1)
+    merged = config_tiles(wgmma_configs._fitting_merged_configs(
+        wgmma_configs.MERGED_CONFIGS, dict(M=100, SPAN=60, WSTRIDE=64, KG=128)))
     assert merged == {(128, 64, 32), (128, 128, 32), (128, 64, 64)}
 
 
 def test_split_k_is_tried_only_with_qbench_triton_split_k_of_1_on_layers_of_few_tiles(
         monkeypatch):
-    """Split-K (`wgmma.SPLIT_CONFIGS`) joins the Gluon kernel's candidates with
+    """Split-K (`wgmma_configs.SPLIT_CONFIGS`) joins the Gluon kernel's candidates with
     QBENCH_TRITON_SPLIT_K=1 alone, on layers of fewer tiles than two an SM (`worth_splitting`:
     ResNet-50's layer3.conv2 at batch 32 has 196 of 64x128 for an H200's 132 SMs; a 3x3 of 64
     outputs at 56^2, as layer1's, 1568 of 64x64) whose parts each fill the pipeline, as far as
     the plan's partials have slots."""
     pytest.importorskip("triton")
-    from qbench_triton import kernels, wgmma
+    from qbench_triton import kernels, wgmma_configs
     from qbench_triton.layout import layout
     from qbench_triton.stream import GemmShape
 
@@ -364,19 +366,19 @@ def test_split_k_is_tried_only_with_qbench_triton_split_k_of_1_on_layers_of_few_
         rows = problem.batch * problem.height * problem.width
         args = dict(M=rows, SPAN=mapping.span, KG=mapping.tile_out, K=problem.out_channels,
                     partial_ptr=torch.empty((slots, 1, 1)))
-        candidates = wgmma.configs_for(mapping, False, problem.kernel_size)
+        candidates = wgmma_configs.configs_for(mapping, False, problem.kernel_size)
         r, s = problem.kernel_size
-        pruned = wgmma._fitting_configs(candidates, args, R=r, S=s)
+        pruned = wgmma_configs._fitting_configs(candidates, args, R=r, S=s)
         tiles = {(*tile, config.kwargs["SPLIT"]) for config in pruned
                  for tile in config_tiles([config]) if config.kwargs["SPLIT"] > 1}
         shape = GemmShape(rows, mapping.tile_out, problem.out_channels, mapping.span,
                           problem.kernel_size, False)
         return ({config.kwargs["SPLIT"] for config in candidates} - {1}, tiles,
-                wgmma.split_slots(shape, 132))
+                wgmma_configs.split_slots(shape, 132))
 
     layer3 = ConvProblem(32, 256, 14, 14, 256, (3, 3), padding=(1, 1))
     assert splits(layer3) == (set(), set(), 0)
-    monkeypatch.setenv(wgmma.SPLIT_ENV, "1")
+    monkeypatch.setenv(wgmma_configs.SPLIT_ENV, "1")
     assert splits(layer3) == ({2, 3}, {(64, 128, 128, 2), (64, 128, 128, 3), (128, 128, 128, 2),
                                        (128, 128, 128, 3)}, 3)  # not 64x64: 392 tiles
     assert splits(layer3, slots=2)[1] == {(64, 128, 128, 2), (128, 128, 128, 2)}
@@ -447,12 +449,12 @@ def test_the_counters_probe_forces_configs_that_tuning_would_try_on_its_layers(m
     order."""
     pytest.importorskip("triton")
     import qbench_triton
-    from qbench_triton import counters, kernels, wgmma
+    from qbench_triton import counters, kernels, wgmma_configs
     from qbench_triton.layout import layout
     from qbench_triton.stream import GemmShape
 
     monkeypatch.setattr(kernels, "_sm_count", lambda: 132)
-    monkeypatch.setenv(wgmma.SPLIT_ENV, "1")
+    monkeypatch.setenv(wgmma_configs.SPLIT_ENV, "1")
     for problem in counters.LAYERS.values():
         weight = torch.zeros((problem.out_channels, problem.in_channels, *problem.kernel_size),
                              dtype=torch.int8)
@@ -460,14 +462,14 @@ def test_the_counters_probe_forces_configs_that_tuning_would_try_on_its_layers(m
         shape = GemmShape(problem.batch * problem.height * problem.width, mapping.tile_out,
                           problem.out_channels, mapping.span, problem.kernel_size, False)
         args = dict(M=shape.rows, SPAN=shape.span, KG=shape.group_out, K=shape.out_channels,
-                    partial_ptr=torch.empty((wgmma.split_slots(shape, 132), 1, 1)))
-        tried = wgmma._fitting_configs(wgmma.configs_for(mapping, False, problem.kernel_size),
-                                       args, R=3, S=3)
+                    partial_ptr=torch.empty((wgmma_configs.split_slots(shape, 132), 1, 1)))
+        tried = wgmma_configs._fitting_configs(
+            wgmma_configs.configs_for(mapping, False, problem.kernel_size), args, R=3, S=3)
         labels = {qbench_triton._config_label(config) for config in tried}
         assert {qbench_triton._config_label(config) for config in counters.CONFIGS} <= labels
     config = counters.CONFIGS[-1]
     with counters.forced(config):
-        assert wgmma.conv_gemm_wgmma_tuned.configs == [config]
+        assert wgmma_configs.conv_gemm_wgmma_tuned.configs == [config]
         assert qbench_triton._Choice(("gemm", "gluon")) == "gluon"
     assert qbench_triton._Choice(("gemm", "gluon")).plans == ("gemm", "gluon")
     assert counters.markdown([{"launch": 1, "layer": "layer3.conv2", "config": "64x128x128/4w/4s"

@@ -262,12 +262,12 @@ def test_a_config_label_names_each_variant():
     in that order; a shared GEMM launch's programs per SM."""
     pytest.importorskip("triton")
     import qbench_triton
-    from qbench_triton import kernels, wgmma
+    from qbench_triton import kernels, wgmma_configs
 
     label = qbench_triton._config_label
-    assert label(wgmma._configs([(128, 128, 128, 8, 3)], SPLIT=2, L1_REUSE=True)[0]) == (
+    assert label(wgmma_configs._configs([(128, 128, 128, 8, 3)], SPLIT=2, L1_REUSE=True)[0]) == (
         "128x128x128/8w/3s/wgmma/split2/l1")
-    assert label(wgmma.WGMMA_CONFIGS[0]) == "64x128x128/4w/4s/wgmma"
-    assert label(wgmma.MERGED_CONFIGS[0]) == "128x64x32/4w/3s/wgmma"
+    assert label(wgmma_configs.WGMMA_CONFIGS[0]) == "64x128x128/4w/4s/wgmma"
+    assert label(wgmma_configs.MERGED_CONFIGS[0]) == "128x64x32/4w/3s/wgmma"
     assert label(kernels._gemm_config(64, 64, 64, 4, 4)) == "64x64x64/4w/4s"
     assert label(kernels._gemm_config(64, 64, 64, 4, 4, per_sm=2)) == "64x64x64/4w/4s/stream2"

@@ -28,7 +28,7 @@ import qbench_triton
 from qbench.inputs import make_inputs
 from qbench.problem import ConvProblem
 from qbench.quantized import QuantizedActivation, nhwc_view
-from qbench_triton import kernels, stream_probe, wgmma
+from qbench_triton import kernels, stream_probe, wgmma_configs
 
 
 class StandInDriver:
@@ -64,7 +64,7 @@ def main(mode: str) -> None:
     output = QuantizedActivation.output_buffer(problem, "cpu", True)
     out = nhwc_view(output.data)
     if mode == "forced":  # 392 rows: 7 tiles of 64x64, shared by 5 programs, on "Hopper"
-        wgmma.hopper = lambda device: True
+        wgmma_configs.hopper = lambda device: True
         with stream_probe.forced((64, 64, 64, 4, 4), 5):
             plan = qbench_triton._plan(packed, x, activation, out, output, relu=False)
             (config,) = kernels.conv_gemm_tuned.configs
@@ -96,13 +96,13 @@ def wgmma_planning(packed, x, activation, out, output, off: bool, split: bool,
     if off:
         os.environ[qbench_triton.WGMMA_ENV] = "0"
     if split:
-        os.environ[wgmma.SPLIT_ENV] = "1"
-    wgmma.hopper = lambda device: True
+        os.environ[wgmma_configs.SPLIT_ENV] = "1"
+    wgmma_configs.hopper = lambda device: True
     plan = qbench_triton._plan(packed, x, activation, out, output, relu=False)
     if off:
         print(json.dumps({"plan": type(plan).__name__}))
         return
-    tuner = wgmma.tuner(packed.layout)
+    tuner = wgmma_configs.tuner(packed.layout)
     compiled = tuner.fn.device_caches[0][0]
     planned = len(compiled)
     gluon = plan.plans[-1]

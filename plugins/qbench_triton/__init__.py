@@ -208,7 +208,7 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
     tensors, its constants and grid; autotuned on a GPU (its candidates compiled already), the
     interpreter's fixed tiles (shared by its programs where the kernel may) without one. Where
     the Gluon kernels are on (unless QBENCH_TRITON_WGMMA=0) and one can do the launch
-    (`wgmma.configs_for`), its tuned plan beside the GEMM's, the faster kept (`_Choice`)."""
+    (`wgmma_configs.configs_for`), its tuned plan beside the GEMM's, the faster kept (`_Choice`)."""
     from qbench_triton import kernels
 
     n, h, w, c = x.shape
@@ -267,33 +267,33 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
 def _with_wgmma(plan: _Plan, packed: _Packed, x: torch.Tensor, out: torch.Tensor,
                 pointers: tuple[torch.Tensor, ...], sizes: tuple[Any, ...],
                 constants: dict[str, Any], shape: GemmShape) -> _Plan | _Choice:
-    """The GEMM's `plan` and a Gluon kernel's beside it (`_Choice`: `wgmma.tuner`, a tap per
-    pixel's or merged rows'), its candidates compiled, where one can do the launch
-    (`wgmma.hopper`, `wgmma.configs_for`); else `plan`. `pointers`, `sizes` and `constants` as
-    `_plan` passes them to the GEMM kernel (the Gluon kernels take no weight zero points); a
-    program per tile of `shape`, or with split-K several (`wgmma.split_slots` sizes their
-    partials)."""
-    from qbench_triton import kernels, wgmma
+    """The GEMM's `plan` and a Gluon kernel's beside it (`_Choice`: `wgmma_configs.tuner`, a tap
+    per pixel's or merged rows'), its candidates compiled, where one can do the launch
+    (`wgmma_configs.hopper`, `wgmma_configs.configs_for`); else `plan`. `pointers`, `sizes` and
+    `constants` as `_plan` passes them to the GEMM kernel (the Gluon kernels take no weight zero
+    points); a program per tile of `shape`, or with split-K several (`wgmma_configs.split_slots`
+    sizes their partials)."""
+    from qbench_triton import kernels, wgmma_configs
 
     mapping = packed.layout
-    if not (wgmma.hopper(x.device) and wgmma.configs_for(
+    if not (wgmma_configs.hopper(x.device) and wgmma_configs.configs_for(
             mapping, packed.has_weight_zero_points, packed.kernel_size)):
         return plan
     pointers = (pointers[0], *pointers[2:])
-    if not mapping.merge_rows:  # split-K's partials and counters (`wgmma.split_slots`)
-        slots = wgmma.split_slots(shape, kernels._sm_count())
+    if not mapping.merge_rows:  # split-K's partials and counters (`wgmma_configs.split_slots`)
+        slots = wgmma_configs.split_slots(shape, kernels._sm_count())
         buffers = sharing_buffers(shape.rows, shape.out_channels, mapping.tile_out,
                                   shape.out_channels // mapping.tile_out, slots, x.device)
         pointers += (buffers.partials, buffers.counters)
     tail = pointers + (mapping.span, mapping.tap_stride) + sizes
     own = {name: constants[name] for name in ("R", "S", "X_UNSIGNED", "BORDER")}
-    tuner = wgmma.tuner(mapping)
+    tuner = wgmma_configs.tuner(mapping)
 
     def grid(meta: dict[str, Any]) -> tuple[int, ...]:
         """A program per tile, SPLIT per tile (split-K) or PERSIST an SM
-        (`wgmma.persistent_programs`)."""
+        (`wgmma_configs.persistent_programs`)."""
         if meta.get("PERSIST"):
-            return (wgmma.persistent_programs(meta, shape, kernels._sm_count()),)
+            return (wgmma_configs.persistent_programs(meta, shape, kernels._sm_count()),)
         rows, columns, groups = shape.tile_grid(meta)
         return rows, columns, groups * meta.get("SPLIT", 1)
 
@@ -402,7 +402,7 @@ def qbench_details(backend: str, packed: Any) -> dict[str, Any] | None:
     if backend != NAME or packed.last is None:
         return None
     plan = packed.last
-    wgmma = "STAGES" in plan.constants  # a Gluon kernel's plan (`wgmma.tuner`)
+    wgmma = "STAGES" in plan.constants  # a Gluon kernel's plan (`wgmma_configs.tuner`)
     facts: dict[str, Any] = {"kernel": packed.layout.kernel}
     if wgmma:
         facts["kernel"] = "wgmma merged" if packed.layout.merge_rows else "wgmma"

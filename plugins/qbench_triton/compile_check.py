@@ -20,7 +20,7 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from triton.experimental.gluon._runtime import GluonASTSource
 
-from qbench_triton import _config_label, kernels, wgmma
+from qbench_triton import _config_label, kernels, wgmma, wgmma_configs
 
 _POINTERS = {"x_ptr": "*u8", "w_ptr": "*i8", "out_ptr": "*u8", "corr_ptr": "*i32",
              "wzp_ptr": "*i32", "bias_ptr": "*fp32", "mult_ptr": "*fp32",
@@ -148,17 +148,17 @@ def wgmma_config_usage() -> list[tuple[str, int, int, int, tuple[int, int], int]
     """(config, registers, stack bytes, instructions a reduction step, its loads beside a wgmma
     and all its loads (`loads_beside_wgmma`), programs that fit an SM (`programs_an_sm`)) of
     each tuning config of the Gluon kernels (`wgmma`, sm_90 only; split-K's whether or not
-    tuning tries them, `wgmma.splitting`; L1 reuse's; persistent programs', whose reduction
+    tuning tries them, `wgmma_configs.splitting`; L1 reuse's; persistent programs', whose reduction
     loop holds a tile's epilogue, so that only its cp.async loads count), qint8 and quint8,
     compiled for ResNet-50's 3x3 layers (a border table, tiles that divide the layer) and,
     merged rows, for its conv1 (7x7 of 3 channels)."""
     usage = []
     kernels_configs = [("", wgmma.conv_gemm_wgmma_kernel, config, dict(R=3, S=3), _DIVISIBLE)
-                       for config in wgmma.WGMMA_CONFIGS + wgmma.SPLIT_CONFIGS
-                       + wgmma.REUSE_CONFIGS + wgmma.PERSISTENT_CONFIGS]
+                       for config in wgmma_configs.WGMMA_CONFIGS + wgmma_configs.SPLIT_CONFIGS
+                       + wgmma_configs.REUSE_CONFIGS + wgmma_configs.PERSISTENT_CONFIGS]
     kernels_configs += [(" merged", wgmma.conv_merged_wgmma_kernel, config,
                          dict(R=7, S=7, SPAN=21), _CONV1_DIVISIBLE)
-                        for config in wgmma.MERGED_CONFIGS]
+                        for config in wgmma_configs.MERGED_CONFIGS]
     for name, kernel, config, taps, divisible in kernels_configs:
         for unsigned in (False, True):
             constants = dict(taps, BORDER=True, **config.kwargs)

@@ -32,7 +32,7 @@ from qbench.quantized import QuantizedActivation, output_integers
 from qbench.registry import load_backends
 from qbench.runner import prepare_case
 from qbench.suite import Case
-from qbench_triton import _config_label, wgmma
+from qbench_triton import _config_label, wgmma, wgmma_configs
 from qbench_triton.stream_probe import LAYERS, QINT8
 
 # (BM, BN, BK, warps, STAGES), SPLIT, L1_REUSE: the tiles that won layer3.conv2 and layer4.conv2 on
@@ -41,12 +41,13 @@ from qbench_triton.stream_probe import LAYERS, QINT8
 CONFIGS = [config for tile, split in [((64, 128, 128, 4, 4), 1), ((64, 64, 128, 4, 4), 1),
                                       ((128, 128, 128, 8, 3), 1), ((64, 128, 128, 4, 4), 2)]
            for reuse in (False, True)
-           for config in wgmma._configs([tile], SPLIT=split, L1_REUSE=reuse, PERSIST=0)]
+           for config in wgmma_configs._configs([tile], SPLIT=split, L1_REUSE=reuse, PERSIST=0)]
 
 
 def tuner_of(config: triton.Config) -> Any:
     """The Gluon kernel's autotuner holding `config` alone (which it launches untimed)."""
-    return triton.autotune(configs=[config], key=wgmma.TUNING_KEY)(wgmma.conv_gemm_wgmma_kernel)
+    return triton.autotune(configs=[config], key=wgmma_configs.TUNING_KEY)(
+        wgmma.conv_gemm_wgmma_kernel)
 
 
 @contextmanager
@@ -57,8 +58,9 @@ def forced(config: triton.Config) -> Iterator[None]:
     GEMM's beside it."""
     import qbench_triton
 
-    with mock.patch.dict(os.environ, {qbench_triton.WGMMA_ENV: "1", wgmma.SPLIT_ENV: "1"}), \
-            mock.patch.object(wgmma, "conv_gemm_wgmma_tuned", tuner_of(config)), \
+    switches = {qbench_triton.WGMMA_ENV: "1", wgmma_configs.SPLIT_ENV: "1"}
+    with mock.patch.dict(os.environ, switches), \
+            mock.patch.object(wgmma_configs, "conv_gemm_wgmma_tuned", tuner_of(config)), \
             mock.patch.object(qbench_triton, "_Choice", lambda plans: plans[-1]):
         yield
 
