@@ -100,15 +100,15 @@ def test_every_gemm_tile_matches_the_reference_on_a_gpu(runner_and_backend, monk
         pytest.skip("compiled tiles need a GPU; the interpreter runs its own tile size")
     import triton
     import qbench_triton
-    from qbench_triton import kernels
+    from qbench_triton import tuning
 
     monkeypatch.setenv(qbench_triton.WGMMA_ENV, "0")  # the GEMM kernel alone
     problem = dataclasses.replace(PROBLEMS["gemm-quint8-zero-points"], batch=2, in_channels=64,
                                   height=15, width=15, out_channels=300).validate()
-    for bm, bn, bk, warps, stages in kernels.GEMM_TILES:
-        config = kernels._gemm_config(bm, bn, bk, warps, stages)
-        monkeypatch.setattr(kernels, "conv_gemm_tuned", triton.autotune(
-            configs=[config], key=kernels.TUNING_KEY)(kernels.conv_gemm))
+    for bm, bn, bk, warps, stages in tuning.GEMM_TILES:
+        config = tuning._gemm_config(bm, bn, bk, warps, stages)
+        monkeypatch.setattr(tuning, "conv_gemm_tuned", triton.autotune(
+            configs=[config], key=tuning.TUNING_KEY)(tuning.conv_gemm))
         row = runner.row("triton", Case(f"tile-{bm}x{bn}x{bk}", problem), backend)
         assert row["status"] == "ok", (config, row["error"])
         assert f"BM={bm}; BN={bn}; BK={bk}" in row["details"], row["details"]
@@ -188,7 +188,7 @@ def test_kernels_compile_for_sm80_and_sm90_without_a_gpu():
     every GEMM tuning config compiles for sm_90 without spilling registers, and the Gluon
     kernel's each issue a step's loads while a wgmma runs."""
     pytest.importorskip("triton")
-    from qbench_triton import kernels
+    from qbench_triton import tuning
 
     lines = run_compiling("-m", "qbench_triton.compile_check", "80", "90").splitlines()
     kernel_lines = [line for line in lines if " config " not in line]
@@ -197,7 +197,7 @@ def test_kernels_compile_for_sm80_and_sm90_without_a_gpu():
                for line in kernel_lines if "sm_80 gemm" in line)
     assert all("wgmma.mma_async" in line for line in kernel_lines if "sm_90 gemm" in line)
     config_lines = [line for line in lines if line.startswith("sm_90 gemm config ")]
-    assert len(config_lines) == 2 * len(set(kernels.GEMM_TILES))  # each alone and shared
+    assert len(config_lines) == 2 * len(set(tuning.GEMM_TILES))  # each alone and shared
     assert all(line.endswith("no spills") for line in config_lines)
     steps = [int(re.search(r"(\d+) instructions a reduction step", line)[1])
              for line in config_lines]

@@ -77,11 +77,11 @@ def _planned_as_on_hopper(monkeypatch) -> None:
     """Plans made on the CPU as for a Hopper GPU of 132 SMs (not interpreting), nothing
     compiled: for Gluon launches that `gluon_emulator` runs."""
     import qbench_triton
-    from qbench_triton import kernels, wgmma_configs
+    from qbench_triton import tuning, wgmma_configs
 
     monkeypatch.setattr(qbench_triton, "interpreting", lambda: False)  # planned as for a GPU
-    monkeypatch.setattr(kernels, "compile_candidates", lambda *args, **kwargs: None)
-    monkeypatch.setattr(kernels, "_sm_count", lambda: 132)
+    monkeypatch.setattr(tuning, "compile_candidates", lambda *args, **kwargs: None)
+    monkeypatch.setattr(tuning, "_sm_count", lambda: 132)
     monkeypatch.setattr(wgmma_configs, "hopper", lambda device: True)
 
 
@@ -100,13 +100,13 @@ def test_every_wgmma_tile_matches_the_reference_on_a_hopper_gpu(runner_and_backe
         pytest.skip("wgmma needs a Hopper GPU (compute capability 9.x)")
     import triton
     import qbench_triton
-    from qbench_triton import kernels, wgmma_configs
+    from qbench_triton import tuning, wgmma_configs
 
     _gluon_plans_alone(monkeypatch)
-    sm_count = kernels._sm_count
-    gemm_config = kernels._gemm_config(64, 64, 64, 4, 4)  # the GEMM's plan: planned, never run
-    monkeypatch.setattr(kernels, "conv_gemm_tuned", triton.autotune(
-        configs=[gemm_config], key=kernels.TUNING_KEY)(kernels.conv_gemm))
+    sm_count = tuning._sm_count
+    gemm_config = tuning._gemm_config(64, 64, 64, 4, 4)  # the GEMM's plan: planned, never run
+    monkeypatch.setattr(tuning, "conv_gemm_tuned", triton.autotune(
+        configs=[gemm_config], key=tuning.TUNING_KEY)(tuning.conv_gemm))
     failures = []  # every failing config, not only the first: a GPU run is scarce
     for name, problem in WGMMA_PROBLEMS.items():
         tuned, kernel, configs = _gluon_kernel(problem)
@@ -114,13 +114,13 @@ def test_every_wgmma_tile_matches_the_reference_on_a_hopper_gpu(runner_and_backe
         # all of them tuned once, so that planning compiles them at once (a thread a core), where
         # a config forced alone would compile by itself: each forced below finds its kernel made
         monkeypatch.setattr(wgmma_configs, tuned, triton.autotune(
-            configs=configs, key=wgmma_configs.TUNING_KEY, do_bench=kernels._tuning_bench)(kernel))
+            configs=configs, key=wgmma_configs.TUNING_KEY, do_bench=tuning._tuning_bench)(kernel))
         runner.row("triton", Case(f"{name}-tuned", problem.validate()), backend)
         for config in configs:
             monkeypatch.setattr(wgmma_configs, tuned, triton.autotune(
                 configs=[config], key=wgmma_configs.TUNING_KEY)(kernel))
             persistent = bool(config.kwargs.get("PERSIST"))
-            monkeypatch.setattr(kernels, "_sm_count", (lambda: 1) if persistent else sm_count)
+            monkeypatch.setattr(tuning, "_sm_count", (lambda: 1) if persistent else sm_count)
             case = Case(f"{name}-{qbench_triton._config_label(config)}", problem.validate())
             row = runner.row("triton", case, backend)
             tiles = "; ".join(f"{key}={config.kwargs[key]}" for key in ("BM", "BN", "BK"))
@@ -259,13 +259,13 @@ def test_persistent_programs_carry_their_pipelines_across_tiles_in_the_gluon_emu
     running ahead into its next tile's (more than a tile ahead where a tile is one step) and
     past its last, equal to the reference output for output, in either order of programs."""
     import qbench_triton
-    from qbench_triton import kernels
+    from qbench_triton import tuning
 
     problem, inputs, expected = _quantized_case(PERSISTENT_PROBLEMS[name].validate(), ties=False)
     _, _, configs = _gluon_kernel(problem)
     persistent = [config for config in configs if config.kwargs["PERSIST"]]
     assert persistent, name
-    monkeypatch.setattr(kernels, "_sm_count", lambda: 1)
+    monkeypatch.setattr(tuning, "_sm_count", lambda: 1)
     for config in persistent:
         for reverse in (False, True):
             output = emulated_wgmma(problem, inputs, config, reverse)
@@ -352,11 +352,11 @@ def test_split_k_is_tried_only_with_qbench_triton_split_k_of_1_on_layers_of_few_
     outputs at 56^2, as layer1's, 1568 of 64x64) whose parts each fill the pipeline, as far as
     the plan's partials have slots."""
     pytest.importorskip("triton")
-    from qbench_triton import kernels, wgmma_configs
+    from qbench_triton import tuning, wgmma_configs
     from qbench_triton.layout import layout
     from qbench_triton.stream import GemmShape
 
-    monkeypatch.setattr(kernels, "_sm_count", lambda: 132)
+    monkeypatch.setattr(tuning, "_sm_count", lambda: 132)
 
     def splits(problem, slots=3):
         """The splits tried for `problem`: (configs_for's, the prune's, `split_slots`)."""
@@ -449,11 +449,11 @@ def test_the_counters_probe_forces_configs_that_tuning_would_try_on_its_layers(m
     order."""
     pytest.importorskip("triton")
     import qbench_triton
-    from qbench_triton import counters, kernels, wgmma_configs
+    from qbench_triton import counters, tuning, wgmma_configs
     from qbench_triton.layout import layout
     from qbench_triton.stream import GemmShape
 
-    monkeypatch.setattr(kernels, "_sm_count", lambda: 132)
+    monkeypatch.setattr(tuning, "_sm_count", lambda: 132)
     monkeypatch.setenv(wgmma_configs.SPLIT_ENV, "1")
     for problem in counters.LAYERS.values():
         weight = torch.zeros((problem.out_channels, problem.in_channels, *problem.kernel_size),

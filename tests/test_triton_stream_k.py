@@ -101,18 +101,18 @@ def test_every_shared_tile_matches_the_reference_on_a_gpu(runner_and_backend, mo
         pytest.skip("compiled tiles need a GPU; the interpreter runs its own launch")
     import triton
     import qbench_triton
-    from qbench_triton import kernels
+    from qbench_triton import tuning
 
     monkeypatch.setenv(qbench_triton.WGMMA_ENV, "0")  # the GEMM kernel alone
     problem = dataclasses.replace(PROBLEMS["gemm-quint8-zero-points"], batch=4, in_channels=64,
                                   height=15, width=15, out_channels=300).validate()
-    monkeypatch.setattr(kernels, "sharing_slots", lambda *shape: 64)  # partials for any launch
+    monkeypatch.setattr(tuning, "sharing_slots", lambda *shape: 64)  # partials for any launch
     for tile in [(64, 128, 128, 4, 3), (64, 128, 256, 8, 3), (128, 256, 64, 8, 3),
                  (64, 64, 64, 4, 4)]:
         for per_sm in (1, 3):
-            config = kernels._gemm_config(*tile, per_sm)
-            monkeypatch.setattr(kernels, "conv_gemm_tuned", triton.autotune(
-                configs=[config], key=kernels.TUNING_KEY)(kernels.conv_gemm))
+            config = tuning._gemm_config(*tile, per_sm)
+            monkeypatch.setattr(tuning, "conv_gemm_tuned", triton.autotune(
+                configs=[config], key=tuning.TUNING_KEY)(tuning.conv_gemm))
             row = runner.row("triton", Case(f"shared-{tile}-{per_sm}", problem), backend)
             assert row["status"] == "ok", (config, row["error"])
             assert "stream_k_programs=" in row["details"], row["details"]
@@ -122,9 +122,9 @@ def test_every_shared_tile_matches_the_reference_on_a_gpu(runner_and_backend, mo
                                                     ("1", [1, 2, 3], [False, True])])
 def test_stream_k_is_tuned_only_with_qbench_triton_stream_k_of_1(setting, choices, shared):
     pytest.importorskip("triton")
-    code = ("import json; from qbench_triton import kernels, stream;"
+    code = ("import json; from qbench_triton import stream, tuning;"
             "print(json.dumps([stream.PER_SM_CHOICES, "
-            "sorted({config.kwargs['SHARED'] for config in kernels.GEMM_CONFIGS})]))")
+            "sorted({config.kwargs['SHARED'] for config in tuning.GEMM_CONFIGS})]))")
     env = {key: value for key, value in os.environ.items() if key != "QBENCH_TRITON_STREAM_K"}
     if setting is not None:
         env["QBENCH_TRITON_STREAM_K"] = setting
@@ -176,18 +176,18 @@ def test_weight_zero_points_never_share_tiles(runner_and_backend, stream_k_on):
 
 def test_tuning_shares_tiles_only_of_layers_with_few(monkeypatch):
     pytest.importorskip("triton")
-    from qbench_triton import kernels, stream
+    from qbench_triton import tuning, stream
 
-    monkeypatch.setattr(kernels, "_sm_count", lambda: 132)
+    monkeypatch.setattr(tuning, "_sm_count", lambda: 132)
     layer4 = stream.GemmShape(32 * 7 * 7, 512, 512, 512, (3, 3), False)
     for choices in [(), (1, 2, 3)]:  # as QBENCH_TRITON_STREAM_K makes them: off, then on
-        monkeypatch.setattr(kernels, "GEMM_CONFIGS", [
-            kernels._gemm_config(*tile, per_sm) for per_sm in (0, *choices)
-            for tile in kernels.GEMM_TILES])
-        assert (kernels.sharing_slots(layer4) >= 2) == bool(choices)  # partials made only on
+        monkeypatch.setattr(tuning, "GEMM_CONFIGS", [
+            tuning._gemm_config(*tile, per_sm) for per_sm in (0, *choices)
+            for tile in tuning.GEMM_TILES])
+        assert (tuning.sharing_slots(layer4) >= 2) == bool(choices)  # partials made only on
 
     def shared(args):
-        configs = kernels._fitting_gemm_configs(kernels.GEMM_CONFIGS, args, R=3, S=3,
+        configs = tuning._fitting_gemm_configs(tuning.GEMM_CONFIGS, args, R=3, S=3,
                                                 MERGE_S=False)
         return [config for config in configs if config.kwargs["SHARED"]]
 
@@ -199,8 +199,8 @@ def test_tuning_shares_tiles_only_of_layers_with_few(monkeypatch):
     launches = set()
     for config in tried:  # each a launch of its own, its partials in the buffers' slots
         assert layer4.tiles(config.kwargs) <= stream.MAX_TILES_PER_SM * 132
-        assert 2 <= kernels._shared_slots(layer4, config, 132) <= stream.MAX_SLOTS
-        launches.add((kernels._tile(config), kernels._programs(layer4, config, 132)))
+        assert 2 <= tuning._shared_slots(layer4, config, 132) <= stream.MAX_SLOTS
+        launches.add((tuning._tile(config), tuning._programs(layer4, config, 132)))
     assert len(launches) == len(tried)
     assert not shared(gemm_args(32 * 7 * 7, 512, 512, 512))  # no partials
     # layer1's 3x3 of 64: only its largest tiles are few enough (256x64: 392), not 64x64 (1568)
@@ -209,7 +209,7 @@ def test_tuning_shares_tiles_only_of_layers_with_few(monkeypatch):
     assert all(layer1.tiles(config.kwargs) <= stream.MAX_TILES_PER_SM * 132 for config in tried)
     assert (64, 64) not in {(config.kwargs["BM"], config.kwargs["BN"]) for config in tried}
     # and the plan makes partials only where some are tried: not at 112^2, tiles to spare
-    assert kernels.sharing_slots(stream.GemmShape(32 * 112 * 112, 64, 64, 64, (3, 3), False)) == 0
+    assert tuning.sharing_slots(stream.GemmShape(32 * 112 * 112, 64, 64, 64, (3, 3), False)) == 0
 
 
 @pytest.mark.parametrize("tiles,steps,programs", [(100, 18, 132), (196, 18, 396), (7, 5, 3),

@@ -23,17 +23,17 @@ def test_the_autotuner_finds_every_candidate_ready_on_a_gpu(runner_and_backend, 
     runner, backend = runner_and_backend
     if backend.info.interpreted:
         pytest.skip("the interpreter neither compiles nor tunes")
-    from qbench_triton import kernels
+    from qbench_triton import kernels, tuning
 
     variants = kernels.conv_gemm_kernel.device_caches[torch.cuda.current_device()][0]
     after_planning = []
-    plan_candidates = kernels.compile_candidates
+    plan_candidates = tuning.compile_candidates
 
     def counted(*args, **kwargs):
         plan_candidates(*args, **kwargs)
         after_planning.append(len(variants))
 
-    monkeypatch.setattr(kernels, "compile_candidates", counted)
+    monkeypatch.setattr(tuning, "compile_candidates", counted)
     problem = dataclasses.replace(PROBLEMS["gemm-3x3-pad"], kernel_size=(2, 5),
                                   padding=(1, 2)).validate()  # a kernel shape of its own
     row = runner.row("triton", Case("own-kernel-shape", problem), backend)
@@ -189,7 +189,7 @@ def test_the_tuning_log_has_a_line_for_each_launch_that_tuned(tmp_path, monkeypa
 
 @pytest.mark.parametrize("in_dtype", ["qint8", "quint8"])
 def test_planning_compiles_every_tuning_candidate_at_once(in_dtype):
-    """A launch's plan compiles its tuning candidates at once (`kernels.compile_candidates`), so
+    """A launch's plan compiles its tuning candidates at once (`tuning.compile_candidates`), so
     that the autotuner, which would compile them one at a time, finds each compiled: planned as
     on an sm_90 GPU without one (tests/triton_standin.py)."""
     pytest.importorskip("triton")
@@ -199,12 +199,12 @@ def test_planning_compiles_every_tuning_candidate_at_once(in_dtype):
 
 def test_tuning_skips_tiles_wider_than_twice_the_problem():
     pytest.importorskip("triton")
-    from qbench_triton import kernels
+    from qbench_triton import tuning
 
     def fitting(args, r, s, merge):
-        return kernels._fitting_gemm_configs(kernels.GEMM_CONFIGS, args, R=r, S=s, MERGE_S=merge)
+        return tuning._fitting_gemm_configs(tuning.GEMM_CONFIGS, args, R=r, S=s, MERGE_S=merge)
 
-    whole = [config for config in kernels.GEMM_CONFIGS if not config.kwargs["SHARED"]]
+    whole = [config for config in tuning.GEMM_CONFIGS if not config.kwargs["SHARED"]]
     layer1 = gemm_args(32 * 56 * 56, 64, 64, 64)  # 3x3 64 -> 64: no 128- or 256-wide BN
     assert config_tiles(fitting(layer1, 3, 3, False)) == {
         tiles for tiles in config_tiles(whole) if tiles[1] <= 64 and tiles[2] <= 64}
@@ -215,7 +215,7 @@ def test_tuning_skips_tiles_wider_than_twice_the_problem():
     tiny = gemm_args(4, 16, 16, 8)  # nothing fits: one of the smallest configs
     (smallest,) = config_tiles(fitting(tiny, 1, 1, False))
     assert sum(smallest) == min(map(sum, config_tiles(whole)))
-    depthwise = kernels._fitting_direct_configs(kernels.DIRECT_CONFIGS, dict(M=6, K=24))
+    depthwise = tuning._fitting_direct_configs(tuning.DIRECT_CONFIGS, dict(M=6, K=24))
     assert config_tiles(depthwise) == {(32, 32)}
 
 
@@ -262,12 +262,12 @@ def test_a_config_label_names_each_variant():
     in that order; a shared GEMM launch's programs per SM."""
     pytest.importorskip("triton")
     import qbench_triton
-    from qbench_triton import kernels, wgmma_configs
+    from qbench_triton import tuning, wgmma_configs
 
     label = qbench_triton._config_label
     assert label(wgmma_configs._configs([(128, 128, 128, 8, 3)], SPLIT=2, L1_REUSE=True)[0]) == (
         "128x128x128/8w/3s/wgmma/split2/l1")
     assert label(wgmma_configs.WGMMA_CONFIGS[0]) == "64x128x128/4w/4s/wgmma"
     assert label(wgmma_configs.MERGED_CONFIGS[0]) == "128x64x32/4w/3s/wgmma"
-    assert label(kernels._gemm_config(64, 64, 64, 4, 4)) == "64x64x64/4w/4s"
-    assert label(kernels._gemm_config(64, 64, 64, 4, 4, per_sm=2)) == "64x64x64/4w/4s/stream2"
+    assert label(tuning._gemm_config(64, 64, 64, 4, 4)) == "64x64x64/4w/4s"
+    assert label(tuning._gemm_config(64, 64, 64, 4, 4, per_sm=2)) == "64x64x64/4w/4s/stream2"

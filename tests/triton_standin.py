@@ -28,7 +28,7 @@ import qbench_triton
 from qbench.inputs import make_inputs
 from qbench.problem import ConvProblem
 from qbench.quantized import QuantizedActivation, nhwc_view
-from qbench_triton import kernels, stream_probe, wgmma_configs
+from qbench_triton import kernels, tuning, stream_probe, wgmma_configs
 
 
 class StandInDriver:
@@ -46,7 +46,7 @@ class StandInDriver:
 
 def main(mode: str) -> None:
     driver.set_active(StandInDriver())
-    kernels._sm_count = lambda: 132  # an H100's SMs, for stream-K's pruning
+    tuning._sm_count = lambda: 132  # an H100's SMs, for stream-K's pruning
     problem = ConvProblem(batch=2, in_channels=128 if mode == "wgmma-split" else 64,
                           out_channels=128 if mode in ("wgmma", "wgmma-split") else 64,
                           height=14, width=14, kernel_size=(3, 3), padding=(1, 1),
@@ -67,7 +67,7 @@ def main(mode: str) -> None:
         wgmma_configs.hopper = lambda device: True
         with stream_probe.forced((64, 64, 64, 4, 4), 5):
             plan = qbench_triton._plan(packed, x, activation, out, output, relu=False)
-            (config,) = kernels.conv_gemm_tuned.configs
+            (config,) = tuning.conv_gemm_tuned.configs
             print(json.dumps({"plan": type(plan).__name__, "configs": [str(config)],
                               "grid": plan.grid(config.all_kwargs()),
                               "partials": list(plan.tail[4].shape)}))  # after 4 pointers
@@ -79,7 +79,7 @@ def main(mode: str) -> None:
     plan = qbench_triton._plan(packed, x, activation, out, output, relu=False)
     compiled = kernels.conv_gemm_kernel.device_caches[0][0]
     planned = len(compiled)
-    kernels.conv_gemm_tuned.warmup(x, packed.layout.weight, out, *plan.tail, grid=plan.grid,
+    tuning.conv_gemm_tuned.warmup(x, packed.layout.weight, out, *plan.tail, grid=plan.grid,
                                    **plan.constants)  # one config after another, as tuning would
     print(json.dumps({"triton": triton.__version__, "planned": planned,
                       "compiled_after": len(compiled) - planned}))

@@ -129,11 +129,11 @@ class _Choice:
         their candidates (`qbench.timing.tuning_median_ms`), launch the faster once more, so
         that the output is its own, and return it with both tunings' timings."""
         from qbench.timing import tuning_median_ms
-        from qbench_triton import kernels
+        from qbench_triton import tuning
 
         tuned = [plan.launch(x, weight, out) for plan in self.plans]
         medians = [tuning_median_ms(lambda plan=plan: plan.launch(x, weight, out),
-                                    kernels.TUNING_RUNS, x.device) for plan in tuned]
+                                    tuning.TUNING_RUNS, x.device) for plan in tuned]
         faster = tuned[medians.index(min(medians))]
         faster.launch(x, weight, out)
         timings = {config: times for plan in tuned for config, times in (plan.tuning or {}).items()}
@@ -209,7 +209,7 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
     interpreter's fixed tiles (shared by its programs where the kernel may) without one. Where
     the Gluon kernels are on (unless QBENCH_TRITON_WGMMA=0) and one can do the launch
     (`wgmma_configs.configs_for`), its tuned plan beside the GEMM's, the faster kept (`_Choice`)."""
-    from qbench_triton import kernels
+    from qbench_triton import kernels, tuning
 
     n, h, w, c = x.shape
     _, oh, ow, k = out.shape
@@ -246,7 +246,7 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
             fixed = _INTERPRETER_TILES | _interpreter_sharing(shape, sharing)
             partial_slots = fixed.pop("slots")
         else:
-            partial_slots = kernels.sharing_slots(shape) if sharing else 0
+            partial_slots = tuning.sharing_slots(shape) if sharing else 0
         buffers = sharing_buffers(m, k, mapping.tile_out, group_tiles, partial_slots, x.device)
         tail = (pointers + (buffers.partials, buffers.counters, mapping.span, mapping.tap_stride)
                 + sizes)
@@ -254,10 +254,10 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
                           _interpreter_programs if interpreting() else _per_sm_programs)
 
     if interpreting():
-        kernel = kernels.conv_direct_kernel if direct else kernels.conv_gemm
+        kernel = kernels.conv_direct_kernel if direct else tuning.conv_gemm
         return _Plan(kernel, grid(fixed), tail, constants | fixed)
-    kernel = kernels.conv_direct_tuned if direct else kernels.conv_gemm_tuned
-    kernels.compile_candidates(kernel, grid, x, packed.layout.weight, out, *tail, **constants)
+    kernel = tuning.conv_direct_tuned if direct else tuning.conv_gemm_tuned
+    tuning.compile_candidates(kernel, grid, x, packed.layout.weight, out, *tail, **constants)
     plan = _Plan(kernel, grid, tail, constants)
     if direct or os.environ.get(WGMMA_ENV) == "0":
         return plan
@@ -273,7 +273,7 @@ def _with_wgmma(plan: _Plan, packed: _Packed, x: torch.Tensor, out: torch.Tensor
     `constants` as `_plan` passes them to the GEMM kernel (the Gluon kernels take no weight zero
     points); a program per tile of `shape`, or with split-K several (`wgmma_configs.split_slots`
     sizes their partials)."""
-    from qbench_triton import kernels, wgmma_configs
+    from qbench_triton import tuning, wgmma_configs
 
     mapping = packed.layout
     if not (wgmma_configs.hopper(x.device) and wgmma_configs.configs_for(
@@ -281,7 +281,7 @@ def _with_wgmma(plan: _Plan, packed: _Packed, x: torch.Tensor, out: torch.Tensor
         return plan
     pointers = (pointers[0], *pointers[2:])
     if not mapping.merge_rows:  # split-K's partials and counters (`wgmma_configs.split_slots`)
-        slots = wgmma_configs.split_slots(shape, kernels._sm_count())
+        slots = wgmma_configs.split_slots(shape, tuning._sm_count())
         buffers = sharing_buffers(shape.rows, shape.out_channels, mapping.tile_out,
                                   shape.out_channels // mapping.tile_out, slots, x.device)
         pointers += (buffers.partials, buffers.counters)
@@ -293,11 +293,11 @@ def _with_wgmma(plan: _Plan, packed: _Packed, x: torch.Tensor, out: torch.Tensor
         """A program per tile, SPLIT per tile (split-K) or PERSIST an SM
         (`wgmma_configs.persistent_programs`)."""
         if meta.get("PERSIST"):
-            return (wgmma_configs.persistent_programs(meta, shape, kernels._sm_count()),)
+            return (wgmma_configs.persistent_programs(meta, shape, tuning._sm_count()),)
         rows, columns, groups = shape.tile_grid(meta)
         return rows, columns, groups * meta.get("SPLIT", 1)
 
-    kernels.compile_candidates(tuner, grid, x, mapping.weight, out, *tail, **own)
+    tuning.compile_candidates(tuner, grid, x, mapping.weight, out, *tail, **own)
     return _Choice((plan, _Plan(tuner, grid, tail, own)))
 
 
@@ -324,9 +324,9 @@ def _gemm_grid(shape: GemmShape, buffers: SharingBuffers,
 
 def _per_sm_programs(tiles: int, steps: int, per_sm: int) -> int:
     """A shared launch's programs on this GPU (`stream.shared_programs`)."""
-    from qbench_triton import kernels
+    from qbench_triton import tuning
 
-    return shared_programs(tiles, steps, per_sm, kernels._sm_count())
+    return shared_programs(tiles, steps, per_sm, tuning._sm_count())
 
 
 def _interpreter_programs(tiles: int, steps: int, per_sm: int) -> int:

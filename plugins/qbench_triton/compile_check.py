@@ -20,7 +20,7 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from triton.experimental.gluon._runtime import GluonASTSource
 
-from qbench_triton import _config_label, kernels, wgmma, wgmma_configs
+from qbench_triton import _config_label, kernels, tuning, wgmma, wgmma_configs
 
 _POINTERS = {"x_ptr": "*u8", "w_ptr": "*i8", "out_ptr": "*u8", "corr_ptr": "*i32",
              "wzp_ptr": "*i32", "bias_ptr": "*fp32", "mult_ptr": "*fp32",
@@ -175,7 +175,7 @@ def wgmma_config_usage() -> list[tuple[str, int, int, int, tuple[int, int], int]
 
 def gemm_variants() -> list[tuple[int, ...]]:
     """(BM, BN, BK, warps, stages, shared) of every GEMM tile, alone and shared."""
-    return [(*tile, shared) for tile in dict.fromkeys(kernels.GEMM_TILES)
+    return [(*tile, shared) for tile in dict.fromkeys(tuning.GEMM_TILES)
             for shared in (False, True)]
 
 

@@ -11,7 +11,7 @@ requantizes: integer sums, exact in any order. Two counters per tile (zeros, lef
 them (`kernels._finish_tile`). Never with weight zero points, whose row sums the kernel does not
 share.
 
-Tuning tries PER_SM_CHOICES programs per SM (`kernels.GEMM_CONFIGS`' shared configs) on layers of
+Tuning tries PER_SM_CHOICES programs per SM (`tuning.GEMM_CONFIGS`' shared configs) on layers of
 at most MAX_TILES_PER_SM tiles per SM, each program taking MIN_STEPS blocks at least and no tile
 shared by more than MAX_SLOTS programs. With stream-K on, the interpreter, which has no SMs,
 shares tiles among `interpreter_programs` programs wherever the kernel may, so that the tests

@@ -27,7 +27,7 @@ from qbench import ConvProblem
 from qbench.registry import load_backends
 from qbench.runner import CaseRunner, RunSettings
 from qbench.suite import Case
-from qbench_triton import _config_label, kernels
+from qbench_triton import _config_label, tuning
 from qbench_triton.stream import GemmShape, slots
 
 LAYERS = {
@@ -68,11 +68,11 @@ def forced(tile: tuple[int, ...], programs: int) -> Iterator[None]:
     launch."""
     import qbench_triton
 
-    config = kernels._gemm_config(*tile, per_sm=1 if programs else 0)
+    config = tuning._gemm_config(*tile, per_sm=1 if programs else 0)
     with mock.patch.dict(os.environ, {qbench_triton.WGMMA_ENV: "0"}), \
-            mock.patch.object(kernels, "conv_gemm_tuned", triton.autotune(
-            configs=[config], key=kernels.TUNING_KEY)(kernels.conv_gemm)), \
-            mock.patch.object(kernels, "sharing_slots", lambda shape: _slots_for(shape, tile,
+            mock.patch.object(tuning, "conv_gemm_tuned", triton.autotune(
+            configs=[config], key=tuning.TUNING_KEY)(tuning.conv_gemm)), \
+            mock.patch.object(tuning, "sharing_slots", lambda shape: _slots_for(shape, tile,
                                                                                programs)), \
             mock.patch.object(qbench_triton, "_per_sm_programs",
                               lambda tiles, steps, per_sm: programs):
@@ -98,7 +98,7 @@ def probe() -> list[dict[str, object]]:
             for label, programs in launches(gemm_shape(problem), tile, sms):
                 with forced(tile, programs):
                     row = runner.row("stream-probe", case, backend)
-                rows.append({"layer": name, "tile": _config_label(kernels._gemm_config(*tile)),
+                rows.append({"layer": name, "tile": _config_label(tuning._gemm_config(*tile)),
                              "launch": label,
                              "programs": programs or "-", "status": row["status"],
                              "median_us": row["median_us"], "max_err_lsb": row["max_err_lsb"],

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 import triton
 
-from qbench_triton import kernels
+from qbench_triton import tuning
 from qbench_triton.layout import Layout
 from qbench_triton.stream import GemmShape, partials_fit
 from qbench_triton.wgmma import conv_gemm_wgmma_kernel, conv_merged_wgmma_kernel
@@ -64,7 +64,7 @@ REUSE_CONFIGS = _configs(REUSE_TILES, SPLIT=1, L1_REUSE=True, PERSIST=0)
 PERSISTENT_CONFIGS = [config for *tile, per_sm in PERSISTENT_TILES
                       for config in _configs([tile], SPLIT=1, L1_REUSE=False, PERSIST=per_sm)]
 MERGED_CONFIGS = _configs(MERGED_TILES)
-TUNING_KEY = [name for name in kernels.TUNING_KEY if name != "HAS_WZP"]
+TUNING_KEY = [name for name in tuning.TUNING_KEY if name != "HAS_WZP"]
 
 
 def splitting() -> bool:
@@ -149,11 +149,11 @@ def dividing(configs: list[triton.Config], lanes: int, group_out: int) -> list[t
 def _fitting_configs(configs: list[triton.Config], named_args: dict[str, Any],
                      **kwargs: Any) -> list[triton.Config]:
     """The autotuner's prune for a tap per pixel: the configs whose blocks divide a tap's
-    channels (`dividing`) that fit the problem's rows (`kernels._fitting`), L1 reuse for several
+    channels (`dividing`) that fit the problem's rows (`tuning._fitting`), L1 reuse for several
     taps (`reusing`), and the splits and persistent programs worth trying (`_worth_launching`)."""
     shape = GemmShape(named_args["M"], named_args["KG"], named_args["K"], named_args["SPAN"],
                       (kwargs["R"], kwargs["S"]), False)
-    fitting = kernels._fitting(dividing(configs, shape.span, shape.group_out), {"BM": shape.rows})
+    fitting = tuning._fitting(dividing(configs, shape.span, shape.group_out), {"BM": shape.rows})
     slots = named_args["partial_ptr"].shape[0]
     return [config for config in fitting if reusing(config, kwargs["R"] * kwargs["S"])
             and _worth_launching(config, shape, slots)]
@@ -168,21 +168,21 @@ def _worth_launching(config: triton.Config, shape: GemmShape, slots: int) -> boo
     if split == 1 and not per_sm:
         return True
     if split > 1:
-        return split <= slots and worth_splitting(config, shape, kernels._sm_count())
-    return worth_persisting(config, shape, kernels._sm_count())
+        return split <= slots and worth_splitting(config, shape, tuning._sm_count())
+    return worth_persisting(config, shape, tuning._sm_count())
 
 
 def _fitting_merged_configs(configs: list[triton.Config], named_args: dict[str, Any],
                             **kwargs: Any) -> list[triton.Config]:
     """The autotuner's prune for merged rows: blocks that divide a tap's stride."""
-    return kernels._fitting(dividing(configs, named_args["WSTRIDE"], named_args["KG"]),
+    return tuning._fitting(dividing(configs, named_args["WSTRIDE"], named_args["KG"]),
                             {"BM": named_args["M"]})
 
 
 conv_gemm_wgmma_tuned = triton.autotune(
     configs=WGMMA_CONFIGS + SPLIT_CONFIGS + REUSE_CONFIGS + PERSISTENT_CONFIGS, key=TUNING_KEY,
-    do_bench=kernels._tuning_bench,
+    do_bench=tuning._tuning_bench,
     prune_configs_by={"early_config_prune": _fitting_configs})(conv_gemm_wgmma_kernel)
 conv_merged_wgmma_tuned = triton.autotune(
-    configs=MERGED_CONFIGS, key=TUNING_KEY, do_bench=kernels._tuning_bench,
+    configs=MERGED_CONFIGS, key=TUNING_KEY, do_bench=tuning._tuning_bench,
     prune_configs_by={"early_config_prune": _fitting_merged_configs})(conv_merged_wgmma_kernel)
