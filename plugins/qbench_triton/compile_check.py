@@ -144,12 +144,13 @@ def gemm_config_usage(capability: int) -> list[tuple[str, int, int, int]]:
     return usage
 
 
-def wgmma_config_usage() -> list[tuple[str, int, int, int, tuple[int, int], int]]:
+def wgmma_config_usage() -> list[tuple[str, int, int, int, tuple[int, int], tuple[int, int]]]:
     """(config, registers, stack bytes, instructions a reduction step, its loads beside a wgmma
-    and all its loads (`loads_beside_wgmma`), programs that fit an SM (`programs_an_sm`)) of
-    each tuning config of the Gluon kernels (`wgmma`, sm_90 only; split-K's whether or not
-    tuning tries them, `wgmma_configs.splitting`; L1 reuse's; persistent programs', whose reduction
-    loop holds a tile's epilogue, so that only its cp.async loads count), qint8 and quint8,
+    and all its loads (`loads_beside_wgmma`), its programs that fit an SM (`programs_an_sm`) and
+    those it asks for an SM (PERSIST; 0 for a program per tile)) of each tuning config of the
+    Gluon kernels (`wgmma`, sm_90 only; split-K's whether or not tuning tries them,
+    `wgmma_configs.splitting`; L1 reuse's; persistent programs', whose reduction loop holds a
+    tile's epilogue, so that only its cp.async loads count), qint8 and quint8,
     compiled for ResNet-50's 3x3 layers (a border table, tiles that divide the layer) and,
     merged rows, for its conv1 (7x7 of 3 channels)."""
     usage = []
@@ -166,10 +167,12 @@ def wgmma_config_usage() -> list[tuple[str, int, int, int, tuple[int, int], int]
                                       config.num_stages, divisible)
             step = reduction_step(compiled)
             registers, stack = registers_and_stack(compiled)
-            load = _CP_ASYNC if config.kwargs.get("PERSIST") else _GLOBAL_LOAD
+            persist = config.kwargs.get("PERSIST", 0)
+            load = _CP_ASYNC if persist else _GLOBAL_LOAD
             label = f"{_config_label(config)}{name} {'quint8' if unsigned else 'qint8'}"
+            fit = programs_an_sm(registers, compiled.metadata.shared, config.num_warps)
             usage.append((label, registers, stack, len(step), loads_beside_wgmma(step, load),
-                          programs_an_sm(registers, compiled.metadata.shared, config.num_warps)))
+                          (fit, persist)))
     return usage
 
 
@@ -209,7 +212,7 @@ def main(capabilities: list[int]) -> int:
             if stack:
                 print(f"  {label} spills registers", file=sys.stderr)
                 status = 1
-        for label, registers, stack, step, (beside, loads), fit in wgmma_config_usage():
+        for label, registers, stack, step, (beside, loads), (fit, persist) in wgmma_config_usage():
             print(f"sm_90 wgmma config {label}: {registers} registers, {step} instructions a "
                   f"reduction step, {beside} of {loads} loads beside a wgmma, {fit} programs "
                   f"an SM, {f'{stack} B of spills' if stack else 'no spills'}")
@@ -217,9 +220,8 @@ def main(capabilities: list[int]) -> int:
                 print(f"  {label} spills registers or issues loads after a step's wgmma ends",
                       file=sys.stderr)
                 status = 1
-            persist = re.search(r"/persist(\d+)", label)
-            if persist and int(persist[1]) > fit:
-                print(f"  {label}: {persist[1]} persistent programs an SM, but {fit} fit at once",
+            if persist > fit:
+                print(f"  {label}: {persist} persistent programs an SM, but {fit} fit at once",
                       file=sys.stderr)
                 status = 1
     return status
