@@ -188,7 +188,7 @@ def test_tuning_shares_tiles_only_of_layers_with_few(monkeypatch):
 
     def shared(args):
         configs = tuning._fitting_gemm_configs(tuning.GEMM_CONFIGS, args, R=3, S=3,
-                                                MERGE_S=False)
+                                               MERGE_S=False)
         return [config for config in configs if config.kwargs["SHARED"]]
 
     # ResNet-50's layer4 3x3 at batch 32: 1568 rows, 512 channels; 64x128 tiles: 100 on 132 SMs

@@ -28,7 +28,7 @@ import qbench_triton
 from qbench.inputs import make_inputs
 from qbench.problem import ConvProblem
 from qbench.quantized import QuantizedActivation, nhwc_view
-from qbench_triton import kernels, tuning, stream_probe, wgmma_configs
+from qbench_triton import kernels, stream_probe, tuning, wgmma_configs
 
 
 class StandInDriver:
@@ -80,7 +80,7 @@ def main(mode: str) -> None:
     compiled = kernels.conv_gemm_kernel.device_caches[0][0]
     planned = len(compiled)
     tuning.conv_gemm_tuned.warmup(x, packed.layout.weight, out, *plan.tail, grid=plan.grid,
-                                   **plan.constants)  # one config after another, as tuning would
+                                  **plan.constants)  # one config after another, as tuning would
     print(json.dumps({"triton": triton.__version__, "planned": planned,
                       "compiled_after": len(compiled) - planned}))
 

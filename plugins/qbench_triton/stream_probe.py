@@ -73,7 +73,7 @@ def forced(tile: tuple[int, ...], programs: int) -> Iterator[None]:
             mock.patch.object(tuning, "conv_gemm_tuned", triton.autotune(
             configs=[config], key=tuning.TUNING_KEY)(tuning.conv_gemm)), \
             mock.patch.object(tuning, "sharing_slots", lambda shape: _slots_for(shape, tile,
-                                                                               programs)), \
+                                                                                programs)), \
             mock.patch.object(qbench_triton, "_per_sm_programs",
                               lambda tiles, steps, per_sm: programs):
         yield

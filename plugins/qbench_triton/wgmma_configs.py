@@ -176,7 +176,7 @@ def _fitting_merged_configs(configs: list[triton.Config], named_args: dict[str, 
                             **kwargs: Any) -> list[triton.Config]:
     """The autotuner's prune for merged rows: blocks that divide a tap's stride."""
     return tuning._fitting(dividing(configs, named_args["WSTRIDE"], named_args["KG"]),
-                            {"BM": named_args["M"]})
+                           {"BM": named_args["M"]})
 
 
 conv_gemm_wgmma_tuned = triton.autotune(
