@@ -25,7 +25,9 @@ from qbench.results import COLUMNS, load_results
 
 NOISY_ABOVE = 0.10
 DEFAULT_THRESHOLD = 0.05
-_NO_WORK = ("out_scale", "out_zero_point")  # requantization constants: they change no work
+# requantization constants and the activations' range (values, and files of schema 4 and older
+# have none): they change no work
+_NO_WORK = ("out_scale", "out_zero_point", "reduce_range")
 # the same problem on the same backend: the case's name without a sweep's "[field=value]" suffix
 # (a field swept in one run may be set with --set in the other) and every problem field the rows
 # record but _NO_WORK

@@ -1,7 +1,9 @@
 """Seeded test data for a problem, and the "auto" output quantization.
 
 Data covers the whole integer range of its dtype (narrow ranges hide int16-saturation bugs, see
-shared/DESIGN.md) and is never all zeros; weight scales and bias are drawn so that bias matters.
+shared/DESIGN.md), or with `reduce_range` the 7 bits' range that PyTorch's fbgemm and x86
+qconfigs give activations, and is never all zeros; weight scales and bias are drawn so that bias
+matters.
 """
 
 from __future__ import annotations
@@ -38,9 +40,10 @@ def case_seed(seed: int, case_name: str) -> int:
 
 
 def make_inputs(problem: ConvProblem, seed: int) -> ConvInputs:
-    """Full-range random integers, random positive weight scales and a bias of realistic size."""
+    """Random integers over the activations' range (`ConvProblem.activation_range`) and the
+    weights' whole one, random positive weight scales and a bias of realistic size."""
     gen = torch.Generator().manual_seed(seed)
-    lo, hi = dtype_range(problem.in_dtype)
+    lo, hi = problem.activation_range
     shape = (problem.batch, problem.in_channels, problem.height, problem.width)
     x = torch.randint(lo, hi + 1, shape, generator=gen, dtype=torch.int16).to(
         RAW_DTYPES[problem.in_dtype])
@@ -56,8 +59,10 @@ def make_inputs(problem: ConvProblem, seed: int) -> ConvInputs:
     weight = QuantizedWeight(w, scales, zero_points, problem.weight_qscheme)
     bias = None
     if problem.bias:
-        # About one accumulator standard deviation (uniform full-range terms: sd ~74 * 74 each).
-        acc_sd = 74.0 * 74.0 * math.sqrt(problem.reduction_size)
+        # About one accumulator standard deviation (uniform terms: sd ~74 * 74 each over the
+        # full ranges, half that over 7 bits' activations).
+        activation_sd = 74.0 * (hi - lo + 1) / 256
+        acc_sd = activation_sd * 74.0 * math.sqrt(problem.reduction_size)
         aw = effective_scales(problem.in_scale, scales)
         bias = torch.randn(k, generator=gen, dtype=torch.float32) * acc_sd * aw
     params = ConvParams(problem.stride, problem.padding, problem.dilation, problem.groups)

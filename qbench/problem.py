@@ -21,6 +21,9 @@ QScheme = Literal["per_tensor", "per_channel"]
 QDTYPES: dict[str, tuple[int, int]] = {"quint8": (0, 255), "qint8": (-128, 127)}
 QSCHEMES = ("per_tensor", "per_channel")
 WEIGHT_RANGE = QDTYPES["qint8"]
+# activations quantized to 7 bits, as PyTorch's observers do with reduce_range=True (its fbgemm
+# and x86 qconfigs: their kernels may add pairs of uint8 x int8 products in saturating int16)
+REDUCED_QDTYPES: dict[str, tuple[int, int]] = {"quint8": (0, 127), "qint8": (-64, 63)}
 
 
 def dtype_range(dtype: str) -> tuple[int, int]:
@@ -44,6 +47,9 @@ class ConvProblem:
 
     `out_scale` / `out_zero_point` of None mean "auto": the runner picks them from the reference
     accumulator so that outputs cover the output dtype (shared/DESIGN.md, numerics contract).
+    `reduce_range`: the activations (and their zero point) lie in 7 bits' range
+    (`activation_range`), as PyTorch's fbgemm and x86 qconfigs quantize them, instead of the
+    whole dtype's.
     """
 
     batch: int
@@ -66,10 +72,16 @@ class ConvProblem:
     out_scale: float | None = None
     out_zero_point: int | None = None
     relu: bool = False
+    reduce_range: bool = False
 
     def replace(self, **changes: object) -> ConvProblem:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
+
+    @property
+    def activation_range(self) -> tuple[int, int]:
+        """(lowest, highest) activation integer: the in_dtype's, or 7 bits' with reduce_range."""
+        return (REDUCED_QDTYPES if self.reduce_range else QDTYPES)[self.in_dtype]
 
     @property
     def output_size(self) -> Pair:
@@ -125,16 +137,17 @@ class ConvProblem:
         if self.weight_qscheme not in QSCHEMES:
             raise InvalidProblem("weight_qscheme", f"unknown qscheme {self.weight_qscheme!r}; "
                                  f"expected one of {list(QSCHEMES)}")
+        for name in ("bias", "relu", "reduce_range"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidProblem(name, f"expected true or false, got {getattr(self, name)!r}")
         _require_scale("in_scale", self.in_scale)
-        _require_zero_point("in_zero_point", self.in_zero_point, dtype_range(self.in_dtype))
+        _require_zero_point("in_zero_point", self.in_zero_point, self.activation_range,
+                            "with reduce_range" if self.reduce_range else "")
         _require_zero_point("weight_zero_point", self.weight_zero_point, WEIGHT_RANGE)
         if self.out_scale is not None:
             _require_scale("out_scale", self.out_scale)
         if self.out_zero_point is not None:
             _require_zero_point("out_zero_point", self.out_zero_point, dtype_range(self.out_dtype))
-        for name in ("bias", "relu"):
-            if not isinstance(getattr(self, name), bool):
-                raise InvalidProblem(name, f"expected true or false, got {getattr(self, name)!r}")
         return self
 
 
@@ -152,8 +165,10 @@ def _require_scale(field: str, value: object) -> None:
         raise InvalidProblem(field, f"must be a finite number > 0, got {value}")
 
 
-def _require_zero_point(field: str, value: object, bounds: tuple[int, int]) -> None:
+def _require_zero_point(field: str, value: object, bounds: tuple[int, int],
+                        condition: str = "") -> None:
     if not isinstance(value, int) or isinstance(value, bool):
         raise InvalidProblem(field, f"expected an integer, got {value!r}")
     if not bounds[0] <= value <= bounds[1]:
-        raise InvalidProblem(field, f"must lie in [{bounds[0]}, {bounds[1]}], got {value}")
+        where = f" {condition}" if condition else ""
+        raise InvalidProblem(field, f"must lie in [{bounds[0]}, {bounds[1]}]{where}, got {value}")

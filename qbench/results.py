@@ -12,14 +12,15 @@ import pandas as pd
 
 from qbench.errors import QbenchError
 
-SCHEMA_VERSION = 4  # 2: `details`; 3: `host_us` and `launch_bound_samples`; 4: `floor_us`
-READABLE_SCHEMA_VERSIONS = (2, 3, 4)  # an older file's missing columns read as empty
+# 2: `details`; 3: `host_us` and `launch_bound_samples`; 4: `floor_us`; 5: `reduce_range`
+SCHEMA_VERSION = 5
+READABLE_SCHEMA_VERSIONS = (2, 3, 4, 5)  # an older file's missing columns read as empty
 STATUSES = ("ok", "mismatch", "mistrusted", "unsupported", "unavailable", "error")
 FAILING_STATUSES = ("mismatch", "error")
 COLUMNS = (
     "suite", "case", "backend", "device", "node", "status", "error", "batch", "in_channels",
     "out_channels", "height", "width", "kernel_size", "stride", "padding", "dilation", "groups",
-    "in_dtype", "out_dtype", "weight_qscheme", "relu", "bias", "in_zero_point",
+    "in_dtype", "out_dtype", "weight_qscheme", "relu", "bias", "in_zero_point", "reduce_range",
     "weight_zero_point", "out_scale", "out_zero_point", "count", "numerics", "max_err_lsb",
     "exact_pct", "median_us", "p10_us", "p90_us", "min_us", "max_us", "mean_us", "stddev_us",
     "q1_us", "q3_us", "spread_pct", "median_ci_pct", "samples", "throttled_samples",

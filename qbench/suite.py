@@ -26,7 +26,7 @@ _INT_FIELDS = {"batch", "in_channels", "height", "width", "out_channels", "group
 _PAIR_FIELDS = {"kernel_size", "stride", "padding", "dilation"}
 _CHOICE_FIELDS = {"in_dtype": tuple(QDTYPES), "out_dtype": tuple(QDTYPES),
                   "weight_qscheme": QSCHEMES}
-_BOOL_FIELDS = {"bias", "relu"}
+_BOOL_FIELDS = {"bias", "relu", "reduce_range"}
 _AUTO_FIELDS = {"out_scale": float, "out_zero_point": int}
 PROBLEM_FIELDS = tuple(f.name for f in fields(ConvProblem))
 CASE_FIELDS = PROBLEM_FIELDS + ("count", "backends")

@@ -43,6 +43,19 @@ def test_smoke_suite_on_the_cpu_engines(run_cli, tmp_path):
     assert "mismatch depthwise" in result.output
 
 
+def test_reduce_range_gives_fbgemm_the_activations_it_is_made_for(run_cli, tmp_path):
+    """With 7 bits' activations (`--set reduce_range=true`) fbgemm's depthwise rows, `mismatch`
+    on full-range data (above), are exact within 1 LSB."""
+    out = tmp_path / "out"
+    result = run_cli("run", ROOT / "suites" / "smoke.toml", "--out", out, "--backends",
+                     "torch-fbgemm", "--set", "reduce_range=true", *FAST)
+    rows = pd.read_csv(out / "results.csv")
+    assert len(rows) == 12 and rows.reduce_range.all()
+    assert set(rows[rows.case.str.startswith("depthwise")].status) == {"ok"}
+    assert set(rows.status) == {"ok", "unsupported"}  # PyTorch refuses the qint8 cases
+    assert result.exit_code == 0, result.output
+
+
 def test_results_json_has_schema_environment_and_rows(run_cli, write_suite, tmp_path,
                                                       monkeypatch):
     monkeypatch.setenv("QBENCH_TRITON_STREAM_K", "1")  # qbench's variables are recorded

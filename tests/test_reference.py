@@ -1,12 +1,19 @@
 """The exact reference: against a naive integer loop, and within 1 LSB of PyTorch's x86, onednn
-and fbgemm engines on full-range random data over groups, depthwise, dilation, stride,
+and fbgemm engines on full-range random data over up to 3 groups, depthwise, dilation, stride,
 per-channel weights, zero points, ReLU and both dtypes (but for the convs of one input channel a
-group that PyTorch's oneDNN miscomputes: `ONEDNN_MISCOMPUTED`)."""
+group that PyTorch's oneDNN miscomputes: `ONEDNN_MISCOMPUTED`). Where PyTorch 2.13's fbgemm
+takes its depthwise kernel (as x86 does past 100 groups), it saturates on full-range activations
+and agrees on 7 bits' (`FBGEMM_DEPTHWISE`); its groupwise kernel is wrong on some group counts
+whatever the data (`FBGEMM_GROUPWISE_BROKEN`)."""
 
 from __future__ import annotations
 
 import itertools
 import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -149,7 +156,8 @@ ONEDNN_ENGINES = ("x86", "onednn")
 @given(problem=torch_comparable_problems(), seed=st.integers(0, 2**31))
 def test_reference_agrees_with_pytorch_within_one_lsb(engine, problem, seed):
     """Every engine but on convs of one input channel a group for those that may run oneDNN
-    (`ONEDNN_MISCOMPUTED`); fbgemm on every conv."""
+    (`ONEDNN_MISCOMPUTED`); fbgemm on every conv of these (up to 3 groups, none taking its
+    depthwise or groupwise kernel)."""
     if engine not in torch.backends.quantized.supported_engines:
         pytest.skip(f"this PyTorch has no {engine} engine")
     assume(engine not in ONEDNN_ENGINES or problem.in_channels // problem.groups > 1)
@@ -188,8 +196,70 @@ def test_reference_agrees_on_larger_layers(engine):
         assert float((diff == 0).double().mean()) > 0.99
 
 
+def _max_error(problem: ConvProblem, engine: str, seed: int) -> int:
+    expected, actual = _torch_conv(problem.validate(), engine, seed)
+    return int((expected - actual).abs().max())
+
+
+# PyTorch 2.13's fbgemm depthwise kernel (which x86 hands the convs of over 100 groups:
+# `should_use_onednn_quant` in PyTorch's OnednnUtils.h) adds pairs of uint8 x int8 products in
+# int16, saturating (VPMADDUBSW), so that full-range activations come out tens of LSB off; its
+# 7 bits' (`reduce_range`, as PyTorch's fbgemm and x86 qconfigs quantize activations) cannot
+# saturate. quint8 problems: `_torch_conv` shifts qint8 activations out of 7 bits.
+FBGEMM_DEPTHWISE = ConvProblem(1, 16, 8, 8, 16, (3, 3), padding=(1, 1), groups=16)
+X86_FBGEMM_DEPTHWISE = ConvProblem(1, 104, 6, 6, 104, (3, 3), padding=(1, 1), groups=104)
+
+
+@pytest.mark.parametrize("engine, problem", [("fbgemm", FBGEMM_DEPTHWISE),
+                                             ("x86", X86_FBGEMM_DEPTHWISE)], ids=str)
+def test_fbgemm_depthwise_saturates_on_full_range_activations_alone(engine, problem):
+    """Off by more than 1 LSB for every seed with full-range activations, within 1 LSB with
+    7 bits' (what README.md says of the torch engines' `mismatch` rows)."""
+    if engine not in torch.backends.quantized.supported_engines:
+        pytest.skip(f"this PyTorch has no {engine} engine")
+    reduced = problem.replace(reduce_range=True)
+    assert min(_max_error(problem, engine, seed) for seed in range(3)) > 1
+    assert max(_max_error(reduced, engine, seed) for seed in range(3)) <= 1
+
+
+@pytest.mark.parametrize("engine", ["onednn", "qnnpack"])
+def test_the_convs_fbgemm_saturates_on_agree_with_the_other_engines(engine):
+    """`FBGEMM_DEPTHWISE`'s problems on full-range data: onednn and qnnpack agree with the
+    reference, so it is fbgemm that is off there."""
+    if engine not in torch.backends.quantized.supported_engines:
+        pytest.skip(f"this PyTorch has no {engine} engine")
+    for problem in (FBGEMM_DEPTHWISE, X86_FBGEMM_DEPTHWISE):
+        assert max(_max_error(problem, engine, seed) for seed in range(3)) <= 1, problem
+
+
+# PyTorch 2.13's fbgemm groupwise kernel, on 2 channels a group in 10 groups (also 12, 14, 20;
+# 4 channels in 10, 11, 14 or 18), is off by up to 255 LSB even on 7 bits' activations, and
+# corrupts its process's heap (which glibc aborts: at once on 2 channels in 9, 11 or 18 groups
+# or 4 in 9; on 10 groups after some 50 calls): a child process runs it.
+FBGEMM_GROUPWISE_BROKEN = ConvProblem(1, 20, 12, 12, 20, (3, 3), padding=(1, 1), groups=10,
+                                      reduce_range=True)
+
+
+def test_fbgemm_groupwise_kernel_is_wrong_on_some_group_counts():
+    if "fbgemm" not in torch.backends.quantized.supported_engines:
+        pytest.skip("this PyTorch has no fbgemm engine")
+    code = ("import warnings; warnings.simplefilter('ignore'); import test_reference as t; "
+            "print(t._max_error(t.FBGEMM_GROUPWISE_BROKEN, 'fbgemm', 0))")
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           timeout=300, cwd=Path(__file__).parent)
+    aborted = child.returncode == -signal.SIGABRT
+    assert aborted or (child.returncode == 0 and int(child.stdout) > 1), child.stderr
+
+
 def test_full_range_inputs_are_not_degenerate():
     inputs = make_inputs(ConvProblem(1, 16, 8, 8, 16, (3, 3)), seed=0)
     assert int(inputs.input.data.min()) == 0 and int(inputs.input.data.max()) == 255
     assert int(inputs.weight.data.min()) == -128 and int(inputs.weight.data.max()) == 127
     assert len(set(inputs.weight.scales.tolist())) == 16  # per-channel scales differ
+
+
+def test_reduced_range_inputs_cover_7_bits():
+    for dtype, bounds in (("quint8", (0, 127)), ("qint8", (-64, 63))):
+        problem = ConvProblem(1, 16, 8, 8, 16, (3, 3), in_dtype=dtype, reduce_range=True)
+        data = make_inputs(problem.validate(), seed=0).input.data
+        assert (int(data.min()), int(data.max())) == bounds
