@@ -5,14 +5,20 @@ Each (case, backend) is sent to the worker of the backend's device, which answer
 `error` row naming the signal or exit status; one that does not answer within the per-case timeout
 is killed and yields an `error` row saying so; one whose CUDA context an error has poisoned (a
 sticky error such as an illegal address) sends its row and is retired. In each case a fresh worker
-takes the next row and the sweep goes on. Workers are started with "spawn" (safe with CUDA) and ignore Ctrl-C,
-which the parent handles.
+takes the next row and the sweep goes on. Workers are started with "spawn" (safe with CUDA) and
+ignore Ctrl-C, which the parent handles. A worker's standard error reaches the parent's through a
+pipe (`_OutputRelay`), so that the row of a worker that dies or hangs ends with the last lines it
+wrote for that row: what glibc says as it aborts, a device-side assert's message.
 """
 
 from __future__ import annotations
 
+import codecs
 import multiprocessing
+import os
 import signal
+import sys
+import threading
 from collections.abc import Collection, Iterator, Mapping
 from multiprocessing.connection import Connection
 from typing import Any
@@ -24,8 +30,70 @@ from qbench.runner import CaseRunner, RunSettings, error_row, unavailable_row, w
 from qbench.suite import Case, Suite
 
 
+_KEPT_BYTES = 4096  # of a row's output, for its last lines
+_LAST_LINES = 3
+_DEATH_OUTPUT_WAIT_S = 2.0  # for a dead worker's last output to reach the pipe's end
+
+
 class WorkerLost(Exception):
     """The worker died or hung; the message says how."""
+
+
+class _OutputRelay:
+    """The parent's end of a worker's standard error: copied to the parent's standard error as it
+    comes, by a thread, and the output since `mark()` kept (its last `_KEPT_BYTES`) for
+    `last_lines`."""
+
+    def __init__(self, reader: Connection):
+        self._reader = reader
+        self._lock = threading.Lock()
+        self._since_mark = bytearray()
+        self._thread = threading.Thread(target=self._relay, daemon=True,
+                                        name="qbench-worker-stderr")
+        self._thread.start()
+
+    def _relay(self) -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        while chunk := _read(self._reader):
+            with self._lock:
+                self._since_mark += chunk
+                del self._since_mark[:-_KEPT_BYTES]
+            try:
+                sys.stderr.write(decoder.decode(chunk))
+                sys.stderr.flush()
+            except (OSError, ValueError):  # this process's stderr closed: keep the tail only
+                pass
+
+    def mark(self) -> None:
+        """A row begins: forget the output before it."""
+        with self._lock:
+            self._since_mark.clear()
+
+    def last_lines(self, wait_s: float = 0.0) -> str:
+        """The last non-blank lines written since `mark()`, joined by " / " ('' if none), after
+        waiting up to `wait_s` for the worker's end of the pipe to close (all of a dead worker's
+        output read)."""
+        self._thread.join(wait_s)
+        with self._lock:
+            text = self._since_mark.decode(errors="replace")
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        return " / ".join(lines[-_LAST_LINES:])
+
+    def close(self) -> None:
+        self._thread.join(_DEATH_OUTPUT_WAIT_S)
+        self._reader.close()
+
+
+def _read(reader: Connection) -> bytes:
+    """The next bytes from the pipe; b"" once every writer has closed it."""
+    try:
+        return os.read(reader.fileno(), 65536)
+    except (OSError, ValueError):
+        return b""
+
+
+def _with_last_lines(what: str, lines: str) -> str:
+    return f"{what}; its last output: {lines}" if lines else what
 
 
 def device_works(device: str) -> bool:
@@ -39,8 +107,11 @@ def device_works(device: str) -> bool:
         return False
 
 
-def _serve(conn: Connection, modules: tuple[str, ...], settings: RunSettings) -> None:
+def _serve(conn: Connection, stderr: Connection, modules: tuple[str, ...],
+           settings: RunSettings) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.dup2(stderr.fileno(), 2)  # Python's and C's standard error, to the parent's relay
+    stderr.close()
     backends = load_backends(modules)
     runner = CaseRunner(settings)
     while True:
@@ -62,21 +133,29 @@ class Worker:
     def __init__(self, modules: tuple[str, ...], settings: RunSettings):
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, modules, settings),
+        reader, writer = context.Pipe(duplex=False)
+        self.process = context.Process(target=_serve, args=(child, writer, modules, settings),
                                        daemon=True, name="qbench-worker")
         self.process.start()
         child.close()
+        writer.close()
+        self.output = _OutputRelay(reader)
 
     def row(self, suite_name: str, case: Case, backend: str,
             timeout_s: float) -> tuple[dict[str, Any], bool]:
-        """The worker's row for (case, backend) and whether the worker can go on, or WorkerLost."""
+        """The worker's row for (case, backend) and whether the worker can go on, or WorkerLost
+        (its message ending with the worker's last output for the row)."""
+        self.output.mark()
         try:
             self.conn.send((suite_name, case, backend))
             if not self.conn.poll(timeout_s):
-                raise WorkerLost(f"timed out after {timeout_s:g} s (the worker was killed)")
+                raise WorkerLost(_with_last_lines(
+                    f"timed out after {timeout_s:g} s (the worker was killed)",
+                    self.output.last_lines()))
             return self.conn.recv()
         except (EOFError, BrokenPipeError, ConnectionResetError):
-            raise WorkerLost(self._death()) from None
+            raise WorkerLost(_with_last_lines(
+                self._death(), self.output.last_lines(_DEATH_OUTPUT_WAIT_S))) from None
 
     def _death(self) -> str:
         self.process.join(timeout=10)
@@ -90,6 +169,7 @@ class Worker:
             self.process.kill()
         self.process.join(timeout=10)
         self.conn.close()
+        self.output.close()
 
 
 def run_isolated(suite: Suite, backends: Mapping[str, Backend], settings: RunSettings,

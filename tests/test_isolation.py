@@ -32,9 +32,12 @@ def test_crashes_and_hangs_lose_no_other_rows(run_cli, write_suite, tmp_path, fa
                       "faulty-aborts": {"error"}, "faulty-segfaults": {"error"},
                       "faulty-hangs": {"error"}, "faulty-raises": {"error"}}
     error = rows.set_index(["backend", "case"]).error
-    assert error["faulty-aborts"].str.contains("killed by SIGABRT").all()
-    assert error["faulty-segfaults"].str.contains("killed by SIGSEGV").all()
-    assert error["faulty-hangs"].str.contains("timed out after 4 s").all()
+    # a dead or hung worker's row ends with its last output for the row (C's or Python's)
+    assert error["faulty-aborts"].str.endswith(
+        "killed by SIGABRT; its last output: faulty-aborts: free(): injected corruption").all()
+    assert error["faulty-segfaults"].str.endswith("killed by SIGSEGV").all()
+    assert error["faulty-hangs"].str.contains(
+        "timed out after 4 s .*; its last output: faulty-hangs: waiting for nothing$").all()
     assert error["faulty-raises"].str.contains("injected failure").all()
     assert result.exit_code == 1 and (out / "report.html").exists()
 

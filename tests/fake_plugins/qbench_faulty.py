@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 import time
 
 import torch
@@ -44,10 +45,12 @@ def _apply(backend, packed, input, output, relu):
     if backend == "faulty-raises":
         raise RuntimeError("injected failure")
     if backend == "faulty-aborts":
+        os.write(2, b"faulty-aborts: free(): injected corruption\n")  # as glibc says it
         os.abort()
     if backend == "faulty-segfaults":
         ctypes.string_at(0)  # reads address 0
     if backend == "faulty-hangs":
+        print("faulty-hangs: waiting for nothing", file=sys.stderr)
         time.sleep(3600)
     if backend == "faulty-lazy":
         return None
