@@ -203,9 +203,9 @@ def _max_error(problem: ConvProblem, engine: str, seed: int) -> int:
 
 # PyTorch 2.13's fbgemm depthwise kernel (which x86 hands the convs of over 100 groups:
 # `should_use_onednn_quant` in PyTorch's OnednnUtils.h) adds pairs of uint8 x int8 products in
-# int16, saturating (VPMADDUBSW), so that full-range activations come out tens of LSB off; its
-# 7 bits' (`reduce_range`, as PyTorch's fbgemm and x86 qconfigs quantize activations) cannot
-# saturate. quint8 problems: `_torch_conv` shifts qint8 activations out of 7 bits.
+# int16, saturating (VPMADDUBSW), so that full-range activations come out tens of LSB off;
+# activations in 7 bits (`reduce_range`, as PyTorch's fbgemm and x86 qconfigs quantize them)
+# cannot saturate it. quint8 problems: `_torch_conv` shifts qint8 activations out of 7 bits.
 FBGEMM_DEPTHWISE = ConvProblem(1, 16, 8, 8, 16, (3, 3), padding=(1, 1), groups=16)
 X86_FBGEMM_DEPTHWISE = ConvProblem(1, 104, 6, 6, 104, (3, 3), padding=(1, 1), groups=104)
 
