@@ -54,6 +54,21 @@ def test_random_problems_are_exact(problem, runner_and_backend):
     assert row["max_err_lsb"] == 0 and row["exact_pct"] == 100.0, (problem, row["details"])
 
 
+# for the direct kernel and tile groups: depthwise (1 to 3 outputs a channel), narrow groups
+# (`layout.NARROW_GROUP_MIN` channels and up share tiles), weight zero points (the direct kernel)
+grouped_problems = small_problems(st.integers(1, 8), st.integers(1, 3), groups=st.integers(2, 12),
+                                  weight_zero_points=True)
+
+
+@settings(max_examples=8 if torch.cuda.is_available() else 20, deadline=None)
+@given(problem=grouped_problems)
+def test_random_grouped_problems_are_exact(problem, runner_and_backend):
+    runner, backend = runner_and_backend
+    row = runner.row("triton", Case("random", problem), backend)
+    assert row["status"] in ("ok", "mistrusted"), (problem, row["error"])
+    assert row["max_err_lsb"] == 0 and row["exact_pct"] == 100.0, (problem, row["details"])
+
+
 @pytest.mark.parametrize("zero_point", [0, -5])
 @pytest.mark.parametrize("block", [16, 32])
 def test_lanes_past_a_taps_channels_stay_out_of_the_sums(block, zero_point, runner_and_backend,

@@ -29,10 +29,13 @@ STANDIN = str(Path(__file__).with_name("triton_standin.py"))
 
 @st.composite
 def small_problems(draw, in_per_group: st.SearchStrategy[int],
-                   out_per_group: st.SearchStrategy[int]) -> ConvProblem:
-    """Small problems of these channel counts a group: groups, kernel sizes up to 5x5, strides,
-    paddings, dilations, dtypes, zero points, weight schemes, bias, ReLU."""
-    groups = draw(st.sampled_from([1, 1, 2]))
+                   out_per_group: st.SearchStrategy[int],
+                   groups: st.SearchStrategy[int] = st.sampled_from([1, 1, 2]),
+                   weight_zero_points: bool = False) -> ConvProblem:
+    """Small problems of these channel counts a group and groups: kernel sizes up to 5x5,
+    strides, paddings, dilations, dtypes, zero points (the weights' too, where asked, in half
+    the problems), weight schemes, bias, ReLU."""
+    groups = draw(groups)
     kernel = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
     dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
     in_dtype = draw(st.sampled_from(["quint8", "qint8"]))
@@ -46,6 +49,8 @@ def small_problems(draw, in_per_group: st.SearchStrategy[int],
         padding=(draw(st.integers(0, 3)), draw(st.integers(0, 3))), dilation=dilation,
         groups=groups, in_dtype=in_dtype, in_zero_point=draw(st.integers(low, low + 255)),
         weight_qscheme=draw(st.sampled_from(["per_tensor", "per_channel"])),
+        weight_zero_point=draw(st.sampled_from([0, draw(st.integers(-128, 127))]))
+        if weight_zero_points else 0,
         bias=draw(st.booleans()), out_dtype=draw(st.sampled_from(["quint8", "qint8"])),
         relu=draw(st.booleans())).validate()
 
