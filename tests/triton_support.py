@@ -27,10 +27,13 @@ def run_compiling(*args: str) -> str:
 STANDIN = str(Path(__file__).with_name("triton_standin.py"))
 
 
+FEW_GROUPS = st.sampled_from([1, 1, 2])
+
+
 @st.composite
 def small_problems(draw, in_per_group: st.SearchStrategy[int],
                    out_per_group: st.SearchStrategy[int],
-                   groups: st.SearchStrategy[int] = st.sampled_from([1, 1, 2]),
+                   groups: st.SearchStrategy[int] = FEW_GROUPS,
                    weight_zero_points: bool = False) -> ConvProblem:
     """Small problems of these channel counts a group and groups: kernel sizes up to 5x5,
     strides, paddings, dilations, dtypes, zero points (the weights' too, where asked, in half
