@@ -33,8 +33,10 @@ from qbench.ratios import markdown as ratio_markdown
 from qbench.ratios import terminal_table as ratio_table
 from qbench.runner import RunSettings, fill_speedups, run_suite, work
 from qbench.suite import load_suite, parse_override, suggestion
-from qbench.summary import print_summary
+from qbench.summary import print_summary, stdout_console
 from qbench.timing import TIMING_MODES, TimingPolicy
+
+_PIPED_WIDTH = 120  # columns of the backends, compare and ratios tables when piped
 
 
 class InputError(click.ClickException):
@@ -262,7 +264,7 @@ def compare(old: Path, new: Path, fail_above: float | None, threshold: float,
         table.add_row(escape(row.case), escape(row.backend), f"{row.median_us_old:.4g}",
                       f"{row.median_us_new:.4g}", f"{row.ratio:.3f}", f"{row.noise * 100:.2f}",
                       f"[{colours[row.label]}]{row.label}[/]" if colours[row.label] else row.label)
-    Console().print(table)
+    stdout_console(_PIPED_WIDTH).print(table)
     from qbench.report import templates
 
     counts = matched["label"].value_counts().to_dict()
@@ -313,7 +315,8 @@ def ratios(directory: Path, backend: str, others: tuple[str, ...], floor: bool,
         click.echo(ratio_markdown(table, summaries))
         return
     against = ", ".join(summary.other for summary in summaries)
-    Console().print(ratio_table(table, f"{directory}: {backend} against {against} (median us)"))
+    stdout_console(_PIPED_WIDTH).print(
+        ratio_table(table, f"{directory}: {backend} against {against} (median us)"))
     for summary in summaries:
         click.echo(summary.sentence())
 
@@ -341,7 +344,7 @@ def list_backends(as_json: bool, plugins: tuple[str, ...]) -> None:
         detail = r["description"] if r["available"] else f"{r['description']} -- {r['reason']}"
         table.add_row(escape(r["name"]), escape(f"{r['plugin']} {r['plugin_version']}"),
                       r["device"], r["numerics"], status, escape(detail))
-    Console().print(table)
+    stdout_console(_PIPED_WIDTH).print(table)
 
 
 def main() -> None:

@@ -62,15 +62,18 @@ def _show(value: float, pattern: str) -> str:
     return "-" if math.isnan(value) else pattern.format(value)
 
 
-def print_summary(rows: Sequence[dict[str, Any]], baseline: str) -> None:
-    """The table on stdout, then every mismatch and error with its message in full, then the
-    rows whose timings are in doubt: samples taken while the GPU may have waited on the host.
-
-    Piped or captured output gets 100 columns, which the table needs, rather than rich's 80.
-    """
+def stdout_console(piped_width: int) -> Console:
+    """A console on stdout: as wide as the terminal, or `piped_width` columns when the output is
+    piped or captured, where rich's 80 would wrap a wide table's cells over many lines."""
     console = Console()
-    if not console.is_terminal:
-        console = Console(width=100)
+    return console if console.is_terminal else Console(width=piped_width)
+
+
+def print_summary(rows: Sequence[dict[str, Any]], baseline: str) -> None:
+    """The table on stdout (100 columns when piped: what it needs), then every mismatch and error
+    with its message in full, then the rows whose timings are in doubt: samples taken while the
+    GPU may have waited on the host."""
+    console = stdout_console(100)
     console.print(summary_table(rows, baseline))
     for row in rows:
         if row["status"] in ("mismatch", "error"):
