@@ -4,13 +4,15 @@ from __future__ import annotations
 
 
 class QbenchError(Exception):
-    """Bad input to qbench (a suite, a plugin, a command-line value): reported without a traceback."""
+    """Bad input to qbench (a suite, a plugin, a command-line value): reported without a
+    traceback."""
 
 
 class SuiteError(QbenchError):
     """A suite file that cannot be used, naming the file, the case and the field at fault."""
 
-    def __init__(self, file: str, message: str, *, case: str | None = None, field: str | None = None):
+    def __init__(self, file: str, message: str, *, case: str | None = None,
+                 field: str | None = None):
         self.file, self.case, self.field, self.message = file, case, field, message
         where = [file]
         if case is not None:

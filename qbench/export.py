@@ -53,7 +53,8 @@ def export_pytest_benchmark(directory: str | Path, destination: str | Path) -> i
                          "python_implementation": platform.python_implementation(),
                          "cpu": {"brand_raw": env.get("cpu", "")}, "gpu": env.get("gpu")},
         "commit_info": {"id": "unknown", "dirty": False, "project": "qbench"},
-        "benchmarks": [benchmark_entry(row, header.get("suite", "")) for _, row in timed.iterrows()],
+        "benchmarks": [benchmark_entry(row, header.get("suite", ""))
+                       for _, row in timed.iterrows()],
         "datetime": header.get("started", ""),
         "version": "5.1.0",
     }

@@ -83,11 +83,12 @@ def qbench_apply(backend: str, packed: Any, input: Any,
     """Run the conv (`torch.ops.quantized.conv2d`): this call is what the benchmark times.
 
     packed: what prepack returned; input: what prepare_input returned; output: the destination,
-    whose `data` buffer has the output shape (N, K, OH, OW) and whose scale, zero point and dtype are
-    the requested output quantization. Write every element of `output.data` and return None: the
-    host poisons that buffer before each checked run, so an element never written fails the check.
-    A backend whose library allocates its own output (PyTorch's quantized ops) may instead return it:
-    a quantized tensor, or for float reference backends the float output, which the host quantizes.
+    whose `data` buffer has the output shape (N, K, OH, OW) and whose scale, zero point and dtype
+    are the requested output quantization. Write every element of `output.data` and return None:
+    the host poisons that buffer before each checked run, so an element never written fails the
+    check. A backend whose library allocates its own output (PyTorch's quantized ops) may instead
+    return it: a quantized tensor, or for float reference backends the float output, which the
+    host quantizes.
     Must leave the work finished or enqueued on the current CUDA stream; the host synchronises.
     """
 

@@ -1,4 +1,5 @@
-"""Mirrors of `torch.ops.quantized.conv2d_prepack` / `conv2d` / `conv2d_relu`, with a backend choice.
+"""Mirrors of `torch.ops.quantized.conv2d_prepack` / `conv2d` / `conv2d_relu`, with a backend
+choice.
 
     packed = qbench.ops.conv2d_prepack(w, b, [1, 1], [1, 1], [1, 1], 1, backend="torch-x86")
     y = qbench.ops.conv2d(x, packed, scale=0.1, zero_point=0)        # y has x's dtype, as in torch

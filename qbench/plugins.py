@@ -38,7 +38,8 @@ def make_plugin_manager(modules: Iterable[str] = ()) -> pluggy.PluginManager:
         try:
             module = importlib.import_module(module_name)
         except Exception as exc:
-            raise PluginError(f"plugin module {module_name!r} (-p) failed to import: {exc}") from exc
+            raise PluginError(f"plugin module {module_name!r} (-p) failed to import: "
+                              f"{exc}") from exc
         if not pm.is_registered(module):
             pm.register(module, name=module_name)
     try:

@@ -132,8 +132,8 @@ class ConvProblem:
                                  f"{self.dilation}")
         for name in ("in_dtype", "out_dtype"):
             if getattr(self, name) not in QDTYPES:
-                raise InvalidProblem(name, f"unknown dtype {getattr(self, name)!r}; expected one of "
-                                     f"{sorted(QDTYPES)}")
+                raise InvalidProblem(name, f"unknown dtype {getattr(self, name)!r}; expected one "
+                                     f"of {sorted(QDTYPES)}")
         if self.weight_qscheme not in QSCHEMES:
             raise InvalidProblem("weight_qscheme", f"unknown qscheme {self.weight_qscheme!r}; "
                                  f"expected one of {list(QSCHEMES)}")

@@ -125,8 +125,9 @@ class QuantizedWeight:
             if self.qscheme == "per_tensor":
                 return torch._make_per_tensor_quantized_tensor(
                     self.data, float(self.scales[0]), int(self.zero_points[0]))
+            device = self.data.device
             return torch._make_per_channel_quantized_tensor(
-                self.data, self.scales.to(self.data.device), self.zero_points.to(self.data.device), 0)
+                self.data, self.scales.to(device), self.zero_points.to(device), 0)
 
     def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The real weight values, computed in `dtype`."""

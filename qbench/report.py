@@ -83,7 +83,8 @@ def render_report(directory: str | Path) -> Path:
     backends, accuracy = accuracy_matrix(rows)
     page = templates.get_template("report.html.j2").render(
         header=header, rows=rows.to_dict("records"), columns=_TABLE_COLUMNS,
-        summary=backend_stats(rows.to_dict("records")), network=network_times(rows), devices=devices,
+        summary=backend_stats(rows.to_dict("records")), network=network_times(rows),
+        devices=devices,
         accuracy_backends=backends, accuracy=accuracy, statuses=STATUSES, peaks=PEAKS,
         cards=cards_side_by_side(rows),
         errors=rows[rows["error"] != ""].to_dict("records"), fmt=_format)

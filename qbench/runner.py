@@ -173,7 +173,8 @@ def prepare_case(case: Case, seed: int) -> _Prepared:
                      mistrust_reason(reference, floor, hi))
 
 
-def _base_row(suite_name: str, case: Case, problem: ConvProblem, backend: Backend) -> dict[str, Any]:
+def _base_row(suite_name: str, case: Case, problem: ConvProblem,
+              backend: Backend) -> dict[str, Any]:
     return {
         "suite": suite_name, "case": case.name, "backend": backend.name,
         "device": device_name(backend.info.device), "node": socket.gethostname(),

@@ -251,10 +251,12 @@ def _coerce(file: str, case: str, field: str, value: Any) -> Any:
         if value == "auto":
             return None
         kind = _AUTO_FIELDS[field]
-        ok = isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool)
+        ok = (isinstance(value, (int, float) if kind is float else int)
+              and not isinstance(value, bool))
         if not ok:
-            raise SuiteError(file, f"expected \"auto\" or {'a number' if kind is float else 'an integer'}"
-                             f", got {value!r}", case=case, field=field)
+            expected = "a number" if kind is float else "an integer"
+            raise SuiteError(file, f"expected \"auto\" or {expected}, got {value!r}", case=case,
+                             field=field)
         return float(value) if kind is float else value
     if field == "in_scale":
         if not isinstance(value, (int, float)) or isinstance(value, bool):

@@ -36,8 +36,8 @@ def summary_table(rows: Sequence[dict[str, Any]], baseline: str) -> Table:
     for entry in backend_stats(rows):
         counts = [entry["counts"][s] for s in STATUSES]
         table.add_row(entry["backend"], *[str(c) if c else "" for c in counts],
-                      _show(entry["max_err_lsb"], "{:.0f}"), _show(entry["min_exact_pct"], "{:.2f}"),
-                      _show(entry["speedup"], "{:.2f}x"))
+                      _show(entry["max_err_lsb"], "{:.0f}"),
+                      _show(entry["min_exact_pct"], "{:.2f}"), _show(entry["speedup"], "{:.2f}x"))
     return table
 
 

@@ -1,5 +1,6 @@
-"""The report in a real headless browser (Debian's chromium; .ci/run installs it): it renders with no
-script error, shows its three plots, runs none of the suite's HTML, and the screenshot is not blank."""
+"""The report in a real headless browser (Debian's chromium; .ci/run installs it): it renders with
+no script error, shows its three plots, runs none of the suite's HTML, and the screenshot is not
+blank."""
 
 from __future__ import annotations
 

@@ -53,7 +53,8 @@ def test_out_scale_auto_or_number(write_suite):
     assert problem.out_scale == 0.5 and problem.out_zero_point is None
 
 
-@pytest.mark.parametrize("suite_file", sorted((ROOT / "suites").glob("*.toml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("suite_file", sorted((ROOT / "suites").glob("*.toml")),
+                         ids=lambda p: p.name)
 def test_shipped_suites_load(suite_file: Path):
     suite = load_suite(suite_file)
     assert suite.cases and suite.description
@@ -97,7 +98,8 @@ MALFORMED = {
     "reduce-range-not-bool": (CASE + "reduce_range = 1\n", "c", "reduce_range", "true or false"),
     "duplicate-names": (CASE + CASE, "c", "name", "two cases have this name"),
     "bad-count": (CASE + "count = 0\n", "c", "count", "must be >= 1"),
-    "bad-pair": (CASE + "padding = [1, 2, 'x']\n", "c[padding=x]", "padding", "expected an integer or"),
+    "bad-pair": (CASE + "padding = [1, 2, 'x']\n", "c[padding=x]", "padding",
+                 "expected an integer or"),
     "unknown-table": (CASE + "[extra]\nx = 1\n", None, "extra", "unknown top-level table"),
 }
 
@@ -123,7 +125,8 @@ def test_missing_file_is_named():
         load_suite("no-such.toml")
 
 
-@pytest.mark.parametrize("name", ["misspelled-field", "toml-syntax", "unknown-backend", "explosion"])
+@pytest.mark.parametrize("name", ["misspelled-field", "toml-syntax", "unknown-backend",
+                                  "explosion"])
 def test_cli_reports_bad_suites_in_one_line_with_status_2(name, write_suite, run_cli):
     path = write_suite(MALFORMED[name][0])
     result = run_cli("run", path, "--out", path.parent / "out")

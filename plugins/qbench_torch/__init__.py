@@ -78,10 +78,10 @@ def qbench_supports(backend: str, problem: ConvProblem) -> Verdict | None:
 class _PackedInt8:
     """PyTorch packed weights, one per op (plain, ReLU).
 
-    PyTorch 2.13's x86 and onednn engines cache the oneDNN primitive of the first call in the packed
-    weight: `conv2d_relu` after `conv2d` on the same packed weight skips the ReLU, and `conv2d` after
-    `conv2d_relu` applies one. So the packing made at prepack goes to whichever op runs first, and
-    the other op gets a packing of its own on its first use.
+    PyTorch 2.13's x86 and onednn engines cache the oneDNN primitive of the first call in the
+    packed weight: `conv2d_relu` after `conv2d` on the same packed weight skips the ReLU, and
+    `conv2d` after `conv2d_relu` applies one. So the packing made at prepack goes to whichever
+    op runs first, and the other op gets a packing of its own on its first use.
     """
 
     engine: str
