@@ -220,12 +220,13 @@ def _write_outputs(directory: Path, benchmark_json: Path | None, console: Consol
     from qbench.report import render_report
 
     report = render_report(directory)
+    # soft_wrap: paths on one line, whatever the console's width, to copy or click
     console.print(f"results: {directory}/results.csv, results.json; report: {report}",
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
     if benchmark_json is not None:
         count = export_pytest_benchmark(directory, benchmark_json)
         console.print(f"pytest-benchmark JSON: {benchmark_json} ({count} benchmarks)",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)
 
 
 @cli.command()
