@@ -117,6 +117,12 @@ def _torch_conv(problem: ConvProblem, engine: str, seed: int) -> tuple[torch.Ten
     return expected.to(torch.int16), y.to(torch.int16) - shift_out
 
 
+def _max_error(problem: ConvProblem, engine: str, seed: int) -> int:
+    """The largest difference between the reference and `engine` on `problem`."""
+    expected, actual = _torch_conv(problem.validate(), engine, seed)
+    return int((expected - actual).abs().max())
+
+
 @st.composite
 def torch_comparable_problems(draw, weight_zero_points: bool = False) -> ConvProblem:
     groups = draw(st.sampled_from([1, 2, 3]))
@@ -161,8 +167,7 @@ def test_reference_agrees_with_pytorch_within_one_lsb(engine, problem, seed):
     if engine not in torch.backends.quantized.supported_engines:
         pytest.skip(f"this PyTorch has no {engine} engine")
     assume(engine not in ONEDNN_ENGINES or problem.in_channels // problem.groups > 1)
-    expected, actual = _torch_conv(problem, engine, seed)
-    assert int((expected - actual).abs().max()) <= 1
+    assert _max_error(problem, engine, seed) <= 1
 
 
 @pytest.mark.parametrize("engine", ["fbgemm", "qnnpack"])
@@ -172,16 +177,14 @@ def test_the_conv_onednn_miscomputes_agrees_with_the_other_engines(engine):
     if engine not in torch.backends.quantized.supported_engines:
         pytest.skip(f"this PyTorch has no {engine} engine")
     for seed in range(5):
-        expected, actual = _torch_conv(ONEDNN_MISCOMPUTED.validate(), engine, seed)
-        assert int((expected - actual).abs().max()) <= 1, seed
+        assert _max_error(ONEDNN_MISCOMPUTED, engine, seed) <= 1, seed
 
 
 @settings(max_examples=40, deadline=None)
 @given(problem=torch_comparable_problems(weight_zero_points=True), seed=st.integers(0, 2**31))
 def test_reference_agrees_with_pytorch_x86_on_asymmetric_weights(problem, seed):
     """x86 (fbgemm underneath) accepts weight zero points; onednn refuses them."""
-    expected, actual = _torch_conv(problem, "x86", seed)
-    assert int((expected - actual).abs().max()) <= 1
+    assert _max_error(problem, "x86", seed) <= 1
 
 
 @pytest.mark.parametrize("engine", ["x86", "onednn"])
@@ -194,11 +197,6 @@ def test_reference_agrees_on_larger_layers(engine):
         diff = (expected - actual).abs()
         assert int(diff.max()) <= 1
         assert float((diff == 0).double().mean()) > 0.99
-
-
-def _max_error(problem: ConvProblem, engine: str, seed: int) -> int:
-    expected, actual = _torch_conv(problem.validate(), engine, seed)
-    return int((expected - actual).abs().max())
 
 
 # PyTorch 2.13's fbgemm depthwise kernel (which x86 hands the convs of over 100 groups:
