@@ -5,10 +5,15 @@ Each (case, backend) is sent to the worker of the backend's device, which answer
 `error` row naming the signal or exit status; one that does not answer within the per-case timeout
 is killed and yields an `error` row saying so; one whose CUDA context an error has poisoned (a
 sticky error such as an illegal address) sends its row and is retired. In each case a fresh worker
-takes the next row and the sweep goes on. Workers are started with "spawn" (safe with CUDA) and
-ignore Ctrl-C, which the parent handles. A worker's standard error reaches the parent's through a
-pipe (`_OutputRelay`), so that the row of a worker that dies or hangs ends with the last lines it
-wrote for that row: what glibc says as it aborts, a device-side assert's message.
+takes the next row and the sweep goes on. A worker that dies on a row after answering others may
+have been killed by what an earlier row did to the process (a library that corrupts the heap and
+aborts some calls later), so the row runs again, once, in a fresh worker: its row then says so and
+names the dead worker's last row; dead again, the row is the backend's own `error`.
+
+Workers are started with "spawn" (safe with CUDA) and ignore Ctrl-C, which the parent handles. A
+worker's standard error reaches the parent's through a pipe (`_OutputRelay`), so that the row of a
+worker that dies or hangs ends with the last lines it wrote for that row: what glibc says as it
+aborts, a device-side assert's message.
 """
 
 from __future__ import annotations
@@ -37,6 +42,10 @@ _DEATH_OUTPUT_WAIT_S = 2.0  # for a dead worker's last output to reach the pipe'
 
 class WorkerLost(Exception):
     """The worker died or hung; the message says how."""
+
+
+class WorkerDied(WorkerLost):
+    """The worker's process ended (a signal or an exit) before it answered."""
 
 
 class _OutputRelay:
@@ -140,11 +149,13 @@ class Worker:
         child.close()
         writer.close()
         self.output = _OutputRelay(reader)
+        self.answered = 0  # rows
+        self.last_row = ""  # "case / backend" of the last row answered
 
     def row(self, suite_name: str, case: Case, backend: str,
             timeout_s: float) -> tuple[dict[str, Any], bool]:
         """The worker's row for (case, backend) and whether the worker can go on, or WorkerLost
-        (its message ending with the worker's last output for the row)."""
+        (WorkerDied if its process ended; the message ends with its last output for the row)."""
         self.output.mark()
         try:
             self.conn.send((suite_name, case, backend))
@@ -152,10 +163,13 @@ class Worker:
                 raise WorkerLost(_with_last_lines(
                     f"timed out after {timeout_s:g} s (the worker was killed)",
                     self.output.last_lines()))
-            return self.conn.recv()
+            answer = self.conn.recv()
         except (EOFError, BrokenPipeError, ConnectionResetError):
-            raise WorkerLost(_with_last_lines(
+            raise WorkerDied(_with_last_lines(
                 self._death(), self.output.last_lines(_DEATH_OUTPUT_WAIT_S))) from None
+        self.answered += 1
+        self.last_row = f"{case.name} / {backend}"
+        return answer
 
     def _death(self) -> str:
         self.process.join(timeout=10)
@@ -176,23 +190,60 @@ def run_isolated(suite: Suite, backends: Mapping[str, Backend], settings: RunSet
                  modules: tuple[str, ...], timeout_s: float,
                  skip: Collection[tuple[str, str]] = ()) -> Iterator[dict[str, Any]]:
     """Every row of the run, computed in worker processes, in order; see the module docstring."""
-    workers: dict[str, Worker] = {}
+    workers = _Workers(modules, settings)
     try:
         for case, backend in work(suite, backends, settings, skip):
             if not backend.availability.ok:
                 yield unavailable_row(suite.name, case, backend)
-                continue
-            device = backend.info.device
-            worker = workers.get(device) or workers.setdefault(device, Worker(modules, settings))
-            try:
-                row, works = worker.row(suite.name, case, backend.name, timeout_s)
-            except WorkerLost as lost:
-                row, works = error_row(suite.name, case, backend,
-                                       f'Backend "{backend.name}" lost its worker: {lost}'), False
-            if not works:
-                worker.stop()
-                del workers[device]
-            yield row
+            else:
+                yield _isolated_row(workers, suite.name, case, backend, timeout_s)
     finally:
-        for worker in workers.values():
+        workers.stop()
+
+
+class _Workers:
+    """The run's workers, one per device, each started when a row first needs it."""
+
+    def __init__(self, modules: tuple[str, ...], settings: RunSettings):
+        self._modules, self._settings = modules, settings
+        self._by_device: dict[str, Worker] = {}
+
+    def get(self, device: str) -> Worker:
+        worker = self._by_device.get(device)
+        if worker is None:
+            worker = self._by_device[device] = Worker(self._modules, self._settings)
+        return worker
+
+    def retire(self, device: str) -> None:
+        self._by_device.pop(device).stop()
+
+    def stop(self) -> None:
+        for worker in self._by_device.values():
             worker.stop()
+
+
+def _isolated_row(workers: _Workers, suite_name: str, case: Case, backend: Backend,
+                  timeout_s: float) -> dict[str, Any]:
+    """(case, backend)'s row from its device's worker; a worker that died on it after answering
+    other rows is replaced and the row run again, once, in the fresh one (the row says so)."""
+    device = backend.info.device
+    note = ""
+    while True:
+        worker = workers.get(device)
+        try:
+            row, works = worker.row(suite_name, case, backend.name, timeout_s)
+        except WorkerLost as lost:
+            workers.retire(device)
+            if isinstance(lost, WorkerDied) and worker.answered and not note:
+                rows = "1 row" if worker.answered == 1 else f"{worker.answered} rows"
+                note = (f"ran again in a fresh worker: the worker that had answered {rows} "
+                        f"(the last: {worker.last_row}) died on it: {lost}")
+                continue
+            lost_what = "a fresh worker too" if note else "its worker"
+            return error_row(suite_name, case, backend,
+                             f'Backend "{backend.name}" lost {lost_what}: {lost}')
+        if not works:
+            workers.retire(device)
+        if note:
+            row["error"] = "; ".join(filter(None, [row["error"], note]))
+        return row

@@ -35,11 +35,34 @@ def test_crashes_and_hangs_lose_no_other_rows(run_cli, write_suite, tmp_path, fa
     # a dead or hung worker's row ends with its last output for the row (C's or Python's)
     assert error["faulty-aborts"].str.endswith(
         "killed by SIGABRT; its last output: faulty-aborts: free(): injected corruption").all()
+    # each crash after other rows ran again in a fresh worker: the backend's own fault
+    assert error["faulty-aborts"].str.startswith(
+        'Backend "faulty-aborts" lost a fresh worker too: the worker process was killed').all()
     assert error["faulty-segfaults"].str.endswith("killed by SIGSEGV").all()
     assert error["faulty-hangs"].str.contains(
         "timed out after 4 s .*; its last output: faulty-hangs: waiting for nothing$").all()
     assert error["faulty-raises"].str.contains("injected failure").all()
     assert result.exit_code == 1 and (out / "report.html").exists()
+
+
+def test_a_row_killed_by_an_earlier_rows_damage_runs_again_in_a_fresh_worker(
+        run_cli, write_suite, tmp_path, fake_plugins):
+    """faulty-corrupts leaves its worker to die on the next backend's call, as PyTorch's fbgemm
+    leaves a corrupted heap: that row runs again in a fresh worker and says what died before."""
+    out = tmp_path / "out"
+    result = run_cli("run", write_suite(TWO_CASES), "--out", out, "-p", "qbench_faulty",
+                     "--backends", "faulty-corrupts,faulty-exact,torch-x86", *FAST)
+    rows = pd.read_csv(out / "results.csv", keep_default_na=False).set_index(["backend", "case"])
+    assert result.exit_code == 0, result.output
+    assert rows.status.tolist() == ["ok"] * 6
+    assert rows.error["faulty-corrupts"].tolist() == ["", ""]
+    assert rows.error["torch-x86"].tolist() == ["", ""]
+    # the baseline, torch-x86, runs first; b's worker is the one that ran a's row again
+    for case, answered in (("a", "2 rows"), ("b", "3 rows")):
+        assert rows.error["faulty-exact", case] == (
+            f"ran again in a fresh worker: the worker that had answered {answered} (the last: "
+            f"{case} / faulty-corrupts) died on it: the worker process was killed by SIGABRT; "
+            "its last output: faulty-exact: double free or corruption (!prev)")
 
 
 def test_resume_skips_the_rows_already_there(run_cli, write_suite, tmp_path):

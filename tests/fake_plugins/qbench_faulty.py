@@ -2,7 +2,8 @@
 
 faulty-raises: apply raises. faulty-lazy: apply writes nothing (only the poison can catch it).
 faulty-aborts, faulty-segfaults, faulty-hangs: apply kills its process or never returns (run these
-only in worker processes).
+only in worker processes). faulty-corrupts: exact, but leaves its process as a library that
+corrupts the heap does: another faulty backend's next call there aborts.
 faulty-off-by-two: the exact result plus 2 LSB. faulty-refuses: prepack raises UnsupportedError.
 faulty-exact: the reference, written in place (a control that must pass), slowed down by
 QBENCH_FAULTY_DELAY_S seconds per call when that is set.
@@ -22,7 +23,8 @@ from qbench.problem import dtype_range
 from qbench.reference import reference_conv2d
 
 NAMES = ("faulty-raises", "faulty-lazy", "faulty-off-by-two", "faulty-refuses", "faulty-exact",
-         "faulty-aborts", "faulty-segfaults", "faulty-hangs")
+         "faulty-aborts", "faulty-segfaults", "faulty-hangs", "faulty-corrupts")
+_process_corrupted = False  # by faulty-corrupts
 
 
 @hookimpl
@@ -40,8 +42,13 @@ def qbench_prepack(backend, weight, bias, params):
 
 
 def _apply(backend, packed, input, output, relu):
+    global _process_corrupted
     if backend not in NAMES:
         return None
+    if _process_corrupted and backend != "faulty-corrupts":
+        os.write(2, f"{backend}: double free or corruption (!prev)\n".encode())
+        os.abort()
+    _process_corrupted = backend == "faulty-corrupts"
     if backend == "faulty-raises":
         raise RuntimeError("injected failure")
     if backend == "faulty-aborts":
