@@ -20,9 +20,9 @@ from qbench.summary import backend_stats
 REPORT_FILE = "report.html"
 _TABLE_COLUMNS = ("case", "backend", "status", "batch", "in_channels", "out_channels", "height",
                   "width", "kernel_size", "stride", "groups", "in_dtype", "out_dtype",
-                  "weight_qscheme", "relu", "max_err_lsb", "exact_pct", "median_us", "p10_us",
-                  "p90_us", "spread_pct", "settled", "host_us", "first_call_ms", "tops", "gbps",
-                  "floor_us", "speedup", "details")
+                  "weight_qscheme", "reduce_range", "relu", "max_err_lsb", "exact_pct",
+                  "median_us", "p10_us", "p90_us", "spread_pct", "settled", "host_us",
+                  "first_call_ms", "tops", "gbps", "floor_us", "speedup", "details")
 
 templates = jinja2.Environment(
     loader=jinja2.PackageLoader("qbench", "templates"),

@@ -4,6 +4,7 @@ lose no other rows; the poison catches unwritten outputs."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -54,6 +55,10 @@ def test_reduce_range_gives_fbgemm_the_activations_it_is_made_for(run_cli, tmp_p
     assert set(rows[rows.case.str.startswith("depthwise")].status) == {"ok"}
     assert set(rows.status) == {"ok", "unsupported"}  # PyTorch refuses the qint8 cases
     assert result.exit_code == 0, result.output
+    table = (out / "report.html").read_text().split("<thead>")[-1]  # the rows' table
+    headers = re.findall(r"<th[^>]*>([^<]*)</th>", table.split("</thead>")[0])
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", table.split("</tr>", 2)[1])
+    assert dict(zip(headers, cells))["reduce_range"] == "yes"
 
 
 def test_results_json_has_schema_environment_and_rows(run_cli, write_suite, tmp_path,
