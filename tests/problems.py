@@ -22,6 +22,9 @@ PROBLEMS = {
     "gemm-groups": P(1, 32, 5, 5, 32, (3, 3), padding=(1, 1), groups=2, relu=True),
     "gemm-quint8-out-qint8": P(1, 16, 4, 4, 16, (3, 3), padding=(1, 1), out_dtype="qint8",
                                in_zero_point=128),
+    # a merged kernel row of 12 lanes, fewer than a block's 32 (the padding suite's 4 channels)
+    "gemm-merged-narrow": P(2, 4, 7, 9, 12, (3, 3), stride=(1, 2), padding=(1, 1),
+                            in_zero_point=140, relu=True),
     "direct-odd-channels": P(1, 7, 6, 6, 5, (3, 3), padding=(1, 1), in_zero_point=3),
     "direct-resnext-width-4": P(2, 16, 8, 8, 16, (3, 3), padding=(1, 1), stride=(2, 2),
                                 groups=4, relu=True),

@@ -159,9 +159,29 @@ def test_kernel_rows_merge_only_where_channels_leave_blocks_part_empty():
         return layout(weight, ConvParams(dilation=dilation), False).merge_rows
 
     assert merged(3, size=7) and merged(30)  # conv1, the padding suite: 21 and 90 per row
+    assert merged(3) and merged(5)  # rows of 9 and 15 lanes: a block each
     assert not merged(64) and not merged(256)  # whole blocks per tap already
     assert not merged(3, size=7, dilation=(1, 2))  # a row's pixels are not contiguous
-    assert not merged(3)  # 9 channels a row: the direct kernel, which merges nothing
+    assert not merged(2)  # 6 lanes a row: the direct kernel, which merges nothing
+    assert not merged(8, size=1)  # a 1x1's tap merges no pixels: 8 lanes, the direct kernel
+
+
+@pytest.mark.parametrize(("channels", "size", "stride"), [(4, 3, 32), (3, 7, 32), (8, 2, 32),
+                                                          (30, 3, 96), (32, 3, 32), (17, 1, 32)])
+def test_a_merged_rows_weights_fill_a_block_at_least(channels, size, stride):
+    """A merged row's weights are zero-padded to a multiple of 16 lanes and to a block of 32 at
+    least, so that a block of 32 divides a row of 12 lanes' stride (the Gluon kernel's must);
+    a tap of whole blocks keeps its channels."""
+    from qbench_triton.layout import layout
+
+    weight = torch.randint(-128, 128, (8, channels, size, size), dtype=torch.int8)
+    mapping = layout(weight, ConvParams(), False)
+    assert mapping.kernel == "gemm" and mapping.tap_stride == stride
+    lanes = size * channels if mapping.merge_rows else channels
+    assert mapping.span == lanes
+    taps = weight.permute(0, 2, 3, 1).reshape(8, -1, lanes)
+    assert torch.equal(mapping.weight[:, :, :lanes], taps)
+    assert not mapping.weight[:, :, lanes:].any()
 
 
 @pytest.mark.parametrize("zero_point", [0, 3])

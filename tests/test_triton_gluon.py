@@ -31,14 +31,16 @@ WGMMA_PROBLEMS = {  # what the Gluon kernel takes (no weight zero points), in no
     "wgmma-split-mid-tap": ConvProblem(1, 256, 9, 9, 128, (3, 3), padding=(1, 1),
                                        in_dtype="qint8", in_zero_point=3, out_dtype="qint8"),
     # merged rows (`wgmma.conv_merged_wgmma_kernel`): conv1's taps of 7 pixels of 3 channels at
-    # any alignment (288 rows), the padding suite's 30 channels in 3 blocks a tap, and 20 in
-    # blocks of 32 or of 64 (a tap stride of 64)
+    # any alignment (288 rows), the padding suite's 30 channels in 3 blocks a tap, 20 in blocks
+    # of 32 or of 64 (a tap stride of 64), and 4 in rows of 12 lanes, a block of 32 each
     "wgmma-merged-conv1": ConvProblem(2, 3, 23, 23, 64, (7, 7), stride=(2, 2), padding=(3, 3),
                                       in_zero_point=128),
     "wgmma-merged-blocks": ConvProblem(2, 30, 9, 9, 64, (3, 3), padding=(1, 1), in_dtype="qint8",
                                        in_zero_point=5, relu=True),
     "wgmma-merged-strided": ConvProblem(1, 20, 10, 11, 128, (3, 3), stride=(1, 2),
                                         padding=(1, 1), in_zero_point=200, out_dtype="qint8"),
+    "wgmma-merged-narrow": ConvProblem(2, 4, 13, 11, 64, (3, 3), padding=(1, 1),
+                                       in_zero_point=140, relu=True),
 }
 
 

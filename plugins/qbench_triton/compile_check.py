@@ -152,7 +152,8 @@ def wgmma_config_usage() -> list[tuple[str, int, int, int, tuple[int, int], tupl
     `wgmma_configs.splitting`; L1 reuse's; persistent programs', whose reduction loop holds a
     tile's epilogue, so that only its cp.async loads count), qint8 and quint8,
     compiled for ResNet-50's 3x3 layers (a border table, tiles that divide the layer) and,
-    merged rows, for its conv1 (7x7 of 3 channels)."""
+    merged rows, for its conv1 (7x7 of 3 channels) and, in the blocks of 32 that divide their
+    stride, for the padding suite's 3x3 of 4 channels (rows of 12 lanes)."""
     usage = []
     kernels_configs = [("", wgmma.conv_gemm_wgmma_kernel, config, dict(R=3, S=3), _DIVISIBLE)
                        for config in wgmma_configs.WGMMA_CONFIGS + wgmma_configs.SPLIT_CONFIGS
@@ -160,6 +161,9 @@ def wgmma_config_usage() -> list[tuple[str, int, int, int, tuple[int, int], tupl
     kernels_configs += [(" merged", wgmma.conv_merged_wgmma_kernel, config,
                          dict(R=7, S=7, SPAN=21), _CONV1_DIVISIBLE)
                         for config in wgmma_configs.MERGED_CONFIGS]
+    kernels_configs += [(" merged narrow", wgmma.conv_merged_wgmma_kernel, config,
+                         dict(R=3, S=3, SPAN=12), _CONV1_DIVISIBLE)
+                        for config in wgmma_configs.MERGED_CONFIGS if config.kwargs["BK"] == 32]
     for name, kernel, config, taps, divisible in kernels_configs:
         for unsigned in (False, True):
             constants = dict(taps, BORDER=True, **config.kwargs)

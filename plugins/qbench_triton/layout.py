@@ -2,14 +2,15 @@
 the weights it reads: [K, taps, tap_stride] for the GEMM (the reduction contiguous, as int8
 tensor-core operands must be; a tap is (r, s) with the tile's channels, or with merged rows a
 kernel row r with its S pixels' channels, zero-padded to a multiple of TAP_ALIGN bytes so that
-every tap's weights are vector loads), [R, S, C/groups, K] for the direct kernel (a tap's output
-channels contiguous, as its programs read them).
+every tap's weights are vector loads, and a merged row to a block at least), [R, S, C/groups, K]
+for the direct kernel (a tap's output channels contiguous, as its programs read them).
 
 - groups == 1: the GEMM. When the channels are not a multiple of GEMM_MIN_SPAN (conv1's 3, the
   padding suite's 30) and the width dilation is 1, a kernel row's pixels are merged into one
   span (see kernels.conv_gemm_kernel), which wastes less of each block; channels that fill
   blocks keep one tap per block, whose bounds check is per pixel rather than per byte. The
-  direct kernel when even a merged span is under GEMM_MIN_SPAN channels (a 1x1 conv of 3).
+  direct kernel when a merged row of several pixels is under MERGED_MIN_SPAN lanes (a 3x3 of 2
+  channels), or a tap of one pixel under GEMM_MIN_SPAN channels (a 1x1 conv of 3).
 - narrow groups (ResNeXt: 4 to 16 channels each): several neighbouring groups share one GEMM
   tile, with block-diagonal weights (zeros between groups), so that the tensor cores do the work
   at a few times the multiply-adds instead of the CUDA cores doing it one at a time. Not with
@@ -26,7 +27,14 @@ import torch
 from qbench.quantized import ConvParams
 
 GEMM_MIN_SPAN = 16  # channels per tap under which the direct kernel replaces the GEMM
+# A merged row's lanes under which the direct kernel replaces the GEMM. The direct kernel's time
+# grows with its multiply-adds, the GEMM's with its blocks, one a merged row up to BLOCK lanes: on
+# an H200 (results/h200-2026-11-27-6b3a359, padding suite, 3x3 at 56^2 to 64 channels, batch 32)
+# the direct kernel took 17.8, 27.3, 34.8, 42.3 and 49.9 us on 1 to 5 channels, the GEMM 27.6,
+# 26.9 and 27.0 on 6 to 8 (rows of 18 to 24 lanes, a block each): even at 2 channels (6 lanes).
+MERGED_MIN_SPAN = 8
 TAP_ALIGN = 16  # bytes: each tap's GEMM weights start at a multiple of this
+BLOCK = 32  # lanes: the narrowest block either GEMM kernel reduces (an int8 tensor-core step's)
 TILE_MIN_CHANNELS = 32  # narrow groups are packed together up to this many channels per tile
 NARROW_GROUP_MIN = 4  # groups narrower than this (depthwise) stay on the direct kernel
 
@@ -43,7 +51,7 @@ class Layout:
 
     @property
     def tap_stride(self) -> int:
-        """The GEMM weights' elements per tap (WSTRIDE): the span, zero-padded to TAP_ALIGN."""
+        """The GEMM weights' elements per tap (WSTRIDE): the span, zero-padded (`_taps`)."""
         return self.weight.shape[2]
 
 
@@ -56,7 +64,7 @@ def layout(weight: torch.Tensor, params: ConvParams, has_weight_zero_points: boo
     if groups == 1:
         merge = params.dilation[1] == 1 and group_in % GEMM_MIN_SPAN != 0
         span = weight.shape[3] * group_in if merge else group_in
-        if span < GEMM_MIN_SPAN:
+        if span < (MERGED_MIN_SPAN if merge and weight.shape[3] > 1 else GEMM_MIN_SPAN):
             return _direct(weight, group_out)
         return Layout("gemm", merge, 1, _taps(packed, merge), group_in, group_out, span)
     per_tile = 1
@@ -71,12 +79,15 @@ def layout(weight: torch.Tensor, params: ConvParams, has_weight_zero_points: boo
 
 def _taps(packed: torch.Tensor, merge_rows: bool) -> torch.Tensor:
     """[K, R, S, channels] GEMM weights as [K, taps, tap_stride]: a tap per (r, s), or per kernel
-    row r with merged rows, zero-padded to a multiple of TAP_ALIGN."""
+    row r with merged rows, zero-padded to a multiple of TAP_ALIGN, a merged row to a BLOCK at
+    least (so that a block divides the stride of a row of under BLOCK lanes, as the Gluon
+    kernel's blocks must: `wgmma_configs.dividing`)."""
     out_channels, rows, columns, channels = packed.shape
     taps = (packed.reshape(out_channels, rows, columns * channels) if merge_rows
             else packed.reshape(out_channels, rows * columns, channels))
-    zeros = -taps.shape[2] % TAP_ALIGN
-    return torch.nn.functional.pad(taps, (0, zeros)).contiguous()
+    lanes = taps.shape[2]
+    stride = max(lanes + -lanes % TAP_ALIGN, BLOCK if merge_rows else 0)
+    return torch.nn.functional.pad(taps, (0, stride - lanes)).contiguous()
 
 
 def _direct(weight: torch.Tensor, group_out: int) -> Layout:
