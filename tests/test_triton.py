@@ -230,10 +230,12 @@ def test_kernels_compile_for_sm80_and_sm90_without_a_gpu():
     from qbench_triton import wgmma_configs
 
     wgmma_lines = [line for line in lines if line.startswith("sm_90 wgmma config ")]
-    # qint8 and quint8, a tap per pixel and merged rows
-    assert len(wgmma_lines) == 2 * sum(len(configs) for configs in (
+    # qint8 and quint8: a tap per pixel, merged rows of conv1 and of 12 lanes (blocks of 32)
+    narrow = [config for config in wgmma_configs.MERGED_CONFIGS if config.kwargs["BK"] == 32]
+    assert len(wgmma_lines) == 2 * (len(narrow) + sum(len(configs) for configs in (
         wgmma_configs.WGMMA_CONFIGS, wgmma_configs.SPLIT_CONFIGS, wgmma_configs.REUSE_CONFIGS,
-        wgmma_configs.PERSISTENT_CONFIGS, wgmma_configs.MERGED_CONFIGS))
+        wgmma_configs.PERSISTENT_CONFIGS, wgmma_configs.MERGED_CONFIGS)))
+    assert sum(" merged narrow " in line for line in wgmma_lines) == 2 * len(narrow) > 0
     for line in wgmma_lines:  # every load of a step issued while a wgmma runs
         beside, loads = map(int, re.search(r"(\d+) of (\d+) loads beside a wgmma", line).groups())
         assert loads and beside == loads and line.endswith("no spills"), line
