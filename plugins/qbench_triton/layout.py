@@ -31,7 +31,8 @@ GEMM_MIN_SPAN = 16  # channels per tap under which the direct kernel replaces th
 # grows with its multiply-adds, the GEMM's with its blocks, one a merged row up to BLOCK lanes: on
 # an H200 (results/h200-2026-11-27-6b3a359, padding suite, 3x3 at 56^2 to 64 channels, batch 32)
 # the direct kernel took 17.8, 27.3, 34.8, 42.3 and 49.9 us on 1 to 5 channels, the GEMM 27.6,
-# 26.9 and 27.0 on 6 to 8 (rows of 18 to 24 lanes, a block each): even at 2 channels (6 lanes).
+# 26.9 and 27.0 on 6 to 8 (rows of 18 to 24 lanes, a block each): even at 2 channels (6 lanes),
+# which keep the direct kernel.
 MERGED_MIN_SPAN = 8
 TAP_ALIGN = 16  # bytes: each tap's GEMM weights start at a multiple of this
 BLOCK = 32  # lanes: the narrowest block either GEMM kernel reduces (an int8 tensor-core step's)
