@@ -71,14 +71,19 @@ def stdout_console(piped_width: int) -> Console:
 
 def print_summary(rows: Sequence[dict[str, Any]], baseline: str) -> None:
     """The table on stdout (100 columns when piped: what it needs), then every mismatch and error
-    with its message in full, then the rows whose timings are in doubt: samples taken while the
-    GPU may have waited on the host."""
+    with its message in full, the notes of `ok` rows (a row that ran again after its worker or
+    Ray task was lost), then the rows whose timings are in doubt: samples taken while the GPU
+    may have waited on the host."""
     console = stdout_console(100)
     console.print(summary_table(rows, baseline))
     for row in rows:
         if row["status"] in ("mismatch", "error"):
             console.print(f"[bold red]{row['status']}[/] {row['case']} / {row['backend']}: "
                           f"{row['error']}", markup=True, highlight=False)
+    for row in rows:
+        if row["status"] == "ok" and row["error"]:
+            console.print(f"[yellow]note[/] {row['case']} / {row['backend']}: {row['error']}",
+                          markup=True, highlight=False)
     for row in rows:
         if row.get("launch_bound_samples", 0) > 0:
             console.print(f"[yellow]launch-bound[/] {row['case']} / {row['backend']}: "

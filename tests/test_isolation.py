@@ -63,6 +63,7 @@ def test_a_row_killed_by_an_earlier_rows_damage_runs_again_in_a_fresh_worker(
             f"ran again in a fresh worker: the worker that had answered {answered} (the last: "
             f"{case} / faulty-corrupts) died on it: the worker process was killed by SIGABRT; "
             "its last output: faulty-exact: double free or corruption (!prev)")
+        assert f"note {case} / faulty-exact: ran again in a fresh worker" in result.output
 
 
 def test_resume_skips_the_rows_already_there(run_cli, write_suite, tmp_path):
