@@ -32,7 +32,7 @@ from qbench.ratios import head_to_head
 from qbench.ratios import markdown as ratio_markdown
 from qbench.ratios import terminal_table as ratio_table
 from qbench.runner import RunSettings, fill_speedups, run_suite, work
-from qbench.suite import load_suite, parse_override, suggestion
+from qbench.suite import load_suite, parse_override, select_cases, suggestion
 from qbench.summary import print_summary, stdout_console
 from qbench.timing import TIMING_MODES, TimingPolicy
 
@@ -74,6 +74,10 @@ plugin_option = click.option("-p", "plugins", multiple=True, metavar="MODULE",
                    "word needs no quotes); repeatable. E.g. --set in_dtype=qint8 --set "
                    "out_dtype=qint8 --set weight_qscheme=per_tensor: what PyTorch's CUDA path "
                    "accepts.")
+@click.option("--case", "case_patterns", multiple=True, metavar="PATTERN",
+              help="Run only the cases this names (repeatable): a case's name, its [[case]] "
+                   "table's name (all that table's sweep), or a shell-style pattern such as "
+                   "'layer3*'.")
 @click.option("--baseline", help="Backend that speedups are measured against "
                                  "(default: torch-x86 on cpu, torch-cuda on cuda).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]),
@@ -107,11 +111,11 @@ plugin_option = click.option("-p", "plugins", multiple=True, metavar="MODULE",
               help="Continue the run in DIR: skip the (case, backend) rows already there.")
 @benchmark_json_option
 @plugin_option
-def run(suite_file: Path, backends: str | None, overrides: tuple[str, ...], baseline: str | None,
-        device: str | None, out: Path | None, seed: int, max_time: float, min_samples: int,
-        min_time: float, timing: str, clock_floor: float, executor: str, address: str | None,
-        case_timeout: float, resume: Path | None, benchmark_json: Path | None,
-        plugins: tuple[str, ...]) -> None:
+def run(suite_file: Path, backends: str | None, overrides: tuple[str, ...],
+        case_patterns: tuple[str, ...], baseline: str | None, device: str | None,
+        out: Path | None, seed: int, max_time: float, min_samples: int, min_time: float,
+        timing: str, clock_floor: float, executor: str, address: str | None, case_timeout: float,
+        resume: Path | None, benchmark_json: Path | None, plugins: tuple[str, ...]) -> None:
     """Check and time every case of SUITE on each backend; write results.csv, results.json and
     report.html."""
     available = _load(plugins)
@@ -124,7 +128,7 @@ def run(suite_file: Path, backends: str | None, overrides: tuple[str, ...], base
                              f"{', '.join(sorted(known))}")
     try:
         fields = dict(parse_override(text) for text in overrides)
-        suite = load_suite(suite_file, known, fields)
+        suite = select_cases(load_suite(suite_file, known, fields), case_patterns)
     except QbenchError as exc:
         raise InputError(str(exc)) from None
     existing: list[dict] | None = None
@@ -144,7 +148,8 @@ def run(suite_file: Path, backends: str | None, overrides: tuple[str, ...], base
         "qbench_version": qbench.__version__, "suite": suite.name, "suite_file": str(suite_file),
         "description": suite.description, "command": sys.argv, "started": started.isoformat(),
         "settings": {"device": device, "backends": names, "baseline": settings.baseline_name,
-                     "seed": seed, "timing": settings.policy.__dict__, "overrides": fields},
+                     "seed": seed, "timing": settings.policy.__dict__, "overrides": fields,
+                     "cases": list(case_patterns)},
         "environment": collect_environment(), "card_rates": rates_record, "executor": executor,
         "resumed_rows": len(skip),
     }, existing)

@@ -8,16 +8,18 @@ the values as pairs or as more than two integers (`stride = [[1, 1], [2, 2]]`, `
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import fnmatch
 import itertools
 import math
 import tomllib
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from qbench.errors import InvalidProblem, SuiteError
+from qbench.errors import InvalidProblem, QbenchError, SuiteError
 from qbench.problem import QDTYPES, QSCHEMES, ConvProblem, as_pair
 
 MAX_CASES = 10_000
@@ -119,6 +121,29 @@ def load_suite(path: str | Path, known_backends: Collection[str] | None = None,
             raise SuiteError(file, "two cases have this name", case=case.name, field="name")
         seen.add(case.name)
     return Suite(name, description, file, tuple(cases))
+
+
+def select_cases(suite: Suite, patterns: Sequence[str]) -> Suite:
+    """The suite with the cases that one of `patterns` (the command line's --case) names, in the
+    suite's order; all of them without patterns. A pattern names a case by its name, by the name
+    of the [[case]] table it was expanded from (`in-channels` for `in-channels[in_channels=4]`)
+    or as a shell-style pattern of its name (`layer3*`: fnmatch, case-sensitive). A pattern that
+    names no case is a QbenchError naming the file."""
+    for pattern in patterns:
+        if not any(_names(pattern, case) for case in suite.cases):
+            tables = list(dict.fromkeys(case.name.split("[", 1)[0] for case in suite.cases))
+            raise QbenchError(f"{suite.path}: --case {pattern!r} names none of its "
+                              f"{len(suite.cases)} cases{suggestion(pattern, tables)}; its "
+                              f"[[case]] tables: {', '.join(tables)}")
+    if not patterns:
+        return suite
+    chosen = tuple(case for case in suite.cases if any(_names(p, case) for p in patterns))
+    return dataclasses.replace(suite, cases=chosen)
+
+
+def _names(pattern: str, case: Case) -> bool:
+    return (case.name == pattern or case.name.startswith(pattern + "[")
+            or fnmatch.fnmatchcase(case.name, pattern))
 
 
 def _case_label(raw: dict[str, Any], index: int) -> str:

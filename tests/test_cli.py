@@ -125,6 +125,17 @@ def test_unknown_backend_option_is_bad_input(run_cli, write_suite):
     assert result.exit_code == 2 and "unknown backend 'torch-x68'" in result.output
 
 
+def test_case_option_runs_the_cases_it_names(run_cli, write_suite, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli("run", write_suite(TINY_SUITE), "--out", out, "--backends", "torch-x86",
+                     "--case", "a", *FAST)
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(out / "results.csv").case.tolist() == ["a[relu=false]", "a[relu=true]"]
+    assert json.loads((out / "results.json").read_text())["settings"]["cases"] == ["a"]
+    result = run_cli("run", write_suite(TINY_SUITE), "--case", "c*")
+    assert result.exit_code == 2 and "--case 'c*' names none of its 3 cases" in result.output
+
+
 def test_version_and_python_m(run_cli):
     assert run_cli("--version").output.strip() == f"qbench, version {qbench.__version__}"
     proc = subprocess.run([sys.executable, "-m", "qbench", "--version"], capture_output=True,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from qbench.errors import SuiteError
-from qbench.suite import MAX_CASES, load_suite, parse_override
+from qbench.errors import QbenchError, SuiteError
+from qbench.suite import MAX_CASES, load_suite, parse_override, select_cases
 
 from conftest import ROOT, TINY_SUITE
 
@@ -181,3 +181,24 @@ def test_cli_overrides_reach_the_rows_and_the_settings(write_suite, run_cli):
     assert set(rows.in_dtype) == {"qint8"} and set(rows.batch) == {2}
     settings = json.loads((out / "results.json").read_text())["settings"]
     assert settings["overrides"] == {"in_dtype": "qint8", "batch": 2}
+
+
+def test_case_patterns_select_by_name_table_or_shell_pattern():
+    """`--case`: a case's own name, its [[case]] table's name (its whole sweep) or an fnmatch
+    pattern, in the suite's order; none names every case; a pattern naming no case is refused."""
+    suite = load_suite(ROOT / "suites" / "padding.toml", overrides={"batch": 32})
+    names = [case.name for case in suite.cases]
+
+    def chosen(*patterns):
+        return [case.name for case in select_cases(suite, patterns).cases]
+
+    assert chosen() == names
+    assert chosen("in-channels[in_channels=4]") == ["in-channels[in_channels=4]"]  # not a glob
+    assert chosen("in-channels") == [name for name in names if name.startswith("in-channels[")]
+    assert len(chosen("in-channels")) == 13
+    assert chosen("both*", "in-channels[in_channels=4]") == (  # the suite's order
+        ["in-channels[in_channels=4]"] + [name for name in names if name.startswith("both")])
+    assert chosen("*=33]") == [name for name in names if name.endswith("=33]")]
+    with pytest.raises(QbenchError, match=r"padding.toml: --case 'in-channel' names none of its "
+                                          r"51 cases \(did you mean 'in-channels'\?\)"):
+        select_cases(suite, ["in-channels", "in-channel"])
