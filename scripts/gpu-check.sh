@@ -78,8 +78,8 @@ step resnet-qint8-split env QBENCH_TRITON_SPLIT_K=1 python3 -m qbench run suites
     --set weight_qscheme=per_tensor --set out_zero_point=0 "${sets[@]}" \
     --backends triton,torch-fp16
 # the padding suite's input channels alone (its 13 in-channels cases a batch): a 3x3 of 3 to 5
-# channels takes the GEMM's merged rows since a59a9b1 (the direct kernel
-# before: 34.8 to 49.9 us on the H200, slower than fp16 cuDNN on 4 channels)
+# channels takes the GEMM's merged rows since a59a9b1 (the direct kernel before: 34.8 to 49.9 us
+# on the H200, slower than fp16 cuDNN on 4 channels)
 step padding-narrow python3 -m qbench run suites/padding.toml --device cuda \
     --out "$WORK/padding-narrow" --case in-channels "${sets[@]}" --backends "$backends"
 # Nsight Compute's counters of the Gluon kernel's main tiles, with and without L1 reuse and
