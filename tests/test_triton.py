@@ -166,12 +166,13 @@ def test_kernel_rows_merge_only_where_channels_leave_blocks_part_empty():
     assert not merged(8, size=1)  # a 1x1's tap merges no pixels: 8 lanes, the direct kernel
 
 
-@pytest.mark.parametrize(("channels", "size", "stride"), [(4, 3, 32), (3, 7, 32), (8, 2, 32),
-                                                          (30, 3, 96), (32, 3, 32), (17, 1, 32)])
-def test_a_merged_rows_weights_fill_a_block_at_least(channels, size, stride):
-    """A merged row's weights are zero-padded to a multiple of 16 lanes and to a block of 32 at
-    least, so that a block of 32 divides a row of 12 lanes' stride (the Gluon kernel's must);
-    a tap of whole blocks keeps its channels."""
+@pytest.mark.parametrize(("channels", "size", "stride"), [
+    (4, 3, 32), (3, 7, 32), (8, 2, 32), (30, 3, 96), (33, 3, 128), (15, 3, 64), (17, 1, 32),
+    (32, 3, 32), (48, 3, 48)])
+def test_a_merged_rows_weights_fill_whole_blocks(channels, size, stride):
+    """A merged row's weights are zero-padded to a multiple of a block, 32 lanes, so that blocks
+    of 32 divide its stride (the Gluon kernel's must): rows of 12, 45 and 99 lanes too. A tap of
+    one pixel's channels, a multiple of 16, keeps them."""
     from qbench_triton.layout import layout
 
     weight = torch.randint(-128, 128, (8, channels, size, size), dtype=torch.int8)

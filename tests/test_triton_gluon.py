@@ -32,7 +32,8 @@ WGMMA_PROBLEMS = {  # what the Gluon kernel takes (no weight zero points), in no
                                        in_dtype="qint8", in_zero_point=3, out_dtype="qint8"),
     # merged rows (`wgmma.conv_merged_wgmma_kernel`): conv1's taps of 7 pixels of 3 channels at
     # any alignment (288 rows), the padding suite's 30 channels in 3 blocks a tap, 20 in blocks
-    # of 32 or of 64 (a tap stride of 64), and 4 in rows of 12 lanes, a block of 32 each
+    # of 32 or of 64 (a tap stride of 64), 4 in rows of 12 lanes, a block of 32 each, and 33 in
+    # rows of 99 lanes, the last block of 64 mostly past them
     "wgmma-merged-conv1": ConvProblem(2, 3, 23, 23, 64, (7, 7), stride=(2, 2), padding=(3, 3),
                                       in_zero_point=128),
     "wgmma-merged-blocks": ConvProblem(2, 30, 9, 9, 64, (3, 3), padding=(1, 1), in_dtype="qint8",
@@ -41,6 +42,8 @@ WGMMA_PROBLEMS = {  # what the Gluon kernel takes (no weight zero points), in no
                                         padding=(1, 1), in_zero_point=200, out_dtype="qint8"),
     "wgmma-merged-narrow": ConvProblem(2, 4, 13, 11, 64, (3, 3), padding=(1, 1),
                                        in_zero_point=140, relu=True),
+    "wgmma-merged-odd": ConvProblem(1, 33, 9, 8, 64, (3, 3), stride=(2, 1), padding=(1, 1),
+                                    in_dtype="qint8", in_zero_point=-20, out_dtype="qint8"),
 }
 
 
@@ -328,7 +331,9 @@ def test_the_wgmma_kernels_take_the_convs_they_were_written_for():
     conv1 = ConvProblem(32, 3, 224, 224, 64, (7, 7), stride=(2, 2), padding=(3, 3))
     assert config_tiles(configs(conv1)) == {(128, 64, 32), (256, 64, 32)}  # taps of 32 lanes
     assert not configs(conv1, zero_points=True)
-    assert not configs(conv1.replace(in_channels=9, kernel_size=(4, 4)))  # a tap stride of 48
+    # rows of 36 lanes, their weights padded to 64: blocks of 32 and of 64, tiles of 64 channels
+    assert config_tiles(configs(conv1.replace(in_channels=9, kernel_size=(4, 4)))) == {
+        (128, 64, 32), (256, 64, 32), (128, 64, 64)}
     args = dict(M=100, SPAN=64, KG=128, K=128, partial_ptr=torch.empty((1, 1, 1)))
     tiles = config_tiles(wgmma_configs._fitting_configs(wgmma_configs.WGMMA_CONFIGS, args, R=3,
                                                         S=3))

@@ -335,8 +335,8 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
     but took 733 instructions a step, and on an H200 conv1, a 1x1 of 24 channels and a 3x3 of 30
     ran 1.5 to 1.8 times as long: results/h200-2026-11-27-6dbf4bd/merged-rows.) SPAN is a tap's
     channels (`Layout.span`: CG, or S*C with MERGE_S), WSTRIDE the weights' elements per tap
-    (`Layout.tap_stride`: SPAN zero-padded to 16, so that they are vector loads, and a merged
-    row to 32 at least).
+    (`Layout.tap_stride`: SPAN zero-padded to a multiple of 16, so that they are vector loads, a
+    merged row's to a multiple of 32).
 
     Without SHARED, a program per output tile: (row tile, channel tile, group) = program ids.
     With SHARED (stream-K, `qbench_triton.stream`), a 1-D grid of programs that divide all tiles'

@@ -2,7 +2,7 @@
 the weights it reads: [K, taps, tap_stride] for the GEMM (the reduction contiguous, as int8
 tensor-core operands must be; a tap is (r, s) with the tile's channels, or with merged rows a
 kernel row r with its S pixels' channels, zero-padded to a multiple of TAP_ALIGN bytes so that
-every tap's weights are vector loads, and a merged row to a block at least), [R, S, C/groups, K]
+every tap's weights are vector loads, a merged row's to a multiple of BLOCK), [R, S, C/groups, K]
 for the direct kernel (a tap's output channels contiguous, as its programs read them).
 
 - groups == 1: the GEMM. When the channels are not a multiple of GEMM_MIN_SPAN (conv1's 3, the
@@ -80,15 +80,15 @@ def layout(weight: torch.Tensor, params: ConvParams, has_weight_zero_points: boo
 
 def _taps(packed: torch.Tensor, merge_rows: bool) -> torch.Tensor:
     """[K, R, S, channels] GEMM weights as [K, taps, tap_stride]: a tap per (r, s), or per kernel
-    row r with merged rows, zero-padded to a multiple of TAP_ALIGN, a merged row to a BLOCK at
-    least (so that a block divides the stride of a row of under BLOCK lanes, as the Gluon
-    kernel's blocks must: `wgmma_configs.dividing`)."""
+    row r with merged rows, zero-padded to a multiple of TAP_ALIGN, a merged row's to a multiple
+    of BLOCK (so that blocks of 32 divide every merged row's stride, as the Gluon kernel's blocks
+    must: `wgmma_configs.dividing`; rows of 12 or 99 lanes too, whose stride would be 16 or 112)."""
     out_channels, rows, columns, channels = packed.shape
     taps = (packed.reshape(out_channels, rows, columns * channels) if merge_rows
             else packed.reshape(out_channels, rows * columns, channels))
     lanes = taps.shape[2]
-    stride = max(lanes + -lanes % TAP_ALIGN, BLOCK if merge_rows else 0)
-    return torch.nn.functional.pad(taps, (0, stride - lanes)).contiguous()
+    zeros = -lanes % (BLOCK if merge_rows else TAP_ALIGN)
+    return torch.nn.functional.pad(taps, (0, zeros)).contiguous()
 
 
 def _direct(weight: torch.Tensor, group_out: int) -> Layout:
