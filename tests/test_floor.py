@@ -65,7 +65,8 @@ def test_rows_of_the_measured_card_carry_their_floor(run_cli, write_suite, tmp_p
         assert (case, float(floor)) == ("| " + row.case, round(row.floor_us, 1))
         assert float(ratio.rstrip(" |")) == pytest.approx(row.median_us / row.floor_us, abs=0.01)
     assert lines[-1].startswith("- torch-x86 / floor: geomean")
-    assert lines[-1].endswith("within 2x on 3 of 3")  # this CPU beats a million ops a second
+    within = int((rows.median_us <= 2 * rows.floor_us).sum())  # the rows' own times: no speed
+    assert lines[-1].endswith(f"within 2x on {within} of 3")  # asserted (a loaded CPU is slow)
 
 
 def test_head_to_head_with_floors_counts_the_cases_within_2x():
