@@ -35,7 +35,9 @@ GEMM_MIN_SPAN = 16  # channels per tap under which the direct kernel replaces th
 # which keep the direct kernel.
 MERGED_MIN_SPAN = 8
 TAP_ALIGN = 16  # bytes: each tap's GEMM weights start at a multiple of this
-BLOCK = 32  # lanes: the narrowest block either GEMM kernel reduces (an int8 tensor-core step's)
+# lanes: the narrowest block either GEMM kernel reduces on a GPU (an int8 tensor-core step's; the
+# interpreter's blocks of 16 divide it too)
+BLOCK = 32
 TILE_MIN_CHANNELS = 32  # narrow groups are packed together up to this many channels per tile
 NARROW_GROUP_MIN = 4  # groups narrower than this (depthwise) stay on the direct kernel
 
