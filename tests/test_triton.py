@@ -83,6 +83,26 @@ def test_lanes_past_a_taps_channels_stay_out_of_the_sums(block, zero_point, runn
         assert f"BK={block}" in row["details"]
 
 
+@pytest.mark.parametrize("width", [32, 64, 128])
+def test_the_epilogue_takes_a_tiles_columns_whole_in_halves_or_in_quarters(
+        width, runner_and_backend, monkeypatch):
+    """Tiles 32, 64 and 128 channels wide (the interpreter's own are 16), whose epilogue takes
+    their columns whole, in halves of 32 and in quarters of 32 (pieces of no fewer than 32
+    channels), on 150 output channels, which none divides, at a padded border, with quint8 zero
+    points and ReLU: each piece's channels get their own terms and land in their own columns."""
+    runner, backend = runner_and_backend
+    if not backend.info.interpreted:
+        pytest.skip("the interpreter's tiles; compiled, the GPU tests force every tuning tile")
+    import qbench_triton
+
+    monkeypatch.setitem(qbench_triton._INTERPRETER_TILES, "BN", width)
+    problem = dataclasses.replace(PROBLEMS["gemm-quint8-zero-points"], out_channels=150,
+                                  height=4, width=4).validate()
+    row = runner.row("triton", Case(f"epilogue-{width}", problem), backend)
+    assert row["status"] == "ok", row["error"]
+    assert row["exact_pct"] == 100 and f"BN={width}" in row["details"], row["details"]
+
+
 @pytest.mark.parametrize("in_dtype", ["quint8", "qint8"])
 def test_kernels_of_over_32_taps_check_their_bounds_each_step(in_dtype, runner_and_backend):
     """A 7x7 kernel over 16 channels (49 taps of a pixel each, more than the 32 bits of the

@@ -129,12 +129,20 @@ def _halves(tile, BM: tl.constexpr, BN: tl.constexpr):
 
 
 @triton.jit
-def _quarters(tile, BM: tl.constexpr, BN: tl.constexpr):
-    """A [BM, BN] tile's four runs of BN/4 columns, in order, as a tuple of [BM, BN/4] tiles."""
-    left, right = _halves(tile, BM, BN)
-    first, second = _halves(left, BM, BN // 2)
-    third, fourth = _halves(right, BM, BN // 2)
-    return first, second, third, fourth
+def _column_pieces(tile, BM: tl.constexpr, BN: tl.constexpr, PIECES: tl.constexpr):
+    """A [BM, BN] tile's PIECES (1, 2 or 4) runs of BN/PIECES columns, in order, as a tuple of
+    [BM, BN/PIECES] tiles."""
+    if PIECES == 1:
+        pieces = (tile,)
+    else:
+        left, right = _halves(tile, BM, BN)
+        if PIECES == 2:
+            pieces = (left, right)
+        else:
+            first, second = _halves(left, BM, BN // 2)
+            third, fourth = _halves(right, BM, BN // 2)
+            pieces = (first, second, third, fourth)
+    return pieces
 
 
 @triton.jit
@@ -264,9 +272,12 @@ def _finish_tile(acc, xsum, pid_m, pid_n, g, tile, slot, count, out_ptr, corr_pt
     to L2 instead of one per quarter (ptxas: 246 registers for 64x128 on 4 warps, still two
     programs an SM); larger tiles add them by quarters, within registers.
 
-    The epilogue takes a quarter of the tile's columns at a time: held in the tensor cores'
-    layout, a whole tile's per-channel terms took registers (ptxas: 218 a thread for 128x128
-    tiles, 128 in quarters; 128x256 spilled)."""
+    The epilogue takes a quarter of the tile's columns at a time, but no fewer than 32: held in
+    the tensor cores' layout, a whole tile's per-channel terms took registers (ptxas: 218 a
+    thread for 128x128 tiles, 128 in quarters; 128x256 spilled), while each row of a piece is
+    one store, and under 32 columns that store fills part of a 32-byte sector (a 32-wide tile
+    in quarters stored each row in four 8-byte pieces, each after a trip through shared
+    memory)."""
     m, m_ok, _, _, _ = _output_pixels(pid_m, M, OH, OW, BM)
     last = count <= 1
     if SHARED:
@@ -285,17 +296,18 @@ def _finish_tile(acc, xsum, pid_m, pid_n, g, tile, slot, count, out_ptr, corr_pt
                 tl.debug_barrier()  # every thread's partials stored before the release below
                 tl.atomic_add(counter_ptr + 2 * tile + 1, 1, sem="release")
     if last:
-        quarter: tl.constexpr = BN // 4
-        pieces = _quarters(acc, BM, BN)
-        first_kg = pid_n * BN + tl.arange(0, quarter)
-        # Loads after a store wait for it (they might read what it wrote), so quarter by quarter
-        # the channel terms cost a trip to L2 each: up to 128x128 tiles the next quarter's are
-        # loaded before this quarter is stored (larger tiles spilled registers holding both).
+        count_pieces: tl.constexpr = 4 if BN >= 128 else (2 if BN >= 64 else 1)
+        width: tl.constexpr = BN // count_pieces
+        pieces = _column_pieces(acc, BM, BN, count_pieces)
+        first_kg = pid_n * BN + tl.arange(0, width)
+        # Loads after a store wait for it (they might read what it wrote), so piece by piece
+        # the channel terms cost a trip to L2 each: up to 128x128 tiles the next piece's are
+        # loaded before this piece is stored (larger tiles spilled registers holding both).
         prefetch: tl.constexpr = BM * BN <= HEAVY_TILE_ELEMENTS
         terms = _channel_terms(m, m_ok, g * KG + first_kg, _channels_inside(first_kg, KG, EVEN_N),
                                corr_ptr, wzp_ptr, bias_ptr, mult_ptr, OH * OW, K, BORDER, HAS_WZP)
-        for i in tl.static_range(4):
-            piece_kg = first_kg + i * quarter
+        for i in tl.static_range(count_pieces):
+            piece_kg = first_kg + i * width
             piece_ok = _channels_inside(piece_kg, KG, EVEN_N)
             if not prefetch and i > 0:
                 terms = _channel_terms(m, m_ok, g * KG + piece_kg, piece_ok, corr_ptr, wzp_ptr,
@@ -305,8 +317,8 @@ def _finish_tile(acc, xsum, pid_m, pid_n, g, tile, slot, count, out_ptr, corr_pt
                 piece = _add_partials(piece, m, m_ok, g * KG + piece_kg, piece_ok, partial_ptr,
                                       slot, count, M, K)
             q = _requantize(piece, xsum[:, None], terms, out_zp, lo, hi, HAS_WZP)
-            if prefetch and i < 3:
-                next_kg = piece_kg + quarter
+            if prefetch and i < count_pieces - 1:
+                next_kg = piece_kg + width
                 terms = _channel_terms(m, m_ok, g * KG + next_kg,
                                        _channels_inside(next_kg, KG, EVEN_N), corr_ptr, wzp_ptr,
                                        bias_ptr, mult_ptr, OH * OW, K, BORDER, HAS_WZP)
