@@ -53,15 +53,15 @@ def label(ratio: float, noise: float, threshold: float = DEFAULT_THRESHOLD) -> s
 
 def compare_runs(old: str | Path, new: str | Path,
                  threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
-    """Rows timed in both runs, matched on PROBLEM_KEY, with the new run's case name, ratio,
-    noise and label."""
+    """Rows timed in both runs, matched on PROBLEM_KEY, with the new run's case name, each run's
+    device (`device_old`, `device_new`), the ratio, noise and label."""
     frames = []
     for directory in (old, new):
         _, rows = load_results(directory)
         timed = rows[rows["median_us"].notna()].copy()
         timed["noise"] = row_noise(timed)
         timed["case_name"] = timed["case"].str.replace(r"\[[^\]]*\]$", "", regex=True)
-        frames.append(timed[PROBLEM_KEY + ["case", "median_us", "noise"]])
+        frames.append(timed[PROBLEM_KEY + ["case", "device", "median_us", "noise"]])
     matched = frames[0].drop(columns="case").merge(frames[1], on=PROBLEM_KEY,
                                                     suffixes=("_old", "_new"))
     matched["ratio"] = matched["median_us_new"] / matched["median_us_old"]
@@ -69,6 +69,15 @@ def compare_runs(old: str | Path, new: str | Path,
     matched["label"] = [label(r, n, threshold)
                         for r, n in zip(matched["ratio"], matched["noise"])]
     return matched
+
+
+def device_changes(matched: pd.DataFrame) -> list[str]:
+    """"OLD -> NEW" for each pair of different devices (as rows name them: "cuda: NVIDIA H200")
+    that matched rows were timed on, in order of first appearance: their ratios measure the
+    devices as much as the code."""
+    changed = matched.loc[matched["device_old"] != matched["device_new"],
+                          ["device_old", "device_new"]].drop_duplicates()
+    return [f"{old} -> {new}" for old, new in changed.itertuples(index=False)]
 
 
 def regressions(matched: pd.DataFrame, fail_above_pct: float) -> pd.DataFrame:
