@@ -116,6 +116,16 @@ for results in "$WORK"/*/results.csv; do
     "${ratios[@]}" --floor > "$WORK/ratios-$(basename "$run").md" 2>&1 \
         || "${ratios[@]}" >> "$WORK/ratios-$(basename "$run").md" 2>&1
 done
+# each suite run against the same suite's in the committed run QBENCH_GPU_BASELINE (default: the
+# H200's of 50e7c51), row by row (`qbench compare`: on another card it says so), in
+# compare-SUITE.txt and .html
+baseline=${QBENCH_GPU_BASELINE:-results/h200-2026-11-27-50e7c51}
+for results in "$WORK"/*/results.csv; do
+    run=$(dirname "$results")
+    [ -e "$baseline/$(basename "$run")/results.json" ] || continue
+    python3 -m qbench compare "$baseline/$(basename "$run")" "$run" \
+        --html "$WORK/compare-$(basename "$run").html" > "$WORK/compare-$(basename "$run").txt" 2>&1
+done
 # the counters step's kernels, some of ncu's metrics a launch
 if [ -s "$WORK/counters.txt" ]; then
     python3 -m qbench_triton.counters --summary "$WORK/counters.txt" > "$WORK/counters.md" 2>&1

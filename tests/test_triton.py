@@ -118,7 +118,7 @@ def test_kernels_of_over_32_taps_check_their_bounds_each_step(in_dtype, runner_a
 
 def test_every_gemm_tile_matches_the_reference_on_a_gpu(runner_and_backend, monkeypatch):
     """Each tuning tile, forced, on a problem that none fits evenly (300 output channels, 450
-    rows) with a border, quint8 and ReLU: the epilogue's column quarters and the tensor-core
+    rows) with a border, quint8 and ReLU: the epilogue's column pieces and the tensor-core
     layouts as compiled, which the interpreter does not share."""
     runner, backend = runner_and_backend
     if backend.info.interpreted:
