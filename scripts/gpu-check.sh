@@ -82,6 +82,11 @@ step resnet-qint8-split env QBENCH_TRITON_SPLIT_K=1 python3 -m qbench run suites
 # on the H200, slower than fp16 cuDNN on 4 channels)
 step padding-narrow python3 -m qbench run suites/padding.toml --device cuda \
     --out "$WORK/padding-narrow" --case in-channels "${sets[@]}" --backends "$backends"
+# MobileNetV2's pointwise layers alone (its 9 pw cases a batch): their 32- and 64-wide tiles store
+# whole 32-byte sectors since 1e091e6 (pieces of 8 or 16 bytes a row before; on the H200 16 -> 96
+# at 112^2 took 70.0 us, its floor 10.6)
+step pointwise python3 -m qbench run suites/depthwise.toml --device cuda --out "$WORK/pointwise" \
+    --case 'pw*' "${sets[@]}" --backends "$backends"
 # Nsight Compute's counters of the Gluon kernel's main tiles, with and without L1 reuse and
 # split-K, each launched once on layer3.conv2 and layer4.conv2 (qbench_triton/counters.py: its
 # table lists the launches in ncu's order), as CSV in counters.txt and some of them in
@@ -116,15 +121,26 @@ for results in "$WORK"/*/results.csv; do
     "${ratios[@]}" --floor > "$WORK/ratios-$(basename "$run").md" 2>&1 \
         || "${ratios[@]}" >> "$WORK/ratios-$(basename "$run").md" 2>&1
 done
-# each suite run against the same suite's in the committed run QBENCH_GPU_BASELINE (default: the
-# H200's of 50e7c51), row by row (`qbench compare`: on another card it says so), in
-# compare-SUITE.txt and .html
-baseline=${QBENCH_GPU_BASELINE:-results/h200-2026-11-27-50e7c51}
+# each suite run against the same suite's in the first of the committed runs QBENCH_GPU_BASELINE
+# that has it (default: the H200's of 50e7c51, then of 6b3a359, the last with padding), row by row
+# (`qbench compare`, which says so if the card differs), in compare-RUN.txt and .html; a run of
+# some of a suite's cases, or with split-K, against the whole suite's
+baselines=${QBENCH_GPU_BASELINE:-results/h200-2026-11-27-50e7c51 results/h200-2026-11-27-6b3a359}
 for results in "$WORK"/*/results.csv; do
-    run=$(dirname "$results")
-    [ -e "$baseline/$(basename "$run")/results.json" ] || continue
-    python3 -m qbench compare "$baseline/$(basename "$run")" "$run" \
-        --html "$WORK/compare-$(basename "$run").html" > "$WORK/compare-$(basename "$run").txt" 2>&1
+    run=$(basename "$(dirname "$results")")
+    case $run in
+        pointwise) suite=depthwise ;;
+        padding-narrow) suite=padding ;;
+        resnet-qint8-split) suite=resnet-qint8 ;;
+        *) suite=$run ;;
+    esac
+    for baseline in $baselines; do
+        if [ -e "$baseline/$suite/results.json" ]; then
+            python3 -m qbench compare "$baseline/$suite" "$WORK/$run" \
+                --html "$WORK/compare-$run.html" > "$WORK/compare-$run.txt" 2>&1
+            break
+        fi
+    done
 done
 # the counters step's kernels, some of ncu's metrics a launch
 if [ -s "$WORK/counters.txt" ]; then
