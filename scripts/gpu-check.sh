@@ -82,11 +82,6 @@ step resnet-qint8-split env QBENCH_TRITON_SPLIT_K=1 python3 -m qbench run suites
 # on the H200, slower than fp16 cuDNN on 4 channels)
 step padding-narrow python3 -m qbench run suites/padding.toml --device cuda \
     --out "$WORK/padding-narrow" --case in-channels "${sets[@]}" --backends "$backends"
-# MobileNetV2's pointwise layers alone (its 9 pw cases a batch): their 32- and 64-wide tiles store
-# whole 32-byte sectors since 1e091e6 (pieces of 8 or 16 bytes a row before; on the H200 16 -> 96
-# at 112^2 took 70.0 us, its floor 10.6)
-step pointwise python3 -m qbench run suites/depthwise.toml --device cuda --out "$WORK/pointwise" \
-    --case 'pw*' "${sets[@]}" --backends "$backends"
 # Nsight Compute's counters of the Gluon kernel's main tiles, with and without L1 reuse and
 # split-K, each launched once on layer3.conv2 and layer4.conv2 (qbench_triton/counters.py: its
 # table lists the launches in ncu's order), as CSV in counters.txt and some of them in
@@ -129,7 +124,6 @@ baselines=${QBENCH_GPU_BASELINE:-results/h200-2026-11-27-50e7c51 results/h200-20
 for results in "$WORK"/*/results.csv; do
     run=$(basename "$(dirname "$results")")
     case $run in
-        pointwise) suite=depthwise ;;
         padding-narrow) suite=padding ;;
         resnet-qint8-split) suite=resnet-qint8 ;;
         *) suite=$run ;;

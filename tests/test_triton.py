@@ -139,6 +139,27 @@ def test_every_gemm_tile_matches_the_reference_on_a_gpu(runner_and_backend, monk
         assert f"BM={bm}; BN={bn}; BK={bk}" in row["details"], row["details"]
 
 
+def test_every_direct_config_matches_the_reference_on_a_gpu(runner_and_backend, monkeypatch):
+    """Each tuning config of the direct kernel, forced (tuning times every one but checks only
+    the one it keeps), its taps a loop and unrolled, on a depthwise 3x3 that no tile fits evenly
+    (200 channels, 450 rows) at padded borders, quint8 with a zero point of 200 and ReLU."""
+    runner, backend = runner_and_backend
+    if backend.info.interpreted:
+        pytest.skip("compiled configs need a GPU; the interpreter runs its own tile size")
+    import triton
+    from qbench_triton import _config_label, tuning
+
+    problem = dataclasses.replace(PROBLEMS["direct-depthwise"], height=15, width=15,
+                                  in_channels=200, out_channels=200, groups=200,
+                                  in_zero_point=200, relu=True).validate()
+    for config in tuning.DIRECT_CONFIGS:
+        monkeypatch.setattr(tuning, "conv_direct_tuned", triton.autotune(
+            configs=[config], key=tuning.DIRECT_TUNING_KEY)(tuning.conv_direct_kernel))
+        row = runner.row("triton", Case(f"direct-{_config_label(config)}", problem), backend)
+        assert row["status"] == "ok", (config, row["error"])
+        assert f"unrolled_taps={config.kwargs['UNROLL_TAPS']}" in row["details"], row["details"]
+
+
 def test_narrow_groups_with_weight_zero_points_take_the_direct_kernel(runner_and_backend):
     """Groups sharing a GEMM tile would mix their activations' sums, which weight zero points
     need per group."""
@@ -147,6 +168,31 @@ def test_narrow_groups_with_weight_zero_points_take_the_direct_kernel(runner_and
     row = runner.row("triton", Case("resnext-zw", problem.validate()), backend)
     assert row["status"] == "ok", row["error"]
     assert row["max_err_lsb"] <= 1 and "kernel=direct" in row["details"]
+
+
+@pytest.mark.parametrize("unroll", [False, True])
+@pytest.mark.parametrize("name", ["direct-depthwise", "direct-depthwise-multiplier-2",
+                                  "direct-resnext-width-4"])
+def test_the_direct_kernel_is_exact_with_its_taps_a_loop_or_unrolled(name, unroll,
+                                                                     runner_and_backend,
+                                                                     monkeypatch):
+    """Both forms of the direct kernel's taps (tuning tries each), at padded borders, where its
+    lanes outside the image hold the activations' zero point: quint8 with one of 200, qint8 with
+    weight zero points, narrow groups with them."""
+    runner, backend = runner_and_backend
+    if not backend.info.interpreted:
+        pytest.skip("the interpreter's direct kernel; compiled, tuning times both forms")
+    import qbench_triton
+
+    monkeypatch.setitem(qbench_triton._INTERPRETER_DIRECT, "UNROLL_TAPS", unroll)
+    problem = PROBLEMS[name]
+    if problem.in_dtype == "quint8":
+        problem = dataclasses.replace(problem, in_zero_point=200)
+    if name == "direct-resnext-width-4":
+        problem = dataclasses.replace(problem, weight_zero_point=-3)
+    row = runner.row("triton", Case(name, problem.validate()), backend)
+    assert row["status"] == "ok", row["error"]
+    assert row["exact_pct"] == 100 and f"unrolled_taps={unroll}" in row["details"], row["details"]
 
 
 def test_narrow_groups_share_a_tile_with_block_diagonal_weights():

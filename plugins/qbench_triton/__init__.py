@@ -31,6 +31,7 @@ NAME = "triton"
 TUNING_LOG_ENV = "QBENCH_TRITON_TUNING_LOG"  # a file: each tuning's timings, a JSON line a shape
 WGMMA_ENV = "QBENCH_TRITON_WGMMA"  # 0: tuning leaves out the Gluon kernels of `wgmma` (Hopper)
 _INTERPRETER_TILES = {"BM": 16, "BN": 16, "BK": 16}
+_INTERPRETER_DIRECT = {"UNROLL_TAPS": False}  # the direct kernel's other constant there
 
 
 def interpreting() -> bool:
@@ -141,10 +142,10 @@ class _Choice:
 
 
 def _config_label(config: Any) -> str:
-    """A config as BMxBNxBK/warps/stages (BMxBN/... for the direct kernel), /streamN for a shared
-    launch of N programs per SM, /wgmma for the Gluon kernels' (`wgmma`; its STAGES), then
-    /splitN for N programs per tile, /l1 for the activations through L1 or /persistN for N
-    persistent programs an SM."""
+    """A config as BMxBNxBK/warps/stages (BMxBN/... for the direct kernel, then /unrolled for
+    its taps unrolled), /streamN for a shared launch of N programs per SM, /wgmma for the Gluon
+    kernels' (`wgmma`; its STAGES), then /splitN for N programs per tile, /l1 for the
+    activations through L1 or /persistN for N persistent programs an SM."""
     tiles = "x".join(str(config.kwargs[key]) for key in ("BM", "BN", "BK") if key in config.kwargs)
     if "STAGES" in config.kwargs:
         split = config.kwargs.get("SPLIT", 1)
@@ -153,6 +154,8 @@ def _config_label(config: Any) -> str:
                 + ("/l1" if config.kwargs.get("L1_REUSE") else "")
                 + (f"/persist{config.kwargs['PERSIST']}" if config.kwargs.get("PERSIST") else ""))
     label = f"{tiles}/{config.num_warps}w/{config.num_stages}s"
+    if config.kwargs.get("UNROLL_TAPS"):
+        label += "/unrolled"
     return label + (f"/stream{config.kwargs['PROGRAMS_PER_SM']}" if config.kwargs.get("SHARED")
                     else "")
 
@@ -221,24 +224,29 @@ def _plan(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
     direct = mapping.kernel == "direct"
     m = n * oh * ow
     x_zero_point = activation.zero_point - 128 if unsigned else activation.zero_point
-    outside = kernels.outside_value(unsigned, packed.has_weight_zero_points)
+    # the direct kernel's lanes outside the image hold the zero point: no border table
+    outside = x_zero_point if direct else kernels.outside_value(unsigned,
+                                                                packed.has_weight_zero_points)
     border = x_zero_point != outside and p.padding != (0, 0)
     group_tiles = p.groups // mapping.groups_per_tile
     pointers = (_compensation(packed, x_zero_point, outside, border, h, w).to(x.device),
                 packed.weight_zero_points, bias, multiplier)
-    sizes = (m, h, w, oh, ow, c, k, mapping.tile_in, mapping.tile_out, *p.stride, *p.padding,
-             *p.dilation, float(output.zero_point), float(output.zero_point if relu else lo),
-             float(hi))
+    geometry = (m, h, w, oh, ow, c, k, mapping.tile_in, mapping.tile_out, *p.stride, *p.padding,
+                *p.dilation)
+    output_range = (float(output.zero_point), float(output.zero_point if relu else lo),
+                    float(hi))
+    sizes = geometry + output_range
     constants = dict(R=packed.kernel_size[0], S=packed.kernel_size[1], X_UNSIGNED=unsigned,
-                     HAS_WZP=packed.has_weight_zero_points, BORDER=border)
+                     HAS_WZP=packed.has_weight_zero_points)
     if direct:
-        tail = pointers + sizes
-        fixed = {"BM": _INTERPRETER_TILES["BM"], "BN": _INTERPRETER_TILES["BN"]}
+        tail = pointers + geometry + (x_zero_point,) + output_range
+        fixed = {"BM": _INTERPRETER_TILES["BM"], "BN": _INTERPRETER_TILES["BN"],
+                 **_INTERPRETER_DIRECT}
 
         def grid(meta: dict[str, int]) -> tuple[int, ...]:
             return (-(-m // meta["BM"]), -(-k // meta["BN"]))
     else:
-        constants["MERGE_S"] = mapping.merge_rows
+        constants |= dict(BORDER=border, MERGE_S=mapping.merge_rows)
         shape = GemmShape(m, mapping.tile_out, k, mapping.span, packed.kernel_size,
                           mapping.merge_rows)
         sharing = not packed.has_weight_zero_points  # the row sums are not shared
@@ -421,4 +429,6 @@ def qbench_details(backend: str, packed: Any) -> dict[str, Any] | None:
         facts["l1_reuse"] = True
     if plan.constants.get("PERSIST"):
         facts["persistent_programs"] = plan.grid[0]
+    if "UNROLL_TAPS" in plan.constants:
+        facts["unrolled_taps"] = plan.constants["UNROLL_TAPS"]
     return facts | plan.tuning_facts()

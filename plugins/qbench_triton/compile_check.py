@@ -1,11 +1,11 @@
 """Compile the kernels for a GPU architecture without a GPU (Triton ships ptxas): `python -m
 qbench_triton.compile_check 80 90`. Prints each kernel's tensor-core instruction and shared memory,
 then, for sm_90 (H100, H200), every GEMM tuning config's registers and instructions a reduction
-step, and the Gluon kernel's (`wgmma`) with how many of a step's loads it issues while a wgmma
-runs and how many of its programs fit an SM: exits non-zero when a kernel fails to compile,
-spills registers, packs a masked load's default wrongly, the Gluon kernel issues a load after a
-step's wgmma has ended, or a persistent config asks for more programs an SM than fit. Run without
-TRITON_INTERPRET."""
+step, every direct kernel config's registers, and the Gluon kernel's (`wgmma`) with how many of a
+step's loads it issues while a wgmma runs and how many of its programs fit an SM: exits non-zero
+when a kernel fails to compile, spills registers, packs a masked load's default wrongly, the Gluon
+kernel issues a load after a step's wgmma has ended, or a persistent config asks for more programs
+an SM than fit. Run without TRITON_INTERPRET."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ _EVEN = dict(EVEN_N=True, EVEN_SPAN=True)  # tiles that divide the layer, as Res
 _CONV1 = dict(R=7, S=7, HAS_WZP=False, BORDER=True, MERGE_S=True, SHARED=False, EVEN_N=True,
               EVEN_SPAN=False)
 _CONV1_DIVISIBLE = ("M", "K", "KG", "WSTRIDE")
+_DEPTHWISE = dict(R=3, S=3, HAS_WZP=False, CG=1, KG=1)  # the direct kernel's: a channel a group
 # A vector of bytes that a masked load starts from, when `other` is a byte over 127: Triton 3.6
 # sign-extends it into the 32-bit word (0xffffff80) instead of repeating it (0x80808080); the
 # kernels must use other=0 on byte loads.
@@ -180,6 +181,20 @@ def wgmma_config_usage() -> list[tuple[str, int, int, int, tuple[int, int], tupl
     return usage
 
 
+def direct_config_usage() -> list[tuple[str, int, int, int]]:
+    """(config, registers, stack bytes, programs that fit an SM (`programs_an_sm`)) of each
+    tuning config of the direct kernel, compiled for sm_90 as it runs MobileNetV2's depthwise 3x3
+    layers: quint8, a channel a group."""
+    usage = []
+    for config in tuning.DIRECT_CONFIGS:
+        compiled = compile_kernel(kernels.conv_direct_kernel, dict(_DEPTHWISE, **config.kwargs),
+                                  90, True, config.num_warps, config.num_stages)
+        registers, stack = registers_and_stack(compiled)
+        usage.append((_config_label(config), registers, stack,
+                      programs_an_sm(registers, compiled.metadata.shared, config.num_warps)))
+    return usage
+
+
 def gemm_variants() -> list[tuple[int, ...]]:
     """(BM, BN, BK, warps, stages, shared) of every GEMM tile, alone and shared."""
     return [(*tile, shared) for tile in dict.fromkeys(tuning.GEMM_TILES)
@@ -193,7 +208,7 @@ def main(capabilities: list[int]) -> int:
                 ("gemm merged", kernels.conv_gemm_kernel, dict(_CONV1, BM=128, BN=64, BK=32),
                  _CONV1_DIVISIBLE),
                 ("direct", kernels.conv_direct_kernel,  # depthwise: vectorised loads
-                 dict(_SHAPE, CG=1, KG=1, BM=64, BN=64), _DIVISIBLE)]
+                 dict(_DEPTHWISE, BM=64, BN=64, UNROLL_TAPS=False), _DIVISIBLE)]
     status = 0
     for capability in capabilities:
         for name, kernel, constants, divisible_args in variants:
@@ -213,6 +228,12 @@ def main(capabilities: list[int]) -> int:
         for label, registers, stack, step in gemm_config_usage(90):
             print(f"sm_90 gemm config {label}: {registers} registers, {step} instructions a "
                   f"reduction step, {f'{stack} B of spills' if stack else 'no spills'}")
+            if stack:
+                print(f"  {label} spills registers", file=sys.stderr)
+                status = 1
+        for label, registers, stack, fit in direct_config_usage():
+            print(f"sm_90 direct config {label}: {registers} registers, {fit} programs an SM, "
+                  f"{f'{stack} B of spills' if stack else 'no spills'}")
             if stack:
                 print(f"  {label} spills registers", file=sys.stderr)
                 status = 1

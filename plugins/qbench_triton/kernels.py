@@ -2,13 +2,14 @@
 
 Both kernels compute acc = sum over the window of (x - zx)(w - zw[k]) exactly in int32, as
     sum x w  -  zw[k] sum x  -  zx sum (w - zw[k])
-over the taps inside the image: padded positions and channels past C/groups are loaded as 0, so
-that the activation tiles go straight from memory to the tensor cores, and the last term comes
-from a table made once per shape (`corr_ptr`: per output position and channel where padding makes
-it vary, else per channel). quint8 activations enter as x - 128 with zx - 128; without weight
-zero points their padded lanes then hold OUTSIDE_UNSIGNED (the loaded 0 less 128), which adds
-OUTSIDE_UNSIGNED * sum over the padded taps of w to acc: the table holds that too
-(`outside_value`).
+over the taps inside the image: in the GEMM kernel padded positions and channels past C/groups
+are loaded as 0, so that the activation tiles go straight from memory to the tensor cores, and the
+last term comes from a table made once per shape (`corr_ptr`: per output position and channel
+where padding makes it vary, else per channel); the direct kernel's padded positions hold zx
+instead, so that its table is per channel. quint8 activations enter as x - 128 with zx - 128;
+in the GEMM kernel without weight zero points their padded lanes then hold OUTSIDE_UNSIGNED (the
+loaded 0 less 128), which adds OUTSIDE_UNSIGNED * sum over the padded taps of w to acc: the table
+holds that too (`outside_value`).
 The epilogue requantizes in the reference's float32 order and rounds half to even by adding
 ROUNDING_BIAS, with the float32 addition's own rounding: the same arithmetic compiled and in
 Triton's interpreter (which has neither libdevice's rint nor inline PTX), and no conversion.
@@ -39,8 +40,8 @@ HEAVY_TILE_ELEMENTS = tl.constexpr(HEAVY_TILE_LIMIT)  # the same, as the GEMM ke
 
 
 def outside_value(unsigned: bool, has_weight_zero_points: bool) -> int:
-    """The value that the kernels' lanes outside the image (padding) hold, as int8: 0, or for
-    quint8 activations without weight zero points OUTSIDE_UNSIGNED."""
+    """The value that the GEMM kernels' lanes outside the image (padding) hold, as int8: 0, or
+    for quint8 activations without weight zero points OUTSIDE_UNSIGNED."""
     return OUTSIDE_UNSIGNED if unsigned and not has_weight_zero_points else 0
 
 
@@ -399,35 +400,62 @@ def conv_gemm_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_pt
                      BORDER, HAS_WZP, SHARED, EVEN_N, BM, BN)
 
 
+@triton.jit
+def _direct_tap(acc, xsum, x_ptr, w_ptr, r, s, n, oh, ow, m_ok, k, k_ok, first_channel, x_zp,
+                H, W, C, K, CG, SH, SW, PH, PW, DH, DW, S: tl.constexpr,
+                X_UNSIGNED: tl.constexpr, HAS_WZP: tl.constexpr):
+    """acc plus the products x w of kernel tap (r, s) over the group's CG channels, and xsum
+    plus its activations x (with HAS_WZP), for `conv_direct_kernel`."""
+    pixel, spatial_ok = _input_pixel(n, oh, ow, m_ok, r, s, H, W, SH, SW, PH, PW, DH, DW)
+    row = pixel * C
+    inside = spatial_ok[:, None] & k_ok[None, :]
+    for c in range(CG):  # other=0 on byte loads: see the GEMM kernel
+        x = tl.load(x_ptr + row[:, None] + (first_channel + c)[None, :], mask=inside,
+                    other=0).to(tl.int32)
+        if X_UNSIGNED:  # quint8 v as v - 128
+            x = x - 128
+        x = tl.where(inside, x, x_zp)
+        w = tl.load(w_ptr + ((r * S + s) * CG + c) * K + k, mask=k_ok, other=0)
+        acc += x * w.to(tl.int32)[None, :]
+        if HAS_WZP:
+            xsum += x
+    return acc, xsum
+
+
 @triton.jit(do_not_specialize=GEOMETRY)
 def conv_direct_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_ptr,
                        M, H, W, OH, OW, C, K, CG, KG, SH, SW, PH, PW, DH, DW,
-                       out_zp, lo, hi,
+                       x_zp, out_zp, lo, hi,
                        R: tl.constexpr, S: tl.constexpr, X_UNSIGNED: tl.constexpr,
-                       HAS_WZP: tl.constexpr, BORDER: tl.constexpr,
-                       BM: tl.constexpr, BN: tl.constexpr):
+                       HAS_WZP: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
+                       UNROLL_TAPS: tl.constexpr):
+    """A [BM, BN] tile of outputs (rows of N*OH*OW, output channels), each the sum over its
+    group's CG channels and the R x S taps of x w in int32, weights [R, S, CG, K]. With
+    UNROLL_TAPS the taps are unrolled, so that their loads can be in flight at once (at the cost
+    of registers: sm_90, a depthwise 3x3 in 64x64 tiles took 188 a thread instead of 80); else
+    they are a loop, which the compiler may unroll or not (in 64x64 tiles each tap's loads
+    waited for the last tap's sums). Lanes outside the image hold the activations' zero point
+    x_zp (as the kernel holds them: less 128 for quint8), so that they add nothing to the sums,
+    and the compensation is per channel, zx sum (w - zw[k]) over every tap: no border table to
+    load."""
     m, m_ok, n, oh, ow = _output_pixels(tl.program_id(0), M, OH, OW, BM)
     k = tl.program_id(1) * BN + tl.arange(0, BN)
     k_ok = k < K
     first_channel = (k // KG) * CG
     acc = tl.zeros([BM, BN], dtype=tl.int32)
     xsum = tl.zeros([BM, BN], dtype=tl.int32)
-    for r in range(R):
-        for s in range(S):
-            pixel, spatial_ok = _input_pixel(n, oh, ow, m_ok, r, s, H, W, SH, SW, PH, PW, DH, DW)
-            row = pixel * C
-            inside = spatial_ok[:, None] & k_ok[None, :]
-            for c in range(CG):  # outside the image reads 0 (other=0: see the GEMM kernel)
-                x = tl.load(x_ptr + row[:, None] + (first_channel + c)[None, :], mask=inside,
-                            other=0).to(tl.int32)
-                if X_UNSIGNED:  # outside: 0 - 128, OUTSIDE_UNSIGNED (as in the GEMM kernel)
-                    x = x - 128
-                    if HAS_WZP:
-                        x = tl.where(inside, x, 0)
-                w = tl.load(w_ptr + ((r * S + s) * CG + c) * K + k, mask=k_ok, other=0)
-                acc += x * w.to(tl.int32)[None, :]
-                if HAS_WZP:
-                    xsum += x
+    if UNROLL_TAPS:
+        for r in tl.static_range(R):
+            for s in tl.static_range(S):
+                acc, xsum = _direct_tap(acc, xsum, x_ptr, w_ptr, r, s, n, oh, ow, m_ok, k, k_ok,
+                                        first_channel, x_zp, H, W, C, K, CG, SH, SW, PH, PW, DH,
+                                        DW, S, X_UNSIGNED, HAS_WZP)
+    else:
+        for r in range(R):
+            for s in range(S):
+                acc, xsum = _direct_tap(acc, xsum, x_ptr, w_ptr, r, s, n, oh, ow, m_ok, k, k_ok,
+                                        first_channel, x_zp, H, W, C, K, CG, SH, SW, PH, PW, DH,
+                                        DW, S, X_UNSIGNED, HAS_WZP)
     terms = _channel_terms(m, m_ok, k, k_ok, corr_ptr, wzp_ptr, bias_ptr, mult_ptr, OH * OW, K,
-                           BORDER, HAS_WZP)
+                           False, HAS_WZP)
     _store(_requantize(acc, xsum, terms, out_zp, lo, hi, HAS_WZP), m, m_ok, k, k_ok, out_ptr, K)

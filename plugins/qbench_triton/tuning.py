@@ -60,14 +60,17 @@ def _gemm_config(bm: int, bn: int, bk: int, warps: int, stages: int,
 
 GEMM_CONFIGS = [_gemm_config(*tile, per_sm) for per_sm in (0, *PER_SM_CHOICES)
                 for tile in GEMM_TILES]
+# the direct kernel's tiles, each with its taps a loop and unrolled (`conv_direct_kernel`)
 DIRECT_CONFIGS = [
-    triton.Config({"BM": bm, "BN": bn}, num_warps=warps)
+    triton.Config({"BM": bm, "BN": bn, "UNROLL_TAPS": unroll}, num_warps=warps)
     for bm, bn, warps in [(32, 32, 4), (64, 32, 4), (32, 64, 4), (64, 64, 4), (128, 32, 4),
                           (128, 64, 8)]
+    for unroll in (False, True)
 ]
 TUNING_RUNS = 20
 TUNING_KEY = ["M", "H", "W", "OH", "OW", "C", "K", "CG", "KG", "R", "S", "SH", "SW", "PH", "PW",
               "DH", "DW", "X_UNSIGNED", "HAS_WZP", "BORDER"]
+DIRECT_TUNING_KEY = [name for name in TUNING_KEY if name != "BORDER"]  # it has no border table
 
 
 def _fits(config: triton.Config, limits: dict[str, int]) -> bool:
@@ -193,5 +196,5 @@ conv_gemm_tuned = triton.autotune(
     configs=GEMM_CONFIGS, key=TUNING_KEY, do_bench=_tuning_bench,
     prune_configs_by={"early_config_prune": _fitting_gemm_configs})(conv_gemm)
 conv_direct_tuned = triton.autotune(
-    configs=DIRECT_CONFIGS, key=TUNING_KEY, do_bench=_tuning_bench,
+    configs=DIRECT_CONFIGS, key=DIRECT_TUNING_KEY, do_bench=_tuning_bench,
     prune_configs_by={"early_config_prune": _fitting_direct_configs})(conv_direct_kernel)
