@@ -141,8 +141,8 @@ if [ -s "$WORK/counters.txt" ]; then
     python3 -m qbench_triton.counters --summary "$WORK/counters.txt" > "$WORK/counters.md" 2>&1
 fi
 # what stream-K (with QBENCH_TRITON_STREAM_K=1), the Gluon kernels, their split-K, their L1
-# reuse and their persistent programs did: per shape whose tuning tried them, their best against
-# the best program per tile
+# reuse and their persistent programs, and the direct kernel's unrolled taps did: per shape whose
+# tuning tried them, their best against the best plain config (a program per tile, taps a loop)
 if [ -s "$WORK/triton-tuning.jsonl" ]; then
     python3 -m qbench_triton.tuning_log "$WORK/triton-tuning.jsonl" > "$WORK/tuning-kinds.md" 2>&1
 fi

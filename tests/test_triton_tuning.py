@@ -221,10 +221,10 @@ def test_tuning_skips_tiles_wider_than_twice_the_problem():
 
 def test_the_tuning_log_shows_what_stream_k_and_the_wgmma_kernel_did(tmp_path):
     """`python -m qbench_triton.tuning_log FILE`: for stream-K, the Gluon kernel, its split-K,
-    its L1 reuse and its persistent programs, per shape that tried the kind, its best against
-    the best program per tile and their ratio; shapes that tried none are left out, no kind
-    counts as a program per tile, a split Gluon config counts as split-K alone, and one split
-    with L1 reuse as L1 reuse."""
+    its L1 reuse, its persistent programs and the direct kernel's unrolled taps, per shape that
+    tried the kind, its best against the best plain kernel (a program per tile, the taps a loop)
+    and their ratio; shapes that tried none are left out, no kind counts as plain, a split Gluon
+    config counts as split-K alone, and one split with L1 reuse as L1 reuse."""
     record = {"input_nhwc": [32, 7, 7, 512], "output_nhwc": [32, 7, 7, 512],
               "kernel_size": [3, 3], "in_dtype": "qint8"}
     log = tmp_path / "tuning.jsonl"
@@ -234,12 +234,13 @@ def test_the_tuning_log_shows_what_stream_k_and_the_wgmma_kernel_did(tmp_path):
          "64x64x128/4w/4s/stream2": 9.0, "64x128x128/4w/4s/wgmma/split2": 12.6,
          "64x128x128/4w/4s/wgmma/l1": 15.3, "64x128x128/4w/4s/wgmma/split2/l1": 12.0,
          "64x64x128/4w/4s/wgmma/persist3": 19.0},
-        {"64x64x32/4w/4s": 249.0}]) + "\n")
+        {"64x64x32/4w/4s": 249.0},
+        {"32x32/4w/3s": 9.4, "32x32/4w/3s/unrolled": 4.7, "64x64/4w/3s/unrolled": 6.0}]) + "\n")
     proc = subprocess.run([sys.executable, "-m", "qbench_triton.tuning_log", str(log)],
                           capture_output=True, text=True, check=True)
     # a table per kind
-    _, stream_k, wgmma, split_k, reuse, persistent = proc.stdout.split("| input NHWC ")
-    assert "| program per tile (µs) | stream-K (µs) | ratio |" in stream_k
+    _, stream_k, wgmma, split_k, reuse, persistent, unrolled = proc.stdout.split("| input NHWC ")
+    assert "| plain kernel (µs) | stream-K (µs) | ratio |" in stream_k
     assert ("| 32x7x7x512 | 32x7x7x512 | 3x3 | qint8 | 64x128x256/8w/3s 19.4 "
             "| 128x256x64/8w/3s/stream1 14.6 | 0.75 |") in stream_k.splitlines()
     assert stream_k.strip().splitlines()[-1] == "stream-K faster on 2 of 2 shapes that tried it"
@@ -254,7 +255,11 @@ def test_the_tuning_log_shows_what_stream_k_and_the_wgmma_kernel_did(tmp_path):
     assert reuse.strip().splitlines()[-1] == "L1 reuse faster on 1 of 1 shapes that tried it"
     assert ("| 32x7x7x512 | 32x7x7x512 | 3x3 | qint8 | 64x64x128/4w/4s 18.0 "
             "| 64x64x128/4w/4s/wgmma/persist3 19.0 | 1.06 |") in persistent.splitlines()
-    assert persistent.splitlines()[-1] == "persistent faster on 0 of 1 shapes that tried it"
+    assert persistent.strip().splitlines()[-1] == \
+        "persistent faster on 0 of 1 shapes that tried it"
+    assert ("| 32x7x7x512 | 32x7x7x512 | 3x3 | qint8 | 32x32/4w/3s 9.4 "
+            "| 32x32/4w/3s/unrolled 4.7 | 0.50 |") in unrolled.splitlines()
+    assert unrolled.splitlines()[-1] == "unrolled taps faster on 1 of 1 shapes that tried it"
 
 
 def test_a_config_label_names_each_variant():

@@ -1,7 +1,8 @@
-"""What the alternatives to a program per tile did in a tuning log (QBENCH_TRITON_TUNING_LOG, a
-JSON line per tuned shape): for each kind in KINDS, per shape whose tuning timed configs of that
-kind and of the GEMM kernel with a program per tile, the fastest of each and their ratio, as a
-Markdown table. `python -m qbench_triton.tuning_log FILE`.
+"""What the alternatives to the plain kernels (the GEMM with a program per tile, the direct kernel
+with its taps a loop) did in a tuning log (QBENCH_TRITON_TUNING_LOG, a JSON line per tuned shape):
+for each kind in KINDS, per shape whose tuning timed configs of that kind and of a plain kernel,
+the fastest of each and their ratio, as a Markdown table. `python -m qbench_triton.tuning_log
+FILE`.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from typing import Any
 
 # a kind's mark in `qbench_triton._config_label`: stream-K's shared launches, the Gluon kernels
 # with a program per tile, with split-K (`/wgmma/splitN`: a label's last mark is its kind), with
-# the activations through L1 (`/wgmma/l1`) and with persistent programs (`/wgmma/persistN`)
+# the activations through L1 (`/wgmma/l1`) and with persistent programs (`/wgmma/persistN`), and
+# the direct kernel with its taps unrolled
 KINDS = {"stream-K": "/stream", "wgmma": "/wgmma", "split-K": "/split", "L1 reuse": "/l1",
-         "persistent": "/persist"}
+         "persistent": "/persist", "unrolled taps": "/unrolled"}
 
 
 def _mark(label: str) -> str | None:
@@ -47,7 +49,7 @@ def kind_rows(records: Iterable[dict[str, Any]], mark: str) -> list[dict[str, An
 
 def markdown(rows: list[dict[str, Any]], kind: str) -> str:
     """The rows of `kind` as a Markdown table, with how many shapes it won."""
-    lines = [f"| input NHWC | output NHWC | kernel | in | program per tile (µs) | {kind} (µs) "
+    lines = [f"| input NHWC | output NHWC | kernel | in | plain kernel (µs) | {kind} (µs) "
              "| ratio |", "|---|---|---|---|---|---|---|"]
     for row in rows:
         shape = ["x".join(map(str, row[key])) for key in ("input_nhwc", "output_nhwc",
@@ -66,7 +68,7 @@ def main(path: str) -> int:
         records = [json.loads(line) for line in log if line.strip()]
     tables = [markdown(rows, kind) for kind, mark in KINDS.items()
               if (rows := kind_rows(records, mark))]
-    print("\n\n".join(tables) or "no tuning in the log tried stream-K or the Gluon kernels")
+    print("\n\n".join(tables) or "no tuning in the log tried any of " + ", ".join(KINDS))
     return 0
 
 
