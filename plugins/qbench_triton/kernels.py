@@ -432,7 +432,7 @@ def conv_direct_kernel(x_ptr, w_ptr, out_ptr, corr_ptr, wzp_ptr, bias_ptr, mult_
     """A [BM, BN] tile of outputs (rows of N*OH*OW, output channels), each the sum over its
     group's CG channels and the R x S taps of x w in int32, weights [R, S, CG, K]. With
     UNROLL_TAPS the taps are unrolled, so that their loads can be in flight at once (at the cost
-    of registers: sm_90, a depthwise 3x3 in 64x64 tiles took 188 a thread instead of 80); else
+    of registers: sm_90, a depthwise 3x3 in 64x64 tiles took 188 a thread instead of 70); else
     they are a loop, which the compiler may unroll or not (in 64x64 tiles each tap's loads
     waited for the last tap's sums). Lanes outside the image hold the activations' zero point
     x_zp (as the kernel holds them: less 128 for quint8), so that they add nothing to the sums,
