@@ -432,28 +432,34 @@ def test_qbench_triton_wgmma_of_0_plans_the_gemm_kernel_alone():
 
 def test_the_counters_probe_launches_each_config_once_exactly_in_the_gluon_emulator(monkeypatch):
     """`qbench_triton.counters.launch_once` as the GPU runs it, its Gluon launches run by
-    `gluon_emulator` on a small layer that every config can do (split-K's too): a row per
-    config in order, each output equal to the reference."""
+    `gluon_emulator` on a small layer that every config can do (split-K's too), then its GEMM
+    probes, small, in the interpreter: a row per launch in order, each output equal to the
+    reference."""
     pytest.importorskip("triton")
     import qbench_triton
-    from qbench_triton import counters, wgmma
+    from qbench_triton import counters, tuning, wgmma
 
     _planned_as_on_hopper(monkeypatch)
     monkeypatch.setattr(counters, "tuner_of", lambda config: _EmulatedTuning(
         wgmma.conv_gemm_wgmma_kernel, config, reverse=False))
     monkeypatch.setattr(counters, "LAYERS", {
         "small": ConvProblem(1, 256, 9, 9, 128, (3, 3), padding=(1, 1))})
+    tile = (64, 128, 64, 4, 4)
+    monkeypatch.setattr(counters, "GEMM_PROBES", {
+        "small 1x1": (ConvProblem(1, 64, 6, 6, 48, (1, 1), stride=(2, 2)), tile)})
     rows = counters.launch_once("cpu")
     assert [row["config"] for row in rows] == [
-        qbench_triton._config_label(config) for config in counters.CONFIGS]
+        qbench_triton._config_label(config) for config in counters.CONFIGS] + [
+        qbench_triton._config_label(tuning._gemm_config(*tile))]
+    assert rows[-1]["layer"] == "small 1x1"
     assert all(row["max_err_lsb"] == 0 and row["exact_pct"] == 100.0 for row in rows), rows
 
 
 def test_the_counters_probe_forces_configs_that_tuning_would_try_on_its_layers(monkeypatch):
     """`qbench_triton.counters`: each of its CONFIGS is a candidate that tuning would time on
-    each layer it launches (split-K on), past the prune; `forced` holds that config alone in
-    the Gluon tuner and plans the Gluon launch without the GEMM's; its table lists launches in
-    order."""
+    each layer it launches (split-K on), past the prune, and so is each GEMM probe's tile on its
+    layer; `forced` holds that config alone in the Gluon tuner and plans the Gluon launch
+    without the GEMM's; its table lists launches in order."""
     pytest.importorskip("triton")
     import qbench_triton
     from qbench_triton import counters, tuning, wgmma_configs
@@ -474,6 +480,12 @@ def test_the_counters_probe_forces_configs_that_tuning_would_try_on_its_layers(m
             wgmma_configs.configs_for(mapping, False, problem.kernel_size), args, R=3, S=3)
         labels = {qbench_triton._config_label(config) for config in tried}
         assert {qbench_triton._config_label(config) for config in counters.CONFIGS} <= labels
+    for problem, tile in counters.GEMM_PROBES.values():
+        oh, ow = problem.output_size
+        shape = GemmShape(problem.batch * oh * ow, problem.out_channels, problem.out_channels,
+                          problem.in_channels, problem.kernel_size, False)
+        tried = tuning.tuning_candidates(tuning.GEMM_CONFIGS, shape, 0)
+        assert tuning._gemm_config(*tile) in tried, (problem, tile)
     config = counters.CONFIGS[-1]
     with counters.forced(config):
         assert wgmma_configs.conv_gemm_wgmma_tuned.configs == [config]

@@ -1,17 +1,19 @@
-"""What the Gluon kernel's time goes to on ResNet-50's deep 3x3 layers, read from the GPU's
-counters: scripts/gpu-check.sh's `counters` step runs it under Nsight Compute,
+"""What the triton backend's kernels spend their time on where it is furthest behind, read from
+the GPU's counters: scripts/gpu-check.sh's `counters` step runs it under Nsight Compute,
 
-    ncu --clock-control none --set full --csv --page details --kernel-name regex:wgmma \\
+    ncu --clock-control none --set full --csv --page details --kernel-name regex:conv_gemm \\
         python3 -m qbench_triton.counters > counters.txt
     python3 -m qbench_triton.counters --summary counters.txt
 
 Each config of CONFIGS is forced (the Gluon kernel alone, in that config, no tuning) on each layer
-of `stream_probe.LAYERS` (batch 32, qint8 in and out, as the resnet-qint8 run) and launched once,
-into a poisoned output checked against the exact reference. The table it prints lists the
-launches in order, which is the order of ncu's kernels (all of them the one Gluon kernel by name):
-their durations, throughputs against their peaks, L1 and L2 hit rates, occupancy, stalls.
-`--summary` tabulates some of them per launch (`summary`). Without ncu it checks the same
-launches. Run after the resnet-qint8 step, whose compiled kernels Triton finds in its cache.
+of `stream_probe.LAYERS` (ResNet-50's deep 3x3 layers), then each of GEMM_PROBES' tiles (the GEMM
+kernel alone, in that tile) on its layer, all batch 32, qint8 in and out, as the resnet-qint8 run,
+and launched once, into a poisoned output checked against the exact reference. The table it
+prints lists the launches in order, which is the order of ncu's kernels (the Gluon kernel's, then
+the GEMM kernel's, by name): their durations, throughputs against their peaks, L1 and L2 hit
+rates, occupancy, stalls. `--summary` tabulates some of them per launch (`summary`). Without ncu
+it checks the same launches. Run after the suites' steps, whose compiled kernels Triton finds in
+its cache.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from qbench.quantized import QuantizedActivation, output_integers
 from qbench.registry import load_backends
 from qbench.runner import prepare_case
 from qbench.suite import Case
-from qbench_triton import _config_label, wgmma, wgmma_configs
+from qbench import ConvProblem
+from qbench_triton import _config_label, stream_probe, tuning, wgmma, wgmma_configs
 from qbench_triton.stream_probe import LAYERS, QINT8
 
 # (BM, BN, BK, warps, STAGES), SPLIT, L1_REUSE: the tiles that won layer3.conv2 and layer4.conv2 on
@@ -42,6 +45,22 @@ CONFIGS = [config for tile, split in [((64, 128, 128, 4, 4), 1), ((64, 64, 128, 
                                       ((128, 128, 128, 8, 3), 1), ((64, 128, 128, 4, 4), 2)]
            for reuse in (False, True)
            for config in wgmma_configs._configs([tile], SPLIT=split, L1_REUSE=reuse, PERSIST=0)]
+
+
+# (layer, its tile of the GEMM kernel: BM, BN, BK, warps, stages): the tiles that won, on an H200
+# (results/h200-2026-11-27-50e7c51/triton-tuning.jsonl), ResNet-50's 1x1 layers where triton took
+# longest against int8 cuDNN (64 -> 256 at 56^2, 1.30 times; the 256 -> 512 downsample at stride
+# 2, 1.49) and MobileNetV2's pointwise layer furthest from its floor (16 -> 96 at 112^2, 6.6
+# times)
+GEMM_PROBES = {
+    "layer1.conv3": (ConvProblem(batch=32, in_channels=64, out_channels=256, height=56, width=56,
+                                 kernel_size=(1, 1)), (64, 128, 64, 4, 4)),
+    "layer2.0.downsample": (ConvProblem(batch=32, in_channels=256, out_channels=512, height=56,
+                                        width=56, kernel_size=(1, 1), stride=(2, 2)),
+                            (64, 128, 64, 4, 4)),
+    "pw16-96@112": (ConvProblem(batch=32, in_channels=16, out_channels=96, height=112, width=112,
+                                kernel_size=(1, 1)), (128, 32, 32, 4, 4)),
+}
 
 
 def tuner_of(config: triton.Config) -> Any:
@@ -66,25 +85,30 @@ def forced(config: triton.Config) -> Iterator[None]:
 
 
 def launch_once(device: str = "cuda") -> list[dict[str, object]]:
-    """A row per launch on `device`, in order: its layer, config, max error in LSB and share
-    exact."""
+    """A row per launch on `device`, in order (CONFIGS on each of LAYERS, then GEMM_PROBES): its
+    layer, config, max error in LSB and share exact."""
     backend = load_backends()["triton"]
+    launches = [(name, problem, config, forced(config)) for name, problem in LAYERS.items()
+                for config in CONFIGS]
+    launches += [(name, problem, tuning._gemm_config(*tile), stream_probe.forced(tile, 0))
+                 for name, (problem, tile) in GEMM_PROBES.items()]
     rows: list[dict[str, object]] = []
-    for name, problem in LAYERS.items():
-        prepared = prepare_case(Case(name, problem.replace(**QINT8).validate()), seed=0)
-        inputs = prepared.inputs_for(device, backend.info.channels_last)
-        for config in CONFIGS:
-            with forced(config):
-                packed = backend.prepack(inputs.weight, inputs.bias, inputs.params)
-                x = backend.prepare_input(inputs.input)
-                output = QuantizedActivation.output_buffer(prepared.problem, device,
-                                                           backend.info.channels_last)
-                output.data.copy_(prepared.poisoned)
-                result = backend.apply_function(prepared.problem.relu)(packed, x, output)
-            comparison = compare(output_integers(result, output), prepared.reference_wide)
-            rows.append({"launch": len(rows) + 1, "layer": name,
-                         "config": _config_label(config), "max_err_lsb": comparison.max_err_lsb,
-                         "exact_pct": comparison.exact_pct})
+    cases: dict[str, Any] = {}  # a layer's (prepared case, inputs on `device`), made once
+    for name, problem, config, launch in launches:
+        if name not in cases:
+            prepared = prepare_case(Case(name, problem.replace(**QINT8).validate()), seed=0)
+            cases[name] = prepared, prepared.inputs_for(device, backend.info.channels_last)
+        prepared, inputs = cases[name]
+        with launch:
+            packed = backend.prepack(inputs.weight, inputs.bias, inputs.params)
+            x = backend.prepare_input(inputs.input)
+            output = QuantizedActivation.output_buffer(prepared.problem, device,
+                                                       backend.info.channels_last)
+            output.data.copy_(prepared.poisoned)
+            result = backend.apply_function(prepared.problem.relu)(packed, x, output)
+        comparison = compare(output_integers(result, output), prepared.reference_wide)
+        rows.append({"launch": len(rows) + 1, "layer": name, "config": _config_label(config),
+                     "max_err_lsb": comparison.max_err_lsb, "exact_pct": comparison.exact_pct})
     return rows
 
 
