@@ -277,8 +277,8 @@ def test_qbench_backends_explains_what_triton_needs_without_gpu_or_interpreter()
 
 def test_kernels_compile_for_sm80_and_sm90_without_a_gpu():
     """Triton ships ptxas: the compiled path's errors (int8 dot shapes, types) show up here too,
-    every GEMM tuning config compiles for sm_90 without spilling registers, and the Gluon
-    kernel's each issue a step's loads while a wgmma runs."""
+    every GEMM and direct kernel tuning config compiles for sm_90 without spilling registers,
+    and the Gluon kernel's each issue a step's loads while a wgmma runs."""
     pytest.importorskip("triton")
     from qbench_triton import tuning
 
@@ -295,10 +295,14 @@ def test_kernels_compile_for_sm80_and_sm90_without_a_gpu():
              for line in config_lines]
     assert all(0 < step < 400 for step in steps), steps
     from qbench_triton import wgmma_configs
+    from qbench_triton.compile_check import narrow_merged_configs
 
+    direct_lines = [line for line in lines if line.startswith("sm_90 direct config ")]
+    assert len(direct_lines) == len(tuning.DIRECT_CONFIGS)  # each with its taps a loop, unrolled
+    assert all(line.endswith("no spills") for line in direct_lines)
     wgmma_lines = [line for line in lines if line.startswith("sm_90 wgmma config ")]
     # qint8 and quint8: a tap per pixel, merged rows of conv1 and of 12 lanes (blocks of 32)
-    narrow = [config for config in wgmma_configs.MERGED_CONFIGS if config.kwargs["BK"] == 32]
+    narrow = narrow_merged_configs()
     assert len(wgmma_lines) == 2 * (len(narrow) + sum(len(configs) for configs in (
         wgmma_configs.WGMMA_CONFIGS, wgmma_configs.SPLIT_CONFIGS, wgmma_configs.REUSE_CONFIGS,
         wgmma_configs.PERSISTENT_CONFIGS, wgmma_configs.MERGED_CONFIGS)))

@@ -164,7 +164,7 @@ def wgmma_config_usage() -> list[tuple[str, int, int, int, tuple[int, int], tupl
                         for config in wgmma_configs.MERGED_CONFIGS]
     kernels_configs += [(" merged narrow", wgmma.conv_merged_wgmma_kernel, config,
                          dict(R=3, S=3, SPAN=12), _CONV1_DIVISIBLE)
-                        for config in wgmma_configs.MERGED_CONFIGS if config.kwargs["BK"] == 32]
+                        for config in narrow_merged_configs()]
     for name, kernel, config, taps, divisible in kernels_configs:
         for unsigned in (False, True):
             constants = dict(taps, BORDER=True, **config.kwargs)
@@ -193,6 +193,12 @@ def direct_config_usage() -> list[tuple[str, int, int, int]]:
         usage.append((_config_label(config), registers, stack,
                       programs_an_sm(registers, compiled.metadata.shared, config.num_warps)))
     return usage
+
+
+def narrow_merged_configs() -> list[triton.Config]:
+    """The merged-row configs that tuning tries on rows of 12 lanes (a 3x3 of 4 channels, its
+    weights' tap stride 32) to up to 128 output channels (`wgmma_configs.dividing`)."""
+    return wgmma_configs.dividing(wgmma_configs.MERGED_CONFIGS, 32, 128)
 
 
 def gemm_variants() -> list[tuple[int, ...]]:
