@@ -21,8 +21,8 @@ from rich.table import Table
 
 import qbench
 from qbench.environment import collect_environment
-from qbench.compare import (DEFAULT_THRESHOLD, NOISY_ABOVE, compare_runs, device_changes,
-                            regressions)
+from qbench.compare import (DEFAULT_THRESHOLD, NOISY_ABOVE, compare_runs, regressions,
+                            timing_changes)
 from qbench.errors import QbenchError
 from qbench.export import export_pytest_benchmark
 from qbench.floor import rates_for_run
@@ -275,17 +275,17 @@ def compare(old: Path, new: Path, fail_above: float | None, threshold: float,
     from qbench.report import templates
 
     counts = matched["label"].value_counts().to_dict()
-    devices = device_changes(matched)
+    changes = timing_changes(matched)
     html = html or new / "compare.html"
     html.write_text(templates.get_template("compare.html.j2").render(
         old=str(old), new=str(new), rows=matched.to_dict("records"), counts=counts,
-        noisy_pct=round(NOISY_ABOVE * 100), threshold_pct=threshold, device_changes=devices))
+        noisy_pct=round(NOISY_ABOVE * 100), threshold_pct=threshold, timing_changes=changes))
     summary = ", ".join(f"{k}: {v}" for k, v in counts.items()) or \
         "no problem timed on the same backend in both runs"
     click.echo(f"{summary}; page: {html}")
-    if devices:
-        click.echo(f"warning: the runs timed these rows on different devices ({'; '.join(devices)})"
-                   ": their ratios measure the devices as much as the code", err=True)
+    if changes:
+        click.echo(f"warning: the runs timed rows differently ({'; '.join(changes)}): their "
+                   "ratios measure that as much as the code", err=True)
     if fail_above is not None:
         slower = regressions(matched, fail_above)
         if len(slower):

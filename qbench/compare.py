@@ -33,6 +33,8 @@ _NO_WORK = ("out_scale", "out_zero_point", "reduce_range")
 # record but _NO_WORK
 PROBLEM_KEY = ["case_name", "backend", *(field.name for field in fields(ConvProblem)
                                          if field.name in COLUMNS and field.name not in _NO_WORK)]
+# how a row was timed: rows timed otherwise in the two runs still match (`timing_changes`)
+HOW_TIMED = ["device", "timing_mode"]
 
 
 def row_noise(rows: pd.DataFrame) -> pd.Series:
@@ -54,14 +56,14 @@ def label(ratio: float, noise: float, threshold: float = DEFAULT_THRESHOLD) -> s
 def compare_runs(old: str | Path, new: str | Path,
                  threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
     """Rows timed in both runs, matched on PROBLEM_KEY, with the new run's case name, each run's
-    device (`device_old`, `device_new`), the ratio, noise and label."""
+    HOW_TIMED (`device_old`, `device_new`, ...), the ratio, noise and label."""
     frames = []
     for directory in (old, new):
         _, rows = load_results(directory)
         timed = rows[rows["median_us"].notna()].copy()
         timed["noise"] = row_noise(timed)
         timed["case_name"] = timed["case"].str.replace(r"\[[^\]]*\]$", "", regex=True)
-        frames.append(timed[PROBLEM_KEY + ["case", "device", "median_us", "noise"]])
+        frames.append(timed[PROBLEM_KEY + ["case", *HOW_TIMED, "median_us", "noise"]])
     matched = frames[0].drop(columns="case").merge(frames[1], on=PROBLEM_KEY,
                                                     suffixes=("_old", "_new"))
     matched["ratio"] = matched["median_us_new"] / matched["median_us_old"]
@@ -71,13 +73,17 @@ def compare_runs(old: str | Path, new: str | Path,
     return matched
 
 
-def device_changes(matched: pd.DataFrame) -> list[str]:
-    """"OLD -> NEW" for each pair of different devices (as rows name them: "cuda: NVIDIA H200")
-    that matched rows were timed on, in order of first appearance: their ratios measure the
-    devices as much as the code."""
-    changed = matched.loc[matched["device_old"] != matched["device_new"],
-                          ["device_old", "device_new"]].drop_duplicates()
-    return [f"{old} -> {new}" for old, new in changed.itertuples(index=False)]
+def timing_changes(matched: pd.DataFrame) -> list[str]:
+    """"COLUMN OLD -> NEW" for each pair of different values of HOW_TIMED that matched rows were
+    timed with (`device cuda: NVIDIA H100 80GB HBM3 -> cuda: NVIDIA H200`, `timing_mode cold ->
+    hot`), in order of first appearance: their ratios measure that as much as the code."""
+    changes = []
+    for column in HOW_TIMED:
+        old, new = f"{column}_old", f"{column}_new"
+        changed = matched.loc[matched[old] != matched[new], [old, new]].drop_duplicates()
+        changes += [f"{column} {before} -> {after}"
+                    for before, after in changed.itertuples(index=False)]
+    return changes
 
 
 def regressions(matched: pd.DataFrame, fail_above_pct: float) -> pd.DataFrame:

@@ -91,6 +91,13 @@ step padding-narrow python3 -m qbench run suites/padding.toml --device cuda \
 ncu=$(command -v ncu || compgen -G "/opt/nvidia/nsight-compute/*/ncu" | head -n 1)
 step counters env -u QBENCH_TRITON_TUNING_LOG "${ncu:-ncu}" --clock-control none --set full \
     --csv --page details --kernel-name regex:conv_gemm python3 -m qbench_triton.counters
+# ResNet-50 qint8 with the L2 cache left warm (--timing hot): against the cold run above, what
+# each backend's time owes to reading from memory (triton's 1x1 layers took 1.2 to 1.5 times
+# int8 cuDNN's, cold, on the H200)
+step resnet-qint8-hot python3 -m qbench run suites/resnet.toml --device cuda --timing hot \
+    --out "$WORK/resnet-qint8-hot" --set in_dtype=qint8 --set out_dtype=qint8 \
+    --set weight_qscheme=per_tensor --set out_zero_point=0 "${sets[@]}" \
+    --backends triton,cudnn,torch-fp16
 for suite in depthwise grouped resnet padding; do
     step "$suite" python3 -m qbench run "suites/$suite.toml" --device cuda --out "$WORK/$suite" \
         "${sets[@]}" --backends "$backends"
@@ -120,14 +127,16 @@ done
 # each suite run against the same suite's in the first of the committed runs QBENCH_GPU_BASELINE
 # that has it (default: the H200's of 50e7c51, then of 6b3a359, the last with padding), row by row
 # (`qbench compare`, which says so if the card differs), in compare-RUN.txt and .html; a run of
-# some of a suite's cases, or with split-K, against the whole suite's
-baselines=${QBENCH_GPU_BASELINE:-results/h200-2026-11-27-50e7c51 results/h200-2026-11-27-6b3a359}
+# some of a suite's cases, or with split-K, against the whole suite's; the warm run against this
+# call's cold one
+committed=${QBENCH_GPU_BASELINE:-results/h200-2026-11-27-50e7c51 results/h200-2026-11-27-6b3a359}
 for results in "$WORK"/*/results.csv; do
     run=$(basename "$(dirname "$results")")
+    suite=$run baselines=$committed
     case $run in
         padding-narrow) suite=padding ;;
         resnet-qint8-split) suite=resnet-qint8 ;;
-        *) suite=$run ;;
+        resnet-qint8-hot) suite=resnet-qint8 baselines=$WORK ;;
     esac
     for baseline in $baselines; do
         if [ -e "$baseline/$suite/results.json" ]; then

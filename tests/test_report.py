@@ -83,27 +83,28 @@ def test_compare_a_run_with_itself_and_with_a_slowed_backend(run_cli, write_suit
     assert page.count('class="SLOWER"') == 3
 
 
-def test_compare_warns_where_the_runs_timed_a_row_on_different_devices(run_cli, write_suite,
-                                                                         tmp_path, fake_plugins):
-    """A run against itself: no warning. Against the same rows as timed on another device (its
-    CSV's device column rewritten, as a run on an H200 would have it): a warning on stderr and on
-    the page naming both devices, the exit status untouched."""
+def test_compare_warns_where_the_runs_timed_a_row_differently(run_cli, write_suite, tmp_path,
+                                                                fake_plugins):
+    """A run against itself: no warning. Against the same rows as timed on another device with
+    the L2 cache warm (its CSV's columns rewritten, as a run on an H200 with --timing hot would
+    have them): a warning on stderr and on the page naming both changes, the exit status
+    untouched."""
     run_cli("run", write_suite(TINY_SUITE), "--out", tmp_path / "here", "--backends",
             "faulty-exact", "-p", "qbench_faulty", "--max-time", "0.02")
     same = run_cli("compare", tmp_path / "here", tmp_path / "here")
-    assert same.exit_code == 0 and "different devices" not in same.output
-    assert "different devices" not in (tmp_path / "here" / "compare.html").read_text()
+    assert same.exit_code == 0 and "differently" not in same.output
+    assert "differently" not in (tmp_path / "here" / "compare.html").read_text()
     shutil.copytree(tmp_path / "here", tmp_path / "there")
     rows = pd.read_csv(tmp_path / "there" / "results.csv", keep_default_na=False)
-    here = rows["device"].iloc[0]
-    rows["device"] = "cuda: NVIDIA H200"
+    device, mode = rows["device"].iloc[0], rows["timing_mode"].iloc[0]
+    rows["device"], rows["timing_mode"] = "cuda: NVIDIA H200", "hot"
     rows.to_csv(tmp_path / "there" / "results.csv", index=False)
     moved = run_cli("compare", tmp_path / "here", tmp_path / "there")
-    assert moved.exit_code == 0
-    assert f"different devices ({here} -> cuda: NVIDIA H200)" in moved.output
+    changes = f"device {device} -> cuda: NVIDIA H200; timing_mode {mode} -> hot"
+    assert moved.exit_code == 0 and f"timed rows differently ({changes})" in moved.output
     page = (tmp_path / "there" / "compare.html").read_text()
-    assert f'<p class="warning">Warning: the runs timed rows on different devices ({here} -&gt; ' \
-           "cuda: NVIDIA H200)" in page
+    assert f'<p class="warning">Warning: the runs timed rows differently ' \
+           f'({changes.replace(">", "&gt;")})' in page
 
 
 def test_compare_matches_the_same_problem_swept_in_one_run_and_set_in_the_other(
