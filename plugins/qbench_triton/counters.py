@@ -29,12 +29,12 @@ from unittest import mock
 
 import triton
 
+from qbench import ConvProblem
 from qbench.check import compare
 from qbench.quantized import QuantizedActivation, output_integers
 from qbench.registry import load_backends
 from qbench.runner import prepare_case
 from qbench.suite import Case
-from qbench import ConvProblem
 from qbench_triton import _config_label, stream_probe, tuning, wgmma, wgmma_configs
 from qbench_triton.stream_probe import LAYERS, QINT8
 
