@@ -22,6 +22,7 @@ import pandas as pd
 
 from qbench.problem import ConvProblem
 from qbench.results import COLUMNS, load_results
+from qbench.suite import table_name
 
 NOISY_ABOVE = 0.10
 DEFAULT_THRESHOLD = 0.05
@@ -62,7 +63,7 @@ def compare_runs(old: str | Path, new: str | Path,
         _, rows = load_results(directory)
         timed = rows[rows["median_us"].notna()].copy()
         timed["noise"] = row_noise(timed)
-        timed["case_name"] = timed["case"].str.replace(r"\[[^\]]*\]$", "", regex=True)
+        timed["case_name"] = timed["case"].map(table_name)
         frames.append(timed[PROBLEM_KEY + ["case", *HOW_TIMED, "median_us", "noise"]])
     matched = frames[0].drop(columns="case").merge(frames[1], on=PROBLEM_KEY,
                                                     suffixes=("_old", "_new"))

@@ -13,6 +13,7 @@ import difflib
 import fnmatch
 import itertools
 import math
+import re
 import tomllib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -131,7 +132,7 @@ def select_cases(suite: Suite, patterns: Sequence[str]) -> Suite:
     names no case is a QbenchError naming the file."""
     for pattern in patterns:
         if not any(_names(pattern, case) for case in suite.cases):
-            tables = list(dict.fromkeys(case.name.split("[", 1)[0] for case in suite.cases))
+            tables = list(dict.fromkeys(table_name(case.name) for case in suite.cases))
             raise QbenchError(f"{suite.path}: --case {pattern!r} names none of its "
                               f"{len(suite.cases)} cases{suggestion(pattern, tables)}; its "
                               f"[[case]] tables: {', '.join(tables)}")
@@ -142,8 +143,17 @@ def select_cases(suite: Suite, patterns: Sequence[str]) -> Suite:
 
 
 def _names(pattern: str, case: Case) -> bool:
-    return (case.name == pattern or case.name.startswith(pattern + "[")
+    return (pattern in (case.name, table_name(case.name))
             or fnmatch.fnmatchcase(case.name, pattern))
+
+
+def table_name(case_name: str) -> str:
+    """A case's name without its sweep's `[field=value,...]` suffix: the name of the [[case]]
+    table it was expanded from."""
+    return _SWEEP_SUFFIX.sub("", case_name)
+
+
+_SWEEP_SUFFIX = re.compile(r"\[[^\]]*\]$")
 
 
 def _case_label(raw: dict[str, Any], index: int) -> str:
