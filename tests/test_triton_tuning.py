@@ -205,9 +205,15 @@ def test_tuning_skips_tiles_wider_than_twice_the_problem():
         return tuning._fitting_gemm_configs(tuning.GEMM_CONFIGS, args, R=r, S=s, MERGE_S=merge)
 
     whole = [config for config in tuning.GEMM_CONFIGS if not config.kwargs["SHARED"]]
-    layer1 = gemm_args(32 * 56 * 56, 64, 64, 64)  # 3x3 64 -> 64: no 128- or 256-wide BN
-    assert config_tiles(fitting(layer1, 3, 3, False)) == {
-        tiles for tiles in config_tiles(whole) if tiles[1] <= 64 and tiles[2] <= 64}
+    layer1 = gemm_args(32 * 56 * 56, 64, 64, 64)  # 3x3 64 -> 64: no 128- or 256-wide BN,
+    assert config_tiles(fitting(layer1, 3, 3, False)) == {  # no BK of 32, as 64 divides a tap
+        tiles for tiles in config_tiles(whole) if tiles[1] <= 64 and tiles[2] == 64}
+    expanding = gemm_args(32 * 56 * 56, 24, 24, 144)  # MobileNetV2's 1x1 24 -> 144
+    assert config_tiles(fitting(expanding, 1, 1, False)) == {
+        tiles for tiles in config_tiles(whole) if tiles[2] == 32}
+    assert {(64, 128, 32), (128, 128, 32)} <= config_tiles(fitting(expanding, 1, 1, False))
+    odd = gemm_args(32 * 14 * 14, 96, 96, 576)  # 1x1 96 -> 576: blocks of 64 leave a half
+    assert {tiles[2] for tiles in config_tiles(fitting(odd, 1, 1, False))} == {32, 64, 128}
     conv1 = gemm_args(32 * 112 * 112, 3, 3, 64, span=21)  # a row of 7 pixels x 3 channels
     assert {tiles[2] for tiles in config_tiles(fitting(conv1, 7, 7, True))} == {32}  # BK
     grouped = gemm_args(32 * 56 * 56, 64, 16, 16)  # groups' spans are their own channels

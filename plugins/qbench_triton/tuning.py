@@ -35,6 +35,12 @@ from qbench_triton.stream import (PER_SM_CHOICES, GemmShape, partials_fit, share
 # tiles with more stages are candidates too.
 # Layers of few output channels (MobileNet's pointwise 16 to 32, ResNeXt's groups) take 32-wide
 # tiles; 256 rows a program give each its latency (loads in, terms, stores out) over more work.
+# Layers of a narrow reduction and more output channels (MobileNet's 1x1 of 16 to 32 channels to
+# 96 to 192) have BK-32 tiles 128 wide too: on the H200 a 64-wide tile took 0.58 times as long
+# as a 32-wide one on 24 -> 144 at 56^2 (47.8 against 82.3 us, 50e7c51), and no wider tile of
+# BK 32 was a candidate (sm_90, a 1x1 without padding: 96 registers for 64x128x32 on 4 warps,
+# 5 programs an SM; 128 for 128x128x32 on 8, 2). BK-32 tiles only where blocks of 64 do not
+# divide a tap (`_blocks_worth_trying`).
 # Each tile config, and with stream-K on (`stream.ENABLED`) each shared by PER_SM_CHOICES programs
 # per SM as well (`stream.worth_sharing` prunes them), so that the large tiles' few programs no
 # longer leave SMs idle (on the H200, alone, 128x256 tiles reduced at 2.9 TMAC/s an SM, 64x128 at
@@ -48,7 +54,8 @@ GEMM_TILES = [(128, 128, 64, 8, 3), (128, 64, 64, 4, 4), (64, 128, 64, 4, 4), (6
               (256, 32, 32, 4, 4), (256, 32, 64, 4, 3), (128, 32, 64, 4, 4), (256, 64, 64, 8, 3),
               (64, 128, 128, 4, 4), (64, 128, 256, 4, 3), (64, 64, 128, 4, 3),
               (128, 256, 128, 8, 3), (64, 64, 128, 4, 4), (64, 64, 128, 4, 5),
-              (64, 128, 128, 4, 5), (64, 128, 256, 8, 4)]
+              (64, 128, 128, 4, 5), (64, 128, 256, 8, 4), (64, 128, 32, 4, 4),
+              (128, 128, 32, 8, 3)]
 
 
 def _gemm_config(bm: int, bn: int, bk: int, warps: int, stages: int,
@@ -99,7 +106,8 @@ def tuning_candidates(configs: list[triton.Config], shape: GemmShape,
     over HEAVY_TILE_LIMIT), and the shared configs of their tiles that are worth trying
     (`_shared_slots`) and need at most `partial_slots` slots, one for each number of programs."""
     whole = [config for config in configs if not config.kwargs["SHARED"] and not (
-        shape.merge_rows and config.kwargs["BM"] * config.kwargs["BN"] > HEAVY_TILE_LIMIT)]
+        shape.merge_rows and config.kwargs["BM"] * config.kwargs["BN"] > HEAVY_TILE_LIMIT)
+        and _blocks_worth_trying(config.kwargs["BK"], shape.span)]
     fitting = _fitting(whole, {"BM": shape.rows, "BN": shape.group_out, "BK": shape.span})
     if partial_slots < 2:
         return fitting
@@ -114,6 +122,16 @@ def tuning_candidates(configs: list[triton.Config], shape: GemmShape,
                 launches.add(launch)
                 shared.append(config)
     return fitting + shared
+
+
+def _blocks_worth_trying(bk: int, span: int) -> bool:
+    """Whether reduction blocks of `bk` lanes are worth trying on taps of `span` lanes: all but
+    blocks of 32 where blocks of 64 divide the span. On the H200 (218 tunings of such layers in
+    five runs under results/) a BK-32 tile won once, by 1 % (MobileNetV2's 192 -> 32 at 28^2,
+    1.10 times the best in the other two runs), and otherwise took 1.01 to 2.1 times the best;
+    where blocks of 64 do not divide the span (narrow channels, merged rows, spans of 96, 144 or
+    160) BK-32 tiles won 107 of 113."""
+    return bk != 32 or span % 64 != 0
 
 
 def _programs(shape: GemmShape, config: triton.Config, sms: int) -> int:
