@@ -9,6 +9,7 @@ import itertools
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,6 +21,8 @@ from qbench.problem import ConvProblem
 from qbench.quantized import ConvParams
 from qbench.suite import Case
 from triton_support import run_compiling, small_problems
+
+FUSION_PROBE = str(Path(__file__).with_name("fusion_probe.py"))
 
 
 # depthwise; odd channels and conv1 merge a kernel row's pixels (21 channels), ResNeXt's narrow
@@ -57,6 +60,31 @@ def test_random_problems_are_exact(problem, runner_and_backend):
     # mistrusted: mostly clamped outputs (ReLU's zeros among them), compared all the same
     assert row["status"] in ("ok", "mistrusted"), (problem, row["error"])
     assert row["max_err_lsb"] == 0 and row["exact_pct"] == 100.0, (problem, row["details"])
+
+
+# ResNet-50's 1x1 of 64 -> 256 at 56^2 (batch 8: 6.4 million outputs) as the GPU runs quantize it
+# (qint8, no zero points), and its 3x3 of 64 at 56^2 as PyTorch does (quint8 with a zero point,
+# per-channel weights; batch 4, 0.8 million) with padding and ReLU
+MILLIONS = {
+    "1x1-qint8": ConvProblem(8, 64, 56, 56, 256, (1, 1), in_dtype="qint8", out_dtype="qint8",
+                             weight_qscheme="per_tensor", out_zero_point=0),
+    "3x3-quint8": ConvProblem(4, 64, 56, 56, 64, (3, 3), padding=(1, 1), in_zero_point=64,
+                              relu=True),
+}
+
+
+@pytest.mark.parametrize("name", MILLIONS)
+def test_millions_of_outputs_are_exact_on_a_gpu(name, runner_and_backend):
+    """Every output equal to the reference, where the H200 runs of the kernels that rounded by a
+    floor and a fraction found up to 5 in a million 1 LSB off (a multiply fused into the fraction:
+    `compile_check.fused_multiply_adds`), too rare for the small problems to meet."""
+    runner, backend = runner_and_backend
+    if backend.info.interpreted:
+        pytest.skip("millions of outputs: too slow for the interpreter (its arithmetic is the "
+                    "reference's, checked on the small problems)")
+    row = runner.row("triton", Case(name, MILLIONS[name].validate()), backend)
+    assert row["status"] == "ok", row["error"]
+    assert row["max_err_lsb"] == 0 and row["exact_pct"] == 100.0, row["details"]
 
 
 @pytest.mark.parametrize("zero_point", [0, -5])
@@ -278,7 +306,9 @@ def test_qbench_backends_explains_what_triton_needs_without_gpu_or_interpreter()
 def test_kernels_compile_for_sm80_and_sm90_without_a_gpu():
     """Triton ships ptxas: the compiled path's errors (int8 dot shapes, types) show up here too,
     every GEMM and direct kernel tuning config compiles for sm_90 without spilling registers,
-    and the Gluon kernel's each issue a step's loads while a wgmma runs."""
+    and the Gluon kernel's each issue a step's loads while a wgmma runs; no kernel has a float
+    multiply-add (compile_check exits non-zero on any: the requantization's product would not be
+    rounded on its own, as the reference rounds it)."""
     pytest.importorskip("triton")
     from qbench_triton import tuning
 
@@ -312,3 +342,13 @@ def test_kernels_compile_for_sm80_and_sm90_without_a_gpu():
         assert loads and beside == loads and line.endswith("no spills"), line
         persist = re.search(r"/persist(\d+) .* (\d+) programs an SM", line)
         assert not persist or int(persist[1]) <= int(persist[2]), line  # all running at once
+
+
+
+def test_the_compile_check_finds_a_multiply_fused_with_an_addition():
+    """What `compile_check` refuses in the kernels: Triton fuses v * s + c into one FMA (one
+    rounding), and not with a clamp in between (the product rounded on its own, as the reference
+    rounds it)."""
+    pytest.importorskip("triton")
+    fused, clamped = map(int, run_compiling(FUSION_PROBE).split())
+    assert fused > 0 and clamped == 0

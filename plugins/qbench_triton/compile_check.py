@@ -3,9 +3,10 @@ qbench_triton.compile_check 80 90`. Prints each kernel's tensor-core instruction
 then, for sm_90 (H100, H200), every GEMM tuning config's registers and instructions a reduction
 step, every direct kernel config's registers, and the Gluon kernel's (`wgmma`) with how many of a
 step's loads it issues while a wgmma runs and how many of its programs fit an SM: exits non-zero
-when a kernel fails to compile, spills registers, packs a masked load's default wrongly, the Gluon
-kernel issues a load after a step's wgmma has ended, or a persistent config asks for more programs
-an SM than fit. Run without TRITON_INTERPRET."""
+when a kernel fails to compile, spills registers, has a float multiply-add (its requantization
+would not round as the reference does), packs a masked load's default wrongly, the Gluon kernel
+issues a load after a step's wgmma has ended, or a persistent config asks for more programs an SM
+than fit. Run without TRITON_INTERPRET."""
 
 from __future__ import annotations
 
@@ -60,28 +61,42 @@ def compile_kernel(kernel, constants: dict, capability: int, unsigned: bool, war
                           options={"num_warps": warps, "num_stages": stages})
 
 
-def registers_and_stack(compiled) -> tuple[int, int]:
-    """(registers, stack bytes) a thread of a compiled kernel takes, from cuobjdump (which Triton
-    ships): stack is where ptxas spills registers, as Triton's kernels have no local arrays."""
+def _cuobjdump(compiled, option: str) -> str:
+    """What cuobjdump (which Triton ships) prints of a compiled kernel's cubin with `option`."""
     with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:
         cubin.write(compiled.asm["cubin"])
         cubin.flush()
-        usage = subprocess.run([knobs.nvidia.cuobjdump.path, "--dump-resource-usage", cubin.name],
-                               capture_output=True, text=True, check=True).stdout
-    match = re.search(r"REG:(\d+) STACK:(\d+)", usage)
+        return subprocess.run([knobs.nvidia.cuobjdump.path, option, cubin.name],
+                              capture_output=True, text=True, check=True).stdout
+
+
+def registers_and_stack(compiled) -> tuple[int, int]:
+    """(registers, stack bytes) a thread of a compiled kernel takes: stack is where ptxas spills
+    registers, as Triton's kernels have no local arrays."""
+    match = re.search(r"REG:(\d+) STACK:(\d+)", _cuobjdump(compiled, "--dump-resource-usage"))
     return int(match[1]), int(match[2])
 
 
-def reduction_step(compiled) -> list[str]:
+def sass(compiled) -> str:
+    """A compiled kernel's SASS."""
+    return _cuobjdump(compiled, "-sass")
+
+
+def fused_multiply_adds(code: str) -> int:
+    """The float multiply-adds (FFMA) in a kernel's SASS. The requantization must round
+    (acc + bias) * scale before anything is added to it, as the reference does: fused with an
+    addition, the product is not rounded on its own. The floor-and-fraction rounding of every
+    H200 run up to 50e7c51 took its fraction so (Triton contracted v - floor(v) into one FMA with
+    the multiply): where rounding the product to float32 made a tie or unmade one, it rounded the
+    other way, 1 LSB off on up to 5 outputs in a million (`results/`, the exact_pct column)."""
+    return len(re.findall(r"\bFFMA\b", code))
+
+
+def reduction_step(code: str) -> list[str]:
     """The SASS instructions of a compiled GEMM kernel's reduction loop (the innermost loop around
-    its tensor-core instructions), from cuobjdump: what a step costs besides the tensor cores."""
-    with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:
-        cubin.write(compiled.asm["cubin"])
-        cubin.flush()
-        sass = subprocess.run([knobs.nvidia.cuobjdump.path, "-sass", cubin.name],
-                              capture_output=True, text=True, check=True).stdout
+    its tensor-core instructions), from its SASS: what a step costs besides the tensor cores."""
     addresses = [(int(address, 16), text) for address, text in
-                 re.findall(r"/\*([0-9a-f]{4,})\*/\s+([^;]*);", sass)]
+                 re.findall(r"/\*([0-9a-f]{4,})\*/\s+([^;]*);", code)]
     mma = [address for address, text in addresses if re.search(r"\b[HI]?[GIH]MMA\b", text)]
     loops = [(target, address) for address, text in addresses if "BRA" in text
              for target in [int(found, 16) for found in re.findall(r"0x([0-9a-f]+)", text)]
@@ -127,8 +142,9 @@ def programs_an_sm(registers: int, shared: int, warps: int) -> int:
     return min(by_registers, _SM90_SHARED // (shared + _SHARED_RESERVED))
 
 
-def gemm_config_usage(capability: int) -> list[tuple[str, int, int, int]]:
-    """(config, registers, stack bytes, instructions a reduction step) of each GEMM tuning config,
+def gemm_config_usage(capability: int) -> list[tuple[str, int, int, int, int]]:
+    """(config, registers, stack bytes, instructions a reduction step, float multiply-adds
+    (`fused_multiply_adds`)) of each GEMM tuning config,
     compiled as it runs (warps, stages) for ResNet-50's 3x3 layers as PyTorch quantizes them:
     quint8 activations with a zero point (a border table), symmetric weights, tiles that divide
     the layer. Each tile also shared (stream-K: any programs per SM are one variant), whether
@@ -141,14 +157,18 @@ def gemm_config_usage(capability: int) -> list[tuple[str, int, int, int]]:
         compiled = compile_kernel(kernels.conv_gemm_kernel, constants, capability, True, warps,
                                   stages)
         label = f"{bm}x{bn}x{bk}/{warps}w/{stages}s" + ("/shared" if shared else "")
-        usage.append((label, *registers_and_stack(compiled), len(reduction_step(compiled))))
+        code = sass(compiled)
+        usage.append((label, *registers_and_stack(compiled), len(reduction_step(code)),
+                      fused_multiply_adds(code)))
     return usage
 
 
-def wgmma_config_usage() -> list[tuple[str, int, int, int, tuple[int, int], tuple[int, int]]]:
+def wgmma_config_usage() -> list[tuple[str, int, int, int, tuple[int, int], tuple[int, int],
+                                      int]]:
     """(config, registers, stack bytes, instructions a reduction step, its loads beside a wgmma
     and all its loads (`loads_beside_wgmma`), its programs that fit an SM (`programs_an_sm`) and
-    those it asks for an SM (PERSIST; 0 for a program per tile)) of each tuning config of the
+    those it asks for an SM (PERSIST; 0 for a program per tile), float multiply-adds
+    (`fused_multiply_adds`)) of each tuning config of the
     Gluon kernels (`wgmma`, sm_90 only; split-K's whether or not tuning tries them,
     `wgmma_configs.splitting`; L1 reuse's; persistent programs', whose reduction loop holds a
     tile's epilogue, so that only its cp.async loads count), qint8 and quint8,
@@ -170,19 +190,21 @@ def wgmma_config_usage() -> list[tuple[str, int, int, int, tuple[int, int], tupl
             constants = dict(taps, BORDER=True, **config.kwargs)
             compiled = compile_kernel(kernel, constants, 90, unsigned, config.num_warps,
                                       config.num_stages, divisible)
-            step = reduction_step(compiled)
+            code = sass(compiled)
+            step = reduction_step(code)
             registers, stack = registers_and_stack(compiled)
             persist = config.kwargs.get("PERSIST", 0)
             load = _CP_ASYNC if persist else _GLOBAL_LOAD
             label = f"{_config_label(config)}{name} {'quint8' if unsigned else 'qint8'}"
             fit = programs_an_sm(registers, compiled.metadata.shared, config.num_warps)
             usage.append((label, registers, stack, len(step), loads_beside_wgmma(step, load),
-                          (fit, persist)))
+                          (fit, persist), fused_multiply_adds(code)))
     return usage
 
 
-def direct_config_usage() -> list[tuple[str, int, int, int]]:
-    """(config, registers, stack bytes, programs that fit an SM (`programs_an_sm`)) of each
+def direct_config_usage() -> list[tuple[str, int, int, int, int]]:
+    """(config, registers, stack bytes, programs that fit an SM (`programs_an_sm`), float
+    multiply-adds (`fused_multiply_adds`)) of each
     tuning config of the direct kernel, compiled for sm_90 as it runs MobileNetV2's depthwise 3x3
     layers: quint8, a channel a group."""
     usage = []
@@ -191,7 +213,8 @@ def direct_config_usage() -> list[tuple[str, int, int, int]]:
                                   90, True, config.num_warps, config.num_stages)
         registers, stack = registers_and_stack(compiled)
         usage.append((_config_label(config), registers, stack,
-                      programs_an_sm(registers, compiled.metadata.shared, config.num_warps)))
+                      programs_an_sm(registers, compiled.metadata.shared, config.num_warps),
+                      fused_multiply_adds(sass(compiled))))
     return usage
 
 
@@ -230,20 +253,24 @@ def main(capabilities: list[int]) -> int:
                     print(f"  a masked byte load's default is packed wrongly: {_MISPACKED_OTHER}",
                           file=sys.stderr)
                     status = 1
+                status |= _fused(name, fused_multiply_adds(sass(compiled)))
     if 90 in capabilities:
-        for label, registers, stack, step in gemm_config_usage(90):
+        for label, registers, stack, step, fused in gemm_config_usage(90):
             print(f"sm_90 gemm config {label}: {registers} registers, {step} instructions a "
                   f"reduction step, {f'{stack} B of spills' if stack else 'no spills'}")
             if stack:
                 print(f"  {label} spills registers", file=sys.stderr)
                 status = 1
-        for label, registers, stack, fit in direct_config_usage():
+            status |= _fused(label, fused)
+        for label, registers, stack, fit, fused in direct_config_usage():
             print(f"sm_90 direct config {label}: {registers} registers, {fit} programs an SM, "
                   f"{f'{stack} B of spills' if stack else 'no spills'}")
             if stack:
                 print(f"  {label} spills registers", file=sys.stderr)
                 status = 1
-        for label, registers, stack, step, (beside, loads), (fit, persist) in wgmma_config_usage():
+            status |= _fused(label, fused)
+        for label, registers, stack, step, (beside, loads), (fit, persist), fused \
+                in wgmma_config_usage():
             print(f"sm_90 wgmma config {label}: {registers} registers, {step} instructions a "
                   f"reduction step, {beside} of {loads} loads beside a wgmma, {fit} programs "
                   f"an SM, {f'{stack} B of spills' if stack else 'no spills'}")
@@ -255,7 +282,16 @@ def main(capabilities: list[int]) -> int:
                 print(f"  {label}: {persist} persistent programs an SM, but {fit} fit at once",
                       file=sys.stderr)
                 status = 1
+            status |= _fused(label, fused)
     return status
+
+
+def _fused(label: str, multiply_adds: int) -> int:
+    """1, saying so, if a kernel has float multiply-adds (`fused_multiply_adds`), else 0."""
+    if multiply_adds:
+        print(f"  {label}: {multiply_adds} float multiply-adds (FFMA): its requantization would "
+              "not round the product on its own, as the reference does", file=sys.stderr)
+    return int(multiply_adds > 0)
 
 
 if __name__ == "__main__":
