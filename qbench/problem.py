@@ -151,6 +151,22 @@ class ConvProblem:
         return self
 
 
+def int32_limits(problem: ConvProblem) -> str | None:
+    """Why kernels that sum and index in int32 cannot do `problem` exactly, or None when they
+    can: each term (x - zx)(w - zw) is at most 255 * 255, so the sums stay within int32 up to
+    33,025 terms whatever the data; offsets into the input and the output must fit too."""
+    terms = problem.reduction_size
+    if 255 * 255 * terms >= 2**31:
+        return f"a reduction of {terms} terms may overflow the int32 accumulator"
+    oh, ow = problem.output_size
+    for what, elements in (("input", problem.batch * problem.in_channels * problem.height
+                            * problem.width), ("output", problem.batch * problem.out_channels
+                                               * oh * ow)):
+        if elements >= 2**31:
+            return f"the {what} has {elements} elements; the kernels index with int32"
+    return None
+
+
 def _require_int(field: str, value: object, *, minimum: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool):
         raise InvalidProblem(field, f"expected an integer, got {value!r}")

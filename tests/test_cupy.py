@@ -29,7 +29,7 @@ from qbench.suite import Case
 from qbench.timing import TimingPolicy
 from qbench_cupy import compile_check
 from qbench_cupy.plan import (KERNEL_DIR, Geometry, Kernel, Operands, Scalars, candidates,
-                              every_kernel, int32_limits)
+                              every_kernel)
 
 requires_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc on PATH")
 KINDS = {"conv_direct.cu": 0, "conv_depthwise.cu": 1, "conv_mma.cu": 2}
@@ -190,13 +190,6 @@ def test_every_kernel_compiles_for_sm80_and_sm90_without_warnings_or_spills(caps
     if shutil.which("c++filt"):  # every specialisation the plan can choose, by name
         compiled = {line.split(" ", 1)[1].rsplit(":", 1)[0] for line in usage}
         assert compiled == {kernel.expression for kernel in every_kernel()}
-
-
-def test_int32_limits_refuse_what_would_overflow():
-    small = Geometry(1, 8, 8, 64, 64, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 64, 64)
-    assert int32_limits(small) is None
-    deep = Geometry(1, 8, 8, 8192, 64, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 8192, 64)
-    assert "overflow" in int32_limits(deep)
 
 
 def test_unavailable_without_cupy_or_gpu_says_what_it_needs():

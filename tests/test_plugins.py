@@ -121,3 +121,18 @@ def test_every_hookspec_is_documented_with_its_contract():
     for spec in specs:
         assert spec.__doc__ and len(spec.__doc__.split()) > 15, spec.__name__
         assert re.search(rf"`{spec.__name__}`", readme) or spec.__name__ in readme, spec.__name__
+
+
+@pytest.mark.parametrize("backend", ["triton", "cupy"])
+def test_kernels_in_int32_refuse_what_it_cannot_hold(backend):
+    """A reduction over 33,025 terms may leave int32 whatever the data, and offsets past 2^31
+    elements: both backends whose kernels sum and index in int32 say so instead of running
+    (the output's size counts too: a 1x1 expansion's exceeds its input's)."""
+    from qbench.problem import ConvProblem
+
+    backends = load_backends()
+    assert backends[backend].supports(ConvProblem(1, 64, 8, 8, 64, (3, 3))).ok
+    deep = backends[backend].supports(ConvProblem(1, 4096, 8, 8, 64, (3, 3)))  # 36,864 terms
+    assert not deep.ok and "36864 terms may overflow the int32 accumulator" in deep.reason
+    wide = backends[backend].supports(ConvProblem(1024, 16, 256, 256, 128, (1, 1)))
+    assert not wide.ok and "the output has 8589934592 elements" in wide.reason

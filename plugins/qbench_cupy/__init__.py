@@ -19,11 +19,11 @@ import torch
 from qbench import (BackendInfo, ConvParams, ConvProblem, QuantizedActivation, QuantizedWeight,
                     Verdict, hookimpl)
 from qbench.backends import installed_version
+from qbench.problem import int32_limits
 from qbench.quantized import nhwc_view
 from qbench.reference import requantization_terms
 from qbench.timing import current_stream_pointer, tuning_median_ms
-from qbench_cupy.plan import (KERNEL_DIR, Geometry, Kernel, Operands, Scalars, candidates,
-                              int32_limits)
+from qbench_cupy.plan import KERNEL_DIR, Geometry, Kernel, Operands, Scalars, candidates
 
 NAME = "cupy"
 TUNING_RUNS = 5
@@ -59,7 +59,7 @@ def qbench_availability(backend: str) -> Verdict | None:
 def qbench_supports(backend: str, problem: ConvProblem) -> Verdict | None:
     if backend != NAME:
         return None
-    reason = int32_limits(Geometry.of_problem(problem))
+    reason = int32_limits(problem)
     return Verdict.no(reason) if reason else Verdict.yes()
 
 

@@ -210,17 +210,6 @@ class Scalars:
         return (self.padded_group_in, self.x_zero_point, self.out_zero_point, self.lo, self.hi)
 
 
-def int32_limits(g: Geometry) -> str | None:
-    """Why the kernels' int32 arithmetic cannot hold `g`, or None when it can."""
-    terms = g.group_in * g.r * g.s
-    if 255 * 255 * terms >= 2**31:  # |(x - zx) * (w - zw)| <= 255 * 255 per term, in int32
-        return f"a reduction of {terms} terms may overflow the int32 accumulator"
-    for what, elements in (("input", g.n * g.h * g.w * g.c), ("output", g.pixels * g.k)):
-        if elements >= 2**31:
-            return f"the {what} has {elements} elements; the kernels index with int32"
-    return None
-
-
 @dataclass(frozen=True)
 class Operands:
     """A kernel's arguments but the activation and output pointers, in the kernels' order:

@@ -19,7 +19,7 @@ import torch
 from qbench import (BackendInfo, ConvParams, ConvProblem, QuantizedActivation, QuantizedWeight,
                     Verdict, hookimpl)
 from qbench.backends import installed_version
-from qbench.problem import dtype_range
+from qbench.problem import dtype_range, int32_limits
 from qbench.quantized import nhwc_view
 from qbench.reference import requantization_terms, window_weight_sums
 from qbench_triton.layout import Layout, layout
@@ -68,10 +68,8 @@ def qbench_availability(backend: str) -> Verdict | None:
 def qbench_supports(backend: str, problem: ConvProblem) -> Verdict | None:
     if backend != NAME:
         return None
-    elements = problem.batch * problem.in_channels * problem.height * problem.width
-    if elements >= 2**31:
-        return Verdict.no(f"the input has {elements} elements; the kernels use int32 offsets")
-    return Verdict.yes()
+    reason = int32_limits(problem)
+    return Verdict.no(reason) if reason else Verdict.yes()
 
 
 @dataclass(frozen=True)
