@@ -144,12 +144,12 @@ def programs_an_sm(registers: int, shared: int, warps: int) -> int:
 
 def gemm_config_usage(capability: int) -> list[tuple[str, int, int, int, int]]:
     """(config, registers, stack bytes, instructions a reduction step, float multiply-adds
-    (`fused_multiply_adds`)) of each GEMM tuning config,
-    compiled as it runs (warps, stages) for ResNet-50's 3x3 layers as PyTorch quantizes them:
-    quint8 activations with a zero point (a border table), symmetric weights, tiles that divide
-    the layer. Each tile also shared (stream-K: any programs per SM are one variant), whether
-    or not tuning tries it (`stream.ENABLED`). Weight zero points with quint8 take more registers
-    (Triton 3.9 spilled 16 and 144 B a thread in two configs there, 3.6 none)."""
+    (`fused_multiply_adds`)) of each GEMM tuning config, compiled as it runs (warps, stages) for
+    ResNet-50's 3x3 layers as PyTorch quantizes them: quint8 activations with a zero point (a border
+    table), symmetric weights, tiles that divide the layer. Each tile also shared (stream-K: any
+    programs per SM are one variant), whether or not tuning tries it (`stream.ENABLED`). Weight zero
+    points with quint8 take more registers (Triton 3.9 spilled 16 and 144 B a thread in two configs
+    there, 3.6 none)."""
     usage = []
     for bm, bn, bk, warps, stages, shared in gemm_variants():
         constants = dict(_SHAPE, **_EVEN, HAS_WZP=False, MERGE_S=False, SHARED=shared, BM=bm,
@@ -165,16 +165,15 @@ def gemm_config_usage(capability: int) -> list[tuple[str, int, int, int, int]]:
 
 def wgmma_config_usage() -> list[tuple[str, int, int, int, tuple[int, int], tuple[int, int],
                                       int]]:
-    """(config, registers, stack bytes, instructions a reduction step, its loads beside a wgmma
-    and all its loads (`loads_beside_wgmma`), its programs that fit an SM (`programs_an_sm`) and
-    those it asks for an SM (PERSIST; 0 for a program per tile), float multiply-adds
-    (`fused_multiply_adds`)) of each tuning config of the
-    Gluon kernels (`wgmma`, sm_90 only; split-K's whether or not tuning tries them,
-    `wgmma_configs.splitting`; L1 reuse's; persistent programs', whose reduction loop holds a
-    tile's epilogue, so that only its cp.async loads count), qint8 and quint8,
-    compiled for ResNet-50's 3x3 layers (a border table, tiles that divide the layer) and,
-    merged rows, for its conv1 (7x7 of 3 channels) and, in the blocks of 32 that divide their
-    stride, for the padding suite's 3x3 of 4 channels (rows of 12 lanes)."""
+    """(config, registers, stack bytes, instructions a reduction step, its loads beside a wgmma and
+    all its loads (`loads_beside_wgmma`), its programs that fit an SM (`programs_an_sm`) and those
+    it asks for an SM (PERSIST; 0 for a program per tile), float multiply-adds
+    (`fused_multiply_adds`)) of each tuning config of the Gluon kernels (`wgmma`, sm_90 only;
+    split-K's whether or not tuning tries them, `wgmma_configs.splitting`; L1 reuse's; persistent
+    programs', whose reduction loop holds a tile's epilogue, so that only its cp.async loads count),
+    qint8 and quint8, compiled for ResNet-50's 3x3 layers (a border table, tiles that divide the
+    layer) and, merged rows, for its conv1 (7x7 of 3 channels) and, in the blocks of 32 that divide
+    their stride, for the padding suite's 3x3 of 4 channels (rows of 12 lanes)."""
     usage = []
     kernels_configs = [("", wgmma.conv_gemm_wgmma_kernel, config, dict(R=3, S=3), _DIVISIBLE)
                        for config in wgmma_configs.WGMMA_CONFIGS + wgmma_configs.SPLIT_CONFIGS
@@ -204,9 +203,8 @@ def wgmma_config_usage() -> list[tuple[str, int, int, int, tuple[int, int], tupl
 
 def direct_config_usage() -> list[tuple[str, int, int, int, int]]:
     """(config, registers, stack bytes, programs that fit an SM (`programs_an_sm`), float
-    multiply-adds (`fused_multiply_adds`)) of each
-    tuning config of the direct kernel, compiled for sm_90 as it runs MobileNetV2's depthwise 3x3
-    layers: quint8, a channel a group."""
+    multiply-adds (`fused_multiply_adds`)) of each tuning config of the direct kernel, compiled
+    for sm_90 as it runs MobileNetV2's depthwise 3x3 layers: quint8, a channel a group."""
     usage = []
     for config in tuning.DIRECT_CONFIGS:
         compiled = compile_kernel(kernels.conv_direct_kernel, dict(_DEPTHWISE, **config.kwargs),
