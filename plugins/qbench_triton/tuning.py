@@ -36,11 +36,14 @@ from qbench_triton.stream import (PER_SM_CHOICES, GemmShape, partials_fit, share
 # Layers of few output channels (MobileNet's pointwise 16 to 32, ResNeXt's groups) take 32-wide
 # tiles; 256 rows a program give each its latency (loads in, terms, stores out) over more work.
 # Layers of a narrow reduction and more output channels (MobileNet's 1x1 of 16 to 32 channels to
-# 96 to 192) have BK-32 tiles 128 wide too: on the H200 a 64-wide tile took 0.58 times as long
-# as a 32-wide one on 24 -> 144 at 56^2 (47.8 against 82.3 us, 50e7c51), and no wider tile of
-# BK 32 was a candidate (sm_90, a 1x1 without padding: 96 registers for 64x128x32 on 4 warps,
-# 5 programs an SM; 128 for 128x128x32 on 8, 2). BK-32 tiles only where blocks of 64 do not
-# divide a tap (`_blocks_worth_trying`).
+# 96 to 192) have BK-32 tiles 128 and 256 wide too: on the H200 a 64-wide tile took 0.58 times
+# as long as a 32-wide one on 24 -> 144 at 56^2 (47.8 against 82.3 us, 50e7c51), and no wider
+# tile of BK 32 was a candidate. Rows of 144 bytes start at every 16th byte, so that a tile
+# narrower than the layer writes parts of 32-byte sectors, which a tile of another program
+# completes later: 32x256 takes a row whole, its 32 rows one span of whole sectors (sm_90, a 1x1
+# without padding: mma.sync, 120 registers on 4 warps, 4 programs an SM; 64x128x32 96 registers
+# on 4 warps, 5; 128x128x32 128 on 8, 2). BK-32 tiles only where blocks of 64 do not divide a
+# tap (`_blocks_worth_trying`).
 # Each tile config, and with stream-K on (`stream.ENABLED`) each shared by PER_SM_CHOICES programs
 # per SM as well (`stream.worth_sharing` prunes them), so that the large tiles' few programs no
 # longer leave SMs idle (on the H200, alone, 128x256 tiles reduced at 2.9 TMAC/s an SM, 64x128 at
@@ -55,7 +58,7 @@ GEMM_TILES = [(128, 128, 64, 8, 3), (128, 64, 64, 4, 4), (64, 128, 64, 4, 4), (6
               (64, 128, 128, 4, 4), (64, 128, 256, 4, 3), (64, 64, 128, 4, 3),
               (128, 256, 128, 8, 3), (64, 64, 128, 4, 4), (64, 64, 128, 4, 5),
               (64, 128, 128, 4, 5), (64, 128, 256, 8, 4), (64, 128, 32, 4, 4),
-              (128, 128, 32, 8, 3)]
+              (128, 128, 32, 8, 3), (32, 256, 32, 4, 4)]
 
 
 def _gemm_config(bm: int, bn: int, bk: int, warps: int, stages: int,
