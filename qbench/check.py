@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +24,19 @@ class Comparison:
     @property
     def within_tolerance(self) -> bool:
         return self.max_err_lsb <= TOLERANCE_LSB
+
+
+def exact_share_text(percent: float) -> str:
+    """An exact-match share (`exact_pct`) for people: "100" only when every output matched, else
+    with the decimals it takes to read below 100 (99.99988, where two decimals would round it to
+    100.00 beside a max error of 1 LSB); NaN (not checked) as "-"."""
+    if math.isnan(percent):
+        return "-"
+    if percent >= 100:
+        return "100"
+    decimals = min(8, max(2, 1 - math.floor(math.log10(100 - percent))))
+    text = f"{percent:.{decimals}f}"
+    return text if float(text) < 100 else "99." + "9" * decimals
 
 
 def poison(reference: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,7 @@ from typing import Any
 import jinja2
 import pandas as pd
 
+from qbench.check import exact_share_text
 from qbench.peaks import PEAKS, peak_for
 from qbench.plots import plots_for_device
 from qbench.results import STATUSES, load_results
@@ -87,7 +88,7 @@ def render_report(directory: str | Path) -> Path:
         devices=devices,
         accuracy_backends=backends, accuracy=accuracy, statuses=STATUSES, peaks=PEAKS,
         cards=cards_side_by_side(rows),
-        errors=rows[rows["error"] != ""].to_dict("records"), fmt=_format)
+        errors=rows[rows["error"] != ""].to_dict("records"), fmt=_format, share=exact_share_text)
     path = directory / REPORT_FILE
     path.write_text(page)
     return path

@@ -10,6 +10,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from qbench.check import exact_share_text
 from qbench.results import STATUSES
 
 
@@ -37,7 +38,8 @@ def summary_table(rows: Sequence[dict[str, Any]], baseline: str) -> Table:
         counts = [entry["counts"][s] for s in STATUSES]
         table.add_row(entry["backend"], *[str(c) if c else "" for c in counts],
                       _show(entry["max_err_lsb"], "{:.0f}"),
-                      _show(entry["min_exact_pct"], "{:.2f}"), _show(entry["speedup"], "{:.2f}x"))
+                      exact_share_text(entry["min_exact_pct"]),
+                      _show(entry["speedup"], "{:.2f}x"))
     return table
 
 
