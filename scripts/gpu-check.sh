@@ -84,9 +84,10 @@ step padding-narrow python3 -m qbench run suites/padding.toml --device cuda \
     --out "$WORK/padding-narrow" --case in-channels "${sets[@]}" --backends "$backends"
 # Nsight Compute's counters of the Gluon kernel's main tiles, with and without L1 reuse and
 # split-K, each launched once on layer3.conv2 and layer4.conv2, then of the GEMM kernel's winning
-# tiles on two 1x1 layers of ResNet-50 and MobileNetV2's 16 -> 96 (qbench_triton/counters.py:
-# its table lists the launches in ncu's order), as CSV in counters.txt and some of them in
-# counters.md (below): durations, throughputs against their peaks, hit rates, occupancy, stalls.
+# tiles on two 1x1 layers of ResNet-50 and MobileNetV2's 16 -> 96 and 24 -> 144, the last in
+# 32x256x32 too (qbench_triton/counters.py: its table lists the launches in ncu's order), as CSV
+# in counters.txt and some of them in counters.md (below): durations, throughputs against their
+# peaks, hit rates, occupancy, stalls.
 # The clocks left alone, as the device's METHOD.md asks.
 ncu=$(command -v ncu || compgen -G "/opt/nvidia/nsight-compute/*/ncu" | head -n 1)
 step counters env -u QBENCH_TRITON_TUNING_LOG "${ncu:-ncu}" --clock-control none --set full \

@@ -445,8 +445,8 @@ def test_the_counters_probe_launches_each_config_once_exactly_in_the_gluon_emula
     monkeypatch.setattr(counters, "LAYERS", {
         "small": ConvProblem(1, 256, 9, 9, 128, (3, 3), padding=(1, 1))})
     tile = (64, 128, 64, 4, 4)
-    monkeypatch.setattr(counters, "GEMM_PROBES", {
-        "small 1x1": (ConvProblem(1, 64, 6, 6, 48, (1, 1), stride=(2, 2)), tile)})
+    monkeypatch.setattr(counters, "GEMM_PROBES", [
+        ("small 1x1", ConvProblem(1, 64, 6, 6, 48, (1, 1), stride=(2, 2)), tile)])
     rows = counters.launch_once("cpu")
     assert [row["config"] for row in rows] == [
         qbench_triton._config_label(config) for config in counters.CONFIGS] + [
@@ -480,7 +480,7 @@ def test_the_counters_probe_forces_configs_that_tuning_would_try_on_its_layers(m
             wgmma_configs.configs_for(mapping, False, problem.kernel_size), args, R=3, S=3)
         labels = {qbench_triton._config_label(config) for config in tried}
         assert {qbench_triton._config_label(config) for config in counters.CONFIGS} <= labels
-    for problem, tile in counters.GEMM_PROBES.values():
+    for _, problem, tile in counters.GEMM_PROBES:
         oh, ow = problem.output_size
         shape = GemmShape(problem.batch * oh * ow, problem.out_channels, problem.out_channels,
                           problem.in_channels, problem.kernel_size, False)
@@ -493,7 +493,7 @@ def test_the_counters_probe_forces_configs_that_tuning_would_try_on_its_layers(m
     assert qbench_triton._Choice(("gemm", "gluon")).plans == ("gemm", "gluon")
     assert counters.markdown([{"launch": 1, "layer": "layer3.conv2", "config": "64x128x128/4w/4s"
                                "/wgmma/l1", "max_err_lsb": 0, "exact_pct": 100.0}]).splitlines()[
-        -1] == "| 1 | layer3.conv2 | 64x128x128/4w/4s/wgmma/l1 | 0 | 100.00 |"
+        -1] == "| 1 | layer3.conv2 | 64x128x128/4w/4s/wgmma/l1 | 0 | 100 |"
 
 
 def test_the_counters_summary_tabulates_ncus_csv_per_launch_in_order():

@@ -30,7 +30,7 @@ from unittest import mock
 import triton
 
 from qbench import ConvProblem
-from qbench.check import compare
+from qbench.check import compare, exact_share_text
 from qbench.quantized import QuantizedActivation, output_integers
 from qbench.registry import load_backends
 from qbench.runner import prepare_case
@@ -47,20 +47,25 @@ CONFIGS = [config for tile, split in [((64, 128, 128, 4, 4), 1), ((64, 64, 128, 
            for config in wgmma_configs._configs([tile], SPLIT=split, L1_REUSE=reuse, PERSIST=0)]
 
 
-# (layer, its tile of the GEMM kernel: BM, BN, BK, warps, stages): the tiles that won, on an H200
-# (results/h200-2026-11-27-50e7c51/triton-tuning.jsonl), ResNet-50's 1x1 layers where triton took
-# longest against int8 cuDNN (64 -> 256 at 56^2, 1.30 times; the 256 -> 512 downsample at stride
-# 2, 1.49) and MobileNetV2's pointwise layer furthest from its floor (16 -> 96 at 112^2, 6.6
-# times)
-GEMM_PROBES = {
-    "layer1.conv3": (ConvProblem(batch=32, in_channels=64, out_channels=256, height=56, width=56,
+# (layer, its problem, a tile of the GEMM kernel: BM, BN, BK, warps, stages): the tiles that won,
+# on an H200 (results/h200-2026-11-27-50e7c51/triton-tuning.jsonl), ResNet-50's 1x1 layers where
+# triton took longest against int8 cuDNN (64 -> 256 at 56^2, 1.30 times; the 256 -> 512
+# downsample at stride 2, 1.49) and MobileNetV2's pointwise layers furthest from their floors
+# (16 -> 96 at 112^2, 6.6 times; 24 -> 144 at 56^2, 11.9), the last also in 32x256x32 tiles,
+# which take its rows of 144 bytes whole where 64-wide tiles leave sectors partial
+_PW24_144 = ConvProblem(batch=32, in_channels=24, out_channels=144, height=56, width=56,
+                        kernel_size=(1, 1))
+GEMM_PROBES = [
+    ("layer1.conv3", ConvProblem(batch=32, in_channels=64, out_channels=256, height=56, width=56,
                                  kernel_size=(1, 1)), (64, 128, 64, 4, 4)),
-    "layer2.0.downsample": (ConvProblem(batch=32, in_channels=256, out_channels=512, height=56,
+    ("layer2.0.downsample", ConvProblem(batch=32, in_channels=256, out_channels=512, height=56,
                                         width=56, kernel_size=(1, 1), stride=(2, 2)),
-                            (64, 128, 64, 4, 4)),
-    "pw16-96@112": (ConvProblem(batch=32, in_channels=16, out_channels=96, height=112, width=112,
+     (64, 128, 64, 4, 4)),
+    ("pw16-96@112", ConvProblem(batch=32, in_channels=16, out_channels=96, height=112, width=112,
                                 kernel_size=(1, 1)), (128, 32, 32, 4, 4)),
-}
+    ("pw24-144@56", _PW24_144, (64, 64, 32, 4, 4)),
+    ("pw24-144@56", _PW24_144, (32, 256, 32, 4, 4)),
+]
 
 
 def tuner_of(config: triton.Config) -> Any:
@@ -91,7 +96,7 @@ def launch_once(device: str = "cuda") -> list[dict[str, object]]:
     launches = [(name, problem, config, forced(config)) for name, problem in LAYERS.items()
                 for config in CONFIGS]
     launches += [(name, problem, tuning._gemm_config(*tile), stream_probe.forced(tile, 0))
-                 for name, (problem, tile) in GEMM_PROBES.items()]
+                 for name, problem, tile in GEMM_PROBES]
     rows: list[dict[str, object]] = []
     cases: dict[str, Any] = {}  # a layer's (prepared case, inputs on `device`), made once
     for name, problem, config, launch in launches:
@@ -115,7 +120,7 @@ def launch_once(device: str = "cuda") -> list[dict[str, object]]:
 def markdown(rows: list[dict[str, object]]) -> str:
     lines = ["| launch | layer | config | max LSB | exact % |", "|---|---|---|---|---|"]
     lines += [f"| {row['launch']} | {row['layer']} | {row['config']} | {row['max_err_lsb']} | "
-              f"{row['exact_pct']:.2f} |" for row in rows]
+              f"{exact_share_text(row['exact_pct'])} |" for row in rows]
     return "\n".join(lines)
 
 
