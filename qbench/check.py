@@ -34,7 +34,8 @@ def exact_share_text(percent: float) -> str:
         return "-"
     if percent >= 100:
         return "100"
-    decimals = min(8, max(2, 1 - math.floor(math.log10(100 - percent))))
+    # the first digit where it departs from 100, and the next (1e-6: 100 - 99.999 is 0.00099...)
+    decimals = min(8, max(2, 1 - math.floor(math.log10(100 - percent) + 1e-6)))
     text = f"{percent:.{decimals}f}"
     return text if float(text) < 100 else "99." + "9" * decimals
 
