@@ -159,9 +159,9 @@ def int32_limits(problem: ConvProblem) -> str | None:
     if 255 * 255 * terms >= 2**31:
         return f"a reduction of {terms} terms may overflow the int32 accumulator"
     oh, ow = problem.output_size
-    for what, elements in (("input", problem.batch * problem.in_channels * problem.height
-                            * problem.width), ("output", problem.batch * problem.out_channels
-                                               * oh * ow)):
+    inputs = problem.batch * problem.in_channels * problem.height * problem.width
+    outputs = problem.batch * problem.out_channels * oh * ow
+    for what, elements in (("input", inputs), ("output", outputs)):
         if elements >= 2**31:
             return f"the {what} has {elements} elements; the kernels index with int32"
     return None

@@ -52,8 +52,9 @@ def test_compare_counts_exact_share():
 
 
 def test_an_exact_share_reads_100_only_when_every_output_matched():
-    """Two decimals rounded the H200 runs' 99.99988 % (3 outputs of 2.6 million 1 LSB off) to
-    100.00 in the summary beside a max error of 1: the share shows the decimals it takes."""
+    """Two decimals showed shares such as the H200 runs' 99.99988 % as 100.00 in the summary,
+    beside a max error of 1: the share shows the decimals it takes (here 3 outputs of 2.6
+    million 1 LSB off)."""
     ref = torch.zeros(2_600_000, dtype=torch.uint8)
     out = ref.clone()
     out[:3] = 1

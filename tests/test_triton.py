@@ -344,7 +344,6 @@ def test_kernels_compile_for_sm80_and_sm90_without_a_gpu():
         assert not persist or int(persist[1]) <= int(persist[2]), line  # all running at once
 
 
-
 def test_the_compile_check_finds_a_multiply_fused_with_an_addition():
     """What `compile_check` refuses in the kernels: Triton fuses v * s + c into one FMA (one
     rounding), and not with a clamp in between (the product rounded on its own, as the reference
