@@ -88,7 +88,7 @@ def fused_multiply_adds(code: str) -> int:
     addition, the product is not rounded on its own. The floor-and-fraction rounding of every
     H200 run up to 50e7c51 took its fraction so (Triton contracted v - floor(v) into one FMA with
     the multiply): where rounding the product to float32 made a tie or unmade one, it rounded the
-    other way, 1 LSB off on up to 5 outputs in a million (`results/`, the exact_pct column)."""
+    other way, 1 LSB off on up to 10 outputs in a million (`results/`, the exact_pct column)."""
     return len(re.findall(r"\bFFMA\b", code))
 
 
