@@ -50,9 +50,10 @@ CONFIGS = [config for tile, split in [((64, 128, 128, 4, 4), 1), ((64, 64, 128, 
 # (layer, its problem, a tile of the GEMM kernel: BM, BN, BK, warps, stages): the tiles that won,
 # on an H200 (results/h200-2026-11-27-50e7c51/triton-tuning.jsonl), ResNet-50's 1x1 layers where
 # triton took longest against int8 cuDNN (64 -> 256 at 56^2, 1.30 times; the 256 -> 512
-# downsample at stride 2, 1.49) and MobileNetV2's pointwise layers furthest from their floors
-# (16 -> 96 at 112^2, 6.6 times; 24 -> 144 at 56^2, 11.9), the last also in 32x256x32 tiles,
-# which take its rows of 144 bytes whole where 64-wide tiles leave sectors partial
+# downsample at stride 2, 1.49) and MobileNetV2's layers furthest from their floors in
+# microseconds (16 -> 96 at 112^2: 70.0 against 10.6; 24 -> 144 at 56^2: 47.6 against 4.0), the
+# last also in 32x256x32 tiles, which take its rows of 144 bytes whole where 64-wide tiles leave
+# sectors partial
 _PW24_144 = ConvProblem(batch=32, in_channels=24, out_channels=144, height=56, width=56,
                         kernel_size=(1, 1))
 GEMM_PROBES = [
