@@ -111,13 +111,14 @@ def test_lanes_past_a_taps_channels_stay_out_of_the_sums(block, zero_point, runn
         assert f"BK={block}" in row["details"]
 
 
-@pytest.mark.parametrize("width", [32, 64, 128])
+@pytest.mark.parametrize("width", [32, 64, 128, 256])
 def test_the_epilogue_takes_a_tiles_columns_whole_in_halves_or_in_quarters(
         width, runner_and_backend, monkeypatch):
-    """Tiles 32, 64 and 128 channels wide (the interpreter's own are 16), whose epilogue takes
-    their columns whole, in halves of 32 and in quarters of 32 (pieces of no fewer than 32
-    channels), on 150 output channels, which none divides, at a padded border, with quint8 zero
-    points and ReLU: each piece's channels get their own terms and land in their own columns."""
+    """Tiles 32, 64, 128 and 256 channels wide (the interpreter's own are 16), whose epilogue
+    takes their columns whole, in halves of 32 and in quarters of 32 and 64 (pieces of no fewer
+    than 32 channels), on 150 output channels, which none divides (the widest takes them in one
+    tile, as 32x256x32 takes MobileNetV2's 144), at a padded border, with quint8 zero points and
+    ReLU: each piece's channels get their own terms and land in their own columns."""
     runner, backend = runner_and_backend
     if not backend.info.interpreted:
         pytest.skip("the interpreter's tiles; compiled, the GPU tests force every tuning tile")
