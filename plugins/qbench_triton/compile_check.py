@@ -256,17 +256,11 @@ def main(capabilities: list[int]) -> int:
         for label, registers, stack, step, fused in gemm_config_usage(90):
             print(f"sm_90 gemm config {label}: {registers} registers, {step} instructions a "
                   f"reduction step, {f'{stack} B of spills' if stack else 'no spills'}")
-            if stack:
-                print(f"  {label} spills registers", file=sys.stderr)
-                status = 1
-            status |= _fused(label, fused)
+            status |= _spills(label, stack) | _fused(label, fused)
         for label, registers, stack, fit, fused in direct_config_usage():
             print(f"sm_90 direct config {label}: {registers} registers, {fit} programs an SM, "
                   f"{f'{stack} B of spills' if stack else 'no spills'}")
-            if stack:
-                print(f"  {label} spills registers", file=sys.stderr)
-                status = 1
-            status |= _fused(label, fused)
+            status |= _spills(label, stack) | _fused(label, fused)
         for label, registers, stack, step, (beside, loads), (fit, persist), fused \
                 in wgmma_config_usage():
             print(f"sm_90 wgmma config {label}: {registers} registers, {step} instructions a "
@@ -282,6 +276,13 @@ def main(capabilities: list[int]) -> int:
                 status = 1
             status |= _fused(label, fused)
     return status
+
+
+def _spills(label: str, stack: int) -> int:
+    """1, saying so, if a kernel spills registers (`stack` bytes a thread), else 0."""
+    if stack:
+        print(f"  {label} spills registers", file=sys.stderr)
+    return int(stack > 0)
 
 
 def _fused(label: str, multiply_adds: int) -> int:
