@@ -1,9 +1,10 @@
 """Timing one backend call: warm-up excluded, samples until the spread settles or time runs out.
 
 CPU: `time.perf_counter_ns` around each call. CUDA: events around each call, with the L2 cache
-flushed before it by default ("cold", as `triton.testing.do_bench` and NVBench do), or not ("hot"),
-or "graph": a CUDA graph of several calls captured once and replayed, each sample the replay's time
-divided by the calls in it (calls back to back, as in a captured network; as
+flushed before it by default ("cold": a buffer larger than the L2 zeroed, as
+`triton.testing.do_bench` and NVBench do; "cold-read": the same buffer read, see `l2_flush`), or
+not ("hot"), or "graph": a CUDA graph of several calls captured once and replayed, each sample the
+replay's time divided by the calls in it (calls back to back, as in a captured network; as
 `triton.testing.do_bench_cudagraph` does). With a clock monitor (NVML), a sample taken while the
 SM clock was below its floor is thrown away and counted as throttled.
 On CUDA the host's launch path is kept out of every sample (`LaunchHold`): the GPU spins in a
@@ -29,8 +30,8 @@ import torch
 
 from qbench.clocks import ClockMonitor
 
-TimingMode = Literal["cold", "hot", "graph"]
-TIMING_MODES = ("cold", "hot", "graph")
+TimingMode = Literal["cold", "cold-read", "hot", "graph"]
+TIMING_MODES = ("cold", "cold-read", "hot", "graph")
 _GRAPH_CALLS = 10
 _HOLD_FIRST_CYCLES = 2**16  # about 35 us at a data-centre GPU's clock
 _HOLD_TUNING_CYCLES = 2**21  # about 1.2 ms: tuning queues several runs and flushes at once
@@ -156,14 +157,14 @@ def tuning_times_ms(run: Callable[[], Any], runs: int, device: torch.device) -> 
     timing would not have picked.
     """
     run()
-    flush = l2_flush_buffer(device)
+    flush = l2_flush(device)
     hold = LaunchHold(_HOLD_TUNING_CYCLES)
     while True:
         events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
                   for _ in range(runs)]
         hold.hold()
         for start, end in events:
-            flush.zero_()
+            flush()
             start.record()
             run()
             end.record()
@@ -175,9 +176,26 @@ def tuning_times_ms(run: Callable[[], Any], runs: int, device: torch.device) -> 
 
 @functools.cache
 def l2_flush_buffer(device: torch.device | str) -> torch.Tensor:
-    """A buffer larger than any current GPU's L2 cache on `device`: zeroing it evicts what a
-    timed call would otherwise find in the cache. One per device, kept for the process."""
-    return torch.empty(_L2_FLUSH_BYTES, dtype=torch.int8, device=device)
+    """A buffer larger than any current GPU's L2 cache on `device`, zeroed once: writing or reading
+    all of it evicts what a timed call would otherwise find in the cache. One per device, kept for
+    the process."""
+    return torch.zeros(_L2_FLUSH_BYTES, dtype=torch.int8, device=device)
+
+
+def l2_flush(device: torch.device | str, by_reading: bool = False) -> Callable[[], Any]:
+    """A call that queues, on the current stream, an eviction of the L2 cache of `device`.
+
+    By default it zeroes `l2_flush_buffer` (as `triton.testing.do_bench` and NVBench flush), which
+    leaves the L2 full of dirty lines: the misses of the call timed next may first have to write
+    those back to memory, bytes that are not the call's own. `by_reading` reads the buffer instead
+    (a max over it), which leaves clean lines and writes back, during the flush, what the previous
+    call left dirty: the call timed next moves its own bytes only.
+    """
+    buffer = l2_flush_buffer(device)
+    if not by_reading:
+        return buffer.zero_
+    words = buffer.view(torch.int64)
+    return words.max
 
 
 def tuning_median_ms(run: Callable[[], Any], runs: int, device: torch.device) -> float:
@@ -215,12 +233,12 @@ class Sampler:
 
     def __init__(self, device: str, mode: TimingMode = "cold", monitor: ClockMonitor | None = None):
         self.device, self.mode, self.monitor = device, mode, monitor
-        self.flush_buffer = None
+        self.flush: Callable[[], Any] | None = None
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         if device == "cuda":
-            if mode == "cold":
-                self.flush_buffer = l2_flush_buffer(
-                    torch.device("cuda", torch.cuda.current_device()))
+            if mode in ("cold", "cold-read"):
+                self.flush = l2_flush(torch.device("cuda", torch.cuda.current_device()),
+                                      by_reading=mode == "cold-read")
             self.start_event = torch.cuda.Event(enable_timing=True)
             self.end_event = torch.cuda.Event(enable_timing=True)
             self.hold = LaunchHold()
@@ -239,8 +257,8 @@ class Sampler:
         replay, calls = (self._graph(call).replay, _GRAPH_CALLS) if self.mode == "graph" \
             else (call, 1)
         self.hold.hold()
-        if self.flush_buffer is not None:
-            self.flush_buffer.zero_()
+        if self.flush is not None:
+            self.flush()
         self.start_event.record()
         queue_start = time.perf_counter_ns()
         replay()

@@ -82,6 +82,9 @@ step resnet-qint8-split env QBENCH_TRITON_SPLIT_K=1 python3 -m qbench run suites
 # on the H200, slower than fp16 cuDNN on 4 channels)
 step padding-narrow python3 -m qbench run suites/padding.toml --device cuda \
     --out "$WORK/padding-narrow" --case in-channels "${sets[@]}" --backends "$backends"
+# what the zeroing L2 flush leaves the timed call: device copies of 2 to 32 MiB timed cold,
+# cold-read (the flush reads) and hot (benchmarks/flush_probe.py; a few seconds)
+step flush-probe python3 benchmarks/flush_probe.py
 # Nsight Compute's counters of the Gluon kernel's main tiles, with and without L1 reuse and
 # split-K, each launched once on layer3.conv2 and layer4.conv2, then of the GEMM kernel's winning
 # tiles on two 1x1 layers of ResNet-50 and MobileNetV2's 16 -> 96 and 24 -> 144, the last in
@@ -98,6 +101,12 @@ step counters env -u QBENCH_TRITON_TUNING_LOG "${ncu:-ncu}" --clock-control none
 step resnet-qint8-hot python3 -m qbench run suites/resnet.toml --device cuda --timing hot \
     --out "$WORK/resnet-qint8-hot" --set in_dtype=qint8 --set out_dtype=qint8 \
     --set weight_qscheme=per_tensor --set out_zero_point=0 "${sets[@]}" \
+    --backends triton,cudnn,torch-fp16
+# the same with the L2 flushed by reading (--timing cold-read), which leaves it no dirty lines to
+# write back: against the cold run above, what the zeroing flush added to each layer's time
+step resnet-qint8-cold-read python3 -m qbench run suites/resnet.toml --device cuda \
+    --timing cold-read --out "$WORK/resnet-qint8-cold-read" --set in_dtype=qint8 \
+    --set out_dtype=qint8 --set weight_qscheme=per_tensor --set out_zero_point=0 "${sets[@]}" \
     --backends triton,cudnn,torch-fp16
 for suite in depthwise grouped resnet padding; do
     step "$suite" python3 -m qbench run "suites/$suite.toml" --device cuda --out "$WORK/$suite" \
@@ -128,8 +137,8 @@ done
 # each suite run against the same suite's in the first of the committed runs QBENCH_GPU_BASELINE
 # that has it (default: the H200's of 50e7c51, then of 6b3a359, the last with padding), row by row
 # (`qbench compare`, which says so if the card differs), in compare-RUN.txt and .html; a run of
-# some of a suite's cases, or with split-K, against the whole suite's; the warm run against this
-# call's cold one
+# some of a suite's cases, or with split-K, against the whole suite's; the warm run and the one
+# flushed by reading against this call's cold one
 committed=${QBENCH_GPU_BASELINE:-results/h200-2026-11-27-50e7c51 results/h200-2026-11-27-6b3a359}
 for results in "$WORK"/*/results.csv; do
     run=$(basename "$(dirname "$results")")
@@ -137,7 +146,7 @@ for results in "$WORK"/*/results.csv; do
     case $run in
         padding-narrow) suite=padding ;;
         resnet-qint8-split) suite=resnet-qint8 ;;
-        resnet-qint8-hot) suite=resnet-qint8 baselines=$WORK ;;
+        resnet-qint8-hot | resnet-qint8-cold-read) suite=resnet-qint8 baselines=$WORK ;;
     esac
     for baseline in $baselines; do
         if [ -e "$baseline/$suite/results.json" ]; then

@@ -11,8 +11,8 @@ import torch
 
 from conftest import requires_cuda
 from qbench.check import compare, exact_share_text, mistrust_reason, poison
-from qbench.timing import (LaunchHold, Sample, Sampler, Timing, TimingPolicy, measure,
-                           median_ci)
+from qbench.timing import (TIMING_MODES, LaunchHold, Sample, Sampler, Timing, TimingPolicy,
+                           measure, median_ci)
 
 
 def test_median_ci_uses_order_statistics():
@@ -154,7 +154,7 @@ def test_cpu_samples_have_no_separate_host_time():
 
 @pytest.mark.gpu
 @requires_cuda
-@pytest.mark.parametrize("mode", ["cold", "hot", "graph"])
+@pytest.mark.parametrize("mode", TIMING_MODES)
 def test_cuda_samples_leave_out_the_hosts_time_to_launch(mode):
     x = torch.zeros(1024, device="cuda")
 
