@@ -23,9 +23,11 @@ fi
 deadline=$((SECONDS + ${QBENCH_GPU_BUDGET_S:-540}))
 
 # step NAME COMMAND...: run COMMAND with what is left of the budget, its output in $WORK/NAME.txt,
-# then rewrite the archive. QBENCH_GPU_STEPS="NAME ..." runs only the steps named.
+# then rewrite the archive. QBENCH_GPU_STEPS="NAME ..." runs only the steps named;
+# QBENCH_GPU_CAPS="NAME=SECONDS ..." gives step NAME at most SECONDS, so that a slow early step
+# (the GPU tests) leaves time to the later ones.
 step() {
-    local name=$1 left=$((deadline - SECONDS))
+    local name=$1 left=$((deadline - SECONDS)) cap
     shift
     if [ -n "${QBENCH_GPU_STEPS:-}" ] && [[ " $QBENCH_GPU_STEPS " != *" $name "* ]]; then
         return
@@ -34,6 +36,11 @@ step() {
         echo "$name: not run, the time budget is spent" | tee -a "$WORK/skipped.txt"
         return
     fi
+    for cap in ${QBENCH_GPU_CAPS:-}; do
+        if [ "${cap%%=*}" = "$name" ] && [ "${cap#*=}" -lt "$left" ]; then
+            left=${cap#*=}
+        fi
+    done
     timeout -s INT -k 15 "$left" "$@" 2>&1 | tee "$WORK/$name.txt"  # SIGINT: qbench and pytest
     # keep what they finished (qbench writes its report)
     tar -czf "$OUT/gpu-check.tgz" -C "$WORK" .
