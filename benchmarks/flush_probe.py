@@ -2,13 +2,14 @@
 `python benchmarks/flush_probe.py`, a Markdown table on stdout.
 
 `--timing cold` zeroes 256 MiB before each sample, as `triton.testing.do_bench` and NVBench flush;
-that leaves the L2 full of dirty lines, which the timed call's misses may have to write back to
-memory before their own lines come in. `--timing cold-read` reads the buffer instead and leaves
-clean lines (`qbench.timing.l2_flush`). This times device-to-device copies of the sizes that
-ResNet-50's memory-bound 1x1 layers move, in both modes and hot, each with qbench's own sampler.
-Where `cold` takes longer than `cold-read` by about the time to write back the bytes the copy
-brought in, the zeroing flush charges each timed call for its own write-backs; where the two agree,
-it does not.
+that leaves the L2 full of dirty lines, and each line the timed call brings in may first cost a
+write-back of one of them. `--timing cold-read` reads the buffer instead and leaves clean lines
+(`qbench.timing.l2_flush`). This times device-to-device copies of the sizes that ResNet-50's
+memory-bound 1x1 layers move, in both modes and hot, each with qbench's own sampler. A copy of N
+MiB brings 2N into the L2: if memory-bound and the dirty lines cost their write-back, `cold` moves
+up to 3N to and from memory (N read, 2N written back) where `cold-read` moves N (its output stays
+in the L2 while it fits), so `cold` takes up to 3 times as long; where the two agree, the dirty
+lines cost nothing.
 """
 
 from __future__ import annotations

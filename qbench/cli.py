@@ -95,8 +95,8 @@ plugin_option = click.option("-p", "plugins", multiple=True, metavar="MODULE",
               show_default=True, help="Seconds of sampling per case and backend, at least.")
 @click.option("--timing", type=click.Choice(TIMING_MODES), default="cold", show_default=True,
               help="GPU: flush the L2 cache before each sample by writing 256 MiB (cold) or by "
-                   "reading them (cold-read: no dirty lines left for the timed call to write "
-                   "back), or not (hot), or replay a CUDA graph of several calls (graph: for "
+                   "reading them (cold-read: no dirty lines left that the timed call may have to "
+                   "write back), or not (hot), or replay a CUDA graph of several calls (graph: for "
                    "microsecond layers).")
 @click.option("--clock-floor", type=click.FloatRange(0, 1), default=RunSettings.clock_floor,
               show_default=True, help="GPU: drop samples taken below this share of the default "

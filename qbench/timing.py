@@ -186,10 +186,12 @@ def l2_flush(device: torch.device | str, by_reading: bool = False) -> Callable[[
     """A call that queues, on the current stream, an eviction of the L2 cache of `device`.
 
     By default it zeroes `l2_flush_buffer` (as `triton.testing.do_bench` and NVBench flush), which
-    leaves the L2 full of dirty lines: the misses of the call timed next may first have to write
-    those back to memory, bytes that are not the call's own. `by_reading` reads the buffer instead
-    (a max over it), which leaves clean lines and writes back, during the flush, what the previous
-    call left dirty: the call timed next moves its own bytes only.
+    leaves the L2 full of dirty lines: each line the call timed next brings in, read or written,
+    may first cost a write-back of one of those, bytes not its own. `by_reading` reads the buffer
+    instead (a max over it), which leaves clean lines and writes back, during the flush, what the
+    previous call left dirty: the call timed next reads its inputs from memory and writes back
+    only what of its own output it evicts. Either way, what of its output fits in the L2 may still
+    be there when it ends.
     """
     buffer = l2_flush_buffer(device)
     if not by_reading:
