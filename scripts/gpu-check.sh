@@ -89,9 +89,9 @@ step resnet-qint8-split env QBENCH_TRITON_SPLIT_K=1 python3 -m qbench run suites
 # on the H200, slower than fp16 cuDNN on 4 channels)
 step padding-narrow python3 -m qbench run suites/padding.toml --device cuda \
     --out "$WORK/padding-narrow" --case in-channels "${sets[@]}" --backends "$backends"
-# what the zeroing L2 flush leaves the timed call: device copies of 2 to 32 MiB timed cold,
-# cold-read (the flush reads) and hot (benchmarks/flush_probe.py; a few seconds)
-step flush-probe python3 benchmarks/flush_probe.py
+# what the zeroing L2 flush leaves the timed call: reads, writes and copies of 2 to 32 MiB timed
+# cold, cold-read (the flush reads) and hot (qbench/flush_probe.py; under 20 s)
+step flush-probe python3 -m qbench.flush_probe
 # Nsight Compute's counters of the Gluon kernel's main tiles, with and without L1 reuse and
 # split-K, each launched once on layer3.conv2 and layer4.conv2, then of the GEMM kernel's winning
 # tiles on two 1x1 layers of ResNet-50 and MobileNetV2's 16 -> 96 and 24 -> 144, the last in

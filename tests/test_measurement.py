@@ -180,3 +180,15 @@ def test_the_summary_names_rows_with_launch_bound_samples(capsys):
     out = capsys.readouterr().out
     assert "launch-bound a / slow-host: 7 of 40 samples may include the host's 12000 us" in out
     assert "a / fine" not in out
+
+
+def test_the_flush_probe_tables_each_call_size_and_mode():
+    from qbench.flush_probe import MODES, probe_table
+
+    table = probe_table("cpu", (1, 2), TimingPolicy(min_samples=3, max_time_s=0.01)).splitlines()
+    assert MODES == ("cold", "cold-read", "hot")
+    assert table[0].startswith("| call | MiB | cold us (GB/s) | cold-read us (GB/s) | hot us")
+    assert [row.split(" | ")[:2] for row in table[2:]] == [
+        ["| read", "1"], ["| write", "1"], ["| copy", "1"],
+        ["| read", "2"], ["| write", "2"], ["| copy", "2"]]
+    assert all(row.count("|") == table[0].count("|") for row in table)
