@@ -1,10 +1,10 @@
-"""The exact reference: against a naive integer loop, and within 1 LSB of PyTorch's x86, onednn
-and fbgemm engines on full-range random data over up to 3 groups, depthwise, dilation, stride,
-per-channel weights, zero points, ReLU and both dtypes (but for the convs of one input channel a
-group that PyTorch's oneDNN miscomputes: `ONEDNN_MISCOMPUTED`). Where PyTorch 2.13's fbgemm
-takes its depthwise kernel (as x86 does past 100 groups), it saturates on full-range activations
-and agrees on 7 bits' (`FBGEMM_DEPTHWISE`); its groupwise kernel is wrong on some group counts
-whatever the data (`FBGEMM_GROUPWISE_BROKEN`)."""
+"""The exact reference: against a naive integer loop, and within 1 LSB of PyTorch's x86, fbgemm,
+onednn and qnnpack engines on full-range random data over up to 3 groups, depthwise, dilation,
+stride, per-channel weights, zero points, ReLU and both dtypes (where one engine is off, as
+PyTorch's oneDNN is on 1 or 2 in 1,000 of them, `ONEDNN_MISCOMPUTED`, two others agree with the
+reference there). Where PyTorch 2.13's fbgemm takes its depthwise kernel (as x86 does past 100
+groups), it saturates on full-range activations and agrees on 7 bits' (`FBGEMM_DEPTHWISE`); its
+groupwise kernel is wrong on some group counts whatever the data (`FBGEMM_GROUPWISE_BROKEN`)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qbench.inputs import auto_output_quantization, make_inputs
@@ -148,36 +148,51 @@ def torch_comparable_problems(draw, weight_zero_points: bool = False) -> ConvPro
 
 
 # Found by the test below in CI: PyTorch 2.13's oneDNN convs (the onednn engine, and x86 where it
-# hands a conv to oneDNN) miscompute some convs of one input channel a group, by up to 255; the
-# fbgemm and qnnpack engines compute them as the reference does. Seen on 32 of 60,000 random
-# problems of `torch_comparable_problems` for onednn, 18 of 40,000 for x86, every one of one
-# input channel a group; none of 40,000 for fbgemm.
-ONEDNN_MISCOMPUTED = ConvProblem(1, 3, 3, 3, 6, (3, 3), stride=(1, 2), padding=(1, 0), groups=3,
-                                 in_dtype="qint8", weight_qscheme="per_tensor", bias=False)
-ONEDNN_ENGINES = ("x86", "onednn")
+# hands a conv to oneDNN) miscompute some small convs, by up to 255, where fbgemm and qnnpack
+# compute them as the reference does. Of random problems of `torch_comparable_problems`, onednn
+# was off on 26 of 25,000 with one thread and on 44 of 25,000 and 18 of 15,000 with two, x86 on
+# 49 of 25,000 with one and 22 of 15,000 with two: of any channel count a group, many strided
+# along the width alone into an output one column wide, others padded by 2 along the height.
+# fbgemm and qnnpack were off on none of 25,000 each (one thread) and agreed with the reference on
+# every problem onednn or x86 was off on. At 60 draws an engine, a CI run met one about one time
+# in ten (a red `.ci/run` on 2026-12-07). Which convs oneDNN miscomputes
+# depends on its threads: the two below are off with two, exact with one.
+ONEDNN_MISCOMPUTED = (
+    ConvProblem(1, 3, 3, 3, 6, (3, 3), stride=(1, 2), padding=(1, 0), groups=3, in_dtype="qint8",
+                weight_qscheme="per_tensor", bias=False),
+    ConvProblem(1, 2, 7, 6, 3, (3, 3), stride=(1, 2), dilation=(1, 2), in_scale=0.01,
+                weight_qscheme="per_tensor", bias=False),
+)
+INDEPENDENT_ENGINES = ("fbgemm", "onednn", "qnnpack")  # x86 hands each conv to fbgemm or oneDNN
 
 
-@pytest.mark.parametrize("engine", [*ONEDNN_ENGINES, "fbgemm"])
+@pytest.mark.parametrize("engine", ["x86", *INDEPENDENT_ENGINES])
 @settings(max_examples=60, deadline=None)
 @given(problem=torch_comparable_problems(), seed=st.integers(0, 2**31))
 def test_reference_agrees_with_pytorch_within_one_lsb(engine, problem, seed):
-    """Every engine but on convs of one input channel a group for those that may run oneDNN
-    (`ONEDNN_MISCOMPUTED`); fbgemm on every conv of these (up to 3 groups, none taking its
-    depthwise or groupwise kernel)."""
-    if engine not in torch.backends.quantized.supported_engines:
+    """`engine` is within 1 LSB of the reference, or, where it is not (oneDNN:
+    `ONEDNN_MISCOMPUTED`), two independent engines besides it are: a wrong reference fails
+    whichever engine is off."""
+    supported = torch.backends.quantized.supported_engines
+    if engine not in supported:
         pytest.skip(f"this PyTorch has no {engine} engine")
-    assume(engine not in ONEDNN_ENGINES or problem.in_channels // problem.groups > 1)
-    assert _max_error(problem, engine, seed) <= 1
+    if _max_error(problem, engine, seed) <= 1:
+        return
+    others = [other for other in INDEPENDENT_ENGINES if other != engine and other in supported]
+    agreeing = [other for other in others if _max_error(problem, other, seed) <= 1]
+    assert len(agreeing) >= 2, f"{engine} is off, and of {others} only {agreeing} agree"
 
 
+@pytest.mark.parametrize("problem", ONEDNN_MISCOMPUTED, ids=str)
 @pytest.mark.parametrize("engine", ["fbgemm", "qnnpack"])
-def test_the_conv_onednn_miscomputes_agrees_with_the_other_engines(engine):
-    """`ONEDNN_MISCOMPUTED` (in PyTorch 2.13, off by up to 255 on onednn and x86 for every seed
-    tried): fbgemm and qnnpack agree with the reference there."""
+def test_the_convs_onednn_miscomputed_agree_with_the_other_engines(engine, problem):
+    """`ONEDNN_MISCOMPUTED` (in PyTorch 2.13 off by up to 255 on onednn and x86 for every seed
+    tried with 2 threads, on CI's 2 cores, but exact with 1: oneDNN's error depends on how it
+    splits the work): fbgemm and qnnpack agree with the reference there."""
     if engine not in torch.backends.quantized.supported_engines:
         pytest.skip(f"this PyTorch has no {engine} engine")
     for seed in range(5):
-        assert _max_error(ONEDNN_MISCOMPUTED, engine, seed) <= 1, seed
+        assert _max_error(problem, engine, seed) <= 1, seed
 
 
 @settings(max_examples=40, deadline=None)
@@ -233,7 +248,7 @@ def test_the_convs_fbgemm_saturates_on_agree_with_the_other_engines(engine):
 # PyTorch 2.13's fbgemm groupwise kernel, on 2 channels a group in 10 groups (also 12, 14, 20;
 # 4 channels in 10, 11, 14 or 18), is off by up to 255 LSB even on 7 bits' activations, and
 # corrupts its process's heap (which glibc aborts: at once on 2 channels in 9, 11 or 18 groups
-# or 4 in 9; on 10 groups after some 50 calls): a child process runs it.
+# or 4 in 9; on 10 groups some runs, others segfault or return): a child process runs it.
 FBGEMM_GROUPWISE_BROKEN = ConvProblem(1, 20, 12, 12, 20, (3, 3), padding=(1, 1), groups=10,
                                       reduce_range=True)
 
@@ -245,8 +260,8 @@ def test_fbgemm_groupwise_kernel_is_wrong_on_some_group_counts():
             "print(t._max_error(t.FBGEMM_GROUPWISE_BROKEN, 'fbgemm', 0))")
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            timeout=300, cwd=Path(__file__).parent)
-    aborted = child.returncode == -signal.SIGABRT
-    assert aborted or (child.returncode == 0 and int(child.stdout) > 1), child.stderr
+    died = child.returncode in (-signal.SIGABRT, -signal.SIGSEGV)
+    assert died or (child.returncode == 0 and int(child.stdout) > 1), child.stderr
 
 
 def test_full_range_inputs_are_not_degenerate():
