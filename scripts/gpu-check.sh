@@ -23,11 +23,12 @@ fi
 deadline=$((SECONDS + ${QBENCH_GPU_BUDGET_S:-540}))
 
 # step NAME COMMAND...: run COMMAND with what is left of the budget, its output in $WORK/NAME.txt,
-# then rewrite the archive. QBENCH_GPU_STEPS="NAME ..." runs only the steps named;
+# its seconds and exit status in $WORK/steps.txt (for planning the next call's budget), then
+# rewrite the archive. QBENCH_GPU_STEPS="NAME ..." runs only the steps named;
 # QBENCH_GPU_CAPS="NAME=SECONDS ..." gives step NAME at most SECONDS, so that a slow early step
 # (the GPU tests) leaves time to the later ones.
 step() {
-    local name=$1 left=$((deadline - SECONDS)) cap
+    local name=$1 left=$((deadline - SECONDS)) start=$SECONDS cap status
     shift
     if [ -n "${QBENCH_GPU_STEPS:-}" ] && [[ " $QBENCH_GPU_STEPS " != *" $name "* ]]; then
         return
@@ -42,7 +43,9 @@ step() {
         fi
     done
     timeout -s INT -k 15 "$left" "$@" 2>&1 | tee "$WORK/$name.txt"  # SIGINT: qbench and pytest
-    # keep what they finished (qbench writes its report)
+    # keep what they finished (qbench writes its report); 124: stopped at its time limit
+    status=${PIPESTATUS[0]}
+    echo "$name: $((SECONDS - start)) s of $left, exit $status" | tee -a "$WORK/steps.txt"
     tar -czf "$OUT/gpu-check.tgz" -C "$WORK" .
 }
 
