@@ -149,14 +149,14 @@ def torch_comparable_problems(draw, weight_zero_points: bool = False) -> ConvPro
 
 # Found by the test below in CI: PyTorch 2.13's oneDNN convs (the onednn engine, and x86 where it
 # hands a conv to oneDNN) miscompute some small convs, by up to 255, where fbgemm and qnnpack
-# compute them as the reference does. Of random problems of `torch_comparable_problems`, onednn
-# was off on 26 of 25,000 with one thread and on 44 of 25,000 and 18 of 15,000 with two, x86 on
-# 49 of 25,000 with one and 22 of 15,000 with two: of any channel count a group, many strided
-# along the width alone into an output one column wide, others padded by 2 along the height.
-# fbgemm and qnnpack were off on none of 25,000 each (one thread) and agreed with the reference on
-# every problem onednn or x86 was off on. At 60 draws an engine, a CI run met one about one time
-# in ten (a red `.ci/run` on 2026-12-07). Which convs oneDNN miscomputes
-# depends on its threads: the two below are off with two, exact with one.
+# compute them as the reference does. Of random problems of `torch_comparable_problems`, onednn was
+# off on 26 of 25,000 with one thread and on 44 of 25,000 and 18 of 15,000 with two, x86 on 49 of
+# 25,000 with one and 22 of 15,000 with two: of any channel count a group, many strided along the
+# width alone into an output one column wide, others padded by 2 along the height. fbgemm and
+# qnnpack were off on none of 25,000 each (one thread) and agreed with the reference on every
+# problem onednn or x86 was off on. At 60 draws an engine, a CI run met one about one time in ten (a
+# red `.ci/run` on 2026-12-07). Which convs oneDNN miscomputes depends on its threads: the two below
+# are off with two, exact with one.
 ONEDNN_MISCOMPUTED = (
     ConvProblem(1, 3, 3, 3, 6, (3, 3), stride=(1, 2), padding=(1, 0), groups=3, in_dtype="qint8",
                 weight_qscheme="per_tensor", bias=False),
