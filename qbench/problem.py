@@ -100,16 +100,23 @@ class ConvProblem:
     @property
     def ops(self) -> int:
         """Arithmetic operations (a multiply-add counts 2): 2 * N * K * OH * OW * (C/g) * R * S."""
+        return 2 * self.output_elements * self.reduction_size
+
+    @property
+    def input_elements(self) -> int:
+        """Elements of the input activations: N * C * H * W."""
+        return self.batch * self.in_channels * self.height * self.width
+
+    @property
+    def output_elements(self) -> int:
+        """Elements of the output: N * K * OH * OW."""
         oh, ow = self.output_size
-        return 2 * self.batch * self.out_channels * oh * ow * self.reduction_size
+        return self.batch * self.out_channels * oh * ow
 
     @property
     def bytes_moved(self) -> int:
         """Bytes that must move at least once: int8 input + int8 weight + int8 output."""
-        oh, ow = self.output_size
-        return (self.batch * self.in_channels * self.height * self.width
-                + self.out_channels * self.reduction_size
-                + self.batch * self.out_channels * oh * ow)
+        return self.input_elements + self.out_channels * self.reduction_size + self.output_elements
 
     def validate(self) -> ConvProblem:
         """Return self, or raise `InvalidProblem` naming the first impossible field."""
@@ -158,10 +165,8 @@ def int32_limits(problem: ConvProblem) -> str | None:
     terms = problem.reduction_size
     if 255 * 255 * terms >= 2**31:
         return f"a reduction of {terms} terms may overflow the int32 accumulator"
-    oh, ow = problem.output_size
-    inputs = problem.batch * problem.in_channels * problem.height * problem.width
-    outputs = problem.batch * problem.out_channels * oh * ow
-    for what, elements in (("input", inputs), ("output", outputs)):
+    for what, elements in (("input", problem.input_elements),
+                           ("output", problem.output_elements)):
         if elements >= 2**31:
             return f"the {what} has {elements} elements; the kernels index with int32"
     return None
