@@ -101,10 +101,18 @@ def _force_candidate(monkeypatch, pick: int) -> None:
     monkeypatch.setattr(qbench_cupy, "_choices", {})
 
 
+def _geometry_of(problem) -> Geometry:
+    """The plan's geometry of `problem`, before any tensor exists."""
+    oh, ow = problem.output_size
+    params = ConvParams(problem.stride, problem.padding, problem.dilation, problem.groups)
+    return Geometry.of((problem.batch, problem.height, problem.width, problem.in_channels),
+                       (problem.batch, oh, ow, problem.out_channels), problem.kernel_size, params)
+
+
 def _candidates_of(problem, bytewise: bool = False) -> list[Kernel]:
     """The plan's candidates for `problem`, and with `bytewise` the bytewise direct kernel too
     (it computes every problem but depthwise)."""
-    g = Geometry.of_problem(problem)
+    g = _geometry_of(problem)
     planned = candidates(g, problem.in_dtype, problem.out_dtype, problem.weight_zero_point != 0)
     if bytewise and g.group_in > 1:
         planned.append(Kernel("conv_direct.cu", "qbench::conv_direct",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from qbench.problem import ConvProblem, dtype_range
+from qbench.problem import dtype_range
 from qbench.quantized import ConvParams
 
 KERNEL_DIR = Path(__file__).parent / "kernels"
@@ -77,14 +77,6 @@ class Geometry:
         _, oh, ow, k = out_shape
         return cls(n, h, w, c, k, oh, ow, *kernel_size, *params.stride, *params.padding,
                    *params.dilation, c // params.groups, k // params.groups)
-
-    @classmethod
-    def of_problem(cls, problem: ConvProblem) -> Geometry:
-        """From a problem's description, before any tensor exists."""
-        oh, ow = problem.output_size
-        params = ConvParams(problem.stride, problem.padding, problem.dilation, problem.groups)
-        return cls.of((problem.batch, problem.height, problem.width, problem.in_channels),
-                      (problem.batch, oh, ow, problem.out_channels), problem.kernel_size, params)
 
     @property
     def groups(self) -> int:
