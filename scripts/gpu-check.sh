@@ -76,16 +76,16 @@ done
 # torch-cuda; then depthwise and grouped layers, where cuDNN is weakest, ResNet-50 as written
 # (quint8, per-channel), which torch-cuda refuses, and last the padding cases (their 51 cases
 # left no time for all of ResNet-50 as written on the H200).
-step resnet-qint8 python3 -m qbench run suites/resnet.toml --device cuda --out "$WORK/resnet-qint8" \
-    --set in_dtype=qint8 --set out_dtype=qint8 --set weight_qscheme=per_tensor \
-    --set out_zero_point=0 "${sets[@]}" --backends "$backends"
+qint8=(--set in_dtype=qint8 --set out_dtype=qint8 --set weight_qscheme=per_tensor
+       --set out_zero_point=0)
+step resnet-qint8 python3 -m qbench run suites/resnet.toml --device cuda \
+    --out "$WORK/resnet-qint8" "${qint8[@]}" "${sets[@]}" --backends "$backends"
 # the same with split-K on (QBENCH_TRITON_SPLIT_K=1: on layers of fewer tiles than two an SM, the
 # Gluon kernel's tiles over 2 or 3 programs each; off by default until measured): the tuning log
 # has its candidates beside the others'. triton and fp16 cuDNN alone, the rest measured above
 # (cuDNN's first calls took 69 s of the H200's run)
 step resnet-qint8-split env QBENCH_TRITON_SPLIT_K=1 python3 -m qbench run suites/resnet.toml \
-    --device cuda --out "$WORK/resnet-qint8-split" --set in_dtype=qint8 --set out_dtype=qint8 \
-    --set weight_qscheme=per_tensor --set out_zero_point=0 "${sets[@]}" \
+    --device cuda --out "$WORK/resnet-qint8-split" "${qint8[@]}" "${sets[@]}" \
     --backends triton,torch-fp16
 # the padding suite's input channels alone (its 13 in-channels cases a batch): a 3x3 of 3 to 5
 # channels takes the GEMM's merged rows since a59a9b1 (the direct kernel before: 34.8 to 49.9 us
@@ -105,19 +105,15 @@ step flush-probe python3 -m qbench.flush_probe
 ncu=$(command -v ncu || compgen -G "/opt/nvidia/nsight-compute/*/ncu" | head -n 1)
 step counters env -u QBENCH_TRITON_TUNING_LOG "${ncu:-ncu}" --clock-control none --set full \
     --csv --page details --kernel-name regex:conv_gemm python3 -m qbench_triton.counters
-# ResNet-50 qint8 with the L2 cache left warm (--timing hot): against the cold run above, what
-# each backend's time owes to reading from memory (triton's 1x1 layers took 1.2 to 1.5 times
-# int8 cuDNN's, cold, on the H200)
-step resnet-qint8-hot python3 -m qbench run suites/resnet.toml --device cuda --timing hot \
-    --out "$WORK/resnet-qint8-hot" --set in_dtype=qint8 --set out_dtype=qint8 \
-    --set weight_qscheme=per_tensor --set out_zero_point=0 "${sets[@]}" \
-    --backends triton,cudnn,torch-fp16
-# the same with the L2 flushed by reading (--timing cold-read), which leaves it no dirty lines to
-# write back: against the cold run above, what the zeroing flush added to each layer's time
-step resnet-qint8-cold-read python3 -m qbench run suites/resnet.toml --device cuda \
-    --timing cold-read --out "$WORK/resnet-qint8-cold-read" --set in_dtype=qint8 \
-    --set out_dtype=qint8 --set weight_qscheme=per_tensor --set out_zero_point=0 "${sets[@]}" \
-    --backends triton,cudnn,torch-fp16
+# ResNet-50 qint8 with the L2 cache left warm (--timing hot), then flushed by reading
+# (--timing cold-read, which leaves it no dirty lines to write back): against the cold run above,
+# what each backend's time owes to reading from memory (triton's 1x1 layers took 1.2 to 1.5
+# times int8 cuDNN's, cold, on the H200), and what the zeroing flush added to it
+for mode in hot cold-read; do
+    step "resnet-qint8-$mode" python3 -m qbench run suites/resnet.toml --device cuda \
+        --timing "$mode" --out "$WORK/resnet-qint8-$mode" "${qint8[@]}" "${sets[@]}" \
+        --backends triton,cudnn,torch-fp16
+done
 for suite in depthwise grouped resnet padding; do
     step "$suite" python3 -m qbench run "suites/$suite.toml" --device cuda --out "$WORK/$suite" \
         "${sets[@]}" --backends "$backends"
