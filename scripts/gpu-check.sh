@@ -10,6 +10,15 @@
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #       --platform manylinux_2_28_x86_64 -d .whl nvidia-cudnn-frontend==1.22.1
 # and name .whl in the device call's carry.
+# Within a task's 15 minutes of device time (a start costs 1 to 2 of them), two calls back to back
+# on one warm machine: first what decides the open questions (the nine Triton changes since
+# 50e7c51, split-K, the flushes),
+#   QBENCH_GPU_BUDGET_S=420 QBENCH_GPU_SET="batch=32" \
+#   QBENCH_GPU_BACKENDS=torch-cuda,torch-fp16,triton,cudnn QBENCH_GPU_STEPS="gpu resnet-qint8 \
+#   resnet-qint8-split padding-narrow flush-probe depthwise" bash scripts/gpu-check.sh
+# then, with QBENCH_GPU_BUDGET_S=300 and the same set and backends, QBENCH_GPU_STEPS="pytest-triton
+# counters resnet-qint8-cold-read" QBENCH_GPU_CAPS="pytest-triton=120 counters=60"; its
+# cold-read run has no cold one beside it to compare with: `qbench compare` the first call's.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-out}
