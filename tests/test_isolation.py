@@ -3,6 +3,7 @@ has, Ctrl-C keeps every finished row and still writes the report."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -101,18 +102,30 @@ def test_resume_refuses_other_set_fields(run_cli, write_suite, tmp_path):
 def test_ctrl_c_keeps_finished_rows_and_writes_the_report(write_suite, tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(FAKE_PLUGINS)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "qbench", "run", str(write_suite(TINY_SUITE)), "--out", str(out),
-         "-p", "qbench_faulty", "--backends", "torch-x86,faulty-hangs", *FAST],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while time.time() < deadline:  # wait for torch-x86's first row, then faulty-hangs hangs
-        if (out / "results.csv").exists() and len(pd.read_csv(out / "results.csv")) >= 1:
-            break
-        time.sleep(0.2)
-    time.sleep(1)
-    proc.send_signal(signal.SIGINT)
-    stdout, _ = proc.communicate(timeout=60)
+    # Ctrl-C ignored here (as a shell without job control starts a background command: pytest
+    # run by `(pytest &)`) would be ignored by the child too, and Python's then never raises
+    # KeyboardInterrupt; a handler here is reset to the default in the child
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:  # a session of its own: the run and its hanging worker are killed together below
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "qbench", "run", str(write_suite(TINY_SUITE)), "--out",
+             str(out), "-p", "qbench_faulty", "--backends", "torch-x86,faulty-hangs", *FAST],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:  # wait for torch-x86's first row, then faulty-hangs hangs
+            if (out / "results.csv").exists() and len(pd.read_csv(out / "results.csv")) >= 1:
+                break
+            time.sleep(0.2)
+        time.sleep(1)
+        proc.send_signal(signal.SIGINT)
+        stdout, _ = proc.communicate(timeout=60)
+    finally:  # a run that did not stop must not outlive the test
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130
     rows = pd.read_csv(out / "results.csv")
     assert list(rows.backend) == ["torch-x86"] and rows.status.tolist() == ["ok"]
