@@ -1,15 +1,18 @@
 """The command line: `qbench run`, `report`, `compare`, `backends`, `qbench --version`.
 
 Exit status: 0 when every row is ok, mistrusted, unsupported or unavailable; 1 when any row is a
-mismatch or an error; 2 for bad input (suite, plugin, option), reported in one line.
+mismatch or an error; 2 for bad input (suite, plugin, option), reported in one line; 130 or 143
+when Ctrl-C or SIGTERM stopped `run` (its finished rows kept, its report written).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import signal
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -167,24 +170,46 @@ def run(suite_file: Path, backends: str | None, overrides: tuple[str, ...],
     else:
         produced = run_suite(suite, available, settings, skip)
     try:
-        interrupted = _record(produced, writer, total, suite.name, console)
+        with _sigterm_interrupts():
+            interruption = _record(produced, writer, total, suite.name, console)
     except QbenchError as exc:
         raise InputError(str(exc)) from None
     finally:
         produced.close()  # stops the workers
     fill_speedups(writer.rows, settings.baseline_name)
-    writer.finish(finished=dt.datetime.now().astimezone().isoformat(), interrupted=interrupted)
+    writer.finish(finished=dt.datetime.now().astimezone().isoformat(),
+                  interrupted=interruption is not None)
     print_summary(writer.rows, settings.baseline_name)
     _write_outputs(out, benchmark_json, console)
-    if interrupted:
-        raise click.exceptions.Exit(130)
+    if interruption is not None:
+        raise click.exceptions.Exit(143 if isinstance(interruption, Terminated) else 130)
     if any(r["status"] in FAILING_STATUSES for r in writer.rows):
         raise click.exceptions.Exit(1)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, a batch scheduler's time limit), raised where Ctrl-C raises
+    KeyboardInterrupt, so that a run stops the same way."""
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Within the block, SIGTERM raises Terminated in the main thread; the handler before it
+    afterwards."""
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _record(rows: Iterator[dict], writer: ResultWriter, total: int, title: str,
-            console: Console) -> bool:
-    """Append each row as it comes, with a progress bar; True when Ctrl-C stopped the run."""
+            console: Console) -> KeyboardInterrupt | None:
+    """Append each row as it comes, with a progress bar; what stopped the run (Ctrl-C's
+    KeyboardInterrupt or SIGTERM's Terminated), None when it ran to its end."""
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=True) as progress:
         task = progress.add_task(escape(title), total=total)
@@ -193,9 +218,9 @@ def _record(rows: Iterator[dict], writer: ResultWriter, total: int, title: str,
                 writer.append(row)
                 progress.update(task, advance=1,
                                 description=f"{escape(row['case'])} / {escape(row['backend'])}")
-        except KeyboardInterrupt:
-            return True
-    return False
+        except KeyboardInterrupt as interruption:
+            return interruption
+    return None
 
 
 def _earlier_rows(directory: Path, suite_name: str, overrides: dict) -> list[dict]:

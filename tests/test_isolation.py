@@ -1,5 +1,5 @@
 """Runs that cannot be broken: crashes and hangs cost one row each, a resumed run skips the rows it
-has, Ctrl-C keeps every finished row and still writes the report."""
+has, Ctrl-C or SIGTERM keeps every finished row and still writes the report."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import sys
 import time
 
 import pandas as pd
+import pytest
 
 from conftest import FAKE_PLUGINS, TINY_SUITE
 
@@ -99,14 +100,20 @@ def test_resume_refuses_other_set_fields(run_cli, write_suite, tmp_path):
     assert result.exit_code == 0, result.output
 
 
-def test_ctrl_c_keeps_finished_rows_and_writes_the_report(write_suite, tmp_path):
+@pytest.mark.parametrize(("name", "to_group", "status"), [
+    ("SIGINT", True, 130),  # Ctrl-C in a terminal: the run's whole process group
+    ("SIGTERM", False, 143),  # `kill PID`
+    ("SIGTERM", True, 143),  # a batch scheduler's time limit, `timeout`: the group
+])
+def test_a_stopped_run_keeps_finished_rows_and_writes_the_report(name, to_group, status,
+                                                                 write_suite, tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(FAKE_PLUGINS)}
     # Ctrl-C ignored here (as a shell without job control starts a background command: pytest
     # run by `(pytest &)`) would be ignored by the child too, and Python's then never raises
     # KeyboardInterrupt; a handler here is reset to the default in the child
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:  # a session of its own: the run and its hanging worker are killed together below
+    try:  # a process group of its own, to signal, and to kill should the run not stop
         proc = subprocess.Popen(
             [sys.executable, "-m", "qbench", "run", str(write_suite(TINY_SUITE)), "--out",
              str(out), "-p", "qbench_faulty", "--backends", "torch-x86,faulty-hangs", *FAST],
@@ -121,12 +128,16 @@ def test_ctrl_c_keeps_finished_rows_and_writes_the_report(write_suite, tmp_path)
                 break
             time.sleep(0.2)
         time.sleep(1)
-        proc.send_signal(signal.SIGINT)
+        signum = signal.Signals[name]
+        if to_group:
+            os.killpg(proc.pid, signum)
+        else:
+            proc.send_signal(signum)
         stdout, _ = proc.communicate(timeout=60)
-    finally:  # a run that did not stop must not outlive the test
+    finally:  # a run that did not stop must not outlive the test, nor its hanging worker
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130
+    assert proc.returncode == status
     rows = pd.read_csv(out / "results.csv")
     assert list(rows.backend) == ["torch-x86"] and rows.status.tolist() == ["ok"]
     assert json.loads((out / "results.json").read_text())["interrupted"] is True
