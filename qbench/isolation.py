@@ -10,15 +10,17 @@ have been killed by what an earlier row did to the process (a library that corru
 aborts some calls later), so the row runs again, once, in a fresh worker: its row then says so and
 names the dead worker's last row; dead again, the row is the backend's own `error`.
 
-Workers are started with "spawn" (safe with CUDA) and ignore Ctrl-C, which the parent handles. A
-worker's standard error reaches the parent's through a pipe (`_OutputRelay`), so that the row of a
-worker that dies or hangs ends with the last lines it wrote for that row: what glibc says as it
-aborts, a device-side assert's message.
+Workers are started with "spawn" (safe with CUDA) and ignore Ctrl-C, which the parent handles;
+on Linux they die with the parent, even where it is killed with SIGKILL. A worker's standard
+error reaches the parent's through a pipe (`_OutputRelay`), so that the row of a worker that dies
+or hangs ends with the last lines it wrote for that row: what glibc says as it aborts, a
+device-side assert's message.
 """
 
 from __future__ import annotations
 
 import codecs
+import ctypes
 import multiprocessing
 import os
 import signal
@@ -116,8 +118,23 @@ def device_works(device: str) -> bool:
         return False
 
 
+_PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def _die_with(parent: int) -> None:
+    """On Linux, have the kernel kill this process with SIGKILL when the thread that started it
+    ends: a run killed by SIGKILL (which gives it no chance to stop its workers) then leaves no
+    worker behind, still holding its device, still running a hung row. Elsewhere nothing."""
+    if sys.platform != "linux":
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the call above
+        os._exit(1)
+
+
 def _serve(conn: Connection, stderr: Connection, modules: tuple[str, ...],
-           settings: RunSettings) -> None:
+           settings: RunSettings, parent: int) -> None:
+    _die_with(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.dup2(stderr.fileno(), 2)  # Python's and C's standard error, to the parent's relay
     stderr.close()
@@ -143,7 +160,8 @@ class Worker:
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
         reader, writer = context.Pipe(duplex=False)
-        self.process = context.Process(target=_serve, args=(child, writer, modules, settings),
+        self.process = context.Process(target=_serve,
+                                       args=(child, writer, modules, settings, os.getpid()),
                                        daemon=True, name="qbench-worker")
         self.process.start()
         child.close()

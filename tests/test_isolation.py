@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -100,6 +101,38 @@ def test_resume_refuses_other_set_fields(run_cli, write_suite, tmp_path):
     assert result.exit_code == 0, result.output
 
 
+def _start_hanging_run(write_suite, out: Path) -> subprocess.Popen:
+    """`qbench run` of torch-x86 then faulty-hangs, which hangs, in a process group of its own
+    (to signal, and to kill should it not stop), once it has written torch-x86's first row."""
+    env = {**os.environ, "PYTHONPATH": str(FAKE_PLUGINS)}
+    # Ctrl-C ignored here (as a shell without job control starts a background command: pytest
+    # run by `(pytest &)`) would be ignored by the child too, and Python's then never raises
+    # KeyboardInterrupt; a handler here is reset to the default in the child
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "qbench", "run", str(write_suite(TINY_SUITE)), "--out",
+             str(out), "-p", "qbench_faulty", "--backends", "torch-x86,faulty-hangs", *FAST],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    deadline = time.time() + 60
+    while time.time() < deadline:  # torch-x86's first row, then faulty-hangs hangs
+        if (out / "results.csv").exists() and len(pd.read_csv(out / "results.csv")) >= 1:
+            break
+        time.sleep(0.2)
+    time.sleep(1)
+    return proc
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """What is left of the run and its workers: a run that did not stop must not outlive the
+    test, nor its hanging worker."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 @pytest.mark.parametrize(("name", "to_group", "status"), [
     ("SIGINT", True, 130),  # Ctrl-C in a terminal: the run's whole process group
     ("SIGTERM", False, 143),  # `kill PID`
@@ -108,40 +141,50 @@ def test_resume_refuses_other_set_fields(run_cli, write_suite, tmp_path):
 def test_a_stopped_run_keeps_finished_rows_and_writes_the_report(name, to_group, status,
                                                                  write_suite, tmp_path):
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": str(FAKE_PLUGINS)}
-    # Ctrl-C ignored here (as a shell without job control starts a background command: pytest
-    # run by `(pytest &)`) would be ignored by the child too, and Python's then never raises
-    # KeyboardInterrupt; a handler here is reset to the default in the child
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:  # a process group of its own, to signal, and to kill should the run not stop
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "qbench", "run", str(write_suite(TINY_SUITE)), "--out",
-             str(out), "-p", "qbench_faulty", "--backends", "torch-x86,faulty-hangs", *FAST],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            start_new_session=True)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    proc = _start_hanging_run(write_suite, out)
     try:
-        deadline = time.time() + 60
-        while time.time() < deadline:  # wait for torch-x86's first row, then faulty-hangs hangs
-            if (out / "results.csv").exists() and len(pd.read_csv(out / "results.csv")) >= 1:
-                break
-            time.sleep(0.2)
-        time.sleep(1)
         signum = signal.Signals[name]
         if to_group:
             os.killpg(proc.pid, signum)
         else:
             proc.send_signal(signum)
         stdout, _ = proc.communicate(timeout=60)
-    finally:  # a run that did not stop must not outlive the test, nor its hanging worker
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        assert _live_processes_in_group(proc.pid) == []  # its worker stopped too
+    finally:
+        _kill_group(proc)
     assert proc.returncode == status
     rows = pd.read_csv(out / "results.csv")
     assert list(rows.backend) == ["torch-x86"] and rows.status.tolist() == ["ok"]
     assert json.loads((out / "results.json").read_text())["interrupted"] is True
     assert (out / "report.html").exists() and "torch-x86" in stdout
+
+
+def _live_processes_in_group(group: int, wait_s: float = 10.0) -> list[int]:
+    """Linux: the processes of process group `group` but zombies, once there are none or
+    `wait_s` has passed."""
+    deadline = time.time() + wait_s
+    while True:
+        live = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError):  # a process that ended meanwhile
+                state, _, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
+                if int(pgrp) == group and state != "Z":
+                    live.append(int(stat.parent.name))
+        if not live or time.time() > deadline:
+            return live
+        time.sleep(0.1)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="workers die with their run on Linux alone")
+def test_a_run_killed_outright_leaves_no_worker_behind(write_suite, tmp_path):
+    proc = _start_hanging_run(write_suite, tmp_path / "out")
+    try:
+        proc.kill()  # SIGKILL: the run stops no worker itself
+        proc.wait(timeout=60)
+        assert _live_processes_in_group(proc.pid) == []
+    finally:
+        _kill_group(proc)
+        proc.communicate(timeout=60)  # the pipes, which a worker left behind would hold open
 
 
 def test_a_worker_whose_device_broke_is_retired(monkeypatch):
