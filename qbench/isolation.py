@@ -127,7 +127,7 @@ def _die_with(parent: int) -> None:
     worker behind, still holding its device, still running a hung row. Elsewhere nothing."""
     if sys.platform != "linux":
         return
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # it died before the call above
         os._exit(1)
 
