@@ -266,9 +266,9 @@ def main(capabilities: list[int]) -> int:
             print(f"sm_90 wgmma config {label}: {registers} registers, {step} instructions a "
                   f"reduction step, {beside} of {loads} loads beside a wgmma, {fit} programs "
                   f"an SM, {f'{stack} B of spills' if stack else 'no spills'}")
-            if stack or not loads or beside < loads:
-                print(f"  {label} spills registers or issues loads after a step's wgmma ends",
-                      file=sys.stderr)
+            status |= _spills(label, stack)
+            if not loads or beside < loads:
+                print(f"  {label} issues loads after a step's wgmma ends", file=sys.stderr)
                 status = 1
             if persist > fit:
                 print(f"  {label}: {persist} persistent programs an SM, but {fit} fit at once",
