@@ -30,7 +30,8 @@ from qbench.errors import QbenchError
 from qbench.export import export_pytest_benchmark
 from qbench.floor import rates_for_run
 from qbench.registry import Backend, load_backends
-from qbench.results import FAILING_STATUSES, SCHEMA_VERSION, ResultWriter, load_results
+from qbench.results import (FAILING_STATUSES, RESULT_FILES, SCHEMA_VERSION, ResultWriter,
+                            load_results)
 from qbench.isolation import run_isolated
 from qbench.ratios import head_to_head
 from qbench.ratios import markdown as ratio_markdown
@@ -87,7 +88,8 @@ plugin_option = click.option("-p", "plugins", multiple=True, metavar="MODULE",
 @click.option("--device", type=click.Choice(["cpu", "cuda"]),
               help="Device whose backends run by default (default: cuda when present).")
 @click.option("--out", type=click.Path(path_type=Path),
-              help="Result directory (default: results/<suite>-<device>-<time>/).")
+              help="Result directory, not one holding another run's results (default: "
+                   "results/<suite>-<device>-<time>/).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
 @click.option("--max-time", type=click.FloatRange(min=0), default=TimingPolicy.max_time_s,
               show_default=True, help="Seconds of sampling per case and backend, at most, once "
@@ -142,13 +144,16 @@ def run(suite_file: Path, backends: str | None, overrides: tuple[str, ...],
         if out is not None and out != resume:
             raise InputError("--resume DIR writes to DIR: leave out --out")
         existing = _earlier_rows(resume, suite.name, fields)
+    elif out is not None:
+        _refuse_earlier_run(out)
     rates, rates_record = rates_for_run(device)  # once the input is known to be good
     settings = RunSettings(device=device, backends=names, baseline=baseline, seed=seed,
                            policy=TimingPolicy(min_samples=min_samples, min_time_s=min_time,
                                                max_time_s=max_time, mode=timing),
                            clock_floor=clock_floor, card_rates=rates)
     started = dt.datetime.now().astimezone()
-    out = resume or out or Path("results") / f"{suite.name}-{device}-{started:%Y%m%d-%H%M%S}"
+    out = resume or out or _new_directory(
+        Path("results") / f"{suite.name}-{device}-{started:%Y%m%d-%H%M%S}")
     skip = {(r["case"], r["backend"]) for r in existing or []}
     writer = ResultWriter(out, {
         "qbench_version": qbench.__version__, "suite": suite.name, "suite_file": str(suite_file),
@@ -221,6 +226,27 @@ def _record(rows: Iterator[dict], writer: ResultWriter, total: int, title: str,
         except KeyboardInterrupt as interruption:
             return interruption
     return None
+
+
+def _refuse_earlier_run(directory: Path) -> None:
+    """Bad input when `directory` (--out) holds a run's results: a new run would overwrite them."""
+    held = [name for name in RESULT_FILES if (directory / name).exists()]
+    if held:
+        raise InputError(f"--out: {directory} already holds a run ({', '.join(held)}): continue "
+                         f"it with --resume {directory}, or name another directory")
+
+
+def _new_directory(default: Path) -> Path:
+    """Create `default` and return it, or the first of `default`-2, -3, ... that no other run
+    (one started in the same second) has created."""
+    number = 1
+    while True:
+        candidate = default.with_name(f"{default.name}-{number}") if number > 1 else default
+        try:
+            candidate.mkdir(parents=True)
+            return candidate
+        except FileExistsError:
+            number += 1
 
 
 def _earlier_rows(directory: Path, suite_name: str, overrides: dict) -> list[dict]:

@@ -17,6 +17,7 @@ SCHEMA_VERSION = 5
 READABLE_SCHEMA_VERSIONS = (2, 3, 4, 5)  # an older file's missing columns read as empty
 STATUSES = ("ok", "mismatch", "mistrusted", "unsupported", "unavailable", "error")
 FAILING_STATUSES = ("mismatch", "error")
+RESULT_FILES = ("results.json", "results.csv")  # a new run would overwrite these
 COLUMNS = (
     "suite", "case", "backend", "device", "node", "status", "error", "batch", "in_channels",
     "out_channels", "height", "width", "kernel_size", "stride", "padding", "dilation", "groups",

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 import qbench
+from qbench.cli import _new_directory
 from qbench.results import COLUMNS, SCHEMA_VERSION, load_results
 from qbench.errors import QbenchError
 
@@ -118,6 +119,24 @@ def test_unavailable_backends_are_rows_not_failures(run_cli, write_suite, tmp_pa
     rows = pd.read_csv(out / "results.csv")
     assert set(rows[rows.backend.isin(["cudnn", "cupy"])].status) == {"unavailable"}
     assert result.exit_code == 0
+
+
+def test_a_run_never_overwrites_another(run_cli, write_suite, tmp_path):
+    out = tmp_path / "out"
+    run_cli("run", write_suite(TINY_SUITE), "--out", out, "--backends", "torch-x86", *FAST)
+    before = (out / "results.csv").read_text()
+    result = run_cli("run", write_suite(TINY_SUITE), "--out", out, "--backends", "torch-onednn")
+    assert result.exit_code == 2
+    assert (f"--out: {out} already holds a run (results.json, results.csv): continue it with "
+            f"--resume {out}") in result.output
+    assert (out / "results.csv").read_text() == before
+
+
+def test_runs_started_in_the_same_second_get_directories_of_their_own(tmp_path):
+    default = tmp_path / "results" / "tiny-cpu-20261207-120000"
+    made = [_new_directory(default) for _ in range(3)]
+    assert [p.name for p in made] == [default.name, f"{default.name}-2", f"{default.name}-3"]
+    assert all(p.is_dir() for p in made)
 
 
 def test_unknown_backend_option_is_bad_input(run_cli, write_suite):
