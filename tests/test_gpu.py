@@ -1,7 +1,8 @@
 """GPU checks of the PyTorch CUDA backends (skipped without a CUDA device).
 
 torch-cuda must be exact where PyTorch accepts the problem and report PyTorch's refusals as
-unsupported; torch-fp16 must run and be judged like any other backend.
+unsupported; torch-fp16 must run and be judged like any other backend, autotuned, and with ReLU
+fused where cuDNN can.
 """
 
 from __future__ import annotations
@@ -27,3 +28,8 @@ def test_torch_cuda_and_fp16_on_the_smoke_suite(run_cli, tmp_path):
     assert (cuda[cuda.status == "unsupported"].error.str.len() > 0).all()
     fp16 = rows[rows.backend == "torch-fp16"]
     assert set(fp16.status) <= {"ok", "mismatch"} and (fp16.median_us > 0).all()
+    # cuDNN autotuned; with ReLU, fused where cuDNN has an engine, else saying why not
+    assert fp16.details.str.contains("algorithms=cudnn.benchmark").all()
+    relu = fp16[fp16.relu].details
+    assert relu.str.contains("relu=fused: cudnn_convolution_relu|relu=conv2d then relu_ "
+                             r"\(cudnn_convolution_relu raised: .+\)").all(), relu.tolist()

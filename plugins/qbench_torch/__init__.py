@@ -4,13 +4,18 @@ int8: `torch.ops.quantized.conv2d_prepack` / `conv2d` / `conv2d_relu` on each CP
 (`torch-x86`, `torch-fbgemm`, `torch-onednn`, `torch-qnnpack`) and on CUDA (`torch-cuda`, the
 cuDNN path). What PyTorch refuses is reported as unsupported with PyTorch's own message.
 float, not quantized: `torch-fp32` (CPU) and `torch-fp16` (cuDNN, channels_last): the conv of the
-dequantized tensors, the figure users compare int8 against.
+dequantized tensors, the figure users compare int8 against. `torch-fp16` is PyTorch's fastest
+fp16 conv, as int8 is held to it: cuDNN's algorithms timed on the first call (`cudnn.benchmark`),
+and with ReLU one cuDNN graph of conv, bias and ReLU (`torch.cudnn_convolution_relu`, which also
+reads its output buffer: PyTorch adds it, times 0), where `F.conv2d` then `relu_` would run the
+ReLU, and on some PyTorch versions the bias, as kernels of their own over the output.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,11 +104,27 @@ class _PackedInt8:
         return self.by_relu[relu]
 
 
-@dataclass(frozen=True)
+@dataclass
 class _PackedFloat:
+    """Float weights and bias; for `torch-fp16`, what cuDNN's fused conv, bias and ReLU needs.
+
+    `fused_bias` (torch-fp16 only) is the bias or zeros, which the fused op would otherwise
+    allocate every call. `fused_relu` is None until the first call with ReLU tries the fused op:
+    True once it ran, False where it raised (`unfused_because`: cuDNN's words), and F.conv2d then
+    relu_ run instead from then on.
+    """
+
     weight: torch.Tensor
     bias: torch.Tensor | None
     params: ConvParams
+    fused_bias: torch.Tensor | None = None
+    fused_relu: bool | None = None
+    unfused_because: str = ""
+
+    @property
+    def cudnn(self) -> bool:
+        """torch-fp16: cuDNN's autotuned algorithms, ReLU fused where cuDNN can."""
+        return self.fused_bias is not None
 
 
 def _refusals_as_unsupported(call: Callable[[], Any]) -> Any:
@@ -135,7 +156,10 @@ def qbench_prepack(backend: str, weight: QuantizedWeight, bias: torch.Tensor | N
         dtype = _FLOAT[backend]
         w = weight.dequantize(torch.float32).to(dtype).contiguous(memory_format=torch.channels_last)
         b = bias.to(dtype) if bias is not None else None
-        return _PackedFloat(w, b, params)
+        if backend != "torch-fp16":
+            return _PackedFloat(w, b, params)
+        zeros = torch.zeros(w.shape[0], dtype=dtype, device=w.device)
+        return _PackedFloat(w, b, params, fused_bias=b if b is not None else zeros)
     return None
 
 
@@ -157,9 +181,41 @@ def _apply_int8(packed: _PackedInt8, input: torch.Tensor, output: QuantizedActiv
 
 
 def _apply_float(packed: _PackedFloat, input: torch.Tensor, relu: bool) -> torch.Tensor:
+    if not packed.cudnn:
+        return _conv_then_relu(packed, input, relu)
+    with _cudnn_autotuned():
+        if relu and packed.fused_relu is not False:
+            p = packed.params
+            try:
+                y = torch.cudnn_convolution_relu(input, packed.weight, packed.fused_bias,
+                                                 p.stride, p.padding, p.dilation, p.groups)
+            except RuntimeError as exc:
+                if packed.fused_relu:  # it ran before: not a refusal of this problem
+                    raise
+                packed.fused_relu = False
+                packed.unfused_because = str(exc).strip().partition("\n")[0]
+            else:
+                packed.fused_relu = True
+                return y
+        return _conv_then_relu(packed, input, relu)
+
+
+def _conv_then_relu(packed: _PackedFloat, input: torch.Tensor, relu: bool) -> torch.Tensor:
     p = packed.params
     y = F.conv2d(input, packed.weight, packed.bias, p.stride, p.padding, p.dilation, p.groups)
     return torch.relu_(y) if relu else y
+
+
+@contextmanager
+def _cudnn_autotuned() -> Iterator[None]:
+    """Within the block, cuDNN times its algorithms on a shape's first call and keeps the fastest
+    (`torch.backends.cudnn.benchmark`); the setting before it afterwards."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
 
 
 def _apply(backend: str, packed: Any, input: Any, output: QuantizedActivation,
@@ -181,3 +237,15 @@ def qbench_apply(backend: str, packed: Any, input: Any,
 def qbench_apply_relu(backend: str, packed: Any, input: Any,
                       output: QuantizedActivation) -> torch.Tensor | None:
     return _apply(backend, packed, input, output, relu=True)
+
+
+@hookimpl
+def qbench_details(backend: str, packed: Any) -> dict[str, Any] | None:
+    if backend != "torch-fp16":
+        return None
+    facts = {"algorithms": "cudnn.benchmark"}
+    if packed.fused_relu is not None:
+        facts["relu"] = ("fused: cudnn_convolution_relu" if packed.fused_relu else
+                         f"conv2d then relu_ (cudnn_convolution_relu raised: "
+                         f"{packed.unfused_because})")
+    return facts
