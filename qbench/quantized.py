@@ -161,12 +161,15 @@ def output_integers(result: torch.Tensor | None, output: QuantizedActivation) ->
     """What a backend's apply produced, as `output`'s integers (see `qbench_apply`'s contract).
 
     None: the backend wrote `output.data`. A quantized tensor: its integers. A float tensor (float
-    reference backends): quantized here with the output's scale, zero point and dtype.
+    reference backends): quantized here with the output's scale, zero point and dtype, but where
+    it holds NaN, `output.data`'s value: a backend that fills its own output with NaN before the
+    checked run (an element it never writes stays NaN) gets the host's poison there, which
+    cannot pass.
     """
     if result is None:
         return output.data
     if result.is_quantized:
         return result.int_repr()
     if result.is_floating_point():
-        return quantize_output(result, output)
+        return torch.where(result.isnan(), output.data, quantize_output(result, output))
     return result

@@ -12,13 +12,16 @@
 # and name .whl in the device call's carry.
 # Within a task's 15 minutes of device time (a start costs 1 to 2 of them), two calls back to back
 # on one warm machine: first what decides the open questions (the nine Triton changes since
-# 50e7c51, split-K, the flushes),
+# 50e7c51, split-K, the flushes, int8 against the autotuned and fused fp16 of torch-fp16 and
+# cudnn-fp16),
 #   QBENCH_GPU_BUDGET_S=420 QBENCH_GPU_SET="batch=32" \
-#   QBENCH_GPU_BACKENDS=torch-cuda,torch-fp16,triton,cudnn QBENCH_GPU_STEPS="gpu resnet-qint8 \
-#   resnet-qint8-split padding-narrow flush-probe depthwise" bash scripts/gpu-check.sh
+#   QBENCH_GPU_BACKENDS=torch-cuda,torch-fp16,cudnn-fp16,triton,cudnn QBENCH_GPU_STEPS="gpu \
+#   resnet-qint8 resnet-qint8-split padding-narrow flush-probe depthwise" bash scripts/gpu-check.sh
 # then, with QBENCH_GPU_BUDGET_S=300 and the same set and backends, QBENCH_GPU_STEPS="pytest-triton
-# counters resnet-qint8-cold-read" QBENCH_GPU_CAPS="pytest-triton=120 counters=60"; its
-# cold-read run has no cold one beside it to compare with: `qbench compare` the first call's.
+# pytest-gpu pytest-cudnn counters resnet-qint8-cold-read" QBENCH_GPU_CAPS="pytest-triton=100
+# pytest-gpu=30 pytest-cudnn=50 counters=60" (pytest-gpu and pytest-cudnn check the fused fp16 of
+# torch-fp16 and cudnn-fp16 against the reference); its cold-read run has no cold one beside it
+# to compare with: `qbench compare` the first call's.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-out}
@@ -74,7 +77,7 @@ for tests in gpu triton cudnn cupy api measurement floor; do
 done
 # every Triton tuning's candidates and their medians, a JSON line per shape (which tiles win)
 export QBENCH_TRITON_TUNING_LOG="$WORK/triton-tuning.jsonl"
-backends=${QBENCH_GPU_BACKENDS:-torch-cuda,torch-fp16,triton,cudnn,cupy}
+backends=${QBENCH_GPU_BACKENDS:-torch-cuda,torch-fp16,cudnn-fp16,triton,cudnn,cupy}
 # QBENCH_GPU_SET="FIELD=VALUE ...": more --set for every suite, e.g. "batch=32"
 sets=()
 for field in ${QBENCH_GPU_SET:-}; do
@@ -141,7 +144,7 @@ for results in "$WORK"/*/results.csv; do
     [ -e "$results" ] || continue
     run=$(dirname "$results")
     ratios=(python3 -m qbench ratios "$run" triton --markdown)
-    for other in cudnn torch-fp16; do
+    for other in cudnn torch-fp16 cudnn-fp16; do
         if grep -q ",$other," "$results"; then
             ratios+=(--against "$other")
         fi

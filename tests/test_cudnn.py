@@ -20,6 +20,7 @@ from qbench.registry import load_backends
 from qbench.runner import CaseRunner, RunSettings
 from qbench.suite import Case
 from qbench.timing import TimingPolicy
+from qbench_cudnn import fp16
 from qbench_cudnn import graph as graphs
 from qbench_cudnn.numerics import ChannelLayout, offsets, pack_weight
 from qbench_cudnn.plans import PlanBrokeDevice, PlanCache, alignment, autotune
@@ -28,8 +29,8 @@ POLICY = TimingPolicy(min_samples=2, max_time_s=0.005)
 
 
 def _on_cpu_with_emulated_cudnn(monkeypatch, channel_multiple: int,
-                                scale_first_only: bool = False):
-    backend = load_backends()["cudnn"]
+                                scale_first_only: bool = False, name: str = "cudnn"):
+    backend = load_backends()[name]
     backend = dataclasses.replace(backend, info=dataclasses.replace(backend.info, device="cpu"))
     backend.__dict__["availability"] = Verdict.yes()  # the emulator stands in for the GPU
     monkeypatch.setattr(qbench_cudnn, "executor_for", emulated_executor_for(
@@ -127,7 +128,7 @@ class RecordingCudnn:
     """Records the graph calls of `graphs.build`, to check what it asks of cuDNN."""
 
     class data_type:  # noqa: N801 - mirrors cudnn.data_type
-        INT8, INT32, FLOAT = "INT8", "INT32", "FLOAT"
+        INT8, INT32, FLOAT, HALF = "INT8", "INT32", "FLOAT", "HALF"
 
     def __init__(self):
         self.calls = []
@@ -316,6 +317,64 @@ def test_real_cudnn_matches_the_reference(name):
         return
     assert row["status"] == "ok", row["error"]
     assert row["max_err_lsb"] <= 1
+    assert "plan=" in row["details"] and row["first_call_ms"] > 0
+
+
+@pytest.mark.parametrize("name", PROBLEMS)
+def test_fp16_graph_matches_the_reference_with_cudnn_emulated(name, monkeypatch):
+    """cudnn-fp16 takes every problem, weight zero points too (its weights are dequantized)."""
+    backend = _on_cpu_with_emulated_cudnn(monkeypatch, channel_multiple=1, name="cudnn-fp16")
+    row = CaseRunner(RunSettings(policy=POLICY)).row(
+        "t", Case(name, PROBLEMS[name].validate()), backend)
+    assert row["status"] == "ok" and row["max_err_lsb"] <= 1, row["error"]
+    assert row["numerics"] == "fp16" and "plan=emulated" in row["details"]
+
+
+def test_fp16_output_that_the_plan_never_writes_cannot_pass(monkeypatch):
+    """The checked call's output starts as NaN, which the host reads as its poison."""
+    backend = _on_cpu_with_emulated_cudnn(monkeypatch, channel_multiple=1, name="cudnn-fp16")
+    monkeypatch.setattr(qbench_cudnn, "executor_for",
+                        lambda spec, pack, build: (lambda variant_pack: None, {}))
+    row = CaseRunner(RunSettings(policy=POLICY)).row(
+        "t", Case("lazy", PROBLEMS["gemm-3x3-pad"].validate()), backend)
+    assert row["status"] == "mismatch" and row["max_err_lsb"] == 128 and row["exact_pct"] == 0
+
+
+@pytest.mark.parametrize("bias, relu, ops", [(True, True, ["add", "relu"]), (True, False, ["add"]),
+                                             (False, True, ["relu"]), (False, False, [])])
+def test_fp16_graph_is_one_conv_with_its_bias_and_relu_in_float(bias, relu, ops):
+    spec = fp16.describe((2, 8, 6, 6), (16, 4, 3, 3), (2, 16, 3, 3), padding=(1, 1),
+                         stride=(2, 2), dilation=(1, 1), relu=relu, bias=bias)
+    cudnn = RecordingCudnn()
+    fp16.build(spec, cudnn, handle=0)
+    calls = [(name, kw) for name, kw in cudnn.calls if name not in ("pygraph", "tensor")]
+    assert [name for name, _ in calls] == ["conv_fprop", *ops, "validate",
+                                           "build_operation_graph"]
+    assert all(kw["compute_data_type"] == "FLOAT" for _, kw in calls[:1 + len(ops)])
+    y = cudnn.outputs[len(ops)]
+    assert y.attrs["output"] is True and y.attrs["data_type"] == "HALF"
+    assert y.attrs["stride"] == [3 * 3 * 16, 1, 3 * 16, 16] and y.attrs["uid"] == graphs.Y
+    assert all(t.attrs["data_type"] == "FLOAT" for t in cudnn.outputs[:len(ops)])
+    tensors = {kw["name"]: kw for name, kw in cudnn.calls if name == "tensor"}
+    assert {name: kw["data_type"] for name, kw in tensors.items()} == (
+        {"x": "HALF", "w": "HALF"} | ({"bias": "HALF"} if bias else {}))
+    assert tensors["w"]["stride"] == [3 * 3 * 4, 1, 3 * 4, 4]
+    if bias:
+        assert tensors["bias"]["dim"] == [1, 16, 1, 1] and tensors["bias"]["uid"] == fp16.BIAS
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", PROBLEMS)
+def test_real_cudnn_fp16_matches_the_reference(name):
+    backend = load_backends()["cudnn-fp16"]
+    if not backend.availability.ok:
+        pytest.skip(backend.availability.reason)
+    row = CaseRunner(RunSettings(policy=POLICY)).row(
+        "t", Case(name, PROBLEMS[name].validate()), backend)
+    if row["status"] == "unsupported":  # no fp16 engine for it: cuDNN's reason
+        assert row["error"], row
+        return
+    assert row["status"] == "ok" and row["max_err_lsb"] <= 1, row["error"]
     assert "plan=" in row["details"] and row["first_call_ms"] > 0
 
 

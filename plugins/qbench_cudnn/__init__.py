@@ -10,6 +10,9 @@ are the channels padded (to multiples of 4: weights once, activations per call).
 padding is in the graph when the input zero point is 0 (as int8), else written as the zero point
 into a staged copy of the activations (numerics.py says why). The per-call staging is timed on its
 own (`stage_input_us` in the results' details).
+
+`cudnn-fp16` is the float figure done the same way: the fp16 conv of the dequantized tensors, with
+bias and ReLU, one graph autotuned as the int8 one is (fp16.py).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from qbench.isolation import device_works
 from qbench.quantized import nhwc_view
 from qbench.reference import requantization_terms
 from qbench.timing import current_stream_pointer, tuning_median_ms
+from qbench_cudnn import fp16
 from qbench_cudnn import graph as graphs
 from qbench_cudnn.numerics import (ChannelLayout, finish_output, offsets, output_zero_point,
                                    pack_weight, scale_first_offset, signed_zero_point,
@@ -35,19 +39,24 @@ from qbench_cudnn.numerics import (ChannelLayout, finish_output, offsets, output
 from qbench_cudnn.plans import Autotuned, CacheKey, PlanCache, alignment, autotune
 
 NAME = "cudnn"
+FP16 = "cudnn-fp16"
 Pack = dict[int, torch.Tensor]
 Executor = Callable[[Pack], None]
 
 
 @hookimpl
 def qbench_backends() -> list[BackendInfo]:
-    return [BackendInfo(NAME, "cuda", installed_version("cudnn"), channels_last=True,
-                        description="fused cuDNN-frontend int8 conv graph, autotuned plans")]
+    version = installed_version("cudnn")
+    return [BackendInfo(NAME, "cuda", version, channels_last=True,
+                        description="fused cuDNN-frontend int8 conv graph, autotuned plans"),
+            BackendInfo(FP16, "cuda", version, numerics="fp16", channels_last=True,
+                        description="fused cuDNN-frontend fp16 conv, bias and ReLU graph, "
+                                    "autotuned plans (not int8)")]
 
 
 @hookimpl
 def qbench_availability(backend: str) -> Verdict | None:
-    if backend != NAME:
+    if backend not in (NAME, FP16):
         return None
     try:
         import cudnn
@@ -65,6 +74,8 @@ def qbench_availability(backend: str) -> Verdict | None:
 
 @hookimpl
 def qbench_supports(backend: str, problem: ConvProblem) -> Verdict | None:
+    if backend == FP16:
+        return Verdict.yes()  # a float conv takes any zero point; cuDNN's plans decide the rest
     if backend != NAME:
         return None
     if problem.weight_zero_point != 0:
@@ -139,9 +150,25 @@ class _Packed:
     last: _Last | None = None
 
 
+@dataclass
+class _PackedFp16:
+    """The dequantized weight (fp16, NHWC) and bias (fp16, (1, K, 1, 1)), and per input shape and
+    ReLU the fastest plan of the fp16 graph, with what tuning found."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    params: ConvParams
+    calls: dict[tuple[Any, ...], tuple[Executor, dict[str, Any]]] = field(default_factory=dict)
+    last_details: dict[str, Any] | None = None
+
+
 @hookimpl
 def qbench_prepack(backend: str, weight: QuantizedWeight, bias: torch.Tensor | None,
                    params: ConvParams) -> Any:
+    if backend == FP16:
+        w = weight.dequantize(torch.float32).half().contiguous(memory_format=torch.channels_last)
+        b = None if bias is None else bias.to(device=w.device, dtype=torch.float16)
+        return _PackedFp16(w, None if b is None else b.view(1, -1, 1, 1), params)
     if backend != NAME:
         return None
     if bool(weight.zero_points.any()):
@@ -151,9 +178,42 @@ def qbench_prepack(backend: str, weight: QuantizedWeight, bias: torch.Tensor | N
 
 @hookimpl
 def qbench_prepare_input(backend: str, input: QuantizedActivation) -> Any:
+    if backend == FP16:
+        x = input.dequantize(torch.float32).half()
+        nhwc_view(x)  # a ValueError unless NHWC in memory, as cuDNN reads it
+        return x
     if backend != NAME:
         return None
     return (nhwc_view(input.data), input)
+
+
+def _apply_fp16(packed: _PackedFp16, x: torch.Tensor, output: QuantizedActivation,
+                relu: bool) -> torch.Tensor:
+    """The fp16 output, in a tensor of its own as PyTorch's conv returns one. A shape's first
+    call builds and autotunes the plan (into a buffer of its own), then runs it into an output
+    filled with NaN, which an element the plan never writes keeps: the host counts it wrong."""
+    key = (tuple(x.shape), relu, alignment(x.data_ptr()))
+    first = key not in packed.calls
+    if first:
+        p = packed.params
+        spec = fp16.describe(tuple(x.shape), tuple(packed.weight.shape),
+                             tuple(output.data.shape), p.padding, p.stride, p.dilation, relu,
+                             bias=packed.bias is not None)
+        scratch = torch.empty_like(output.data, dtype=torch.float16)
+        packed.calls[key] = executor_for(spec, _fp16_pack(packed, x, scratch), fp16.build)
+    execute, packed.last_details = packed.calls[key]
+    y = torch.empty_like(output.data, dtype=torch.float16)
+    if first:
+        y.fill_(float("nan"))
+    execute(_fp16_pack(packed, x, y))
+    return y
+
+
+def _fp16_pack(packed: _PackedFp16, x: torch.Tensor, y: torch.Tensor) -> Pack:
+    pack = {graphs.X: x, graphs.W: packed.weight, graphs.Y: y}
+    if packed.bias is not None:
+        pack[fp16.BIAS] = packed.bias
+    return pack
 
 
 def _call(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
@@ -265,10 +325,13 @@ class CudnnExecutor:
                                          self.handle)
 
 
-def executor_for(spec: graphs.GraphSpec, pack: Pack) -> tuple[Executor, dict[str, Any]]:
-    """The function that runs `spec`'s fastest cuDNN plan on a variant pack, and what autotuning
-    found (plans offered and runnable, the winner). Builds and autotunes on a key's first use;
-    raises UnsupportedError when cuDNN has no plan."""
+def executor_for(spec: graphs.GraphSpec | fp16.Fp16GraphSpec, pack: Pack,
+                 build: Callable[[Any, Any, int], Any] = graphs.build,
+                 ) -> tuple[Executor, dict[str, Any]]:
+    """The function that runs the fastest cuDNN plan of `spec` (made into a graph by `build`) on
+    a variant pack, and what autotuning found (plans offered and runnable, the winner). Builds
+    and autotunes on a key's first use, timing plans on `pack`; raises UnsupportedError when
+    cuDNN has no plan."""
     import cudnn
 
     device = pack[graphs.W].device
@@ -276,7 +339,7 @@ def executor_for(spec: graphs.GraphSpec, pack: Pack) -> tuple[Executor, dict[str
     key = CacheKey(spec, device.index or 0, alignment(pack[graphs.X].data_ptr()),
                    alignment(pack[graphs.W].data_ptr()), alignment(pack[graphs.Y].data_ptr()))
     try:
-        tuned = _plans.get(key, lambda: autotune(lambda: graphs.build(spec, cudnn, handle),
+        tuned = _plans.get(key, lambda: autotune(lambda: build(spec, cudnn, handle),
                                                  cudnn, _plan_timer(pack, handle),
                                                  lambda: device_works(device.type)))
     except (cudnn.cudnnGraphNotSupportedError, RuntimeError) as exc:
@@ -333,20 +396,29 @@ def _apply(packed: _Packed, prepared: Any, output: QuantizedActivation, relu: bo
 
 
 @hookimpl
-def qbench_apply(backend: str, packed: Any, input: Any, output: QuantizedActivation) -> None:
+def qbench_apply(backend: str, packed: Any, input: Any,
+                 output: QuantizedActivation) -> torch.Tensor | None:
+    if backend == FP16:
+        return _apply_fp16(packed, input, output, relu=False)
     if backend == NAME:
         _apply(packed, input, output, relu=False)
+    return None
 
 
 @hookimpl
 def qbench_apply_relu(backend: str, packed: Any, input: Any,
-                      output: QuantizedActivation) -> None:
+                      output: QuantizedActivation) -> torch.Tensor | None:
+    if backend == FP16:
+        return _apply_fp16(packed, input, output, relu=True)
     if backend == NAME:
         _apply(packed, input, output, relu=True)
+    return None
 
 
 @hookimpl
 def qbench_details(backend: str, packed: Any) -> dict[str, Any] | None:
+    if backend == FP16:
+        return packed.last_details
     if backend != NAME or packed.last is None:
         return None
     return packed.last.call.details

@@ -28,7 +28,7 @@ class TensorSpec:
     uid: int
     name: str
     dims: tuple[int, int, int, int]
-    data_type: str  # a cudnn.data_type member name: "INT8" or "FLOAT"
+    data_type: str  # a cudnn.data_type member name: "INT8", "FLOAT" or "HALF" (fp16.py)
 
     @property
     def strides(self) -> tuple[int, int, int, int]:

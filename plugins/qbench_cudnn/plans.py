@@ -16,6 +16,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from qbench_cudnn.fp16 import Fp16GraphSpec
 from qbench_cudnn.graph import GraphSpec
 
 Value = TypeVar("Value")
@@ -31,10 +32,11 @@ def alignment(pointer: int) -> int:
 
 @dataclass(frozen=True)
 class CacheKey:
-    """What a plan depends on: the graph (shapes, conv parameters, ReLU; the bias is folded into
-    the offset tensor, whose shape the graph records), the device and the pointer alignments."""
+    """What a plan depends on: the graph (shapes, conv parameters, ReLU; the int8 graph's bias is
+    folded into the offset tensor, whose shape the graph records; the fp16 graph's is there or
+    not), the device and the pointer alignments."""
 
-    graph: GraphSpec
+    graph: GraphSpec | Fp16GraphSpec
     device: int
     x_alignment: int
     w_alignment: int
