@@ -33,7 +33,7 @@ from qbench.registry import Backend, load_backends
 from qbench.results import (FAILING_STATUSES, RESULT_FILES, SCHEMA_VERSION, ResultWriter,
                             load_results)
 from qbench.isolation import run_isolated
-from qbench.ratios import head_to_head
+from qbench.ratios import group_members, head_to_head
 from qbench.ratios import markdown as ratio_markdown
 from qbench.ratios import terminal_table as ratio_table
 from qbench.runner import RunSettings, fill_speedups, run_suite, work
@@ -350,7 +350,8 @@ def compare(old: Path, new: Path, fail_above: float | None, threshold: float,
 @click.argument("directory", type=click.Path(path_type=Path))
 @click.argument("backend")
 @click.option("--against", "others", multiple=True, metavar="BACKEND",
-              help="A backend to set BACKEND against (repeatable).")
+              help="A backend to set BACKEND against (repeatable), or a group, 'a,b': per case "
+                   "the fastest of them.")
 @click.option("--floor", is_flag=True, help="Also set BACKEND against each case's floor: its "
                                             "ops and bytes at the card's rates, measured in the "
                                             "run.")
@@ -367,7 +368,7 @@ def ratios(directory: Path, backend: str, others: tuple[str, ...], floor: bool,
     except QbenchError as exc:
         raise InputError(str(exc)) from None
     known = list(dict.fromkeys(rows["backend"]))
-    for name in (backend, *others):
+    for name in (backend, *(member for other in others for member in group_members(other))):
         if name not in known:
             raise InputError(f"{directory}: no rows of backend {name!r}{suggestion(name, known)}; "
                              f"it has {', '.join(known)}")

@@ -1,7 +1,9 @@
 """Head to head within one run: one backend's median over others', per case, and per other
 backend the geometric mean, the worst case and how many cases it wins, over the cases where both
-rows are `ok` (a wrong or unchecked result is no comparison); and the same against the layers'
-floors (`qbench.floor`), with how many are within 2x of theirs."""
+rows are `ok` (a wrong or unchecked result is no comparison); an other may be a group, "a,b":
+per case the fastest of its backends that is `ok` (e.g. the fp16 figure, the faster of
+torch-fp16 and cudnn-fp16); and the same against the layers' floors (`qbench.floor`), with how
+many are within 2x of theirs."""
 
 from __future__ import annotations
 
@@ -16,6 +18,17 @@ from rich.table import Table
 from qbench.summary import geomean
 
 FLOOR = "floor"  # the column of the backend's floors, and the `other` of its Versus
+GROUP_SEPARATOR = ","  # "a,b": per case, the faster of a and b
+
+
+def group_members(other: str) -> list[str]:
+    """The backends an --against names: one, or a group's ("a,b")."""
+    return [name.strip() for name in other.split(GROUP_SEPARATOR)]
+
+
+def _label(other: str) -> str:
+    members = group_members(other)
+    return members[0] if len(members) == 1 else f"fastest of {', '.join(members)}"
 
 
 @dataclass(frozen=True)
@@ -44,18 +57,23 @@ class Versus:
 
 def head_to_head(rows: pd.DataFrame, backend: str, others: Sequence[str],
                  floor: bool = False) -> tuple[pd.DataFrame, list[Versus]]:
-    """(per case in run order: the `ok` medians of `backend` and `others`, NaN where not ok, and
-    the ratios `backend / other`, and with `floor` the case's floor where backend's row is ok
-    and backend / floor; the `Versus` of each)."""
+    """(per case in run order: the `ok` medians of `backend` and `others` (a group's: its
+    fastest ok member's), NaN where not ok, and the ratios `backend / other`, and with `floor`
+    the case's floor where backend's row is ok and backend / floor; the `Versus` of each)."""
     ok = rows[rows["status"] == "ok"]
     medians = ok.pivot_table(index="case", columns="backend", values="median_us", sort=False)
     cases = list(dict.fromkeys(rows["case"]))
-    table = medians.reindex(index=cases, columns=[backend, *others])
+    members = list(dict.fromkeys(m for other in others for m in group_members(other)))
+    medians = medians.reindex(index=cases, columns=[backend, *members])
+    table = medians[[backend]].copy()
     table.columns.name = None
+    labels = [_label(other) for other in others]
+    for other, label in zip(others, labels):
+        table[label] = medians[group_members(other)].min(axis=1)
     if floor:
         table[FLOOR] = ok[ok["backend"] == backend].set_index("case")["floor_us"]
     summaries = []
-    for other in [*others, *([FLOOR] if floor else [])]:
+    for other in [*labels, *([FLOOR] if floor else [])]:
         ratio = table[backend] / table[other]
         table[f"{backend} / {other}"] = ratio
         both = ratio.dropna()

@@ -137,18 +137,23 @@ step overhead python3 -m pytest -q -p no:cacheprovider benchmarks/test_gpu_overh
 # program per tile and shared by several numbers of programs (qbench_triton/stream_probe.py;
 # its forced configs are no tuning)
 step stream-probe env -u QBENCH_TRITON_TUNING_LOG python3 -m qbench_triton.stream_probe
-# triton against cudnn and fp16 where the run has them, and the layers' floors, per suite run, in
-# Markdown for the notes (a second each; without the floors where the run could not measure the
+# triton against cudnn and fp16 where the run has them (and the faster fp16 per layer), and the
+# layers' floors, per suite run, in Markdown for the notes (a second each; without the floors where the run could not measure the
 # card's rates)
 for results in "$WORK"/*/results.csv; do
     [ -e "$results" ] || continue
     run=$(dirname "$results")
     ratios=(python3 -m qbench ratios "$run" triton --markdown)
+    fp16=()
     for other in cudnn torch-fp16 cudnn-fp16; do
         if grep -q ",$other," "$results"; then
             ratios+=(--against "$other")
+            [ "$other" = cudnn ] || fp16+=("$other")
         fi
     done
+    if [ "${#fp16[@]}" -eq 2 ]; then  # the fp16 figure: per layer the faster of the two
+        ratios+=(--against "${fp16[0]},${fp16[1]}")
+    fi
     "${ratios[@]}" --floor > "$WORK/ratios-$(basename "$run").md" 2>&1 \
         || "${ratios[@]}" >> "$WORK/ratios-$(basename "$run").md" 2>&1
 done

@@ -181,6 +181,22 @@ def test_head_to_head_counts_only_cases_where_both_rows_are_ok():
     assert versus.sentence() == "mine / theirs: geomean 1.41, worst 4.00 (b), faster on 1 of 2"
 
 
+def test_head_to_head_against_a_group_takes_its_fastest_ok_member_per_case():
+    rows = pd.DataFrame([
+        {"case": case, "backend": backend, "status": status, "median_us": median}
+        for case, backend, status, median in [
+            ("a", "mine", "ok", 10.0), ("a", "fp16", "ok", 20.0), ("a", "graph", "ok", 16.0),
+            ("b", "mine", "ok", 10.0), ("b", "fp16", "ok", 8.0), ("b", "graph", "error", 1.0),
+            ("c", "mine", "ok", 10.0), ("c", "fp16", "mismatch", 1.0),
+            ("c", "graph", "unsupported", float("nan"))]])
+    table, (versus,) = head_to_head(rows, "mine", ["fp16,graph"])
+    assert list(table.columns) == ["mine", "fastest of fp16, graph",
+                                   "mine / fastest of fp16, graph"]
+    assert table["fastest of fp16, graph"].tolist()[:2] == [16.0, 8.0]
+    assert table["fastest of fp16, graph"].isna().tolist()[2]
+    assert (versus.cases, versus.worst_case, versus.faster) == (2, "b", 1)
+
+
 def test_ratios_command_prints_markdown_and_names_an_unknown_backend(run_cli, write_suite,
                                                                      tmp_path, fake_plugins):
     suite = write_suite(TINY_SUITE)
@@ -195,3 +211,5 @@ def test_ratios_command_prints_markdown_and_names_an_unknown_backend(run_cli, wr
     assert "faulty-exact / torch-x86: geomean" in lines[-1] and "of 3" in lines[-1]
     unknown = run_cli("ratios", tmp_path / "run", "faulty-exakt", "--against", "torch-x86")
     assert unknown.exit_code == 2 and "did you mean 'faulty-exact'" in unknown.output
+    group = run_cli("ratios", tmp_path / "run", "faulty-exact", "--against", "torch-x86,torch-x68")
+    assert group.exit_code == 2 and "did you mean 'torch-x86'" in group.output
