@@ -138,8 +138,8 @@ step overhead python3 -m pytest -q -p no:cacheprovider benchmarks/test_gpu_overh
 # its forced configs are no tuning)
 step stream-probe env -u QBENCH_TRITON_TUNING_LOG python3 -m qbench_triton.stream_probe
 # triton against cudnn and fp16 where the run has them (and the faster fp16 per layer), and the
-# layers' floors, per suite run, in Markdown for the notes (a second each; without the floors where the run could not measure the
-# card's rates)
+# layers' floors, per suite run, in Markdown for the notes (a second each; without the floors
+# where the run could not measure the card's rates)
 for results in "$WORK"/*/results.csv; do
     [ -e "$results" ] || continue
     run=$(dirname "$results")

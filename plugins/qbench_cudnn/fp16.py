@@ -74,4 +74,3 @@ def build(spec: Fp16GraphSpec, cudnn: Any, handle: int) -> Any:
     graph.validate()
     graph.build_operation_graph()
     return graph
-
