@@ -17,11 +17,10 @@
 #   QBENCH_GPU_BUDGET_S=420 QBENCH_GPU_SET="batch=32" \
 #   QBENCH_GPU_BACKENDS=torch-cuda,torch-fp16,cudnn-fp16,triton,cudnn QBENCH_GPU_STEPS="gpu \
 #   resnet-qint8 resnet-qint8-split padding-narrow flush-probe depthwise" bash scripts/gpu-check.sh
-# then, with QBENCH_GPU_BUDGET_S=300 and the same set and backends, QBENCH_GPU_STEPS="pytest-triton
-# pytest-gpu pytest-cudnn counters resnet-qint8-cold-read" QBENCH_GPU_CAPS="pytest-triton=100
-# pytest-gpu=30 pytest-cudnn=50 counters=60" (pytest-gpu and pytest-cudnn check the fused fp16 of
-# torch-fp16 and cudnn-fp16 against the reference); its cold-read run has no cold one beside it
-# to compare with: `qbench compare` the first call's.
+# (its suite runs check every row of the fused fp16 backends against the reference too), then,
+# with QBENCH_GPU_BUDGET_S=300 and the same set and backends, QBENCH_GPU_STEPS="pytest-triton
+# counters resnet-qint8-cold-read" QBENCH_GPU_CAPS="pytest-triton=120 counters=60"; its
+# cold-read run has no cold one beside it to compare with: `qbench compare` the first call's.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-out}
