@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from qbench_cudnn.graph import W, X, Y, TensorSpec
+from qbench_cudnn.graph import W, X, Y, TensorSpec, finish
 
 BIAS = 7  # after the int8 graph's uids, so that a variant pack's X, W and Y are the same keys
 
@@ -66,11 +66,4 @@ def build(spec: Fp16GraphSpec, cudnn: Any, handle: int) -> Any:
     if spec.relu:
         y.set_data_type(types.FLOAT)
         y = graph.relu(input=y, compute_data_type=types.FLOAT, name="relu")
-    y.set_output(True).set_data_type(types.HALF)
-    y.set_uid(spec.y.uid)
-    y.set_name(spec.y.name)
-    y.set_dim(list(spec.y.dims))
-    y.set_stride(list(spec.y.strides))
-    graph.validate()
-    graph.build_operation_graph()
-    return graph
+    return finish(graph, y, spec.y, types.HALF)

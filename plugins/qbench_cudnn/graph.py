@@ -113,11 +113,17 @@ def build(spec: GraphSpec, cudnn: Any, handle: int) -> Any:
         if spec.relu:
             y = graph.relu(input=y, lower_clip=spec.relu_floor, compute_data_type=types.FLOAT,
                            name="relu")
-    y.set_output(True).set_data_type(types.INT8)
-    y.set_uid(spec.y.uid)
-    y.set_name(spec.y.name)
-    y.set_dim(list(spec.y.dims))
-    y.set_stride(list(spec.y.strides))
+    return finish(graph, y, spec.y, types.INT8)
+
+
+def finish(graph: Any, y: Any, output: TensorSpec, data_type: Any) -> Any:
+    """`graph` with `y` made its output as `output` describes it (uid, name, NHWC dims and
+    strides) in `data_type`, validated and lowered to an operation graph."""
+    y.set_output(True).set_data_type(data_type)
+    y.set_uid(output.uid)
+    y.set_name(output.name)
+    y.set_dim(list(output.dims))
+    y.set_stride(list(output.strides))
     graph.validate()
     graph.build_operation_graph()
     return graph
