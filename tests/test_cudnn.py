@@ -23,7 +23,7 @@ from qbench.timing import TimingPolicy
 from qbench_cudnn import fp16
 from qbench_cudnn import graph as graphs
 from qbench_cudnn.numerics import ChannelLayout, offsets, pack_weight
-from qbench_cudnn.plans import PlanBrokeDevice, PlanCache, alignment, autotune
+from qbench_cudnn.plans import PLAN_LIMIT, PlanBrokeDevice, PlanCache, alignment, autotune
 
 POLICY = TimingPolicy(min_samples=2, max_time_s=0.005)
 
@@ -272,7 +272,17 @@ def _tune(times):
 def test_autotune_keeps_the_fastest_plan_that_builds():
     tuned = _tune({"A": [3e-6, None, 1e-6, 2e-6], "FALLBACK": [1e-9]})
     assert (tuned.plan_index, tuned.plan_name, tuned.workspace_size) == (2, "engine2", 128)
-    assert (tuned.candidates, tuned.runnable, tuned.mode) == (4, 3, "A")
+    assert (tuned.candidates, tuned.tried, tuned.runnable, tuned.mode) == (4, 4, 3, "A")
+
+
+def test_autotune_tries_the_first_plans_in_the_heuristics_order_at_most():
+    times = {"A": [5e-6] * 3 + [1e-6] + [2e-6] * (PLAN_LIMIT - 3)}
+    assert _tune(times).plan_index == 3
+    times = {"A": [5e-6] * PLAN_LIMIT + [1e-6]}  # the fastest, ranked past the limit
+    tuned = _tune(times)
+    assert (tuned.candidates, tuned.tried, tuned.runnable) == (PLAN_LIMIT + 1, PLAN_LIMIT,
+                                                               PLAN_LIMIT)
+    assert tuned.plan_index == 0
 
 
 def test_autotune_takes_fallback_plans_only_when_none_of_the_heuristics_runs():

@@ -346,8 +346,8 @@ def executor_for(spec: graphs.GraphSpec | fp16.Fp16GraphSpec, pack: Pack,
         raise UnsupportedError(str(exc).strip()) from exc
     workspace = torch.empty(tuned.workspace_size, dtype=torch.uint8, device=device)
     return (CudnnExecutor(tuned.graph, tuned.plan_index, workspace, handle, device),
-            {"heuristics": tuned.mode, "plans": tuned.candidates, "runnable": tuned.runnable,
-             "plan": tuned.plan_name})
+            {"heuristics": tuned.mode, "plans": tuned.candidates, "tried": tuned.tried,
+             "runnable": tuned.runnable, "plan": tuned.plan_name})
 
 
 def _use_current_stream(handle: int, device: torch.device) -> None:

@@ -1,12 +1,13 @@
 """Execution plans: a process-wide cache keyed like PyTorch's cuDNN CacheKey, and autotuning.
 
 PyTorch's quantized cuDNN conv keys its plans on the conv parameters, the pointer alignments, bias
-and ReLU, and keeps the first plan that runs. Here the first use of a key builds every plan cuDNN's
-heuristics mode A offers (FALLBACK's only when none of those runs), times each one that builds and
-keeps the fastest, as cudnn-frontend's autotuning sample does; how many there were and which won
-is kept with the plan. On an H200 (2026-11-27) engine eng4_k24=3 of mode A left a
-misaligned-address error, which poisons the CUDA context, on graphs with a per-pixel offset (no
-longer built, see numerics.py): a plan that does so stops tuning with an error naming it.
+and ReLU, and keeps the first plan that runs. Here the first use of a key builds the plans cuDNN's
+heuristics mode A offers (FALLBACK's only when none of those runs), the first PLAN_LIMIT of them in
+the heuristics' order, times each one that builds and keeps the fastest, as cudnn-frontend's
+autotuning sample does; how many there were and which won is kept with the plan. On an H200
+(2026-11-27) engine eng4_k24=3 of mode A left a misaligned-address error, which poisons the CUDA
+context, on graphs with a per-pixel offset (no longer built, see numerics.py): a plan that does so
+stops tuning with an error naming it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from qbench_cudnn.fp16 import Fp16GraphSpec
 from qbench_cudnn.graph import GraphSpec
 
 Value = TypeVar("Value")
+# plans built and timed per graph at most, in the heuristics' order (PyTorch's
+# cudnn.benchmark_limit defaults to as many): fused fp16 graphs may be offered plans whose engines
+# compile at build (runtime fusion); ResNet-50's int8 graphs were offered 7 to 9 on an H200
+PLAN_LIMIT = 10
 
 
 def alignment(pointer: int) -> int:
@@ -80,6 +85,7 @@ class Autotuned:
     plan_name: str
     workspace_size: int
     candidates: int  # plans cuDNN's heuristics offered
+    tried: int  # of those, the first PLAN_LIMIT at most: plans built and timed
     runnable: int  # of those, plans that built and ran
     mode: str  # the heuristics mode that offered them
 
@@ -91,10 +97,11 @@ class PlanBrokeDevice(Exception):
 
 def autotune(build_graph: Callable[[], Any], cudnn: Any,
              time_plan: Callable[[Any, int], float],
-             device_works: Callable[[], bool]) -> Autotuned:
-    """Build every plan that heuristics mode A offers for the graph `build_graph()` makes, time
-    each one that builds with `time_plan(graph, index) -> seconds`, keep the fastest. FALLBACK's
-    plans (engines of last resort) are built and timed only when none of A's runs.
+             device_works: Callable[[], bool], limit: int = PLAN_LIMIT) -> Autotuned:
+    """Build the first `limit` plans that heuristics mode A offers for the graph `build_graph()`
+    makes, time each one that builds with `time_plan(graph, index) -> seconds`, keep the
+    fastest. FALLBACK's plans (engines of last resort) are built and timed only when none of A's
+    runs.
 
     Raises RuntimeError with cuDNN's reasons when no plan runs, PlanBrokeDevice when one broke the
     CUDA context.
@@ -109,8 +116,9 @@ def autotune(build_graph: Callable[[], Any], cudnn: Any,
             failures.append(f"heuristics {mode.name}: {exc}")
             continue
         candidates = graph.get_execution_plan_count()
+        tried = min(candidates, limit)
         timings: dict[int, float] = {}
-        for index in range(candidates):
+        for index in range(tried):
             try:
                 graph.build_plan_at_index(index)
                 timings[index] = time_plan(graph, index)
@@ -123,6 +131,6 @@ def autotune(build_graph: Callable[[], Any], cudnn: Any,
         if timings:
             best = min(timings, key=timings.__getitem__)
             return Autotuned(graph, best, graph.get_plan_name_at_index(best),
-                             graph.get_workspace_size_plan_at_index(best), candidates,
+                             graph.get_workspace_size_plan_at_index(best), candidates, tried,
                              len(timings), mode.name)
     raise RuntimeError("no cuDNN plan ran: " + "; ".join(failures))
