@@ -30,7 +30,7 @@ def emulated_executor_for(channel_multiple: int = 1, scale_first_only: bool = Fa
     not multiples of `channel_multiple` and, if asked, the "offset first" form of the graph."""
 
     def executor_for(spec: GraphSpec | Fp16GraphSpec, pack: dict[int, torch.Tensor],
-                     build=None):
+                     build=None):  # build: cuDNN's graph builder, which the emulator needs not
         if spec.x.dims[1] % channel_multiple or spec.y.dims[1] % channel_multiple:
             raise UnsupportedError(f"emulated: channels must be multiples of {channel_multiple}")
         if isinstance(spec, Fp16GraphSpec):
