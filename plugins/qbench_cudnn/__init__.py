@@ -153,12 +153,14 @@ class _Packed:
 @dataclass
 class _PackedFp16:
     """The dequantized weight (fp16, NHWC) and bias (fp16, (1, K, 1, 1)), and per input shape and
-    ReLU the fastest plan of the fp16 graph, with what tuning found."""
+    ReLU the fastest plan of the fp16 graph, what tuning found, and its variant pack (X and Y set
+    per call)."""
 
     weight: torch.Tensor
     bias: torch.Tensor | None
     params: ConvParams
-    calls: dict[tuple[Any, ...], tuple[Executor, dict[str, Any]]] = field(default_factory=dict)
+    calls: dict[tuple[Any, ...], tuple[Executor, dict[str, Any], Pack]] = field(
+        default_factory=dict)
     last_details: dict[str, Any] | None = None
 
 
@@ -199,21 +201,18 @@ def _apply_fp16(packed: _PackedFp16, x: torch.Tensor, output: QuantizedActivatio
         spec = fp16.describe(tuple(x.shape), tuple(packed.weight.shape),
                              tuple(output.data.shape), p.padding, p.stride, p.dilation, relu,
                              bias=packed.bias is not None)
-        scratch = torch.empty_like(output.data, dtype=torch.float16)
-        packed.calls[key] = executor_for(spec, _fp16_pack(packed, x, scratch), fp16.build)
-    execute, packed.last_details = packed.calls[key]
+        pack = {graphs.X: x, graphs.W: packed.weight,
+                graphs.Y: torch.empty_like(output.data, dtype=torch.float16)}
+        if packed.bias is not None:
+            pack[fp16.BIAS] = packed.bias
+        packed.calls[key] = (*executor_for(spec, pack, fp16.build), pack)
+    execute, packed.last_details, pack = packed.calls[key]
     y = torch.empty_like(output.data, dtype=torch.float16)
     if first:
         y.fill_(float("nan"))
-    execute(_fp16_pack(packed, x, y))
+    pack[graphs.X], pack[graphs.Y] = x, y
+    execute(pack)
     return y
-
-
-def _fp16_pack(packed: _PackedFp16, x: torch.Tensor, y: torch.Tensor) -> Pack:
-    pack = {graphs.X: x, graphs.W: packed.weight, graphs.Y: y}
-    if packed.bias is not None:
-        pack[fp16.BIAS] = packed.bias
-    return pack
 
 
 def _call(packed: _Packed, x: torch.Tensor, activation: QuantizedActivation,
