@@ -313,14 +313,20 @@ def test_unavailable_without_cudnn_frontend_or_gpu_says_what_it_needs():
                for word in ("nvidia-cudnn-frontend", "CUDA device", "cuDNN library"))
 
 
+def _real_row(backend_name: str, name: str) -> dict:
+    """PROBLEMS[name]'s row on the real backend (skipped where it is unavailable)."""
+    backend = load_backends()[backend_name]
+    if not backend.availability.ok:
+        pytest.skip(backend.availability.reason)
+    return CaseRunner(RunSettings(policy=POLICY)).row(
+        "t", Case(name, PROBLEMS[name].validate()), backend)
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("name", PROBLEMS)
 def test_real_cudnn_matches_the_reference(name):
-    backend = load_backends()["cudnn"]
-    if not backend.availability.ok:
-        pytest.skip(backend.availability.reason)
-    problem = PROBLEMS[name].validate()
-    row = CaseRunner(RunSettings(policy=POLICY)).row("t", Case(name, problem), backend)
+    problem = PROBLEMS[name]
+    row = _real_row("cudnn", name)
     if problem.weight_zero_point or (problem.groups == problem.in_channels and
                                      row["status"] == "unsupported"):
         assert row["status"] == "unsupported" and row["error"], row  # cuDNN's own reason
@@ -376,11 +382,7 @@ def test_fp16_graph_is_one_conv_with_its_bias_and_relu_in_float(bias, relu, ops)
 @pytest.mark.gpu
 @pytest.mark.parametrize("name", PROBLEMS)
 def test_real_cudnn_fp16_matches_the_reference(name):
-    backend = load_backends()["cudnn-fp16"]
-    if not backend.availability.ok:
-        pytest.skip(backend.availability.reason)
-    row = CaseRunner(RunSettings(policy=POLICY)).row(
-        "t", Case(name, PROBLEMS[name].validate()), backend)
+    row = _real_row("cudnn-fp16", name)
     if row["status"] == "unsupported":  # no fp16 engine for it: cuDNN's reason
         assert row["error"], row
         return
