@@ -17,7 +17,8 @@ SCHEMA_VERSION = 5
 READABLE_SCHEMA_VERSIONS = (2, 3, 4, 5)  # an older file's missing columns read as empty
 STATUSES = ("ok", "mismatch", "mistrusted", "unsupported", "unavailable", "error")
 FAILING_STATUSES = ("mismatch", "error")
-RESULT_FILES = ("results.json", "results.csv")  # a new run would overwrite these
+RESULTS_JSON, RESULTS_CSV = "results.json", "results.csv"
+RESULT_FILES = (RESULTS_JSON, RESULTS_CSV)  # a new run would overwrite these
 COLUMNS = (
     "suite", "case", "backend", "device", "node", "status", "error", "batch", "in_channels",
     "out_channels", "height", "width", "kernel_size", "stride", "padding", "dilation", "groups",
@@ -43,8 +44,8 @@ class ResultWriter:
         self.header = {"schema_version": SCHEMA_VERSION, **header}
         self.rows: list[dict[str, Any]] = list(existing or [])
         directory.mkdir(parents=True, exist_ok=True)
-        self.csv_path = directory / "results.csv"
-        self.json_path = directory / "results.json"
+        self.csv_path = directory / RESULTS_CSV
+        self.json_path = directory / RESULTS_JSON
         if existing is None:
             self.csv_path.unlink(missing_ok=True)
         self._write_json()
@@ -78,7 +79,7 @@ def load_results(directory: str | Path) -> tuple[dict[str, Any], pd.DataFrame]:
     """(header, rows) of a result directory, with every column of this schema; refuses a schema
     version it cannot read."""
     directory = Path(directory)
-    json_path = directory / "results.json"
+    json_path = directory / RESULTS_JSON
     try:
         header = json.loads(json_path.read_text())
     except FileNotFoundError:
@@ -88,7 +89,7 @@ def load_results(directory: str | Path) -> tuple[dict[str, Any], pd.DataFrame]:
     if header.get("schema_version") not in READABLE_SCHEMA_VERSIONS:
         raise QbenchError(f"{json_path}: schema version {header.get('schema_version')!r} is not "
                           f"one this qbench reads {READABLE_SCHEMA_VERSIONS}")
-    csv_path = directory / "results.csv"
+    csv_path = directory / RESULTS_CSV
     if csv_path.exists():
         text_columns = {name: str for name in ("suite", "case", "backend", "device", "node",
                                                "status", "error", "timing_mode", "details")}
