@@ -1,4 +1,5 @@
-"""The command line: `qbench run`, `report`, `compare`, `backends`, `qbench --version`.
+"""The command line: `qbench run`, `report`, `compare`, `ratios`, `suite`, `backends`, `qbench
+--version`.
 
 Exit status: 0 when every row is ok, mistrusted, unsupported or unavailable; 1 when any row is a
 mismatch or an error; 2 for bad input (suite, plugin, option), reported in one line; 130 or 143
@@ -33,11 +34,13 @@ from qbench.registry import Backend, load_backends
 from qbench.results import (FAILING_STATUSES, RESULT_FILES, SCHEMA_VERSION, ResultWriter,
                             load_results)
 from qbench.isolation import run_isolated
+from qbench.model_convs import load_model, model_convs
 from qbench.ratios import group_members, head_to_head
 from qbench.ratios import markdown as ratio_markdown
 from qbench.ratios import terminal_table as ratio_table
 from qbench.runner import RunSettings, fill_speedups, run_suite, work
 from qbench.suite import load_suite, parse_override, select_cases, suggestion
+from qbench.suite_writer import model_suite, model_warnings
 from qbench.summary import print_summary, stdout_console
 from qbench.timing import TIMING_MODES, TimingPolicy
 
@@ -410,6 +413,58 @@ def list_backends(as_json: bool, plugins: tuple[str, ...]) -> None:
         table.add_row(escape(r["name"]), escape(f"{r['plugin']} {r['plugin_version']}"),
                       r["device"], r["numerics"], status, escape(detail))
     stdout_console(_PIPED_WIDTH).print(table)
+
+
+def _input_shape(context: click.Context, param: click.Parameter, text: str) -> tuple[int, ...]:
+    """--input C,H,W as three positive integers."""
+    try:
+        shape = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise click.BadParameter(f"expected C,H,W: three positive integers, got {text!r}")
+    return shape
+
+
+@cli.command("suite")
+@click.argument("model", metavar="MODULE:NAME")
+@click.option("--input", "input_shape", required=True, metavar="C,H,W", callback=_input_shape,
+              help="The model's input: channels, height and width (it runs once, at batch 1).")
+@click.option("--batch", "batches", type=click.IntRange(min=1), multiple=True,
+              help="A batch size of the suite's cases (repeatable; default: 1 and 32).")
+@click.option("--name", help="The suite's name (default: NAME).")
+@click.option("--description", help="The suite's description.")
+@click.option("--out", type=click.Path(path_type=Path), metavar="FILE",
+              help="Write the suite to FILE (default: standard output).")
+def suite(model: str, input_shape: tuple[int, int, int], batches: tuple[int, ...],
+          name: str | None, description: str | None, out: Path | None) -> None:
+    """Write a suite of every distinct 2D conv of a PyTorch model, counted, with the ReLUs and
+    BatchNorms that quantized inference fuses into them. MODULE:NAME is a torch.nn.Module or a
+    function that returns one, such as torchvision.models:resnet50 (the current directory is
+    searched too)."""
+    if "" not in sys.path:
+        sys.path.insert(0, "")  # as `python -m` does, so that a model of one's own is found
+    try:
+        convs = model_convs(load_model(model), input_shape, model)
+    except QbenchError as exc:
+        raise InputError(str(exc)) from None
+    for warning in model_warnings(convs):
+        click.echo(f"qbench suite: {warning}", err=True)
+    if not convs.calls:
+        raise InputError(f"model {model}: qbench can measure none of its convs")
+    command = f"qbench suite {model} --input {','.join(map(str, input_shape))}"
+    shape = "x".join(map(str, input_shape))
+    text = model_suite(convs, command, name or model.rpartition(":")[2],
+                       description or f"Every distinct conv of {model} at {shape}, int8",
+                       batches or (1, 32))
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        out.write_text(text)
+    except OSError as exc:
+        raise InputError(f"--out {out}: {exc.strerror or exc}") from None
+    click.echo(f"{out}: the suite of {len(convs.calls)} convolutions", err=True)
 
 
 def main() -> None:

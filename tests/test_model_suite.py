@@ -1,0 +1,160 @@
+"""`qbench suite`: a model's distinct convs as a suite that qbench runs, with what quantized
+inference fuses into them; bad models are bad input. The models: tests/tiny_models.py."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pandas as pd
+import pytest
+
+from qbench.errors import QbenchError
+from qbench.model_convs import ConvCall, load_model, model_convs
+from qbench.problem import ConvProblem
+from qbench.suite import load_suite
+from qbench.suite_writer import distinct_layers, suite_text
+
+INPUT = (3, 16, 16)
+# tiny_models.Mixed's uneven conv, which qbench leaves out, as PyTorch runs it
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
+
+
+def _problem(batch: int, **fields) -> ConvProblem:
+    return ConvProblem(batch=batch, **fields)
+
+
+# tiny_models.Mixed's layers, as a suite's cases: (name, count, fields)
+MIXED = [
+    ("stem", 1, dict(in_channels=3, out_channels=8, height=16, width=16, kernel_size=(3, 3),
+                     stride=(2, 2), padding=(1, 1), relu=True)),
+    ("reduce", 1, dict(in_channels=8, out_channels=8, height=8, width=8, kernel_size=(1, 1),
+                       relu=True)),
+    ("depthwise", 1, dict(in_channels=8, out_channels=8, height=8, width=8, kernel_size=(3, 3),
+                          padding=(1, 1), groups=8, relu=True)),
+    ("expand", 2, dict(in_channels=8, out_channels=16, height=8, width=8, kernel_size=(1, 1))),
+    ("wide", 1, dict(in_channels=16, out_channels=16, height=8, width=8, kernel_size=(1, 3),
+                     padding=(0, 2), dilation=(1, 2), bias=False)),
+    ("shared", 1, dict(in_channels=16, out_channels=16, height=8, width=8, kernel_size=(1, 1))),
+    ("shared#2", 1, dict(in_channels=16, out_channels=16, height=4, width=4, kernel_size=(1, 1),
+                         relu=True)),
+]
+
+
+def test_a_models_distinct_convs_become_a_suite_with_their_counts_relus_and_biases(
+        run_cli, tmp_path):
+    out = tmp_path / "mixed.toml"
+    result = run_cli("suite", "tiny_models:mixed", "--input", "3,16,16", "--out", out)
+    assert result.exit_code == 0, result.output
+    suite = load_suite(out)
+    assert suite.name == "mixed"
+    expected = [(f"{name}[batch={batch}]", count, _problem(batch, **fields))
+                for name, count, fields in MIXED for batch in (1, 32)]
+    assert [(case.name, case.count, case.problem) for case in suite.cases] == expected
+    comments = [line[2:] for line in out.read_text().splitlines() if line.startswith("# ")]
+    assert "expand, downsample.0" in comments  # the modules behind a case
+    notes = " ".join(comments)
+    assert "10 convolutions (2 left out, below), 7 distinct" in notes
+    for left_out in ("uneven: padding='same' with an even kernel",
+                     "reflect: padding_mode='reflect'"):
+        assert f"Left out: {left_out}" in notes
+        assert f"qbench suite: Left out: {left_out}" in result.stderr
+
+
+def test_the_suite_goes_to_standard_output_and_runs(run_cli, tmp_path):
+    result = run_cli("suite", "tiny_models:mixed", "--input", "3,16,16", "--batch", "2",
+                     "--name", "mine", "--description", 'a "quoted" \\ description')
+    assert result.exit_code == 0, result.stderr
+    document = tomllib.loads(result.stdout)
+    assert document["suite"] == {"name": "mine", "description": 'a "quoted" \\ description'}
+    assert document["defaults"] == {"batch": 2}
+    path = tmp_path / "mine.toml"
+    path.write_text(result.stdout)
+    out = tmp_path / "run"
+    ran = run_cli("run", path, "--backends", "torch-x86", "--out", out, "--max-time", "0.01")
+    rows = pd.read_csv(out / "results.csv")
+    assert ran.exit_code == 0, ran.output
+    assert len(rows) == len(MIXED) and set(rows.status) == {"ok"}
+
+
+def test_a_model_that_torch_fx_cannot_trace_gives_its_shapes_and_says_what_is_unknown(run_cli):
+    result = run_cli("suite", "tiny_models:Branchy", "--input", "3,16,16", "--batch", "1")
+    assert result.exit_code == 0, result.stderr
+    suite_cases = tomllib.loads(result.stdout)["case"]
+    assert suite_cases == [{"name": "conv", "in_channels": 3, "out_channels": 4, "height": 16,
+                            "width": 16, "kernel_size": 3, "padding": 1, "relu": False}]
+    assert "torch.fx could not trace it (TraceError" in result.stderr
+    assert "# Every case has relu = false and a bias" in result.stdout
+
+
+@pytest.mark.parametrize("spec, input_shape, message", [
+    ("tiny_models", "3,16,16", "expected MODULE:NAME"),
+    ("no_such_module_here:model", "3,16,16", "cannot import no_such_module_here"),
+    ("tiny_models:missing", "3,16,16", "tiny_models has no missing"),
+    ("tiny_models:raising", "3,16,16", "raising() raised RuntimeError: no weights here"),
+    ("tiny_models:not_a_model", "3,16,16", "got a list, not a torch.nn.Module"),
+    ("tiny_models:mixed", "4,16,16", "on an input of shape (1, 4, 16, 16) it raised"),
+    ("tiny_models:linear", "3,16,16", "no torch.nn.Conv2d ran"),
+    ("tiny_models:reflecting", "3,16,16", "qbench can measure none of its convs"),
+    ("tiny_models:mixed", "3,16", "expected C,H,W"),
+    ("tiny_models:mixed", "3,0,16", "expected C,H,W"),
+])
+def test_bad_models_and_inputs_are_bad_input(run_cli, spec, input_shape, message):
+    result = run_cli("suite", spec, "--input", input_shape)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_an_out_file_that_cannot_be_written_is_bad_input(run_cli, tmp_path):
+    out = tmp_path / "no such folder" / "suite.toml"
+    result = run_cli("suite", "tiny_models:mixed", "--input", "3,16,16", "--out", out)
+    assert result.exit_code == 2
+    assert f"--out {out}: No such file or directory" in result.stderr
+
+
+def test_calls_of_one_problem_are_one_layer_named_after_the_first():
+    stem = dict(in_channels=3, out_channels=8, height=16, width=16, kernel_size=(3, 3),
+                stride=(2, 2), padding=(1, 1), dilation=(1, 1), groups=1, bias=True, relu=True)
+    other = stem | {"height": 8}
+    calls = [ConvCall("a", stem), ConvCall("b", other), ConvCall("c", dict(stem)),
+             ConvCall("b", other | {"relu": False})]
+    layers = distinct_layers(calls)
+    assert [(layer.name, layer.paths) for layer in layers] == [
+        ("a", ("a", "c")), ("b", ("b",)), ("b#2", ("b",))]
+
+
+def test_the_suite_text_round_trips_any_name_and_description():
+    odd = 'tab\t"quote" back\\slash\nnew line \x7f del \U0001f600 é'
+    layer = distinct_layers([ConvCall(odd, dict(
+        in_channels=4, out_channels=4, height=5, width=7, kernel_size=(3, 1), stride=(1, 2),
+        padding=(1, 0), dilation=(1, 1), groups=2, bias=False, relu=False))])
+    document = tomllib.loads(suite_text(odd, odd, [1, 8], layer, [odd]))
+    assert document["suite"] == {"name": odd, "description": odd}
+    assert document["defaults"] == {"batch": [1, 8]}
+    assert document["case"] == [{"name": odd, "in_channels": 4, "out_channels": 4, "height": 5,
+                                 "width": 7, "kernel_size": [3, 1], "stride": [1, 2],
+                                 "padding": [1, 0], "groups": 2, "bias": False, "relu": False}]
+
+
+def test_loading_a_model_instance_or_factory():
+    import tiny_models
+
+    assert load_model("tiny_models:linear") is tiny_models.linear
+    assert isinstance(load_model("tiny_models:mixed"), tiny_models.Mixed)
+    with pytest.raises(QbenchError, match="no weights here"):
+        load_model("tiny_models:raising")
+
+
+def test_a_conv_called_by_keyword_is_read_too():
+    import torch
+
+    class Keyword(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            return self.conv(input=x)
+
+    found = model_convs(Keyword(), INPUT, "keyword")
+    assert [(call.path, call.fields["height"]) for call in found.calls] == [("conv", 16)]
