@@ -105,6 +105,20 @@ def test_bad_models_and_inputs_are_bad_input(run_cli, spec, input_shape, message
     assert "Traceback" not in result.output
 
 
+def test_a_model_of_ones_own_is_found_in_the_current_directory(run_cli, tmp_path, monkeypatch):
+    import sys
+
+    (tmp_path / "my_net_for_qbench.py").write_text(
+        "from torch import nn\nnet = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU())\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    result = run_cli("suite", "my_net_for_qbench:net", "--input", "3,8,8", "--batch", "1")
+    assert result.exit_code == 0, result.stderr
+    assert tomllib.loads(result.stdout)["case"] == [{
+        "name": "0", "in_channels": 3, "out_channels": 4, "height": 8, "width": 8,
+        "kernel_size": 1, "relu": True}]
+
+
 def test_an_out_file_that_cannot_be_written_is_bad_input(run_cli, tmp_path):
     out = tmp_path / "no such folder" / "suite.toml"
     result = run_cli("suite", "tiny_models:mixed", "--input", "3,16,16", "--out", out)
