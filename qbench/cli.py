@@ -35,7 +35,7 @@ from qbench.results import (FAILING_STATUSES, RESULT_FILES, SCHEMA_VERSION, Resu
                             load_results)
 from qbench.isolation import run_isolated
 from qbench.model_convs import load_model, model_convs
-from qbench.ratios import group_members, head_to_head
+from qbench.ratios import group_members, head_to_head, networks
 from qbench.ratios import markdown as ratio_markdown
 from qbench.ratios import terminal_table as ratio_table
 from qbench.runner import RunSettings, fill_speedups, run_suite, work
@@ -363,7 +363,8 @@ def ratios(directory: Path, backend: str, others: tuple[str, ...], floor: bool,
            markdown: bool) -> None:
     """BACKEND's median over each --against backend's, per case of DIRECTORY's run, with the
     geomean, the worst case and the wins, over cases where both rows are ok; with --floor, over
-    each case's floor too, with how many cases are within 2x of it."""
+    each case's floor too, with how many cases are within 2x of it; then the network's time on
+    both sides per batch size (median x count, summed over those cases)."""
     if not others and not floor:
         raise InputError("ratios: name a backend to compare with (--against NAME), or --floor")
     try:
@@ -378,11 +379,12 @@ def ratios(directory: Path, backend: str, others: tuple[str, ...], floor: bool,
     if floor and rows.loc[rows["backend"] == backend, "floor_us"].isna().all():
         raise InputError(f"{directory}: no floors for {backend!r}: a run measures them on a CUDA "
                          "card only, from results schema version 4 on")
-    table, summaries = head_to_head(rows, backend, others, floor)
+    table, versus = head_to_head(rows, backend, others, floor)
+    summaries = [*versus, *networks(rows, table, versus)]
     if markdown:
         click.echo(ratio_markdown(table, summaries))
         return
-    against = ", ".join(summary.other for summary in summaries)
+    against = ", ".join(summary.other for summary in versus)
     stdout_console(_PIPED_WIDTH).print(
         ratio_table(table, f"{directory}: {backend} against {against} (median us)"))
     for summary in summaries:

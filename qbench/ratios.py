@@ -3,7 +3,8 @@ backend the geometric mean, the worst case and how many cases it wins, over the 
 rows are `ok` (a wrong or unchecked result is no comparison); an other may be a group, "a,b":
 per case the fastest of its backends that is `ok` (e.g. the fp16 figure, the faster of
 torch-fp16 and cudnn-fp16); and the same against the layers' floors (`qbench.floor`), with how
-many are within 2x of theirs."""
+many are within 2x of theirs; and a network's time, median x count summed, on both sides at
+each batch size."""
 
 from __future__ import annotations
 
@@ -84,7 +85,47 @@ def head_to_head(rows: pd.DataFrame, backend: str, others: Sequence[str],
     return table, summaries
 
 
-def markdown(table: pd.DataFrame, summaries: Sequence[Versus]) -> str:
+@dataclass(frozen=True)
+class Network:
+    """`backend` against `other` (as in `Versus`) over a whole network at one batch size: the
+    sums of median x count (occurrences in the network) over the `cases` cases where both have a
+    time, in milliseconds."""
+
+    backend: str
+    other: str
+    batch: int
+    cases: int
+    backend_ms: float
+    other_ms: float
+
+    def sentence(self) -> str:
+        cases = f"{self.cases} case" + ("s" if self.cases != 1 else "")
+        return (f"network at batch {self.batch} (median x count, {cases}): "
+                f"{self.backend} {self.backend_ms:.3f} ms, {self.other} {self.other_ms:.3f} ms, "
+                f"ratio {self.backend_ms / self.other_ms:.2f}")
+
+
+def networks(rows: pd.DataFrame, table: pd.DataFrame,
+             summaries: Sequence[Versus]) -> list[Network]:
+    """Per `Versus` of `head_to_head`'s and per batch size of the run's rows, the network's time
+    (each case's median times its `count`, summed) on both sides, over the cases that the
+    table's ratio column has: the figure a whole network's convs add up to, where the geomean
+    weighs every layer alike."""
+    cases = rows.drop_duplicates("case").set_index("case").reindex(table.index)
+    totals = []
+    for summary in summaries:
+        timed = table[f"{summary.backend} / {summary.other}"].notna()
+        for batch in sorted(cases.loc[timed, "batch"].unique()):
+            chosen = timed & (cases["batch"] == batch)
+            counts = cases.loc[chosen, "count"]
+            totals.append(Network(
+                summary.backend, summary.other, int(batch), int(chosen.sum()),
+                float((table.loc[chosen, summary.backend] * counts).sum() / 1e3),
+                float((table.loc[chosen, summary.other] * counts).sum() / 1e3)))
+    return totals
+
+
+def markdown(table: pd.DataFrame, summaries: Sequence[Versus | Network]) -> str:
     """The table as Markdown (cells as `cell` writes them), then one line per summary."""
     header = ["case", *table.columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -64,9 +64,13 @@ def test_rows_of_the_measured_card_carry_their_floor(run_cli, write_suite, tmp_p
     for (case, median, floor, ratio), row in zip(table, rows.itertuples()):
         assert (case, float(floor)) == ("| " + row.case, round(row.floor_us, 1))
         assert float(ratio.rstrip(" |")) == pytest.approx(row.median_us / row.floor_us, abs=0.01)
-    assert lines[-1].startswith("- torch-x86 / floor: geomean")
+    assert lines[-2].startswith("- torch-x86 / floor: geomean")
     within = int((rows.median_us <= 2 * rows.floor_us).sum())  # the rows' own times: no speed
-    assert lines[-1].endswith(f"within 2x on {within} of 3")  # asserted (a loaded CPU is slow)
+    assert lines[-2].endswith(f"within 2x on {within} of 3")  # asserted (a loaded CPU is slow)
+    network_ms = (rows.median_us * rows["count"]).sum() / 1e3, rows.floor_us.sum() / 1e3
+    assert lines[-1] == (f"- network at batch 1 (median x count, 3 cases): torch-x86 "
+                         f"{network_ms[0]:.3f} ms, floor {network_ms[1]:.3f} ms, ratio "
+                         f"{network_ms[0] / network_ms[1]:.2f}")
 
 
 def test_head_to_head_with_floors_counts_the_cases_within_2x():

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from qbench.compare import label
-from qbench.ratios import head_to_head
+from qbench.ratios import head_to_head, networks
 from qbench.peaks import peak_for
 from qbench.report import network_times
 
@@ -197,6 +197,23 @@ def test_head_to_head_against_a_group_takes_its_fastest_ok_member_per_case():
     assert (versus.cases, versus.worst_case, versus.faster) == (2, "b", 1)
 
 
+def test_networks_sum_median_times_count_per_batch_over_the_cases_both_ran():
+    rows = pd.DataFrame([
+        {"case": case, "backend": backend, "status": status, "median_us": median,
+         "batch": batch, "count": count}
+        for case, backend, status, median, batch, count in [
+            ("a", "mine", "ok", 10.0, 1, 3), ("a", "theirs", "ok", 20.0, 1, 3),
+            ("b", "mine", "ok", 40.0, 1, 1), ("b", "theirs", "ok", 10.0, 1, 1),
+            ("c", "mine", "ok", 500.0, 32, 2), ("c", "theirs", "ok", 1000.0, 32, 2),
+            ("d", "mine", "mismatch", 1.0, 32, 1), ("d", "theirs", "ok", 1000.0, 32, 1)]])
+    table, versus = head_to_head(rows, "mine", ["theirs"])
+    small, large = networks(rows, table, versus)
+    assert (small.batch, small.cases, small.backend_ms, small.other_ms) == (1, 2, 0.07, 0.07)
+    assert (large.batch, large.cases, large.backend_ms, large.other_ms) == (32, 1, 1.0, 2.0)
+    assert large.sentence() == ("network at batch 32 (median x count, 1 case): mine 1.000 ms, "
+                                "theirs 2.000 ms, ratio 0.50")
+
+
 def test_ratios_command_prints_markdown_and_names_an_unknown_backend(run_cli, write_suite,
                                                                      tmp_path, fake_plugins):
     suite = write_suite(TINY_SUITE)
@@ -208,7 +225,8 @@ def test_ratios_command_prints_markdown_and_names_an_unknown_backend(run_cli, wr
     lines = result.output.splitlines()
     assert lines[0] == "| case | faulty-exact | torch-x86 | faulty-exact / torch-x86 |"
     assert len([line for line in lines if line.startswith("| ")]) == 1 + 3
-    assert "faulty-exact / torch-x86: geomean" in lines[-1] and "of 3" in lines[-1]
+    assert "faulty-exact / torch-x86: geomean" in lines[-2] and "of 3" in lines[-2]
+    assert lines[-1].startswith("- network at batch 1 (median x count, 3 cases): faulty-exact ")
     unknown = run_cli("ratios", tmp_path / "run", "faulty-exakt", "--against", "torch-x86")
     assert unknown.exit_code == 2 and "did you mean 'faulty-exact'" in unknown.output
     group = run_cli("ratios", tmp_path / "run", "faulty-exact", "--against", "torch-x86,torch-x68")
