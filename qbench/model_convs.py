@@ -26,6 +26,8 @@ from qbench.errors import QbenchError
 _RELU_MODULES = (nn.ReLU, nn.ReLU6)
 _RELU_FUNCTIONS = {torch.relu, torch.relu_, F.relu, F.relu_, F.relu6}
 _RELU_METHODS = {"relu", "relu_"}
+# (folded, relu) of a call that torch.fx did not see: a bias, qbench's default, and no ReLU
+_UNKNOWN_EPILOGUE = (True, False)
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ def model_convs(model: nn.Module, input_shape: tuple[int, int, int], spec: str) 
     def record(path: str, conv: nn.Conv2d, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         height, width = (args[0] if args else kwargs["input"]).shape[-2:]
         traced = epilogues.get(path, [])
-        folded, relu = traced[calls[path]] if calls[path] < len(traced) else (True, False)
+        folded, relu = traced[calls[path]] if calls[path] < len(traced) else _UNKNOWN_EPILOGUE
         calls[path] += 1
         problem = _fields(conv, int(height), int(width))
         if isinstance(problem, str):
@@ -130,7 +132,7 @@ def _fields(conv: nn.Conv2d, height: int, width: int) -> dict[str, Any] | str:
                 "as padding_mode='zeros' does")
     padding = _padding(conv)
     if padding is None:
-        return "padding='same' with an even kernel pads one side more than the other"
+        return "padding='same' pads one side more here (an even kernel, an odd dilation)"
     return {"in_channels": conv.in_channels, "out_channels": conv.out_channels,
             "height": height, "width": width, "kernel_size": tuple(conv.kernel_size),
             "stride": tuple(conv.stride), "padding": padding,

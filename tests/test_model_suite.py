@@ -54,7 +54,7 @@ def test_a_models_distinct_convs_become_a_suite_with_their_counts_relus_and_bias
     assert "expand, downsample.0" in comments  # the modules behind a case
     notes = " ".join(comments)
     assert "10 convolutions (2 left out, below), 7 distinct" in notes
-    for left_out in ("uneven: padding='same' with an even kernel",
+    for left_out in ("uneven: padding='same' pads one side more here",
                      "reflect: padding_mode='reflect'"):
         assert f"Left out: {left_out}" in notes
         assert f"qbench suite: Left out: {left_out}" in result.stderr
