@@ -438,7 +438,7 @@ def _input_shape(context: click.Context, param: click.Parameter, text: str) -> t
 @click.option("--description", help="The suite's description.")
 @click.option("--out", type=click.Path(path_type=Path), metavar="FILE",
               help="Write the suite to FILE (default: standard output).")
-def suite(model: str, input_shape: tuple[int, int, int], batches: tuple[int, ...],
+def make_suite(model: str, input_shape: tuple[int, int, int], batches: tuple[int, ...],
           name: str | None, description: str | None, out: Path | None) -> None:
     """Write a suite of every distinct 2D conv of a PyTorch model, counted, with the ReLUs and
     BatchNorms that quantized inference fuses into them. MODULE:NAME is a torch.nn.Module or a
