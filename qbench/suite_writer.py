@@ -12,18 +12,21 @@ from __future__ import annotations
 import json
 import textwrap
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
 
 import qbench
 from qbench.model_convs import ConvCall, ModelConvs
+from qbench.problem import ConvProblem
 
 _WIDTH = 100
 _ORDER = ("in_channels", "out_channels", "height", "width", "kernel_size", "stride", "padding",
           "dilation", "groups", "bias", "relu")
-_LEFT_OUT = {"stride": (1, 1), "padding": (0, 0), "dilation": (1, 1), "groups": 1, "bias": True}
+# fields left out where they hold the problem model's default, which the suite then gives them
+_LEFT_OUT = {f.name: f.default for f in fields(ConvProblem)
+             if f.name in ("stride", "padding", "dilation", "groups", "bias")}
 
 
 @dataclass(frozen=True)
