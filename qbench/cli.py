@@ -441,7 +441,8 @@ def _input_shape(context: click.Context, param: click.Parameter, text: str) -> t
 def make_suite(model: str, input_shape: tuple[int, int, int], batches: tuple[int, ...],
           name: str | None, description: str | None, out: Path | None) -> None:
     """Write a suite of every distinct 2D conv of a PyTorch model, counted, with the ReLUs and
-    BatchNorms that quantized inference fuses into them. MODULE:NAME is a torch.nn.Module or a
+    BatchNorms that quantized inference fuses into them; of a quantized model, with its convs'
+    dtypes, weight qschemes, zero points and fused ReLUs. MODULE:NAME is a torch.nn.Module or a
     function that returns one, such as torchvision.models:resnet50 (the current directory is
     searched too)."""
     if "" not in sys.path:

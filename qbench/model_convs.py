@@ -8,6 +8,11 @@ and bias, and a ReLU or ReLU6 that alone takes what comes out of those fuses int
 clamp at 6 folding into the output scale, as `suites/depthwise.toml` has it). A model that
 torch.fx cannot trace (control flow on its values) still gives its shapes; its ReLUs and
 BatchNorms are then unknown, and `ModelConvs.untraced` says why.
+
+A quantized model's convs (`torch.ao.nn.quantized.Conv2d`, as eager or FX quantization converts
+them) are read from their modules and tensors instead: the input's dtype and zero point, the
+weight's qscheme and zero point, the output's dtype, the module's bias and its fused ReLU
+(`ConvReLU2d`); not their scales and output zero point, which the suite leaves to qbench.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.ao.nn.intrinsic.quantized as nniq
+import torch.ao.nn.quantized as nnq
 import torch.nn.functional as F
 from torch import nn
 
@@ -28,16 +35,25 @@ _RELU_FUNCTIONS = {torch.relu, torch.relu_, F.relu, F.relu_, F.relu6}
 _RELU_METHODS = {"relu", "relu_"}
 # (folded, relu) of a call that torch.fx did not see: a bias, qbench's default, and no ReLU
 _UNKNOWN_EPILOGUE = (True, False)
+# what PyTorch's quantized convs take and give: activations quint8 (its CPU engines) or qint8
+# (cuDNN) per tensor, weights qint8 per tensor or per channel
+_QUANTIZED_DTYPES = {torch.quint8: "quint8", torch.qint8: "qint8"}
+_WEIGHT_QSCHEMES = {torch.per_tensor_affine: "per_tensor", torch.per_channel_affine: "per_channel"}
+# quantized convs that add a second input to their output before requantizing
+_ADDING_CONVS = (nniq.ConvAdd2d, nniq.ConvAddReLU2d)
 
 
 @dataclass(frozen=True)
 class ConvCall:
-    """One call of a model's conv: the module's path in the model and the suite fields of its
+    """One call of a model's conv: the module's path in the model, the suite fields of its
     problem (`in_channels`, `out_channels`, `height`, `width`, `kernel_size`, `stride`,
-    `padding`, `dilation`, `groups`, `bias`, `relu`; pairs as (h, w) tuples)."""
+    `padding`, `dilation`, `groups`, `bias`, `relu`; pairs as (h, w) tuples; a quantized conv's
+    also `in_dtype`, `in_zero_point`, `weight_qscheme`, `weight_zero_point`, `out_dtype`) and
+    whether the conv is a quantized module."""
 
     path: str
     fields: dict[str, Any]
+    quantized: bool = False
 
 
 @dataclass
@@ -85,30 +101,36 @@ def model_convs(model: nn.Module, input_shape: tuple[int, int, int], spec: str) 
     fails on that input or runs no conv."""
     model.eval()
     found = ModelConvs()
-    try:
-        epilogues = _epilogues(model)
-    except Exception as exc:  # torch.fx's refusals have no common type
-        epilogues = {}
-        reason = (str(exc).strip().splitlines() or [""])[0]
-        found.untraced = f"torch.fx could not trace it ({type(exc).__name__}: {reason})"
+    epilogues: dict[str, list[tuple[bool, bool]]] = {}
+    if any(isinstance(module, nn.Conv2d) for module in model.modules()):
+        try:
+            epilogues = _epilogues(model)
+        except Exception as exc:  # torch.fx's refusals have no common type
+            reason = (str(exc).strip().splitlines() or [""])[0]
+            found.untraced = f"torch.fx could not trace it ({type(exc).__name__}: {reason})"
     calls: defaultdict[str, int] = defaultdict(int)
 
-    def record(path: str, conv: nn.Conv2d, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        height, width = (args[0] if args else kwargs["input"]).shape[-2:]
-        traced = epilogues.get(path, [])
-        folded, relu = traced[calls[path]] if calls[path] < len(traced) else _UNKNOWN_EPILOGUE
-        calls[path] += 1
-        problem = _fields(conv, int(height), int(width))
-        if isinstance(problem, str):
-            found.skipped.append((path, problem))
-            return
-        problem["bias"] = conv.bias is not None or folded
-        problem["relu"] = relu
-        found.calls.append(ConvCall(path, problem))
+    def record(path: str, conv: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
+               output: Any) -> None:
+        x = args[0] if args else kwargs["input"]
+        geometry = _fields(conv, int(x.shape[-2]), int(x.shape[-1]))
+        quantized = isinstance(conv, nnq.Conv2d)
+        if quantized:
+            rest = _quantization(conv, x, output)
+        else:
+            traced = epilogues.get(path, [])
+            folded, relu = traced[calls[path]] if calls[path] < len(traced) else _UNKNOWN_EPILOGUE
+            calls[path] += 1
+            rest = {"bias": conv.bias is not None or folded, "relu": relu}
+        if isinstance(geometry, str) or isinstance(rest, str):
+            found.skipped.append((path, geometry if isinstance(geometry, str) else rest))
+        else:
+            found.calls.append(ConvCall(path, geometry | rest, quantized))
 
-    handles = [module.register_forward_pre_hook(
-        lambda conv, args, kwargs, path=path: record(path, conv, args, kwargs), with_kwargs=True)
-        for path, module in model.named_modules() if isinstance(module, nn.Conv2d)]
+    handles = [module.register_forward_hook(
+        lambda conv, args, kwargs, output, path=path: record(path, conv, args, kwargs, output),
+        with_kwargs=True)
+        for path, module in model.named_modules() if isinstance(module, (nn.Conv2d, nnq.Conv2d))]
     shape = (1, *input_shape)
     try:
         with torch.inference_mode():
@@ -120,13 +142,38 @@ def model_convs(model: nn.Module, input_shape: tuple[int, int, int], spec: str) 
         for handle in handles:
             handle.remove()
     if not found.calls and not found.skipped:
-        raise QbenchError(f"model {spec}: no torch.nn.Conv2d ran on an input of shape {shape}")
+        raise QbenchError(f"model {spec}: no torch.nn.Conv2d or quantized Conv2d ran on an "
+                          f"input of shape {shape}")
     return found
 
 
-def _fields(conv: nn.Conv2d, height: int, width: int) -> dict[str, Any] | str:
-    """The suite fields of `conv`'s problem on an image of height x width but `bias` and `relu`,
-    or why qbench cannot measure it."""
+def _quantization(conv: nnq.Conv2d, x: torch.Tensor,
+                  output: torch.Tensor) -> dict[str, Any] | str:
+    """The suite fields of a quantized conv but its geometry's (`_fields`), read from its module,
+    its input `x` and its `output`, or why qbench cannot measure it."""
+    if isinstance(conv, _ADDING_CONVS):
+        return (f"{type(conv).__name__} adds a second input to the conv's output: qbench's "
+                "convs have no such epilogue")
+    weight = conv.weight()  # PyTorch's quantized convs take qint8 weights, affine
+    qscheme = _WEIGHT_QSCHEMES[weight.qscheme()]
+    if qscheme == "per_tensor":
+        weight_zero_point = weight.q_zero_point()
+    else:
+        zero_points = sorted(set(weight.q_per_channel_zero_points().tolist()))
+        if len(zero_points) > 1:
+            return (f"its weight zero points differ between channels ({zero_points[0]} to "
+                    f"{zero_points[-1]}): qbench's weights have one")
+        weight_zero_point = zero_points[0]
+    return {"in_dtype": _QUANTIZED_DTYPES[x.dtype],
+            "in_zero_point": int(x.q_zero_point()), "weight_qscheme": qscheme,
+            "weight_zero_point": int(weight_zero_point),
+            "out_dtype": _QUANTIZED_DTYPES[output.dtype], "bias": conv.bias() is not None,
+            "relu": isinstance(conv, nniq.ConvReLU2d)}
+
+
+def _fields(conv: nn.Conv2d | nnq.Conv2d, height: int, width: int) -> dict[str, Any] | str:
+    """The suite fields of the geometry of `conv`'s problem on an image of height x width, or why
+    qbench cannot measure it."""
     if conv.padding_mode != "zeros":
         return (f"padding_mode={conv.padding_mode!r}: qbench's convs pad with the zero point, "
                 "as padding_mode='zeros' does")
@@ -139,7 +186,7 @@ def _fields(conv: nn.Conv2d, height: int, width: int) -> dict[str, Any] | str:
             "dilation": tuple(conv.dilation), "groups": conv.groups}
 
 
-def _padding(conv: nn.Conv2d) -> tuple[int, int] | None:
+def _padding(conv: nn.Conv2d | nnq.Conv2d) -> tuple[int, int] | None:
     """`conv`'s padding as (h, w), 'valid' and 'same' resolved; None where 'same' pads one side
     more than the other."""
     if conv.padding == "valid":

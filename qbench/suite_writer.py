@@ -3,8 +3,8 @@
 Calls with the same problem are one case, counted (`count`: occurrences in the model, for network
 totals) and named after the first module that made it, the others named in a comment above it
 (comments are why the TOML is written here: `tomli-w` writes none). Fields at the problem
-model's defaults (stride 1, no padding, dilation 1, groups 1, a bias) are left out; `relu` is
-always written.
+model's defaults (stride 1, no padding, dilation 1, groups 1, a bias, quint8 in and out,
+per-channel weights, zero points 0) are left out; `relu` is always written.
 """
 
 from __future__ import annotations
@@ -23,10 +23,16 @@ from qbench.problem import ConvProblem
 
 _WIDTH = 100
 _ORDER = ("in_channels", "out_channels", "height", "width", "kernel_size", "stride", "padding",
-          "dilation", "groups", "bias", "relu")
+          "dilation", "groups", "in_dtype", "in_zero_point", "weight_qscheme",
+          "weight_zero_point", "out_dtype", "bias", "relu")
 # fields left out where they hold the problem model's default, which the suite then gives them
 _LEFT_OUT = {f.name: f.default for f in fields(ConvProblem)
-             if f.name in ("stride", "padding", "dilation", "groups", "bias")}
+             if f.name in _ORDER[_ORDER.index("stride"):_ORDER.index("relu")]}
+_QUANTIZED_NOTE = ("Quantized convs: in_dtype, in_zero_point, weight_qscheme, weight_zero_point, "
+                   "out_dtype, bias and relu (ConvReLU2d) are the module's; the scales and the "
+                   "output zero point are qbench's (out_scale and out_zero_point auto), since "
+                   "the model's, calibrated on its own data, would saturate most outputs on "
+                   "qbench's data over the whole range.")
 
 
 @dataclass(frozen=True)
@@ -61,8 +67,8 @@ def model_warnings(convs: ModelConvs) -> list[str]:
     """What a suite of `convs` leaves out, and what it cannot know: for its header and stderr."""
     warnings = [f"Left out: {path}: {reason}" for path, reason in convs.skipped]
     if convs.untraced:
-        warnings.append(f"Every case has relu = false and a bias: {convs.untraced}, so the "
-                        "ReLUs and BatchNorms after its convs are unknown.")
+        warnings.append(f"Every float conv's case has relu = false and a bias: {convs.untraced}, "
+                        "so the ReLUs and BatchNorms after its convs are unknown.")
     return warnings
 
 
@@ -77,9 +83,11 @@ def model_suite(convs: ModelConvs, command: str, name: str, description: str,
              f"{len(convs.calls) + len(convs.skipped)} convolutions{left_out}, {len(layers)} "
              "distinct; `count` is how often a layer occurs, the comment above a case the "
              "modules that ran it."]
-    if not convs.untraced:
+    if not convs.untraced and not all(call.quantized for call in convs.calls):
         notes.append("relu: a ReLU or ReLU6 alone takes the conv's output (after a BatchNorm "
                      "alone, if any); bias: the conv's own or a BatchNorm's, folded into it.")
+    if any(call.quantized for call in convs.calls):
+        notes.append(_QUANTIZED_NOTE)
     return suite_text(name, description, batches, layers, notes + model_warnings(convs))
 
 
@@ -93,7 +101,7 @@ def suite_text(name: str, description: str, batches: Sequence[int], layers: Sequ
     for layer in layers:
         lines += ["", _comment(", ".join(layer.paths)), "[[case]]", f"name = {_string(layer.name)}"]
         lines += [f"{key} = {_value(layer.fields[key])}" for key in _ORDER
-                  if _LEFT_OUT.get(key, object()) != layer.fields[key]]
+                  if key in layer.fields and _LEFT_OUT.get(key, object()) != layer.fields[key]]
         if len(layer.paths) > 1:
             lines.append(f"count = {len(layer.paths)}")
     return "\n".join(lines) + "\n"
@@ -113,7 +121,9 @@ def _string(text: str) -> str:
 
 
 def _value(value: Any) -> str:
-    """A TOML int, bool, or [h, w] pair (an int where h == w), or a list of ints."""
+    """A TOML int, bool, string, or [h, w] pair (an int where h == w), or a list of ints."""
+    if isinstance(value, str):
+        return _string(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, tuple):

@@ -83,7 +83,45 @@ def test_a_model_that_torch_fx_cannot_trace_gives_its_shapes_and_says_what_is_un
     assert suite_cases == [{"name": "conv", "in_channels": 3, "out_channels": 4, "height": 16,
                             "width": 16, "kernel_size": 3, "padding": 1, "relu": False}]
     assert "torch.fx could not trace it (TraceError" in result.stderr
-    assert "# Every case has relu = false and a bias" in result.stdout
+    assert "# Every float conv's case has relu = false and a bias" in result.stdout
+
+
+def test_a_quantized_models_convs_keep_their_dtypes_qschemes_zero_points_and_fused_relus(
+        run_cli, tmp_path):
+    out = tmp_path / "quantized.toml"
+    result = run_cli("suite", "tiny_models:Quantized", "--input", "3,16,16", "--batch", "2",
+                     "--out", out)
+    assert result.exit_code == 0, result.output
+    expected = [
+        ("stem", dict(in_channels=3, out_channels=8, height=16, width=16, kernel_size=(3, 3),
+                      stride=(2, 2), padding=(1, 1), in_zero_point=7, relu=True)),
+        ("project", dict(in_channels=8, out_channels=16, height=8, width=8, kernel_size=(1, 1),
+                         weight_qscheme="per_tensor", weight_zero_point=3, bias=False)),
+        ("head", dict(in_channels=16, out_channels=4, height=8, width=8, kernel_size=(3, 3),
+                      padding=(1, 1), relu=True)),
+    ]
+    suite = load_suite(out)
+    assert [(case.name, case.problem) for case in suite.cases] == [
+        (name, _problem(2, **fields)) for name, fields in expected]
+    notes = " ".join(line[2:] for line in out.read_text().splitlines() if line.startswith("# "))
+    assert "Quantized convs: in_dtype, in_zero_point, weight_qscheme" in notes
+    skewed = "Left out: skewed: its weight zero points differ between channels (0 to 2)"
+    assert skewed in notes and skewed in result.stderr
+    ran = run_cli("run", out, "--backends", "torch-x86", "--out", tmp_path / "run",
+                  "--max-time", "0.01")
+    assert ran.exit_code == 0, ran.output
+    assert set(pd.read_csv(tmp_path / "run" / "results.csv").status) == {"ok"}
+
+
+def test_a_quantized_conv_that_adds_a_second_input_is_left_out(run_cli, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.backends.quantized, "engine", "onednn")  # the one that runs it
+    result = run_cli("suite", "tiny_models:Adding", "--input", "3,16,16")
+    assert result.exit_code == 2
+    assert ("conv_add: ConvAdd2d adds a second input to the conv's output: qbench's convs have "
+            "no such epilogue") in result.stderr
+    assert "qbench can measure none of its convs" in result.stderr
 
 
 @pytest.mark.parametrize("spec, input_shape, message", [
@@ -93,7 +131,7 @@ def test_a_model_that_torch_fx_cannot_trace_gives_its_shapes_and_says_what_is_un
     ("tiny_models:raising", "3,16,16", "raising() raised RuntimeError: no weights here"),
     ("tiny_models:not_a_model", "3,16,16", "got a list, not a torch.nn.Module"),
     ("tiny_models:mixed", "4,16,16", "on an input of shape (1, 4, 16, 16) it raised"),
-    ("tiny_models:linear", "3,16,16", "no torch.nn.Conv2d ran"),
+    ("tiny_models:linear", "3,16,16", "no torch.nn.Conv2d or quantized Conv2d ran"),
     ("tiny_models:reflecting", "3,16,16", "qbench can measure none of its convs"),
     ("tiny_models:mixed", "3,16", "expected C,H,W"),
     ("tiny_models:mixed", "3,0,16", "expected C,H,W"),

@@ -4,6 +4,8 @@ named in a comment: input 3 x 16 x 16."""
 from __future__ import annotations
 
 import torch
+import torch.ao.nn.intrinsic.quantized as nniq
+import torch.ao.nn.quantized as nnq
 import torch.nn.functional as F
 from torch import nn
 
@@ -53,6 +55,48 @@ class Branchy(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.bn(self.conv(x))
         return x.relu() if x.sum() >= 0 else x
+
+
+class Quantized(nn.Module):
+    """A model as PyTorch's quantization converts one (a Quantize stub, a fused ConvReLU2d, a
+    conv of per-tensor weights and no bias), a quantized conv that qbench cannot measure, and
+    a float conv after the DeQuantize."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        self.quant = nnq.Quantize(0.05, 7, torch.quint8)
+        self.stem = nniq.ConvReLU2d(3, 8, 3, stride=2, padding=1)  # in zero point 7, ReLU
+        self.stem.set_weight_bias(torch.quantize_per_channel(
+            torch.randn(8, 3, 3, 3, generator=gen), torch.full((8,), 0.02),
+            torch.zeros(8, dtype=torch.long), 0, torch.qint8), torch.randn(8, generator=gen))
+        self.project = nnq.Conv2d(8, 16, 1, bias=False)  # per-tensor weights of zero point 3
+        self.project.set_weight_bias(torch.quantize_per_tensor(
+            torch.randn(16, 8, 1, 1, generator=gen), 0.02, 3, torch.qint8), None)
+        self.project.zero_point = 64  # the next conv's input zero point
+        self.skewed = nnq.Conv2d(16, 16, 1)  # left out: weight zero points 0, 1, 2 by channel
+        self.skewed.set_weight_bias(torch.quantize_per_channel(
+            torch.randn(16, 16, 1, 1, generator=gen), torch.full((16,), 0.02),
+            torch.arange(16) % 3, 0, torch.qint8), None)
+        self.dequant = nnq.DeQuantize()
+        self.head = nn.Conv2d(16, 4, 3, padding=1)  # float, then F.relu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.skewed(self.project(self.stem(self.quant(x))))
+        return F.relu(self.head(self.dequant(x)))
+
+
+class Adding(nn.Module):
+    """A quantized conv that adds a second input to its output (PyTorch's onednn engine)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.quant = nnq.Quantize(0.05, 0, torch.quint8)
+        self.conv_add = nniq.ConvAdd2d(3, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.quant(x)
+        return self.conv_add(x, x)
 
 
 def mixed() -> nn.Module:
