@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from qbench.errors import QbenchError
+from qbench.problem import ConvProblem
 
 _RELU_MODULES = (nn.ReLU, nn.ReLU6)
 _RELU_FUNCTIONS = {torch.relu, torch.relu_, F.relu, F.relu_, F.relu6}
@@ -113,7 +114,7 @@ def model_convs(model: nn.Module, input_shape: tuple[int, int, int], spec: str) 
     def record(path: str, conv: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
                output: Any) -> None:
         x = args[0] if args else kwargs["input"]
-        geometry = _fields(conv, int(x.shape[-2]), int(x.shape[-1]))
+        geometry = _fields(conv, x, output)
         quantized = isinstance(conv, nnq.Conv2d)
         if quantized:
             rest = _quantization(conv, x, output)
@@ -171,19 +172,27 @@ def _quantization(conv: nnq.Conv2d, x: torch.Tensor,
             "relu": isinstance(conv, nniq.ConvReLU2d)}
 
 
-def _fields(conv: nn.Conv2d | nnq.Conv2d, height: int, width: int) -> dict[str, Any] | str:
-    """The suite fields of the geometry of `conv`'s problem on an image of height x width, or why
-    qbench cannot measure it."""
+def _fields(conv: nn.Conv2d | nnq.Conv2d, x: torch.Tensor,
+            output: torch.Tensor) -> dict[str, Any] | str:
+    """The suite fields of the geometry of `conv`'s problem on its input `x`, or why qbench cannot
+    measure it: among the reasons, an `output` of another size than the fields give (a subclass
+    whose forward pads or strides by itself)."""
     if conv.padding_mode != "zeros":
         return (f"padding_mode={conv.padding_mode!r}: qbench's convs pad with the zero point, "
                 "as padding_mode='zeros' does")
     padding = _padding(conv)
     if padding is None:
         return "padding='same' pads one side more here (an even kernel, an odd dilation)"
-    return {"in_channels": conv.in_channels, "out_channels": conv.out_channels,
-            "height": height, "width": width, "kernel_size": tuple(conv.kernel_size),
-            "stride": tuple(conv.stride), "padding": padding,
-            "dilation": tuple(conv.dilation), "groups": conv.groups}
+    geometry = {"in_channels": conv.in_channels, "out_channels": conv.out_channels,
+                "height": int(x.shape[-2]), "width": int(x.shape[-1]),
+                "kernel_size": tuple(conv.kernel_size), "stride": tuple(conv.stride),
+                "padding": padding, "dilation": tuple(conv.dilation), "groups": conv.groups}
+    expected = ConvProblem(batch=1, **geometry).output_size
+    if tuple(output.shape[-2:]) != expected:
+        return (f"its output is {output.shape[-2]}x{output.shape[-1]}, not the "
+                f"{expected[0]}x{expected[1]} of its input, kernel_size, stride, padding and "
+                "dilation: its forward pads or strides by itself")
+    return geometry
 
 
 def _padding(conv: nn.Conv2d | nnq.Conv2d) -> tuple[int, int] | None:

@@ -53,9 +53,11 @@ def test_a_models_distinct_convs_become_a_suite_with_their_counts_relus_and_bias
     comments = [line[2:] for line in out.read_text().splitlines() if line.startswith("# ")]
     assert "expand, downsample.0" in comments  # the modules behind a case
     notes = " ".join(comments)
-    assert "10 convolutions (2 left out, below), 7 distinct" in notes
+    assert "11 convolutions (3 left out, below), 7 distinct" in notes
     for left_out in ("uneven: padding='same' pads one side more here",
-                     "reflect: padding_mode='reflect'"):
+                     "reflect: padding_mode='reflect'",
+                     "padded: its output is 2x2, not the 1x1 of its input, kernel_size, stride, "
+                     "padding and dilation: its forward pads or strides by itself"):
         assert f"Left out: {left_out}" in notes
         assert f"qbench suite: Left out: {left_out}" in result.stderr
 

@@ -10,6 +10,14 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class SelfPadding(nn.Conv2d):
+    """A conv whose forward pads its input by itself (bottom and right), as TensorFlow's 'SAME'
+    ports do: its attributes say padding 0."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.pad(x, (0, 1, 0, 1)))
+
+
 class Mixed(nn.Module):
     """A ResNet-like block and the cases around it: BatchNorms to fold, ReLUs to fuse (a shared
     module, a function, a method, ReLU6), a shared conv, an output used twice, and convs that
@@ -20,7 +28,7 @@ class Mixed(nn.Module):
         self.stem = nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False)  # BN, ReLU: both
         self.stem_bn = nn.BatchNorm2d(8)
         self.relu = nn.ReLU(inplace=True)  # called after stem_bn and after the sum
-        self.reduce = nn.Conv2d(8, 8, 1, bias=False)  # BN, then F.relu: both
+        self.reduce = nn.Conv2d(8, 8, 1, padding="valid", bias=False)  # BN, then F.relu: both
         self.reduce_bn = nn.BatchNorm2d(8)
         self.depthwise = nn.Conv2d(8, 8, 3, padding="same", groups=8)  # ReLU6, its own bias
         self.act6 = nn.ReLU6()
@@ -31,6 +39,7 @@ class Mixed(nn.Module):
         self.shared = nn.Conv2d(16, 16, 1)  # on 8 x 8, then on 4 x 4 (`relu_` after it there)
         self.uneven = nn.Conv2d(16, 4, 2, padding="same")  # left out: pads one side more
         self.reflect = nn.Conv2d(16, 16, 3, padding=1, padding_mode="reflect")  # left out
+        self.padded = SelfPadding(16, 4, 3, stride=2)  # left out: its forward pads
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.stem_bn(self.stem(x)))
@@ -41,7 +50,7 @@ class Mixed(nn.Module):
         x = wide + wide.sigmoid()
         x = self.shared(x)
         x = self.shared(F.max_pool2d(x, 2)).relu_()
-        return self.uneven(x).sum() + self.reflect(x).sum()
+        return self.uneven(x).sum() + self.reflect(x).sum() + self.padded(x).sum()
 
 
 class Branchy(nn.Module):
