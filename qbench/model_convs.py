@@ -1,24 +1,29 @@
 """A PyTorch model's 2D convolutions as qbench's problem model sees them, for `qbench suite`.
 
 `load_model` imports a model given as MODULE:NAME; `model_convs` runs it once, in eval mode on
-zeros at batch 1, and reads every call of an `nn.Conv2d` (its subclasses included): the suite
-fields of its problem, and what quantized inference makes of what follows it, read from the
-model's `torch.fx` graph: a BatchNorm2d that alone takes the conv's output folds into its weights
-and bias, and a ReLU or ReLU6 that alone takes what comes out of those fuses into it (ReLU6's
-clamp at 6 folding into the output scale, as `suites/depthwise.toml` has it). A model that
-torch.fx cannot trace (control flow on its values) still gives its shapes; its ReLUs and
-BatchNorms are then unknown, and `ModelConvs.untraced` says why.
+zeros at batch 1, and reads every 2D conv it runs: each call of `torch.nn.functional.conv2d`
+(which `nn.Conv2d` and its subclasses make; named after the conv module that made it, else
+after the module whose forward called it, `block.conv2d`) with the arguments it was given, so
+that a conv that pads its input by itself (`padding_mode` other than zeros, TensorFlow's 'SAME'
+ported) is read as what it runs: a conv of the padded input. What quantized inference makes of
+what follows a conv is read from the model's `torch.fx` graph (conv modules as its leaves): a
+BatchNorm2d (or `F.batch_norm`) that alone takes the conv's output folds into its weights and
+bias, and a ReLU or ReLU6 that alone takes what comes out of those fuses into it (ReLU6's clamp
+at 6 folding into the output scale, as `suites/depthwise.toml` has it); Identity and Dropout
+modules between them pass, and reads of a value's shape do not take it. A model that torch.fx
+cannot trace (control flow on its values) still gives its shapes; its ReLUs and BatchNorms are
+then unknown, and `ModelConvs.untraced` says why.
 
 A quantized model's convs (`torch.ao.nn.quantized.Conv2d`, as eager or FX quantization converts
 them) are read from their modules and tensors instead: the input's dtype and zero point, the
 weight's qscheme and zero point, the output's dtype, the module's bias and its fused ReLU
-(`ConvReLU2d`); not their scales and output zero point, which the suite leaves to qbench.
-"""
+(`ConvReLU2d`); not their scales and output zero point, which the suite leaves to qbench."""
 
 from __future__ import annotations
 
 import importlib
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,13 +32,18 @@ import torch.ao.nn.intrinsic.quantized as nniq
 import torch.ao.nn.quantized as nnq
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from qbench.errors import QbenchError
-from qbench.problem import ConvProblem
+from qbench.problem import as_pair
 
 _RELU_MODULES = (nn.ReLU, nn.ReLU6)
 _RELU_FUNCTIONS = {torch.relu, torch.relu_, F.relu, F.relu_, F.relu6}
 _RELU_METHODS = {"relu", "relu_"}
+# eval-mode no-ops between a conv, its BatchNorm and its ReLU; nodes that read a value's shape
+_PASS_THROUGH_MODULES = (nn.Identity, nn.Dropout, nn.Dropout2d)
+_SHAPE_METHODS = {"size", "dim"}
+_CONV2D_PARAMETERS = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
 # (folded, relu) of a call that torch.fx did not see: a bias, qbench's default, and no ReLU
 _UNKNOWN_EPILOGUE = (True, False)
 # what PyTorch's quantized convs take and give: activations quint8 (its CPU engines) or qint8
@@ -46,7 +56,7 @@ _ADDING_CONVS = (nniq.ConvAdd2d, nniq.ConvAddReLU2d)
 
 @dataclass(frozen=True)
 class ConvCall:
-    """One call of a model's conv: the module's path in the model, the suite fields of its
+    """One call of a model's conv: its name (`_call_path`), the suite fields of its
     problem (`in_channels`, `out_channels`, `height`, `width`, `kernel_size`, `stride`,
     `padding`, `dilation`, `groups`, `bias`, `relu`; pairs as (h, w) tuples; a quantized conv's
     also `in_dtype`, `in_zero_point`, `weight_qscheme`, `weight_zero_point`, `out_dtype`) and
@@ -101,40 +111,13 @@ def model_convs(model: nn.Module, input_shape: tuple[int, int, int], spec: str) 
     width), in eval mode without autograd. Raises QbenchError, naming `spec`, when the model
     fails on that input or runs no conv."""
     model.eval()
-    found = ModelConvs()
-    epilogues: dict[str, list[tuple[bool, bool]]] = {}
-    if any(isinstance(module, nn.Conv2d) for module in model.modules()):
-        try:
-            epilogues = _epilogues(model)
-        except Exception as exc:  # torch.fx's refusals have no common type
-            reason = (str(exc).strip().splitlines() or [""])[0]
-            found.untraced = f"torch.fx could not trace it ({type(exc).__name__}: {reason})"
-    calls: defaultdict[str, int] = defaultdict(int)
-
-    def record(path: str, conv: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
-               output: Any) -> None:
-        x = args[0] if args else kwargs["input"]
-        geometry = _fields(conv, x, output)
-        quantized = isinstance(conv, nnq.Conv2d)
-        if quantized:
-            rest = _quantization(conv, x, output)
-        else:
-            traced = epilogues.get(path, [])
-            folded, relu = traced[calls[path]] if calls[path] < len(traced) else _UNKNOWN_EPILOGUE
-            calls[path] += 1
-            rest = {"bias": conv.bias is not None or folded, "relu": relu}
-        if isinstance(geometry, str) or isinstance(rest, str):
-            found.skipped.append((path, geometry if isinstance(geometry, str) else rest))
-        else:
-            found.calls.append(ConvCall(path, geometry | rest, quantized))
-
-    handles = [module.register_forward_hook(
-        lambda conv, args, kwargs, output, path=path: record(path, conv, args, kwargs, output),
-        with_kwargs=True)
-        for path, module in model.named_modules() if isinstance(module, (nn.Conv2d, nnq.Conv2d))]
+    reader = _ConvReader(model)
+    handles = [hook for module in reader.paths for hook in (
+        module.register_forward_pre_hook(reader.enter),
+        module.register_forward_hook(reader.leave, always_call=True))]
     shape = (1, *input_shape)
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), reader:
             model(torch.zeros(shape))
     except Exception as exc:  # the user's model: its failure is bad input
         raise QbenchError(f"model {spec}: on an input of shape {shape} it raised "
@@ -142,10 +125,87 @@ def model_convs(model: nn.Module, input_shape: tuple[int, int, int], spec: str) 
     finally:
         for handle in handles:
             handle.remove()
-    if not found.calls and not found.skipped:
-        raise QbenchError(f"model {spec}: no torch.nn.Conv2d or quantized Conv2d ran on an "
-                          f"input of shape {shape}")
-    return found
+    if not reader.found.calls and not reader.found.skipped:
+        raise QbenchError(f"model {spec}: no 2D conv ran on an input of shape {shape}")
+    return reader.found
+
+
+class _ConvReader(TorchFunctionMode):
+    """While active, and with `enter` and `leave` hooked before and after every module of the
+    model, reads its conv calls into `found`: calls of `F.conv2d`, and quantized conv modules."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.found = ModelConvs()
+        try:
+            self.epilogues = _epilogues(model)
+        except Exception as exc:  # torch.fx's refusals have no common type
+            self.epilogues = {}
+            reason = (str(exc).strip().splitlines() or [""])[0]
+            self.found.untraced = f"torch.fx could not trace it ({type(exc).__name__}: {reason})"
+        self.calls: defaultdict[str, int] = defaultdict(int)  # per path, the calls read so far
+        self.paths = {module: path for path, module in model.named_modules()}
+        self.stack: list[nn.Module] = []  # the modules running, innermost last
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
+        kwargs = kwargs or {}
+        if func is F.conv2d:
+            self._record_float(_call_path(self.stack, self.paths), args, kwargs)
+        return func(*args, **kwargs)
+
+    def enter(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        self.stack.append(module)
+
+    def leave(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        self.stack.pop()
+        if isinstance(module, nnq.Conv2d):
+            self._record_quantized(self.paths[module], module, args[0], output)
+
+    def _record_float(self, path: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        traced, index = self.epilogues.get(path, []), self.calls[path]
+        folded, relu = traced[index] if index < len(traced) else _UNKNOWN_EPILOGUE
+        self.calls[path] += 1
+        call = dict(zip(_CONV2D_PARAMETERS, args)) | kwargs
+        geometry = _geometry(call["input"], call["weight"], call.get("stride", 1),
+                             call.get("padding", 0), call.get("dilation", 1),
+                             call.get("groups", 1))
+        self._record(path, geometry, {"bias": call.get("bias") is not None or folded,
+                                      "relu": relu})
+
+    def _record_quantized(self, path: str, conv: nnq.Conv2d, x: torch.Tensor,
+                          output: torch.Tensor) -> None:
+        geometry = _geometry(x, conv.weight(), conv.stride, conv.padding, conv.dilation,
+                             conv.groups)
+        if conv.padding_mode != "zeros" and isinstance(geometry, dict):
+            # its forward pads `x`, then runs a conv packed without padding, as F.conv2d does
+            pad_h, pad_w = geometry["padding"]
+            geometry.update(height=geometry["height"] + 2 * pad_h,
+                            width=geometry["width"] + 2 * pad_w, padding=(0, 0))
+        self._record(path, geometry, _quantization(conv, x, output), quantized=True)
+
+    def _record(self, path: str, geometry: dict[str, Any] | str, rest: dict[str, Any] | str,
+                quantized: bool = False) -> None:
+        """A call's fields (`geometry` and the `rest`), or the first one's reason why qbench
+        cannot measure it."""
+        if isinstance(geometry, str) or isinstance(rest, str):
+            self.found.skipped.append((path, geometry if isinstance(geometry, str) else rest))
+        else:
+            self.found.calls.append(ConvCall(path, geometry | rest, quantized))
+
+
+def _call_path(stack: Sequence[nn.Module], paths: dict[nn.Module, str]) -> str:
+    """The name of a `F.conv2d` call made while the modules of `stack` run (innermost last):
+    the path of the conv module that made it, else `conv2d` after the path of the module whose
+    forward made it."""
+    if stack and isinstance(stack[-1], nn.Conv2d):
+        return paths[stack[-1]]
+    return _functional_path(paths[stack[-1]] if stack else "")
+
+
+def _functional_path(module_path: str) -> str:
+    """The name of a functional conv called from the forward of the module at `module_path`."""
+    return f"{module_path}.conv2d" if module_path else "conv2d"
 
 
 def _quantization(conv: nnq.Conv2d, x: torch.Tensor,
@@ -172,62 +232,74 @@ def _quantization(conv: nnq.Conv2d, x: torch.Tensor,
             "relu": isinstance(conv, nniq.ConvReLU2d)}
 
 
-def _fields(conv: nn.Conv2d | nnq.Conv2d, x: torch.Tensor,
-            output: torch.Tensor) -> dict[str, Any] | str:
-    """The suite fields of the geometry of `conv`'s problem on its input `x`, or why qbench cannot
-    measure it: among the reasons, an `output` of another size than the fields give (a subclass
-    whose forward pads or strides by itself)."""
-    if conv.padding_mode != "zeros":
-        return (f"padding_mode={conv.padding_mode!r}: qbench's convs pad with the zero point, "
-                "as padding_mode='zeros' does")
-    padding = _padding(conv)
-    if padding is None:
-        return "padding='same' pads one side more here (an even kernel, an odd dilation)"
-    geometry = {"in_channels": conv.in_channels, "out_channels": conv.out_channels,
-                "height": int(x.shape[-2]), "width": int(x.shape[-1]),
-                "kernel_size": tuple(conv.kernel_size), "stride": tuple(conv.stride),
-                "padding": padding, "dilation": tuple(conv.dilation), "groups": conv.groups}
-    expected = ConvProblem(batch=1, **geometry).output_size
-    if tuple(output.shape[-2:]) != expected:
-        return (f"its output is {output.shape[-2]}x{output.shape[-1]}, not the "
-                f"{expected[0]}x{expected[1]} of its input, kernel_size, stride, padding and "
-                "dilation: its forward pads or strides by itself")
-    return geometry
-
-
-def _padding(conv: nn.Conv2d | nnq.Conv2d) -> tuple[int, int] | None:
-    """`conv`'s padding as (h, w), 'valid' and 'same' resolved; None where 'same' pads one side
-    more than the other."""
-    if conv.padding == "valid":
-        return (0, 0)
-    if conv.padding != "same":
-        return tuple(conv.padding)
-    totals = [d * (k - 1) for d, k in zip(conv.dilation, conv.kernel_size)]
-    if any(total % 2 for total in totals):
-        return None
-    return (totals[0] // 2, totals[1] // 2)
+def _geometry(x: torch.Tensor, weight: torch.Tensor, stride: Any, padding: Any, dilation: Any,
+              groups: int) -> dict[str, Any] | str:
+    """The suite fields of the geometry of a conv of `weight` (K, C/groups, R, S) over `x`, its
+    other arguments as `F.conv2d` takes them, or why qbench cannot measure it."""
+    kernel_size, dilation = tuple(weight.shape[-2:]), as_pair(dilation)
+    if padding == "valid":
+        padding = (0, 0)
+    elif padding == "same":
+        totals = [d * (k - 1) for d, k in zip(dilation, kernel_size)]
+        if any(total % 2 for total in totals):
+            return "padding='same' pads one side more here (an even kernel, an odd dilation)"
+        padding = (totals[0] // 2, totals[1] // 2)
+    return {"in_channels": weight.shape[1] * groups, "out_channels": weight.shape[0],
+            "height": int(x.shape[-2]), "width": int(x.shape[-1]), "kernel_size": kernel_size,
+            "stride": as_pair(stride), "padding": as_pair(padding), "dilation": dilation,
+            "groups": groups}
 
 
 def _epilogues(model: nn.Module) -> dict[str, list[tuple[bool, bool]]]:
-    """Per conv's path in the model, per call in order: (a BatchNorm2d folds into it, a ReLU
-    fuses into it), from the model's torch.fx graph (the module docstring says when)."""
+    """Per conv call's name (`_call_path`), per call in order: (a BatchNorm2d folds into it, a
+    ReLU fuses into it), from the model's torch.fx graph (the module docstring says when)."""
     modules = dict(model.named_modules())
     epilogues: defaultdict[str, list[tuple[bool, bool]]] = defaultdict(list)
-    for node in torch.fx.symbolic_trace(model).graph.nodes:
-        if node.op != "call_module" or not isinstance(modules[node.target], nn.Conv2d):
+    for node in _ConvLeafTracer().trace(model).nodes:
+        if node.op == "call_module" and isinstance(modules[node.target], nn.Conv2d):
+            path = node.target
+        elif node.op == "call_function" and node.target is F.conv2d:
+            path = _functional_path(list(node.meta.get("nn_module_stack") or [""])[-1])
+        else:
             continue
-        after = _sole_user(node)
-        folded = (after is not None and after.op == "call_module"
-                  and isinstance(modules[after.target], nn.BatchNorm2d))
+        after = _next_op(node, modules)
+        folded = after is not None and _is_batch_norm(after, modules)
         if folded:
-            after = _sole_user(after)
-        epilogues[node.target].append((folded, after is not None and _is_relu(after, modules)))
+            after = _next_op(after, modules)
+        epilogues[path].append((folded, after is not None and _is_relu(after, modules)))
     return epilogues
 
 
-def _sole_user(node: torch.fx.Node) -> torch.fx.Node | None:
-    users = list(node.users)
-    return users[0] if len(users) == 1 else None
+class _ConvLeafTracer(torch.fx.Tracer):
+    """torch.fx's tracer, with every conv module a leaf: a subclass's forward (one that pads by
+    itself, with arithmetic on the input's size that tracing cannot do) stays one node."""
+
+    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+        return isinstance(module, nn.Conv2d) or super().is_leaf_module(module, qualified_name)
+
+
+def _next_op(node: torch.fx.Node, modules: dict[str, nn.Module]) -> torch.fx.Node | None:
+    """The one node that takes `node`'s value, past modules that pass it on unchanged in eval
+    mode (Identity, Dropout); None where several take it. Nodes that read only its shape
+    (`x.shape`, `x.size()`, `x.dim()`, as asserts do) do not count."""
+    users = [user for user in node.users if not _reads_shape(user)]
+    if len(users) != 1:
+        return None
+    user = users[0]
+    if user.op == "call_module" and isinstance(modules[user.target], _PASS_THROUGH_MODULES):
+        return _next_op(user, modules)
+    return user
+
+
+def _reads_shape(node: torch.fx.Node) -> bool:
+    return ((node.op == "call_function" and node.target is getattr)
+            or (node.op == "call_method" and node.target in _SHAPE_METHODS))
+
+
+def _is_batch_norm(node: torch.fx.Node, modules: dict[str, nn.Module]) -> bool:
+    if node.op == "call_module":
+        return isinstance(modules[node.target], nn.BatchNorm2d)
+    return node.op == "call_function" and node.target is F.batch_norm
 
 
 def _is_relu(node: torch.fx.Node, modules: dict[str, nn.Module]) -> bool:

@@ -66,7 +66,7 @@ def distinct_layers(calls: Sequence[ConvCall]) -> list[Layer]:
 def model_warnings(convs: ModelConvs) -> list[str]:
     """What a suite of `convs` leaves out, and what it cannot know: for its header and stderr."""
     warnings = [f"Left out: {path}: {reason}" for path, reason in convs.skipped]
-    if convs.untraced:
+    if convs.untraced and not all(call.quantized for call in convs.calls):
         warnings.append(f"Every float conv's case has relu = false and a bias: {convs.untraced}, "
                         "so the ReLUs and BatchNorms after its convs are unknown.")
     return warnings

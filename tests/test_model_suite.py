@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from qbench.errors import QbenchError
-from qbench.model_convs import ConvCall, load_model, model_convs
+from qbench.model_convs import ConvCall, ModelConvs, load_model, model_convs
 from qbench.problem import ConvProblem
 from qbench.suite import load_suite
-from qbench.suite_writer import distinct_layers, suite_text
+from qbench.suite_writer import distinct_layers, model_warnings, suite_text
 
 INPUT = (3, 16, 16)
 # tiny_models.Mixed's uneven conv, which qbench leaves out, as PyTorch runs it
@@ -37,6 +37,13 @@ MIXED = [
     ("shared", 1, dict(in_channels=16, out_channels=16, height=8, width=8, kernel_size=(1, 1))),
     ("shared#2", 1, dict(in_channels=16, out_channels=16, height=4, width=4, kernel_size=(1, 1),
                          relu=True)),
+    ("reflect", 1, dict(in_channels=16, out_channels=16, height=6, width=6, kernel_size=(3, 3))),
+    ("padded", 1, dict(in_channels=16, out_channels=4, height=5, width=5, kernel_size=(3, 3),
+                       stride=(2, 2), relu=True)),
+    ("functional.conv2d", 1, dict(in_channels=16, out_channels=8, height=4, width=4,
+                                  kernel_size=(1, 1), bias=False, relu=True)),
+    ("conv2d", 1, dict(in_channels=16, out_channels=4, height=4, width=4, kernel_size=(3, 3),
+                       stride=(2, 2), bias=False)),
 ]
 
 
@@ -53,13 +60,10 @@ def test_a_models_distinct_convs_become_a_suite_with_their_counts_relus_and_bias
     comments = [line[2:] for line in out.read_text().splitlines() if line.startswith("# ")]
     assert "expand, downsample.0" in comments  # the modules behind a case
     notes = " ".join(comments)
-    assert "11 convolutions (3 left out, below), 7 distinct" in notes
-    for left_out in ("uneven: padding='same' pads one side more here",
-                     "reflect: padding_mode='reflect'",
-                     "padded: its output is 2x2, not the 1x1 of its input, kernel_size, stride, "
-                     "padding and dilation: its forward pads or strides by itself"):
-        assert f"Left out: {left_out}" in notes
-        assert f"qbench suite: Left out: {left_out}" in result.stderr
+    assert "13 convolutions (1 left out, below), 11 distinct" in notes
+    left_out = "uneven: padding='same' pads one side more here"
+    assert f"Left out: {left_out}" in notes
+    assert f"qbench suite: Left out: {left_out}" in result.stderr
 
 
 def test_the_suite_goes_to_standard_output_and_runs(run_cli, tmp_path):
@@ -99,6 +103,8 @@ def test_a_quantized_models_convs_keep_their_dtypes_qschemes_zero_points_and_fus
                       stride=(2, 2), padding=(1, 1), in_zero_point=7, relu=True)),
         ("project", dict(in_channels=8, out_channels=16, height=8, width=8, kernel_size=(1, 1),
                          weight_qscheme="per_tensor", weight_zero_point=3, bias=False)),
+        ("reflect", dict(in_channels=16, out_channels=16, height=10, width=10, kernel_size=(3, 3),
+                         in_zero_point=64, weight_qscheme="per_tensor")),
         ("head", dict(in_channels=16, out_channels=4, height=8, width=8, kernel_size=(3, 3),
                       padding=(1, 1), relu=True)),
     ]
@@ -126,6 +132,17 @@ def test_a_quantized_conv_that_adds_a_second_input_is_left_out(run_cli, monkeypa
     assert "qbench can measure none of its convs" in result.stderr
 
 
+def test_an_untraced_model_is_warned_of_only_for_its_float_convs():
+    fields = dict(in_channels=4, out_channels=4, height=8, width=8, kernel_size=(1, 1),
+                  stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, bias=True, relu=False)
+    quantized = ConvCall("q", fields, quantized=True)
+    untraced = "torch.fx could not trace it (TraceError: no)"
+    assert model_warnings(ModelConvs([quantized], [], untraced)) == []
+    assert model_warnings(ModelConvs([quantized, ConvCall("f", fields)], [], untraced)) == [
+        f"Every float conv's case has relu = false and a bias: {untraced}, so the ReLUs and "
+        "BatchNorms after its convs are unknown."]
+
+
 @pytest.mark.parametrize("spec, input_shape, message", [
     ("tiny_models", "3,16,16", "expected MODULE:NAME"),
     ("no_such_module_here:model", "3,16,16", "cannot import no_such_module_here"),
@@ -133,8 +150,8 @@ def test_a_quantized_conv_that_adds_a_second_input_is_left_out(run_cli, monkeypa
     ("tiny_models:raising", "3,16,16", "raising() raised RuntimeError: no weights here"),
     ("tiny_models:not_a_model", "3,16,16", "got a list, not a torch.nn.Module"),
     ("tiny_models:mixed", "4,16,16", "on an input of shape (1, 4, 16, 16) it raised"),
-    ("tiny_models:linear", "3,16,16", "no torch.nn.Conv2d or quantized Conv2d ran"),
-    ("tiny_models:reflecting", "3,16,16", "qbench can measure none of its convs"),
+    ("tiny_models:linear", "3,16,16", "no 2D conv ran"),
+    ("tiny_models:uneven", "3,16,16", "qbench can measure none of its convs"),
     ("tiny_models:mixed", "3,16", "expected C,H,W"),
     ("tiny_models:mixed", "3,0,16", "expected C,H,W"),
 ])

@@ -3,6 +3,8 @@ named in a comment: input 3 x 16 x 16."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.ao.nn.intrinsic.quantized as nniq
 import torch.ao.nn.quantized as nnq
@@ -10,26 +12,57 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class SelfPadding(nn.Conv2d):
-    """A conv whose forward pads its input by itself (bottom and right), as TensorFlow's 'SAME'
-    ports do: its attributes say padding 0."""
+class SamePadding(nn.Conv2d):
+    """A conv that pads its input by itself as TensorFlow's 'SAME' does (the odd pixel at the
+    bottom and right), from the input's size, which torch.fx cannot trace (as timm's
+    Conv2dSame): its attributes say padding 0."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(F.pad(x, (0, 1, 0, 1)))
+        pads = [max((math.ceil(size / s) - 1) * s + k - size, 0)
+                for size, k, s in zip(x.shape[-2:], self.kernel_size, self.stride)]
+        return super().forward(F.pad(x, (pads[1] // 2, pads[1] - pads[1] // 2,
+                                         pads[0] // 2, pads[0] - pads[0] // 2)))
+
+
+class BatchNormAct(nn.BatchNorm2d):
+    """A BatchNorm2d with its ReLU, as timm's BatchNormAct2d: an assert on its input's shape,
+    `F.batch_norm`, a Dropout (nothing in eval mode), then the ReLU."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels)
+        self.drop = nn.Dropout(0.1)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        torch._assert(x.ndim == 4, "expected N, C, H, W")
+        x = F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias)
+        return self.act(self.drop(x))
+
+
+class Functional(nn.Module):
+    """A conv of its own weight through `F.conv2d`, then a ReLU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(8, 16, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(F.conv2d(x, self.weight, None, 1, 0))
 
 
 class Mixed(nn.Module):
     """A ResNet-like block and the cases around it: BatchNorms to fold, ReLUs to fuse (a shared
-    module, a function, a method, ReLU6), a shared conv, an output used twice, and convs that
-    qbench cannot measure."""
+    module, a function, a method, ReLU6, one within a BatchNorm), a shared conv, an output used
+    twice, convs that pad by themselves, functional convs and a conv that qbench cannot
+    measure."""
 
     def __init__(self) -> None:
         super().__init__()
         self.stem = nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False)  # BN, ReLU: both
         self.stem_bn = nn.BatchNorm2d(8)
         self.relu = nn.ReLU(inplace=True)  # called after stem_bn and after the sum
-        self.reduce = nn.Conv2d(8, 8, 1, padding="valid", bias=False)  # BN, then F.relu: both
-        self.reduce_bn = nn.BatchNorm2d(8)
+        self.reduce = nn.Conv2d(8, 8, 1, padding="valid", bias=False)  # BN with its ReLU: both
+        self.reduce_bn = BatchNormAct(8)
         self.depthwise = nn.Conv2d(8, 8, 3, padding="same", groups=8)  # ReLU6, its own bias
         self.act6 = nn.ReLU6()
         self.expand = nn.Conv2d(8, 16, 1, bias=False)  # BN, then a sum: a bias, no ReLU
@@ -38,19 +71,22 @@ class Mixed(nn.Module):
         self.wide = nn.Conv2d(16, 16, (1, 3), padding=(0, 2), dilation=(1, 2), bias=False)
         self.shared = nn.Conv2d(16, 16, 1)  # on 8 x 8, then on 4 x 4 (`relu_` after it there)
         self.uneven = nn.Conv2d(16, 4, 2, padding="same")  # left out: pads one side more
-        self.reflect = nn.Conv2d(16, 16, 3, padding=1, padding_mode="reflect")  # left out
-        self.padded = SelfPadding(16, 4, 3, stride=2)  # left out: its forward pads
+        self.reflect = nn.Conv2d(16, 16, 3, padding=1, padding_mode="reflect")  # on 6 x 6, no pad
+        self.padded = SamePadding(16, 4, 3, stride=2)  # on 5 x 5, no pad; then a ReLU
+        self.functional = Functional()  # functional.conv2d
+        self.kernel = nn.Parameter(torch.randn(4, 16, 3, 3))  # conv2d: F.conv2d in forward
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.stem_bn(self.stem(x)))
-        y = F.relu(self.reduce_bn(self.reduce(x)))
+        y = self.reduce_bn(self.reduce(x))
         y = self.act6(self.depthwise(y))
         x = self.relu(self.expand_bn(self.expand(y)) + self.downsample(x))
         wide = self.wide(x)  # used twice: neither folded nor fused
         x = wide + wide.sigmoid()
         x = self.shared(x)
         x = self.shared(F.max_pool2d(x, 2)).relu_()
-        return self.uneven(x).sum() + self.reflect(x).sum() + self.padded(x).sum()
+        return (self.uneven(x).sum() + self.reflect(x).sum() + self.padded(x).relu().sum()
+                + self.functional(x).sum() + F.conv2d(x, self.kernel, stride=2).sum())
 
 
 class Branchy(nn.Module):
@@ -68,8 +104,8 @@ class Branchy(nn.Module):
 
 class Quantized(nn.Module):
     """A model as PyTorch's quantization converts one (a Quantize stub, a fused ConvReLU2d, a
-    conv of per-tensor weights and no bias), a quantized conv that qbench cannot measure, and
-    a float conv after the DeQuantize."""
+    conv of per-tensor weights and no bias, one that pads by reflection), a quantized conv that
+    qbench cannot measure, and a float conv after the DeQuantize."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -83,6 +119,7 @@ class Quantized(nn.Module):
         self.project.set_weight_bias(torch.quantize_per_tensor(
             torch.randn(16, 8, 1, 1, generator=gen), 0.02, 3, torch.qint8), None)
         self.project.zero_point = 64  # the next conv's input zero point
+        self.reflect = nnq.Conv2d(16, 16, 3, padding=1, padding_mode="reflect")  # 10 x 10, no pad
         self.skewed = nnq.Conv2d(16, 16, 1)  # left out: weight zero points 0, 1, 2 by channel
         self.skewed.set_weight_bias(torch.quantize_per_channel(
             torch.randn(16, 16, 1, 1, generator=gen), torch.full((16,), 0.02),
@@ -91,7 +128,7 @@ class Quantized(nn.Module):
         self.head = nn.Conv2d(16, 4, 3, padding=1)  # float, then F.relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.skewed(self.project(self.stem(self.quant(x))))
+        x = self.skewed(self.reflect(self.project(self.stem(self.quant(x)))))
         return F.relu(self.head(self.dequant(x)))
 
 
@@ -121,4 +158,4 @@ def not_a_model() -> list:
 
 
 linear = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 10))  # a model of no conv
-reflecting = nn.Conv2d(3, 4, 3, padding=1, padding_mode="circular")  # no conv qbench can measure
+uneven = nn.Conv2d(3, 4, 2, padding="same")  # no conv qbench can measure
