@@ -66,7 +66,7 @@ def distinct_layers(calls: Sequence[ConvCall]) -> list[Layer]:
 def model_warnings(convs: ModelConvs) -> list[str]:
     """What a suite of `convs` leaves out, and what it cannot know: for its header and stderr."""
     warnings = [f"Left out: {path}: {reason}" for path, reason in convs.skipped]
-    if convs.untraced and not all(call.quantized for call in convs.calls):
+    if convs.untraced and any(not call.quantized for call in convs.calls):
         warnings.append(f"Every float conv's case has relu = false and a bias: {convs.untraced}, "
                         "so the ReLUs and BatchNorms after its convs are unknown.")
     return warnings
@@ -83,7 +83,7 @@ def model_suite(convs: ModelConvs, command: str, name: str, description: str,
              f"{len(convs.calls) + len(convs.skipped)} convolutions{left_out}, {len(layers)} "
              "distinct; `count` is how often a layer occurs, the comment above a case the "
              "modules that ran it."]
-    if not convs.untraced and not all(call.quantized for call in convs.calls):
+    if not convs.untraced and any(not call.quantized for call in convs.calls):
         notes.append("relu: a ReLU or ReLU6 alone takes the conv's output (after a BatchNorm "
                      "alone, if any); bias: the conv's own or a BatchNorm's, folded into it.")
     if any(call.quantized for call in convs.calls):
