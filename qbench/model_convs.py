@@ -50,6 +50,8 @@ _UNKNOWN_EPILOGUE = (True, False)
 # (cuDNN) per tensor, weights qint8 per tensor or per channel
 _QUANTIZED_DTYPES = {torch.quint8: "quint8", torch.qint8: "qint8"}
 _WEIGHT_QSCHEMES = {torch.per_tensor_affine: "per_tensor", torch.per_channel_affine: "per_channel"}
+_SCRIPTED = ("TorchScript (torch.jit.ScriptModule) runs its convs where qbench cannot see them: "
+             "give the Python module it was scripted from")
 # quantized convs that add a second input to their output before requantizing
 _ADDING_CONVS = (nniq.ConvAdd2d, nniq.ConvAddReLU2d)
 
@@ -110,6 +112,8 @@ def model_convs(model: nn.Module, input_shape: tuple[int, int, int], spec: str) 
     """Every conv call of `model` run once on zeros of shape (1, *input_shape) (channels, height,
     width), in eval mode without autograd. Raises QbenchError, naming `spec`, when the model
     fails on that input or runs no conv."""
+    if isinstance(model, torch.jit.ScriptModule):
+        raise QbenchError(f"model {spec}: {_SCRIPTED}")
     model.eval()
     reader = _ConvReader(model)
     handles = [hook for module in reader.paths for hook in (
@@ -144,7 +148,16 @@ class _ConvReader(TorchFunctionMode):
             reason = (str(exc).strip().splitlines() or [""])[0]
             self.found.untraced = f"torch.fx could not trace it ({type(exc).__name__}: {reason})"
         self.calls: defaultdict[str, int] = defaultdict(int)  # per path, the calls read so far
-        self.paths = {module: path for path, module in model.named_modules()}
+        self.paths: dict[nn.Module, str] = {}  # the modules to hook: not TorchScript's
+        scripted: list[str] = []
+        for path, module in model.named_modules():
+            if any(path.startswith(f"{outer}.") for outer in scripted):
+                continue
+            if isinstance(module, torch.jit.ScriptModule):
+                scripted.append(path)
+                self.found.skipped.append((path, _SCRIPTED))
+            else:
+                self.paths[module] = path
         self.stack: list[nn.Module] = []  # the modules running, innermost last
 
     def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
@@ -272,10 +285,12 @@ def _epilogues(model: nn.Module) -> dict[str, list[tuple[bool, bool]]]:
 
 class _ConvLeafTracer(torch.fx.Tracer):
     """torch.fx's tracer, with every conv module a leaf: a subclass's forward (one that pads by
-    itself, with arithmetic on the input's size that tracing cannot do) stays one node."""
+    itself, with arithmetic on the input's size that tracing cannot do) stays one node; so does
+    a TorchScript module, which it cannot trace."""
 
     def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
-        return isinstance(module, nn.Conv2d) or super().is_leaf_module(module, qualified_name)
+        return (isinstance(module, (nn.Conv2d, torch.jit.ScriptModule))
+                or super().is_leaf_module(module, qualified_name))
 
 
 def _next_op(node: torch.fx.Node, modules: dict[str, nn.Module]) -> torch.fx.Node | None:

@@ -15,8 +15,12 @@ from qbench.suite import load_suite
 from qbench.suite_writer import distinct_layers, model_warnings, suite_text
 
 INPUT = (3, 16, 16)
-# tiny_models.Mixed's uneven conv, which qbench leaves out, as PyTorch runs it
-pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
+pytestmark = [
+    # tiny_models.Mixed's uneven conv, which qbench leaves out, as PyTorch runs it
+    pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths"),
+    # tiny_models' TorchScript modules, which qbench leaves out
+    pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning"),
+]
 
 
 def _problem(batch: int, **fields) -> ConvProblem:
@@ -132,6 +136,14 @@ def test_a_quantized_conv_that_adds_a_second_input_is_left_out(run_cli, monkeypa
     assert "qbench can measure none of its convs" in result.stderr
 
 
+def test_a_torchscript_module_within_a_model_is_left_out_and_named(run_cli):
+    result = run_cli("suite", "tiny_models:HoldingScript", "--input", "3,16,16", "--batch", "1")
+    assert result.exit_code == 0, result.stderr
+    assert [case["name"] for case in tomllib.loads(result.stdout)["case"]] == ["conv"]
+    assert "Left out: scripted: TorchScript (torch.jit.ScriptModule)" in result.stderr
+    assert "torch.fx could not trace" not in result.stdout
+
+
 def test_an_untraced_model_is_warned_of_only_for_its_float_convs():
     fields = dict(in_channels=4, out_channels=4, height=8, width=8, kernel_size=(1, 1),
                   stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, bias=True, relu=False)
@@ -152,6 +164,8 @@ def test_an_untraced_model_is_warned_of_only_for_its_float_convs():
     ("tiny_models:mixed", "4,16,16", "on an input of shape (1, 4, 16, 16) it raised"),
     ("tiny_models:linear", "3,16,16", "no 2D conv ran"),
     ("tiny_models:uneven", "3,16,16", "qbench can measure none of its convs"),
+    ("tiny_models:scripted", "3,16,16", "TorchScript (torch.jit.ScriptModule) runs its convs "
+     "where qbench cannot see them: give the Python module it was scripted from"),
     ("tiny_models:mixed", "3,16", "expected C,H,W"),
     ("tiny_models:mixed", "3,0,16", "expected C,H,W"),
 ])

@@ -145,6 +145,22 @@ class Adding(nn.Module):
         return self.conv_add(x, x)
 
 
+class HoldingScript(nn.Module):
+    """A TorchScript module, whose convs qbench cannot see run, before a conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scripted = torch.jit.script(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()))
+        self.conv = nn.Conv2d(4, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.scripted(x))
+
+
+def scripted() -> nn.Module:
+    return torch.jit.script(nn.Conv2d(3, 4, 3))
+
+
 def mixed() -> nn.Module:
     return Mixed()
 
