@@ -110,8 +110,8 @@ def load_model(spec: str) -> nn.Module:
 
 def model_convs(model: nn.Module, input_shape: tuple[int, int, int], spec: str) -> ModelConvs:
     """Every conv call of `model` run once on zeros of shape (1, *input_shape) (channels, height,
-    width), in eval mode without autograd. Raises QbenchError, naming `spec`, when the model
-    fails on that input or runs no conv."""
+    width; `_zeros`), in eval mode without autograd. Raises QbenchError, naming `spec`, when the
+    model fails on that input or runs no conv."""
     if isinstance(model, torch.jit.ScriptModule):
         raise QbenchError(f"model {spec}: {_SCRIPTED}")
     model.eval()
@@ -122,7 +122,7 @@ def model_convs(model: nn.Module, input_shape: tuple[int, int, int], spec: str) 
     shape = (1, *input_shape)
     try:
         with torch.inference_mode(), reader:
-            model(torch.zeros(shape))
+            model(_zeros(model, shape))
     except Exception as exc:  # the user's model: its failure is bad input
         raise QbenchError(f"model {spec}: on an input of shape {shape} it raised "
                           f"{type(exc).__name__}: {exc}") from None
@@ -132,6 +132,16 @@ def model_convs(model: nn.Module, input_shape: tuple[int, int, int], spec: str) 
     if not reader.found.calls and not reader.found.skipped:
         raise QbenchError(f"model {spec}: no 2D conv ran on an input of shape {shape}")
     return reader.found
+
+
+def _zeros(model: nn.Module, shape: tuple[int, ...]) -> torch.Tensor:
+    """Zeros of `shape` as `model` takes them: on its first floating tensor's device and in its
+    dtype (a model moved to a GPU or to half precision), else float32 on the CPU."""
+    tensors = (*model.parameters(), *model.buffers())
+    first = next((t for t in tensors if t.is_floating_point()), None)
+    if first is None:
+        return torch.zeros(shape)
+    return torch.zeros(shape, device=first.device, dtype=first.dtype)
 
 
 class _ConvReader(TorchFunctionMode):

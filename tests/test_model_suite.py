@@ -144,6 +144,13 @@ def test_a_torchscript_module_within_a_model_is_left_out_and_named(run_cli):
     assert "torch.fx could not trace" not in result.stdout
 
 
+def test_a_model_in_another_dtype_runs_on_zeros_of_its_own():
+    import tiny_models
+
+    found = model_convs(tiny_models.bfloat16, INPUT, "bfloat16")
+    assert [(call.path, call.fields["relu"]) for call in found.calls] == [("0", True)]
+
+
 def test_an_untraced_model_is_warned_of_only_for_its_float_convs():
     fields = dict(in_channels=4, out_channels=4, height=8, width=8, kernel_size=(1, 1),
                   stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, bias=True, relu=False)

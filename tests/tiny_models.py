@@ -173,5 +173,6 @@ def not_a_model() -> list:
     return []
 
 
+bfloat16 = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).to(torch.bfloat16)  # takes bfloat16
 linear = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 10))  # a model of no conv
 uneven = nn.Conv2d(3, 4, 2, padding="same")  # no conv qbench can measure
