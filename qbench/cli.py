@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
+import shlex
 import signal
 import sys
 from collections.abc import Iterator
@@ -429,12 +431,12 @@ def _input_shape(context: click.Context, param: click.Parameter, text: str) -> t
 
 
 @cli.command("suite")
-@click.argument("model", metavar="MODULE:NAME")
+@click.argument("model", metavar="MODULE:NAME[(ARGUMENTS)]")
 @click.option("--input", "input_shape", required=True, metavar="C,H,W", callback=_input_shape,
               help="The model's input: channels, height and width (it runs once, at batch 1).")
 @click.option("--batch", "batches", type=click.IntRange(min=1), multiple=True,
               help="A batch size of the suite's cases (repeatable; default: 1 and 32).")
-@click.option("--name", help="The suite's name (default: NAME).")
+@click.option("--name", help="The suite's name (default: NAME, with its arguments).")
 @click.option("--description", help="The suite's description.")
 @click.option("--out", type=click.Path(path_type=Path), metavar="FILE",
               help="Write the suite to FILE (default: standard output).")
@@ -444,7 +446,8 @@ def make_suite(model: str, input_shape: tuple[int, int, int], batches: tuple[int
     BatchNorms that quantized inference fuses into them; of a quantized model, with its convs'
     dtypes, weight qschemes, zero points and fused ReLUs. MODULE:NAME is a torch.nn.Module or a
     function that returns one, such as torchvision.models:resnet50 (the current directory is
-    searched too)."""
+    searched too); MODULE:NAME(ARGUMENTS) calls it with Python literals, such as
+    'timm:create_model("resnet50")'."""
     if "" not in sys.path:
         sys.path.insert(0, "")  # as `python -m` does, so that a model of one's own is found
     try:
@@ -455,9 +458,10 @@ def make_suite(model: str, input_shape: tuple[int, int, int], batches: tuple[int
         click.echo(f"qbench suite: {warning}", err=True)
     if not convs.calls:
         raise InputError(f"model {model}: qbench can measure none of its convs")
-    command = f"qbench suite {model} --input {','.join(map(str, input_shape))}"
+    command = f"qbench suite {shlex.quote(model)} --input {','.join(map(str, input_shape))}"
     shape = "x".join(map(str, input_shape))
-    text = model_suite(convs, command, name or model.rpartition(":")[2],
+    default_name = re.sub(r"[^\w.]+", "-", model.partition(":")[2]).strip("-")
+    text = model_suite(convs, command, name or default_name,
                        description or f"Every distinct conv of {model} at {shape}, int8",
                        batches or (1, 32))
     if out is None:

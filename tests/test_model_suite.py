@@ -167,6 +167,11 @@ def test_an_untraced_model_is_warned_of_only_for_its_float_convs():
     ("no_such_module_here:model", "3,16,16", "cannot import no_such_module_here"),
     ("tiny_models:missing", "3,16,16", "tiny_models has no missing"),
     ("tiny_models:raising", "3,16,16", "raising() raised RuntimeError: no weights here"),
+    ("tiny_models:sized(8, colour=1)", "3,16,16", "sized(8, colour=1) raised TypeError"),
+    ("tiny_models:sized(channels)", "3,16,16", "expected NAME or NAME(ARGUMENTS), each argument"),
+    ("tiny_models:sized(**options)", "3,16,16", "expected NAME or NAME(ARGUMENTS)"),
+    ("tiny_models:sized(8", "3,16,16", "expected NAME or NAME(ARGUMENTS)"),
+    ("tiny_models:sized(8)[0]", "3,16,16", "expected NAME or NAME(ARGUMENTS)"),
     ("tiny_models:not_a_model", "3,16,16", "got a list, not a torch.nn.Module"),
     ("tiny_models:mixed", "4,16,16", "on an input of shape (1, 4, 16, 16) it raised"),
     ("tiny_models:linear", "3,16,16", "no 2D conv ran"),
@@ -181,6 +186,17 @@ def test_bad_models_and_inputs_are_bad_input(run_cli, spec, input_shape, message
     assert result.exit_code == 2
     assert message in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_a_function_called_with_literal_arguments_gives_the_model(run_cli):
+    result = run_cli("suite", "tiny_models:sized(6, kernel=1)", "--input", "3,8,8", "--batch", "1")
+    assert result.exit_code == 0, result.stderr
+    document = tomllib.loads(result.stdout)
+    assert document["suite"]["name"] == "sized-6-kernel-1"
+    assert document["case"] == [{"name": "0", "in_channels": 3, "out_channels": 6, "height": 8,
+                                 "width": 8, "kernel_size": 1, "relu": True}]
+    assert "Made by `qbench suite 'tiny_models:sized(6, kernel=1)' --input 3,8,8`" in " ".join(
+        line[2:] for line in result.stdout.splitlines() if line.startswith("# "))
 
 
 def test_a_model_of_ones_own_is_found_in_the_current_directory(run_cli, tmp_path, monkeypatch):

@@ -165,6 +165,11 @@ def mixed() -> nn.Module:
     return Mixed()
 
 
+def sized(channels: int, *, kernel: int = 3) -> nn.Module:
+    """A conv of `channels` outputs and a `kernel` x `kernel` window, then a ReLU."""
+    return nn.Sequential(nn.Conv2d(3, channels, kernel), nn.ReLU())
+
+
 def raising() -> nn.Module:
     raise RuntimeError("no weights here")
 
