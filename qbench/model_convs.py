@@ -259,8 +259,8 @@ def _functional_path(module_path: str) -> str:
 
 def _quantization(conv: nnq.Conv2d, x: torch.Tensor,
                   output: torch.Tensor) -> dict[str, Any] | str:
-    """The suite fields of a quantized conv but its geometry's (`_fields`), read from its module,
-    its input `x` and its `output`, or why qbench cannot measure it."""
+    """The suite fields of a quantized conv but its geometry's (`_geometry`), read from its
+    module, its input `x` and its `output`, or why qbench cannot measure it."""
     if isinstance(conv, _ADDING_CONVS):
         return (f"{type(conv).__name__} adds a second input to the conv's output: qbench's "
                 "convs have no such epilogue")
