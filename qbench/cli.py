@@ -36,7 +36,8 @@ from qbench.registry import Backend, load_backends
 from qbench.results import (FAILING_STATUSES, RESULT_FILES, SCHEMA_VERSION, ResultWriter,
                             load_results)
 from qbench.isolation import run_isolated
-from qbench.model_convs import load_model, model_convs
+from qbench.model_convs import model_convs
+from qbench.model_loader import load_model
 from qbench.ratios import group_members, head_to_head, networks
 from qbench.ratios import markdown as ratio_markdown
 from qbench.ratios import terminal_table as ratio_table

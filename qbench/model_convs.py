@@ -1,18 +1,17 @@
 """A PyTorch model's 2D convolutions as qbench's problem model sees them, for `qbench suite`.
 
-`load_model` imports a model given as MODULE:NAME; `model_convs` runs it once, in eval mode on
-zeros at batch 1, and reads every 2D conv it runs: each call of `torch.nn.functional.conv2d`
-(which `nn.Conv2d` and its subclasses make; named after the conv module that made it, else
-after the module whose forward called it, `block.conv2d`) with the arguments it was given, so
-that a conv that pads its input by itself (`padding_mode` other than zeros, TensorFlow's 'SAME'
-ported) is read as what it runs: a conv of the padded input. What quantized inference makes of
-what follows a conv is read from the model's `torch.fx` graph (conv modules as its leaves): a
-BatchNorm2d (or `F.batch_norm`) that alone takes the conv's output folds into its weights and
-bias, and a ReLU or ReLU6 that alone takes what comes out of those fuses into it (ReLU6's clamp
-at 6 folding into the output scale, as `suites/depthwise.toml` has it); Identity and Dropout
-modules between them pass, and reads of a value's shape do not take it. A model that torch.fx
-cannot trace (control flow on its values) still gives its shapes; its ReLUs and BatchNorms are
-then unknown, and `ModelConvs.untraced` says why.
+`model_convs` runs a model (`qbench.model_loader`) once, in eval mode on zeros at batch 1, and reads
+every 2D conv it runs: each call of `torch.nn.functional.conv2d` (which `nn.Conv2d` and its
+subclasses make; named after the conv module that made it, else after the module whose forward
+called it, `block.conv2d`) with the arguments it was given, so that a conv that pads its input by
+itself (`padding_mode` other than zeros, TensorFlow's 'SAME' ported) is read as what it runs: a conv
+of the padded input. What quantized inference makes of what follows a conv is read from the model's
+`torch.fx` graph (conv modules as its leaves): a BatchNorm2d (or `F.batch_norm`) that alone takes
+the conv's output folds into its weights and bias, and a ReLU or ReLU6 that alone takes what comes
+out of those fuses into it (ReLU6's clamp at 6 folding into the output scale, as
+`suites/depthwise.toml` has it); Identity and Dropout modules between them pass, and reads of a
+value's shape do not take it. A model that torch.fx cannot trace (control flow on its values) still
+gives its shapes; its ReLUs and BatchNorms are then unknown, and `ModelConvs.untraced` says why.
 
 A quantized model's convs (`torch.ao.nn.quantized.Conv2d`, as eager or FX quantization converts
 them) are read from their modules and tensors instead: the input's dtype and zero point, the
@@ -21,8 +20,6 @@ weight's qscheme and zero point, the output's dtype, the module's bias and its f
 
 from __future__ import annotations
 
-import ast
-import importlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -79,59 +76,6 @@ class ModelConvs:
     calls: list[ConvCall] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     untraced: str | None = None
-
-
-def load_model(spec: str) -> nn.Module:
-    """The model that MODULE:NAME names: NAME (dotted for attributes of attributes) in the
-    importable MODULE, an `nn.Module` or a function that returns one when called with no
-    arguments (`torchvision.models:resnet50`); or MODULE:NAME(ARGUMENTS), NAME called with
-    Python literals (`timm:create_model("resnet50", pretrained=False)`). A QbenchError, naming
-    `spec`, otherwise."""
-    module_name, sep, target = spec.partition(":")
-    if not sep or not module_name or not target:
-        raise QbenchError(f"model {spec!r}: expected MODULE:NAME, such as "
-                          "torchvision.models:resnet50")
-    name, arguments = _call(spec, target)
-    try:
-        found: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise QbenchError(f"model {spec}: cannot import {module_name}: {exc}") from None
-    for part in name.split("."):
-        if not hasattr(found, part):
-            raise QbenchError(f"model {spec}: {module_name} has no {name}")
-        found = getattr(found, part)
-    if arguments is not None or (not isinstance(found, nn.Module) and callable(found)):
-        args, kwargs = arguments or ([], {})
-        try:
-            found = found(*args, **kwargs)
-        except Exception as exc:  # the user's code: its failure is bad input
-            call = target if arguments is not None else f"{name}()"
-            raise QbenchError(f"model {spec}: {call} raised {type(exc).__name__}: "
-                              f"{exc}") from None
-    if not isinstance(found, nn.Module):
-        raise QbenchError(f"model {spec}: got a {type(found).__name__}, not a torch.nn.Module "
-                          "or a function that returns one")
-    return found
-
-
-def _call(spec: str, target: str) -> tuple[str, tuple[list[Any], dict[str, Any]] | None]:
-    """(NAME, None) for a `target` NAME; (NAME, (args, kwargs)) for NAME(ARGUMENTS), each
-    argument a Python literal. A QbenchError, naming `spec`, for anything else."""
-    if "(" not in target:
-        return target, None
-    try:
-        call = ast.parse(target, mode="eval").body
-        if not isinstance(call, ast.Call) or any(k.arg is None for k in call.keywords):
-            raise ValueError(target)
-        name = ast.unparse(call.func)
-        if not all(part.isidentifier() for part in name.split(".")):
-            raise ValueError(name)
-        return name, ([ast.literal_eval(a) for a in call.args],
-                      {str(k.arg): ast.literal_eval(k.value) for k in call.keywords})
-    except (SyntaxError, ValueError, TypeError):
-        raise QbenchError(f"model {spec}: expected NAME or NAME(ARGUMENTS), each argument a "
-                          "Python literal, such as create_model(\"resnet50\", "
-                          "pretrained=False)") from None
 
 
 def model_convs(model: nn.Module, input_shape: tuple[int, int, int], spec: str) -> ModelConvs:

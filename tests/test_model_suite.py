@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from qbench.errors import QbenchError
-from qbench.model_convs import ConvCall, ModelConvs, load_model, model_convs
+from qbench.model_convs import ConvCall, ModelConvs, model_convs
+from qbench.model_loader import load_model
 from qbench.problem import ConvProblem
 from qbench.suite import load_suite
 from qbench.suite_writer import distinct_layers, model_warnings, suite_text
