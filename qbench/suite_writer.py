@@ -32,7 +32,9 @@ _QUANTIZED_NOTE = ("Quantized convs: in_dtype, in_zero_point, weight_qscheme, we
                    "out_dtype, bias and relu (ConvReLU2d) are the module's; the scales and the "
                    "output zero point are qbench's (out_scale and out_zero_point auto), since "
                    "the model's, calibrated on its own data, would saturate most outputs on "
-                   "qbench's data over the whole range.")
+                   "qbench's data over the whole range. A model quantized with fbgemm's or x86's "
+                   "qconfig keeps its activations in 7 bits: run this suite with --set "
+                   "reduce_range=true to fill them so.")
 
 
 @dataclass(frozen=True)
