@@ -80,10 +80,12 @@ class ModelConvs:
 
 def model_convs(model: nn.Module, input_shape: tuple[int, int, int], spec: str) -> ModelConvs:
     """Every conv call of `model` run once on zeros of shape (1, *input_shape) (channels, height,
-    width; `_zeros`), in eval mode without autograd. Raises QbenchError, naming `spec`, when the
-    model fails on that input or runs no conv."""
+    width; `_zeros`), in eval mode without autograd; of a `torch.compile`d model, the module it
+    compiles, run uncompiled. Raises QbenchError, naming `spec`, when the model fails on that
+    input or runs no conv."""
     if isinstance(model, torch.jit.ScriptModule):
         raise QbenchError(f"model {spec}: {_SCRIPTED}")
+    model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper: what it compiles
     model.eval()
     reader = _ConvReader(model)
     handles = [hook for module in reader.paths for hook in (

@@ -19,8 +19,9 @@ INPUT = (3, 16, 16)
 pytestmark = [
     # tiny_models.Mixed's uneven conv, which qbench leaves out, as PyTorch runs it
     pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths"),
-    # tiny_models' TorchScript modules, which qbench leaves out
+    # tiny_models' TorchScript modules, which qbench leaves out, and torch.compile's imports
     pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"),
 ]
 
 
@@ -150,6 +151,14 @@ def test_a_model_in_another_dtype_runs_on_zeros_of_its_own():
 
     found = model_convs(tiny_models.bfloat16, INPUT, "bfloat16")
     assert [(call.path, call.fields["relu"]) for call in found.calls] == [("0", True)]
+
+
+def test_a_compiled_model_is_read_as_the_module_it_compiles():
+    import tiny_models
+
+    found = model_convs(tiny_models.compiled(), INPUT, "compiled")
+    assert [(call.path, call.fields["relu"]) for call in found.calls] == [("0", True)]
+    assert found.untraced is None
 
 
 def test_an_untraced_model_is_warned_of_only_for_its_float_convs():

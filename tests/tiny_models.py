@@ -161,6 +161,10 @@ def scripted() -> nn.Module:
     return torch.jit.script(nn.Conv2d(3, 4, 3))
 
 
+def compiled() -> nn.Module:
+    return torch.compile(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()))
+
+
 def mixed() -> nn.Module:
     return Mixed()
 
