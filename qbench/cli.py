@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import shlex
 import signal
 import sys
@@ -42,7 +41,7 @@ from qbench.ratios import group_members, head_to_head, networks
 from qbench.ratios import markdown as ratio_markdown
 from qbench.ratios import terminal_table as ratio_table
 from qbench.runner import RunSettings, fill_speedups, run_suite, work
-from qbench.suite import load_suite, parse_override, select_cases, suggestion
+from qbench.suite import load_suite, parse_override, select_cases, slug, suggestion
 from qbench.suite_writer import model_suite, model_warnings
 from qbench.summary import print_summary, stdout_console
 from qbench.timing import TIMING_MODES, TimingPolicy
@@ -159,7 +158,7 @@ def run(suite_file: Path, backends: str | None, overrides: tuple[str, ...],
                            clock_floor=clock_floor, card_rates=rates)
     started = dt.datetime.now().astimezone()
     out = resume or out or _new_directory(
-        Path("results") / f"{suite.name}-{device}-{started:%Y%m%d-%H%M%S}")
+        Path("results") / f"{slug(suite.name)}-{device}-{started:%Y%m%d-%H%M%S}")
     skip = {(r["case"], r["backend"]) for r in existing or []}
     writer = ResultWriter(out, {
         "qbench_version": qbench.__version__, "suite": suite.name, "suite_file": str(suite_file),
@@ -461,8 +460,7 @@ def make_suite(model: str, input_shape: tuple[int, int, int], batches: tuple[int
         raise InputError(f"model {model}: qbench can measure none of its convs")
     command = f"qbench suite {shlex.quote(model)} --input {','.join(map(str, input_shape))}"
     shape = "x".join(map(str, input_shape))
-    default_name = re.sub(r"[^\w.]+", "-", model.partition(":")[2]).strip("-")
-    text = model_suite(convs, command, name or default_name,
+    text = model_suite(convs, command, name or slug(model.partition(":")[2]),
                        description or f"Every distinct conv of {model} at {shape}, int8",
                        batches or (1, 32))
     if out is None:

@@ -124,6 +124,13 @@ def load_suite(path: str | Path, known_backends: Collection[str] | None = None,
     return Suite(name, description, file, tuple(cases))
 
 
+def slug(text: str) -> str:
+    """`text` as part of a file name: each run of characters other than letters, digits, `_`,
+    `.` and `-` as one `-`, without dots or dashes at either end (so never a path of its own,
+    `..` included); `suite` where nothing is left."""
+    return re.sub(r"[^\w.-]+", "-", text).strip(".-") or "suite"
+
+
 def select_cases(suite: Suite, patterns: Sequence[str]) -> Suite:
     """The suite with the cases that one of `patterns` (the command line's --case) names, in the
     suite's order; all of them without patterns. A pattern names a case by its name, by the name

@@ -15,6 +15,7 @@ import qbench
 from qbench.cli import _new_directory
 from qbench.results import COLUMNS, SCHEMA_VERSION, load_results
 from qbench.errors import QbenchError
+from qbench.suite import slug
 
 from conftest import ROOT, TINY_SUITE
 
@@ -137,6 +138,23 @@ def test_runs_started_in_the_same_second_get_directories_of_their_own(tmp_path):
     made = [_new_directory(default) for _ in range(3)]
     assert [p.name for p in made] == [default.name, f"{default.name}-2", f"{default.name}-3"]
     assert all(p.is_dir() for p in made)
+
+
+def test_the_default_directory_lies_in_results_whatever_the_suites_name(
+        run_cli, write_suite, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    suite = TINY_SUITE.replace('name = "tiny"', 'name = "../../out of/results"')
+    result = run_cli("run", write_suite(suite), "--backends", "torch-x86", "--case", "a", *FAST)
+    assert result.exit_code == 0, result.output
+    [made] = (tmp_path / "results").iterdir()
+    assert made.name.startswith("out-of-results-cpu-") and (made / "results.csv").exists()
+
+
+def test_a_slug_is_a_file_names_part():
+    assert slug("../../out of/results") == "out-of-results"
+    assert slug('create_model("resnet50", pretrained=False)') == (
+        "create_model-resnet50-pretrained-False")
+    assert slug("..") == "suite" and slug("resnet50") == "resnet50"
 
 
 def test_unknown_backend_option_is_bad_input(run_cli, write_suite):
