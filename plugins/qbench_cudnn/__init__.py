@@ -169,8 +169,9 @@ def qbench_prepack(backend: str, weight: QuantizedWeight, bias: torch.Tensor | N
                    params: ConvParams) -> Any:
     if backend == FP16:
         w = weight.dequantize(torch.float32).half().contiguous(memory_format=torch.channels_last)
-        b = None if bias is None else bias.to(device=w.device, dtype=torch.float16)
-        return _PackedFp16(w, None if b is None else b.view(1, -1, 1, 1), params)
+        b = (None if bias is None else
+             bias.to(device=w.device, dtype=torch.float16).view(1, -1, 1, 1))
+        return _PackedFp16(w, b, params)
     if backend != NAME:
         return None
     if bool(weight.zero_points.any()):
