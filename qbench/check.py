@@ -60,6 +60,12 @@ def compare(output: torch.Tensor, reference: torch.Tensor) -> Comparison:
     return Comparison(int(diff.max()), 100.0 * (1 - mismatched / diff.numel()))
 
 
+def worst_of(*comparisons: Comparison) -> Comparison:
+    """The largest error and the smallest exact share of several checked runs."""
+    return Comparison(max(c.max_err_lsb for c in comparisons),
+                      min(c.exact_pct for c in comparisons))
+
+
 def mistrust_reason(reference: torch.Tensor, floor: int, ceiling: int) -> str | None:
     """Why a pass on this reference output would mean little, or None when it is informative.
 

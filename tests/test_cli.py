@@ -90,19 +90,25 @@ def test_unknown_schema_version_is_refused(tmp_path):
 
 def test_failing_backends_lose_no_rows(run_cli, write_suite, tmp_path, fake_plugins):
     out = tmp_path / "out"
-    backends = "faulty-raises,faulty-lazy,faulty-off-by-two,faulty-refuses,faulty-exact,torch-x86"
+    backends = ("faulty-raises,faulty-lazy,faulty-off-by-two,faulty-refuses,faulty-exact,"
+                "faulty-stale,torch-x86")
     result = run_cli("run", write_suite(TINY_SUITE), "--out", out, "--backends", backends,
                      "-p", "qbench_faulty", *FAST)
     rows = pd.read_csv(out / "results.csv").set_index(["case", "backend"])
-    assert len(rows) == 3 * 6  # every (case, backend) has its row
+    assert len(rows) == 3 * 7  # every (case, backend) has its row
     status = rows.status.groupby(level="backend").agg(set).to_dict()
     assert status == {"faulty-raises": {"error"}, "faulty-lazy": {"mismatch"},
                       "faulty-off-by-two": {"mismatch"}, "faulty-refuses": {"unsupported"},
-                      "faulty-exact": {"ok"}, "torch-x86": {"ok"}}
+                      "faulty-exact": {"ok"}, "faulty-stale": {"mismatch"}, "torch-x86": {"ok"}}
     errors = rows.xs("faulty-raises", level="backend").error
     assert errors.str.contains('Backend "faulty-raises" failed in qbench_apply').all()
     lazy = rows.xs("faulty-lazy", level="backend")
     assert (lazy.max_err_lsb == 128).all() and (lazy.exact_pct == 0).all()  # the poison shows
+    assert lazy.error.str.endswith("% exact").all()  # its first call failed already
+    stale = rows.xs("faulty-stale", level="backend")  # its timed calls write nothing
+    assert (stale.max_err_lsb == 128).all() and (stale.exact_pct == 0).all()
+    assert stale.error.str.endswith(
+        "in the call after timing (the first call was within 1 LSB)").all()
     assert (rows.xs("faulty-off-by-two", level="backend").max_err_lsb == 2).all()
     assert result.exit_code == 1
 

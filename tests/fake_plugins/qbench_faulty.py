@@ -5,6 +5,8 @@ faulty-aborts, faulty-segfaults, faulty-hangs: apply kills its process or never 
 only in worker processes). faulty-corrupts: exact, but leaves its process as a library that
 corrupts the heap does: another faulty backend's next call there aborts.
 faulty-off-by-two: the exact result plus 2 LSB. faulty-refuses: prepack raises UnsupportedError.
+faulty-stale: exact on a packed weight's first call, then writes nothing, as a plan cached by the
+first call that kept a stale output pointer would (only a check after the timed calls catches it).
 faulty-exact: the reference, written in place (a control that must pass), slowed down by
 QBENCH_FAULTY_DELAY_S seconds per call when that is set.
 """
@@ -15,6 +17,7 @@ import ctypes
 import os
 import sys
 import time
+from dataclasses import dataclass
 
 import torch
 
@@ -23,8 +26,16 @@ from qbench.problem import dtype_range
 from qbench.reference import reference_conv2d
 
 NAMES = ("faulty-raises", "faulty-lazy", "faulty-off-by-two", "faulty-refuses", "faulty-exact",
-         "faulty-aborts", "faulty-segfaults", "faulty-hangs", "faulty-corrupts")
+         "faulty-aborts", "faulty-segfaults", "faulty-hangs", "faulty-corrupts", "faulty-stale")
 _process_corrupted = False  # by faulty-corrupts
+
+
+@dataclass
+class _Packed:
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    params: object
+    calls: int = 0  # of apply
 
 
 @hookimpl
@@ -38,7 +49,7 @@ def qbench_prepack(backend, weight, bias, params):
         return None
     if backend == "faulty-refuses":
         raise UnsupportedError("faulty-refuses refuses everything")
-    return (weight, bias, params)
+    return _Packed(weight, bias, params)
 
 
 def _apply(backend, packed, input, output, relu):
@@ -61,10 +72,12 @@ def _apply(backend, packed, input, output, relu):
         time.sleep(3600)
     if backend == "faulty-lazy":
         return None
+    packed.calls += 1
+    if backend == "faulty-stale" and packed.calls > 1:
+        return None
     time.sleep(float(os.environ.get("QBENCH_FAULTY_DELAY_S", "0")))
-    weight, bias, params = packed
-    exact = reference_conv2d(input, weight, bias, params, output.scale, output.zero_point,
-                             output.dtype, relu)
+    exact = reference_conv2d(input, packed.weight, packed.bias, packed.params, output.scale,
+                             output.zero_point, output.dtype, relu)
     if backend == "faulty-off-by-two":
         lo, hi = dtype_range(output.dtype)
         exact = (exact.to(torch.int16) + 2).clamp(lo, hi).to(exact.dtype)
