@@ -347,13 +347,15 @@ def test_fp16_graph_matches_the_reference_with_cudnn_emulated(name, monkeypatch)
 
 
 def test_fp16_output_that_the_plan_never_writes_cannot_pass(monkeypatch):
-    """The checked call's output starts as NaN, which the host reads as its poison."""
+    """The first call's output starts as NaN, which the host reads as its poison: every element
+    128 LSB off (the call after timing returns a buffer of its own too, never filled, so that the
+    row's largest error may be more)."""
     backend = _on_cpu_with_emulated_cudnn(monkeypatch, channel_multiple=1, name="cudnn-fp16")
     monkeypatch.setattr(qbench_cudnn, "executor_for",
                         lambda spec, pack, build: (lambda variant_pack: None, {}))
     row = CaseRunner(RunSettings(policy=POLICY)).row(
         "t", Case("lazy", PROBLEMS["gemm-3x3-pad"].validate()), backend)
-    assert row["status"] == "mismatch" and row["max_err_lsb"] == 128 and row["exact_pct"] == 0
+    assert row["status"] == "mismatch" and row["max_err_lsb"] >= 128 and row["exact_pct"] == 0
 
 
 @pytest.mark.parametrize("bias, relu, ops", [(True, True, ["add", "relu"]), (True, False, ["add"]),
