@@ -86,9 +86,9 @@ def qbench_apply(backend: str, packed: Any, input: Any,
     whose `data` buffer has the output shape (N, K, OH, OW) and whose scale, zero point and dtype
     are the requested output quantization. Write every element of `output.data` and return None,
     on every call: the host checks the first call and one after the timed calls, poisoning that
-    buffer before each, so an element never written fails the check. A backend whose library allocates its own output (PyTorch's quantized ops) may instead
-    return it: a quantized tensor, or for float reference backends the float output, which the
-    host quantizes.
+    buffer before each, so an element never written fails the check. A backend whose library
+    allocates its own output (PyTorch's quantized ops) may instead return it: a quantized tensor,
+    or for float reference backends the float output, which the host quantizes.
     Must leave the work finished or enqueued on the current CUDA stream; the host synchronises.
     """
 
