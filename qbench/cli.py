@@ -26,8 +26,8 @@ from rich.table import Table
 
 import qbench
 from qbench.environment import collect_environment
-from qbench.compare import (DEFAULT_THRESHOLD, NOISY_ABOVE, compare_runs, regressions,
-                            timing_changes)
+from qbench.compare import (DEFAULT_THRESHOLD, NOISY_ABOVE, compare_runs, new_failures,
+                            regressions, timing_changes)
 from qbench.errors import QbenchError
 from qbench.export import export_pytest_benchmark
 from qbench.floor import rates_for_run
@@ -308,7 +308,8 @@ def report(directory: Path, benchmark_json: Path | None) -> None:
 @click.argument("old", type=click.Path(path_type=Path))
 @click.argument("new", type=click.Path(path_type=Path))
 @click.option("--fail-above", type=click.FloatRange(min=0), metavar="PCT",
-              help="Exit 1 when a matched row is SLOWER by more than PCT percent (a CI gate).")
+              help="Exit 1 when a matched row is SLOWER by more than PCT percent, or failed "
+                   "the check in NEW where it passed in OLD (a CI gate).")
 @click.option("--threshold", type=click.FloatRange(min=0), default=DEFAULT_THRESHOLD * 100,
               show_default=True, metavar="PCT",
               help="Differences within this many percent (or the noise, if larger) are SAME.")
@@ -322,32 +323,43 @@ def compare(old: Path, new: Path, fail_above: float | None, threshold: float,
     except QbenchError as exc:
         raise InputError(str(exc)) from None
     table = Table(title=f"{old} -> {new}", title_justify="left")
-    for column in ("case", "backend", "old us", "new us", "ratio", "noise %", "label"):
-        table.add_column(column, justify="left" if column in ("case", "backend") else "right")
+    for column in ("case", "backend", "old us", "new us", "ratio", "noise %", "label", "check"):
+        table.add_column(column, justify="left" if column in ("case", "backend", "check")
+                         else "right")
     colours = {"FASTER": "green", "SLOWER": "red", "NOISY": "yellow", "SAME": ""}
     for row in matched.itertuples():
         table.add_row(escape(row.case), escape(row.backend), f"{row.median_us_old:.4g}",
                       f"{row.median_us_new:.4g}", f"{row.ratio:.3f}", f"{row.noise * 100:.2f}",
-                      f"[{colours[row.label]}]{row.label}[/]" if colours[row.label] else row.label)
+                      f"[{colours[row.label]}]{row.label}[/]" if colours[row.label] else row.label,
+                      f"[red]{row.check}[/]" if row.check else "")
     stdout_console(_PIPED_WIDTH).print(table)
     from qbench.report import templates
 
     counts = matched["label"].value_counts().to_dict()
     changes = timing_changes(matched)
+    unchecked = int((matched["check"] != "").sum())
     html = html or new / "compare.html"
     html.write_text(templates.get_template("compare.html.j2").render(
         old=str(old), new=str(new), rows=matched.to_dict("records"), counts=counts,
-        noisy_pct=round(NOISY_ABOVE * 100), threshold_pct=threshold, timing_changes=changes))
+        noisy_pct=round(NOISY_ABOVE * 100), threshold_pct=threshold, timing_changes=changes,
+        failed_checks=unchecked))
     summary = ", ".join(f"{k}: {v}" for k, v in counts.items()) or \
         "no problem timed on the same backend in both runs"
     click.echo(f"{summary}; page: {html}")
     if changes:
         click.echo(f"warning: the runs timed rows differently ({'; '.join(changes)}): their "
                    "ratios measure that as much as the code", err=True)
+    if unchecked:
+        click.echo(f"warning: {unchecked} row(s) failed the check in one run or both (`check`): "
+                   "their ratios time wrong outputs", err=True)
     if fail_above is not None:
-        slower = regressions(matched, fail_above)
+        slower, failing = regressions(matched, fail_above), new_failures(matched)
         if len(slower):
             click.echo(f"{len(slower)} row(s) slower by more than {fail_above:g} %", err=True)
+        if len(failing):
+            click.echo(f"{len(failing)} row(s) failed the check in {new} that passed it in "
+                       f"{old}", err=True)
+        if len(slower) or len(failing):
             raise click.exceptions.Exit(1)
 
 

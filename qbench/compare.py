@@ -10,6 +10,8 @@ two runs' noises, `ratio` = new median / old median and d = |ratio - 1|:
 The threshold (default 5 %) stands for what a median's own interval cannot see: drift between runs
 (clocks, temperature, neighbours on a shared machine), which on a shared CPU alone can move every
 median by 10 % or more.
+A `mismatch` row is timed too (its outputs were wrong): such rows still match, and their `check`
+says so, since their ratios time wrong results.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from qbench.problem import ConvProblem
-from qbench.results import COLUMNS, load_results
+from qbench.results import COLUMNS, FAILING_STATUSES, load_results
 from qbench.suite import table_name
 
 NOISY_ABOVE = 0.10
@@ -54,23 +56,34 @@ def label(ratio: float, noise: float, threshold: float = DEFAULT_THRESHOLD) -> s
     return "FASTER" if ratio < 1 else "SLOWER"
 
 
+def check_text(status_old: str, status_new: str) -> str:
+    """A matched row's `check`: empty where neither run's outputs failed the check, else the two
+    statuses (`ok -> mismatch`), or the one where both runs had it."""
+    if status_old not in FAILING_STATUSES and status_new not in FAILING_STATUSES:
+        return ""
+    return status_new if status_old == status_new else f"{status_old} -> {status_new}"
+
+
 def compare_runs(old: str | Path, new: str | Path,
                  threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
     """Rows timed in both runs, matched on PROBLEM_KEY, with the new run's case name, each run's
-    HOW_TIMED (`device_old`, `device_new`, ...), the ratio, noise and label."""
+    HOW_TIMED (`device_old`, `device_new`, ...) and status, the ratio, noise, label and
+    `check` (`check_text`)."""
     frames = []
     for directory in (old, new):
         _, rows = load_results(directory)
         timed = rows[rows["median_us"].notna()].copy()
         timed["noise"] = row_noise(timed)
         timed["case_name"] = timed["case"].map(table_name)
-        frames.append(timed[PROBLEM_KEY + ["case", *HOW_TIMED, "median_us", "noise"]])
+        frames.append(timed[PROBLEM_KEY + ["case", *HOW_TIMED, "status", "median_us", "noise"]])
     matched = frames[0].drop(columns="case").merge(frames[1], on=PROBLEM_KEY,
                                                     suffixes=("_old", "_new"))
     matched["ratio"] = matched["median_us_new"] / matched["median_us_old"]
     matched["noise"] = matched[["noise_old", "noise_new"]].max(axis=1)
     matched["label"] = [label(r, n, threshold)
                         for r, n in zip(matched["ratio"], matched["noise"])]
+    matched["check"] = [check_text(old_status, new_status) for old_status, new_status
+                        in zip(matched["status_old"], matched["status_new"])]
     return matched
 
 
@@ -91,3 +104,9 @@ def regressions(matched: pd.DataFrame, fail_above_pct: float) -> pd.DataFrame:
     """Rows labelled SLOWER whose median grew by more than `fail_above_pct` percent."""
     return matched[(matched["label"] == "SLOWER")
                    & (matched["ratio"] > 1 + fail_above_pct / 100)]
+
+
+def new_failures(matched: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose outputs failed the check in the new run and passed it in the old."""
+    return matched[matched["status_new"].isin(FAILING_STATUSES)
+                   & ~matched["status_old"].isin(FAILING_STATUSES)]

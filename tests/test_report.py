@@ -107,6 +107,33 @@ def test_compare_warns_where_the_runs_timed_a_row_differently(run_cli, write_sui
            f'({changes.replace(">", "&gt;")})' in page
 
 
+def test_compare_marks_rows_whose_outputs_failed_the_check(run_cli, write_suite, tmp_path,
+                                                           fake_plugins):
+    """A run against its copy with one row a mismatch (its CSV rewritten): that row's `check`
+    says so on stdout and the page, with a warning; --fail-above fails where NEW has the
+    mismatch and OLD had not, whatever the timings, and not where only OLD has it, nor where
+    both have it (a backend known to be wrong there)."""
+    run_cli("run", write_suite(TINY_SUITE), "--out", tmp_path / "good", "--backends",
+            "faulty-exact", "-p", "qbench_faulty", "--max-time", "0.02")
+    shutil.copytree(tmp_path / "good", tmp_path / "wrong")
+    rows = pd.read_csv(tmp_path / "wrong" / "results.csv", keep_default_na=False)
+    rows.loc[0, "status"] = "mismatch"
+    rows.to_csv(tmp_path / "wrong" / "results.csv", index=False)
+    worse = run_cli("compare", tmp_path / "good", tmp_path / "wrong", "--fail-above", "1000")
+    assert worse.exit_code == 1 and "ok -> mismatch" in worse.output
+    assert "warning: 1 row(s) failed the check in one run or both" in worse.output
+    assert f"1 row(s) failed the check in {tmp_path / 'wrong'} that passed it in " in worse.output
+    page = (tmp_path / "wrong" / "compare.html").read_text()
+    assert page.count('class="text failed">ok -&gt; mismatch<') == 1
+    assert "Warning: 1 row(s) failed the check" in page
+    mended = run_cli("compare", tmp_path / "wrong", tmp_path / "good", "--fail-above", "1000")
+    assert mended.exit_code == 0 and "mismatch -> ok" in mended.output
+    same = run_cli("compare", tmp_path / "good", tmp_path / "good", "--fail-above", "1000")
+    assert same.exit_code == 0 and "failed the check" not in same.output
+    known = run_cli("compare", tmp_path / "wrong", tmp_path / "wrong", "--fail-above", "1000")
+    assert known.exit_code == 0 and "warning: 1 row(s) failed the check" in known.output
+
+
 def test_compare_matches_the_same_problem_swept_in_one_run_and_set_in_the_other(
         run_cli, write_suite, tmp_path, fake_plugins):
     suite = write_suite(TINY_SUITE)
