@@ -15,7 +15,7 @@ import pandas as pd
 from qbench.check import exact_share_text
 from qbench.peaks import PEAKS, peak_for
 from qbench.plots import plots_for_device
-from qbench.results import STATUSES, load_results
+from qbench.results import PASSING_STATUSES, STATUSES, load_results
 from qbench.summary import backend_stats
 
 REPORT_FILE = "report.html"
@@ -32,10 +32,11 @@ templates = jinja2.Environment(
 
 def network_times(rows: pd.DataFrame) -> list[dict[str, Any]]:
     """Per (device, backend, batch): the sum over cases of median x count, in milliseconds, and how
-    many of the cases had a time (a sum over fewer cases is not the network's time)."""
+    many of the cases were timed and passed the check (a sum over fewer cases is not the
+    network's time)."""
     result = []
     for (device, backend, batch), group in rows.groupby(["device", "backend", "batch"], sort=False):
-        timed = group[group["median_us"].notna()]
+        timed = group[group["median_us"].notna() & group["status"].isin(PASSING_STATUSES)]
         result.append({"device": device, "backend": backend, "batch": int(batch),
                        "ms": float((timed["median_us"] * timed["count"]).sum() / 1e3),
                        "cases": len(timed), "of": len(group)})
@@ -58,7 +59,7 @@ def cards_side_by_side(rows: pd.DataFrame) -> dict[str, Any] | None:
     devices = list(dict.fromkeys(rows["device"]))
     if len(devices) < 2:
         return None
-    passed = rows[rows["status"].isin(["ok", "mistrusted"]) & rows["median_us"].notna()]
+    passed = rows[rows["status"].isin(PASSING_STATUSES) & rows["median_us"].notna()]
     columns = list(dict.fromkeys(zip(rows["device"], rows["backend"])))
     cases = []
     for case, group in rows.groupby("case", sort=False):

@@ -17,6 +17,7 @@ SCHEMA_VERSION = 5
 READABLE_SCHEMA_VERSIONS = (2, 3, 4, 5)  # an older file's missing columns read as empty
 STATUSES = ("ok", "mismatch", "mistrusted", "unsupported", "unavailable", "error")
 FAILING_STATUSES = ("mismatch", "error")
+PASSING_STATUSES = ("ok", "mistrusted")  # outputs within 1 LSB of the reference everywhere
 RESULTS_JSON, RESULTS_CSV = "results.json", "results.csv"
 RESULT_FILES = (RESULTS_JSON, RESULTS_CSV)  # a new run would overwrite these
 COLUMNS = (

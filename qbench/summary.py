@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from qbench.check import exact_share_text
-from qbench.results import STATUSES
+from qbench.results import PASSING_STATUSES, STATUSES
 
 
 def geomean(values: Sequence[float]) -> float:
@@ -26,7 +26,8 @@ _SHORT = {"mismatch": "mism", "mistrusted": "mistr", "unsupported": "unsup",
 
 def summary_table(rows: Sequence[dict[str, Any]], baseline: str) -> Table:
     """One line per backend, in the order backends first appear: row counts per status, the worst
-    error and the lowest exact-match share over checked rows, the geomean speedup."""
+    error and the lowest exact-match share over checked rows, the geomean speedup over the rows
+    that passed the check."""
     table = Table(title=f"qbench: speedup against {baseline or 'no baseline'}",
                   title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
     table.add_column("backend", no_wrap=True)
@@ -45,7 +46,8 @@ def summary_table(rows: Sequence[dict[str, Any]], baseline: str) -> Table:
 
 def backend_stats(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per backend, in the order backends first appear: rows of each status, the worst error and
-    the lowest exact-match share over checked rows (NaN when none), and the geomean speedup."""
+    the lowest exact-match share over checked rows (NaN when none), and the geomean speedup over
+    the rows that passed the check (a wrong output's speed is no speedup)."""
     stats = []
     for backend in dict.fromkeys(r["backend"] for r in rows):
         mine = [r for r in rows if r["backend"] == backend]
@@ -55,7 +57,7 @@ def backend_stats(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "counts": {s: sum(r["status"] == s for r in mine) for s in STATUSES},
             "max_err_lsb": max((r["max_err_lsb"] for r in checked), default=math.nan),
             "min_exact_pct": min((r["exact_pct"] for r in checked), default=math.nan),
-            "speedup": geomean([r["speedup"] for r in mine]),
+            "speedup": geomean([r["speedup"] for r in mine if r["status"] in PASSING_STATUSES]),
         })
     return stats
 

@@ -10,11 +10,13 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from qbench.compare import label
 from qbench.ratios import head_to_head, networks
 from qbench.peaks import peak_for
 from qbench.report import network_times
+from qbench.summary import backend_stats
 
 from conftest import HOSTILE, TINY_SUITE
 
@@ -45,10 +47,22 @@ def test_qbench_report_on_a_non_result_directory(run_cli, tmp_path):
 
 
 def test_network_time_weights_by_count_and_flags_gaps():
-    rows = pd.DataFrame({"device": "cpu", "backend": ["b"] * 3, "batch": [1, 1, 1],
-                         "median_us": [10.0, 20.0, float("nan")], "count": [1, 3, 1]})
+    """The third case has no time, the fourth a time of wrong outputs: neither counts."""
+    rows = pd.DataFrame({"device": "cpu", "backend": ["b"] * 4, "batch": [1] * 4,
+                         "status": ["ok", "mistrusted", "error", "mismatch"],
+                         "median_us": [10.0, 20.0, float("nan"), 5.0], "count": [1, 3, 1, 1]})
     assert network_times(rows) == [{"device": "cpu", "backend": "b", "batch": 1, "ms": 0.07,
-                                    "cases": 2, "of": 3}]
+                                    "cases": 2, "of": 4}]
+
+
+def test_geomean_speedup_counts_only_rows_that_passed_the_check():
+    rows = [{"backend": "b", "status": status, "speedup": speedup, "max_err_lsb": err,
+             "exact_pct": exact}
+            for status, speedup, err, exact in [("ok", 2.0, 0, 100.0), ("mistrusted", 8.0, 1, 99.0),
+                                                ("mismatch", 1000.0, 9, 50.0)]]
+    [stats] = backend_stats(rows)
+    assert stats["speedup"] == pytest.approx(4.0)  # sqrt(2 x 8): the mismatch's 1000x left out
+    assert stats["max_err_lsb"] == 9 and stats["min_exact_pct"] == 50.0  # over every checked row
 
 
 def test_peaks_match_cuda_device_names():
