@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interacti
 import pandas as pd  # noqa: E402
 
 from qbench.peaks import DevicePeak  # noqa: E402
+from qbench.results import FAILING_STATUSES  # noqa: E402
 
 plt.rcParams.update({"svg.hashsalt": "qbench", "svg.fonttype": "none", "font.size": 9})
 _MARKERS = "osD^v<>ph*"
@@ -39,9 +40,29 @@ def _svg(fig: plt.Figure, tooltips: dict[str, str]) -> str:
 
 
 def _tooltip(row: pd.Series, *extra: str) -> str:
+    failed = [f"{row['status']}: its outputs failed the check"] if _failed(row) else []
     return "\n".join([f"{row['case']} / {row['backend']}",
                       f"median {row['median_us']:.4g} us (p10 {row['p10_us']:.4g}, "
-                      f"p90 {row['p90_us']:.4g})", *extra])
+                      f"p90 {row['p90_us']:.4g})", *extra, *failed])
+
+
+def _failed(row: pd.Series) -> bool:
+    return row["status"] in FAILING_STATUSES
+
+
+def _point(ax: plt.Axes, x: float, y: float, row: pd.Series, b_index: int, gid: str) -> None:
+    """One row's marker, in its backend's shape and colour; hollow where the row's outputs
+    failed the check (its time is of wrong results)."""
+    colour = f"C{b_index % 10}"
+    ax.plot(x, y, _MARKERS[b_index % len(_MARKERS)], color=colour, markersize=6, gid=gid,
+            alpha=0.85, markerfacecolor="none" if _failed(row) else colour)
+
+
+def _legend_failed(ax: plt.Axes, rows: pd.DataFrame) -> None:
+    """A legend entry for hollow markers, where any row failed the check."""
+    if rows["status"].isin(FAILING_STATUSES).any():
+        ax.plot([], [], "o", color="grey", markerfacecolor="none",
+                label="hollow: outputs failed the check")
 
 
 def per_case_plot(rows: pd.DataFrame, value: str, label: str, log: bool = True,
@@ -57,10 +78,10 @@ def per_case_plot(rows: pd.DataFrame, value: str, label: str, log: bool = True,
             if not (isinstance(row[value], float) and math.isfinite(row[value]) and row[value] > 0):
                 continue
             gid = f"pt-{len(tooltips)}"
-            ax.plot(row[value], cases.index(row["case"]), _MARKERS[b_index % len(_MARKERS)],
-                    color=f"C{b_index % 10}", markersize=6, gid=gid, alpha=0.85)
+            _point(ax, row[value], cases.index(row["case"]), row, b_index, gid)
             tooltips[gid] = _tooltip(row, f"{label}: {row[value]:.4g}")
         ax.plot([], [], _MARKERS[b_index % len(_MARKERS)], color=f"C{b_index % 10}", label=backend)
+    _legend_failed(ax, rows)
     ax.set_yticks(range(len(cases)), cases)
     ax.invert_yaxis()
     if log:
@@ -69,7 +90,7 @@ def per_case_plot(rows: pd.DataFrame, value: str, label: str, log: bool = True,
         ax.axvline(reference_line, color="grey", linewidth=1, linestyle="--")
     ax.set_xlabel(label)
     ax.grid(axis="x", which="both", alpha=0.3)
-    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=min(len(backends), 5),
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=min(len(backends) + 1, 5),
               frameon=False)
     return _svg(fig, tooltips)
 
@@ -82,11 +103,11 @@ def roofline_plot(rows: pd.DataFrame, peak: DevicePeak | None) -> str:
     for b_index, backend in enumerate(dict.fromkeys(rows["backend"])):
         for index, row in rows[rows["backend"] == backend].iterrows():
             gid = f"pt-{len(tooltips)}"
-            ax.plot(intensity[index], row["tops"], _MARKERS[b_index % len(_MARKERS)],
-                    color=f"C{b_index % 10}", gid=gid, alpha=0.85)
+            _point(ax, intensity[index], row["tops"], row, b_index, gid)
             tooltips[gid] = _tooltip(row, f"{row['tops']:.4g} TOPS at {intensity[index]:.4g} "
                                           f"ops/byte, {row['gbps']:.4g} GB/s")
         ax.plot([], [], _MARKERS[b_index % len(_MARKERS)], color=f"C{b_index % 10}", label=backend)
+    _legend_failed(ax, rows)
     if peak is not None and len(rows):
         lo, hi = float(intensity.min()) / 2, float(intensity.max()) * 2
         ridge = peak.int8_tops * 1e12 / (peak.bandwidth_gbs * 1e9)

@@ -15,6 +15,7 @@ import pytest
 from qbench.compare import label
 from qbench.ratios import head_to_head, networks
 from qbench.peaks import peak_for
+from qbench.plots import per_case_plot, roofline_plot
 from qbench.report import network_times
 from qbench.summary import backend_stats
 
@@ -63,6 +64,22 @@ def test_geomean_speedup_counts_only_rows_that_passed_the_check():
     [stats] = backend_stats(rows)
     assert stats["speedup"] == pytest.approx(4.0)  # sqrt(2 x 8): the mismatch's 1000x left out
     assert stats["max_err_lsb"] == 9 and stats["min_exact_pct"] == 50.0  # over every checked row
+
+
+def test_plots_draw_rows_that_failed_the_check_hollow():
+    """A mismatch's point is hollow, says why on hover, and the legend explains hollow points;
+    a plot without one has no such entry."""
+    rows = pd.DataFrame({"case": ["c1", "c2"], "backend": "b", "status": ["ok", "mismatch"],
+                         "median_us": [10.0, 20.0], "p10_us": [9.0, 19.0], "p90_us": [11.0, 21.0],
+                         "speedup": [1.0, 0.5], "tops": [1.0, 0.5], "gbps": [10.0, 5.0]})
+    for svg in (per_case_plot(rows, "median_us", "median us"), roofline_plot(rows, None)):
+        assert svg.count("its outputs failed the check") == 1
+        assert "hollow: outputs failed the check" in svg
+        ok, mismatch = [re.search(r'<use [^>]*style="([^"]*)"', point).group(1) for point in
+                        re.findall(r'<g id="pt-\d+">.*?</g>', svg, re.S)]
+        assert "fill: #" in ok and "fill: #" not in mismatch and "fill-opacity: 0;" in mismatch
+    passing = per_case_plot(rows[rows["status"] == "ok"], "median_us", "median us")
+    assert "hollow" not in passing and "failed the check" not in passing
 
 
 def test_peaks_match_cuda_device_names():
