@@ -337,21 +337,21 @@ def compare(old: Path, new: Path, fail_above: float | None, threshold: float,
 
     counts = matched["label"].value_counts().to_dict()
     changes = timing_changes(matched)
-    unchecked = int((matched["check"] != "").sum())
+    failed_checks = int((matched["check"] != "").sum())
     html = html or new / "compare.html"
     html.write_text(templates.get_template("compare.html.j2").render(
         old=str(old), new=str(new), rows=matched.to_dict("records"), counts=counts,
         noisy_pct=round(NOISY_ABOVE * 100), threshold_pct=threshold, timing_changes=changes,
-        failed_checks=unchecked))
+        failed_checks=failed_checks))
     summary = ", ".join(f"{k}: {v}" for k, v in counts.items()) or \
         "no problem timed on the same backend in both runs"
     click.echo(f"{summary}; page: {html}")
     if changes:
         click.echo(f"warning: the runs timed rows differently ({'; '.join(changes)}): their "
                    "ratios measure that as much as the code", err=True)
-    if unchecked:
-        click.echo(f"warning: {unchecked} row(s) failed the check in one run or both (`check`): "
-                   "their ratios time wrong outputs", err=True)
+    if failed_checks:
+        click.echo(f"warning: {failed_checks} row(s) failed the check in one run or both "
+                   "(`check`): their ratios time wrong outputs", err=True)
     if fail_above is not None:
         slower, failing = regressions(matched, fail_above), new_failures(matched)
         if len(slower):
