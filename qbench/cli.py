@@ -1,5 +1,5 @@
-"""The command line: `qbench run`, `report`, `compare`, `ratios`, `suite`, `backends`, `qbench
---version`.
+"""The command line: `qbench run`, `report`, `compare`, `ratios`, `suite`, `random-suite`,
+`backends`, `qbench --version`.
 
 Exit status: 0 when every row is ok, mistrusted, unsupported or unavailable; 1 when any row is a
 mismatch or an error; 2 for bad input (suite, plugin, option), reported in one line; 130 or 143
@@ -39,10 +39,12 @@ from qbench.model_convs import model_convs
 from qbench.model_loader import load_model
 from qbench.ratios import group_members, head_to_head, networks
 from qbench.ratios import markdown as ratio_markdown
+from qbench.random_suite import DRAWN_FIELDS, Bounds, random_layers
 from qbench.ratios import terminal_table as ratio_table
 from qbench.runner import RunSettings, fill_speedups, run_suite, work
-from qbench.suite import load_suite, parse_override, select_cases, slug, suggestion
-from qbench.suite_writer import model_suite, model_warnings
+from qbench.suite import (OVERRIDE_SOURCE, coerce_field, load_suite, parse_override, select_cases,
+                          slug, suggestion)
+from qbench.suite_writer import model_suite, model_warnings, suite_text
 from qbench.summary import print_summary, stdout_console
 from qbench.timing import TIMING_MODES, TimingPolicy
 
@@ -475,6 +477,59 @@ def make_suite(model: str, input_shape: tuple[int, int, int], batches: tuple[int
     text = model_suite(convs, command, name or slug(model.partition(":")[2]),
                        description or f"Every distinct conv of {model} at {shape}, int8",
                        batches or (1, 32))
+    _write_suite(text, out, f"the suite of {len(convs.calls)} convolutions")
+
+
+@cli.command("random-suite")
+@click.argument("count", type=click.IntRange(min=1))
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="The draw's seed: the same seed, bounds and --set write the same suite.")
+@click.option("--max-channels", type=click.IntRange(min=1), default=Bounds.max_channels,
+              show_default=True, help="The most input or output channels a problem may have.")
+@click.option("--max-size", type=click.IntRange(min=1), default=Bounds.max_size,
+              show_default=True, help="The largest height or width a problem's input may have.")
+@click.option("--set", "settings", multiple=True, metavar="FIELD=VALUE",
+              help="Set a field in every problem instead of drawing it, the rest drawn around "
+                   "it (repeatable), e.g. --set in_dtype=quint8 --set out_dtype=quint8: what "
+                   "PyTorch's CPU engines accept.")
+@click.option("--batch", "batches", type=click.IntRange(min=1), multiple=True,
+              help="A batch size of the suite's cases (repeatable; default: 2).")
+@click.option("--name", help="The suite's name (default: random-COUNT-seed-SEED).")
+@click.option("--out", type=click.Path(path_type=Path), metavar="FILE",
+              help="Write the suite to FILE (default: standard output).")
+def make_random_suite(count: int, seed: int, max_channels: int, max_size: int,
+                      settings: tuple[str, ...], batches: tuple[int, ...], name: str | None,
+                      out: Path | None) -> None:
+    """Write a suite of COUNT random problems, every field of the problem model drawn (dense,
+    grouped and depthwise convs, kernel sizes, strides, paddings, dilations, dtypes, zero points,
+    weight schemes, bias, ReLU) but those set, for checking backends over more of the problem
+    space than hand-written suites reach: `qbench run` it."""
+    try:
+        fixed = {field: coerce_field(OVERRIDE_SOURCE, None, field, value)
+                 for field, value in map(parse_override, settings)}
+        unknown = sorted(set(fixed) - set(DRAWN_FIELDS))
+        if unknown:
+            raise InputError(f"{OVERRIDE_SOURCE}: field {unknown[0]!r}: not a drawn field; "
+                             f"drawn: {', '.join(DRAWN_FIELDS)} (set others with qbench run "
+                             "--set)")
+        layers = random_layers(count, seed, Bounds(max_channels, max_size), fixed,
+                               max(batches or (2,)))
+    except QbenchError as exc:
+        raise InputError(str(exc)) from None
+    command = " ".join([f"qbench random-suite {count} --seed {seed} --max-channels "
+                        f"{max_channels} --max-size {max_size}",
+                        *(f"--set {shlex.quote(text)}" for text in settings),
+                        *(f"--batch {batch}" for batch in batches)])
+    note = (f"Made by `{command}` (qbench {qbench.__version__}): {count} problems drawn at "
+            "random; out_scale and out_zero_point auto.")
+    text = suite_text(name or f"random-{count}-seed-{seed}",
+                      f"{count} random problems (seed {seed}), int8", batches or (2,), layers,
+                      [note])
+    _write_suite(text, out, f"a suite of {count} random problems")
+
+
+def _write_suite(text: str, out: Path | None, what: str) -> None:
+    """A suite's text on stdout, or in file `out` with `what` it holds said on stderr."""
     if out is None:
         click.echo(text, nl=False)
         return
@@ -482,7 +537,7 @@ def make_suite(model: str, input_shape: tuple[int, int, int], batches: tuple[int
         out.write_text(text)
     except OSError as exc:
         raise InputError(f"--out {out}: {exc.strerror or exc}") from None
-    click.echo(f"{out}: the suite of {len(convs.calls)} convolutions", err=True)
+    click.echo(f"{out}: {what}", err=True)
 
 
 def main() -> None:

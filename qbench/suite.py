@@ -263,14 +263,14 @@ def _backends(file: str, case: str, value: Any,
 def _problem(file: str, case: str, point: dict[str, Any]) -> ConvProblem:
     values: dict[str, Any] = {}
     for field, value in point.items():
-        values[field] = _coerce(file, case, field, value)
+        values[field] = coerce_field(file, case, field, value)
     try:
         return ConvProblem(**values).validate()
     except InvalidProblem as exc:
         raise SuiteError(file, exc.message, case=case, field=exc.field) from None
 
 
-def _coerce(file: str, case: str, field: str, value: Any) -> Any:
+def coerce_field(file: str, case: str | None, field: str, value: Any) -> Any:
     """A suite value as the problem model's type, or a SuiteError saying what was expected."""
     if field in _INT_FIELDS:
         _require_type(file, case, field, value, int, "an integer")

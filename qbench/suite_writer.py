@@ -39,8 +39,8 @@ _QUANTIZED_NOTE = ("Quantized convs: in_dtype, in_zero_point, weight_qscheme, we
 
 @dataclass(frozen=True)
 class Layer:
-    """A distinct problem of a model: its case name, suite fields and the modules that ran it
-    (one entry a call, so a module called twice is there twice)."""
+    """A case of a written suite: its name, suite fields and, for a model's distinct problem, the
+    modules that ran it (one entry a call, so a module called twice is there twice)."""
 
     name: str
     fields: dict[str, Any]
@@ -96,12 +96,14 @@ def model_suite(convs: ModelConvs, command: str, name: str, description: str,
 def suite_text(name: str, description: str, batches: Sequence[int], layers: Sequence[Layer],
                notes: Sequence[str]) -> str:
     """The suite: [suite] `name` and `description`, the `batches` as [defaults]' batch (a sweep
-    when several), a [[case]] per layer, and `notes` as comments at the top."""
+    when several), a [[case]] per layer (with the modules that ran it in a comment above, where
+    it has any), and `notes` as comments at the top."""
     lines = [_comment(note) for note in notes] + ([""] if notes else [])
     lines += ["[suite]", f"name = {_string(name)}", f"description = {_string(description)}", "",
               "[defaults]", f"batch = {_value(list(batches) if len(batches) > 1 else batches[0])}"]
     for layer in layers:
-        lines += ["", _comment(", ".join(layer.paths)), "[[case]]", f"name = {_string(layer.name)}"]
+        lines += ["", *([_comment(", ".join(layer.paths))] if layer.paths else []), "[[case]]",
+                  f"name = {_string(layer.name)}"]
         lines += [f"{key} = {_value(layer.fields[key])}" for key in _ORDER
                   if key in layer.fields and _LEFT_OUT.get(key, object()) != layer.fields[key]]
         if len(layer.paths) > 1:

@@ -2,7 +2,8 @@
 onednn and qnnpack engines on full-range random data over up to 3 groups, depthwise, dilation,
 stride, per-channel weights, zero points, ReLU and both dtypes (where one engine is off, as
 PyTorch's oneDNN is on 1 or 2 in 1,000 of them, `ONEDNN_MISCOMPUTED`, two others agree with the
-reference there). Where PyTorch 2.13's fbgemm takes its depthwise kernel (as x86 does past 100
+reference there; it leaves the activations out of some one-row depthwise kernels,
+`ONEDNN_BIAS_ONLY`). Where PyTorch 2.13's fbgemm takes its depthwise kernel (as x86 does past 100
 groups), it saturates on full-range activations and agrees on 7 bits' (`FBGEMM_DEPTHWISE`); its
 groupwise kernel is wrong on some group counts whatever the data (`FBGEMM_GROUPWISE_BROKEN`)."""
 
@@ -243,6 +244,34 @@ def test_the_convs_fbgemm_saturates_on_agree_with_the_other_engines(engine):
         pytest.skip(f"this PyTorch has no {engine} engine")
     for problem in (FBGEMM_DEPTHWISE, X86_FBGEMM_DEPTHWISE):
         assert max(_max_error(problem, engine, seed) for seed in range(3)) <= 1, problem
+
+
+# PyTorch 2.13's oneDNN (and x86, which hands it such convs), on depthwise convs of a multiple of
+# 16 channels whose kernel is one row high, padded in height and not in width, leaves out the
+# activations where their zero point is not 0: every output is what the bias alone gives (found
+# by `qbench random-suite 300 --seed 1 --set in_dtype=quint8 --set out_dtype=quint8`, whatever
+# the thread count).
+ONEDNN_BIAS_ONLY = ConvProblem(1, 32, 8, 8, 32, (1, 3), padding=(1, 0), groups=32,
+                               in_zero_point=100)
+
+
+@pytest.mark.parametrize("engine", ["onednn", "x86"])
+def test_onednn_leaves_out_the_activations_of_a_one_row_depthwise_kernel(engine):
+    """Off by more than 1 LSB for every seed with a zero point of 100, within 1 LSB with 0 and
+    with the padding in width too (what README.md says of it)."""
+    if engine not in torch.backends.quantized.supported_engines:
+        pytest.skip(f"this PyTorch has no {engine} engine")
+    assert min(_max_error(ONEDNN_BIAS_ONLY, engine, seed) for seed in range(3)) > 1
+    for right in (ONEDNN_BIAS_ONLY.replace(in_zero_point=0),
+                  ONEDNN_BIAS_ONLY.replace(padding=(1, 1))):
+        assert max(_max_error(right, engine, seed) for seed in range(3)) <= 1, right
+
+
+@pytest.mark.parametrize("engine", ["fbgemm", "qnnpack"])
+def test_the_convs_onednn_leaves_activations_out_of_agree_with_the_other_engines(engine):
+    if engine not in torch.backends.quantized.supported_engines:
+        pytest.skip(f"this PyTorch has no {engine} engine")
+    assert max(_max_error(ONEDNN_BIAS_ONLY, engine, seed) for seed in range(3)) <= 1
 
 
 # PyTorch 2.13's fbgemm groupwise kernel, on 2 channels a group in 10 groups (also 12, 14, 20;
