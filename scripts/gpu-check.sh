@@ -38,12 +38,14 @@ deadline=$((SECONDS + ${QBENCH_GPU_BUDGET_S:-540}))
 # rewrite the archive. QBENCH_GPU_STEPS="NAME ..." runs only the steps named;
 # QBENCH_GPU_CAPS="NAME=SECONDS ..." gives step NAME at most SECONDS, so that a slow early step
 # (the GPU tests) leaves time to the later ones.
+# selected NAME: whether step NAME runs (QBENCH_GPU_STEPS names it, or names no step)
+selected() {
+    [ -z "${QBENCH_GPU_STEPS:-}" ] || [[ " $QBENCH_GPU_STEPS " == *" $1 "* ]]
+}
 step() {
     local name=$1 left=$((deadline - SECONDS)) start=$SECONDS cap status
     shift
-    if [ -n "${QBENCH_GPU_STEPS:-}" ] && [[ " $QBENCH_GPU_STEPS " != *" $name "* ]]; then
-        return
-    fi
+    selected "$name" || return
     if [ "$left" -le 15 ]; then
         echo "$name: not run, the time budget is spent" | tee -a "$WORK/skipped.txt"
         return
@@ -129,6 +131,15 @@ for suite in depthwise grouped resnet padding; do
     step "$suite" python3 -m qbench run "suites/$suite.toml" --device cuda --out "$WORK/$suite" \
         "${sets[@]}" --backends "$backends"
 done
+# correctness at scale: 60 problems drawn at random (qbench random-suite: dense, grouped and
+# depthwise, every pair, dtype, zero point and weight scheme) through the compiled kernels, each
+# checked against the reference before and after its (short) timing; every shape tunes on its
+# first call, which is most of the step's time
+if selected random; then
+    python3 -m qbench random-suite 60 --seed 1 --out "$WORK/random.toml"
+fi
+step random python3 -m qbench run "$WORK/random.toml" --device cuda --out "$WORK/random" \
+    --max-time 0.002 --backends triton,cudnn,cupy,torch-fp16
 # qbench's own cost per call over the bare cuDNN plan and the bare kernel launch
 step overhead python3 -m pytest -q -p no:cacheprovider benchmarks/test_gpu_overhead.py \
     --benchmark-group-by=group --benchmark-json "$WORK/overhead.json"
