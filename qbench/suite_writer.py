@@ -1,4 +1,5 @@
-"""A suite file of a model's distinct conv layers (`qbench suite`), as `qbench.suite` reads it.
+"""A suite file of a model's distinct conv layers (`qbench suite`), as `qbench.suite` reads it;
+`suite_text` writes `qbench random-suite`'s too.
 
 Calls with the same problem are one case, counted (`count`: occurrences in the model, for network
 totals) and named after the first module that made it, the others named in a comment above it
