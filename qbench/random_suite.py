@@ -107,8 +107,9 @@ def _quantization(rng: random.Random, fixed: dict[str, Any]) -> dict[str, Any]:
     # On data over the whole range, the sums' mean is the terms times the mean of (x - zx)
     # times the mean of (w - zw), which dwarfs their spread: where it is negative, ReLU clamps
     # almost every output to the zero point, which the check mistrusts. With ReLU, a drawn zw
-    # takes its mirror image about the weights' mean (-0.5) where that makes the mean positive.
-    if fields["relu"] and "weight_zero_point" not in fixed:
+    # other than 0 takes its mirror image about the weights' mean (-0.5) where that makes the
+    # mean positive (with zw = 0 the weights' mean is too small to matter).
+    if fields["relu"] and fields["weight_zero_point"] and "weight_zero_point" not in fixed:
         mean_x = sum(QDTYPES[in_dtype]) / 2 - fields["in_zero_point"]
         if mean_x * (-0.5 - fields["weight_zero_point"]) < 0:
             fields["weight_zero_point"] = -1 - fields["weight_zero_point"]

@@ -16,6 +16,8 @@ import qbench_cudnn
 from cudnn_emulator import emulated_executor_for
 from problems import PROBLEMS
 from qbench import UnsupportedError, Verdict
+from qbench.problem import ConvProblem
+from qbench.random_suite import Bounds, random_layers
 from qbench.registry import load_backends
 from qbench.runner import CaseRunner, RunSettings
 from qbench.suite import Case
@@ -68,6 +70,19 @@ def test_arithmetic_matches_the_reference_with_cudnn_emulated(name, engines, mon
     assert ("scale first" in row["details"]) == scale_first_only, row["details"]
     staged = padded or problem.in_dtype == "quint8" or staged_padding
     assert ("stage_input_us=" in row["details"]) == bool(staged), row["details"]
+
+
+@pytest.mark.parametrize("engines", ENGINES)
+def test_random_problems_are_within_one_lsb_or_refused_with_cudnn_emulated(engines, monkeypatch):
+    """`qbench random-suite`'s problems, small: every row passes the check, or is refused with
+    the reason, never a mismatch or an error, whatever the engines refuse."""
+    backend = _on_cpu_with_emulated_cudnn(monkeypatch, *ENGINES[engines])
+    runner = CaseRunner(RunSettings(policy=POLICY))
+    for layer in random_layers(30, seed=len(engines), bounds=Bounds(24, 10)):
+        problem = ConvProblem(batch=2, **layer.fields).validate()
+        row = runner.row("t", Case(layer.name, problem), backend)
+        assert row["status"] in ("ok", "mistrusted", "unsupported"), (problem, row["error"])
+        assert row["status"] != "unsupported" or row["error"], problem
 
 
 def test_padding_is_used_only_when_cudnn_refuses_the_problems_channels(monkeypatch):

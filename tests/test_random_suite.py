@@ -46,6 +46,8 @@ def test_problems_are_valid_within_bounds_and_reach_every_field(run_cli, tmp_pat
     assert all(reached.values()), reached
     for field in ("in_dtype", "out_dtype", "weight_qscheme", "relu"):
         assert len({getattr(p, field) for p in problems}) == 2, field
+    # a quarter of the problems with a weight zero point (README), whatever ReLU's sign rule does
+    assert 0.15 < sum(bool(p.weight_zero_point) for p in problems) / len(problems) < 0.35
 
 
 def test_relu_cases_with_a_weight_zero_point_keep_their_sums_mean_positive(run_cli, tmp_path):
