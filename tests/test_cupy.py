@@ -21,7 +21,9 @@ from cupy_fake import make_fake_cupy
 from problems import PROBLEMS
 from qbench import Verdict
 from qbench.inputs import ConvInputs
+from qbench.problem import ConvProblem
 from qbench.quantized import ConvParams, QuantizedActivation, QuantizedWeight
+from qbench.random_suite import Bounds, random_layers
 from qbench.reference import reference_conv2d, requantization_terms
 from qbench.registry import load_backends
 from qbench.runner import CaseRunner, RunSettings, prepare_case
@@ -86,6 +88,20 @@ def test_planned_kernels_match_the_reference_on_the_cpu(name, host_check):
                            problem.out_scale, problem.out_zero_point, problem.relu)
         error = (y.to(torch.int16) - prepared.reference_wide).abs().max().item()
         assert error <= 1, f"{kernel.expression}: {error} LSB"
+
+
+def test_planned_kernels_match_the_reference_on_random_problems(host_check):
+    """Every candidate (and the bytewise direct kernel) of 30 small problems of `qbench
+    random-suite` within 1 LSB of the reference."""
+    for layer in random_layers(30, seed=3, bounds=Bounds(24, 10)):
+        prepared = prepare_case(Case(layer.name, ConvProblem(batch=2, **layer.fields).validate()),
+                                seed=7)
+        problem = prepared.problem
+        for kernel in _candidates_of(problem, bytewise=True):
+            y = run_host_check(host_check, kernel, prepared.inputs, problem.out_dtype,
+                               problem.out_scale, problem.out_zero_point, problem.relu)
+            error = (y.to(torch.int16) - prepared.reference_wide).abs().max().item()
+            assert error <= 1, f"{problem}, {kernel.expression}: {error} LSB"
 
 
 def _force_candidate(monkeypatch, pick: int) -> None:
