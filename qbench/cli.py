@@ -37,9 +37,9 @@ from qbench.results import (FAILING_STATUSES, RESULT_FILES, SCHEMA_VERSION, Resu
 from qbench.isolation import run_isolated
 from qbench.model_convs import model_convs
 from qbench.model_loader import load_model
+from qbench.random_suite import DRAWN_FIELDS, Bounds, random_layers
 from qbench.ratios import group_members, head_to_head, networks
 from qbench.ratios import markdown as ratio_markdown
-from qbench.random_suite import DRAWN_FIELDS, Bounds, random_layers
 from qbench.ratios import terminal_table as ratio_table
 from qbench.runner import RunSettings, fill_speedups, run_suite, work
 from qbench.suite import (OVERRIDE_SOURCE, coerce_field, load_suite, parse_override, select_cases,
@@ -512,8 +512,9 @@ def make_random_suite(count: int, seed: int, max_channels: int, max_size: int,
             raise InputError(f"{OVERRIDE_SOURCE}: field {unknown[0]!r}: not a drawn field; "
                              f"drawn: {', '.join(DRAWN_FIELDS)} (set others with qbench run "
                              "--set)")
+        suite_batches = batches or (2,)
         layers = random_layers(count, seed, Bounds(max_channels, max_size), fixed,
-                               max(batches or (2,)))
+                               max(suite_batches))
     except QbenchError as exc:
         raise InputError(str(exc)) from None
     command = " ".join([f"qbench random-suite {count} --seed {seed} --max-channels "
@@ -523,7 +524,7 @@ def make_random_suite(count: int, seed: int, max_channels: int, max_size: int,
     note = (f"Made by `{command}` (qbench {qbench.__version__}): {count} problems drawn at "
             "random; out_scale and out_zero_point auto.")
     text = suite_text(name or f"random-{count}-seed-{seed}",
-                      f"{count} random problems (seed {seed}), int8", batches or (2,), layers,
+                      f"{count} random problems (seed {seed}), int8", suite_batches, layers,
                       [note])
     _write_suite(text, out, f"a suite of {count} random problems")
 
