@@ -500,10 +500,10 @@ def make_suite(model: str, input_shape: tuple[int, int, int], batches: tuple[int
 def make_random_suite(count: int, seed: int, max_channels: int, max_size: int,
                       settings: tuple[str, ...], batches: tuple[int, ...], name: str | None,
                       out: Path | None) -> None:
-    """Write a suite of COUNT random problems, every field of the problem model drawn (dense,
+    """Write a suite of COUNT random problems, their shapes and quantization drawn (dense,
     grouped and depthwise convs, kernel sizes, strides, paddings, dilations, dtypes, zero points,
-    weight schemes, bias, ReLU) but those set, for checking backends over more of the problem
-    space than hand-written suites reach: `qbench run` it."""
+    weight schemes, bias, ReLU) but the fields set, for checking backends over more of the
+    problem space than hand-written suites reach: `qbench run` it."""
     try:
         fixed = {field: coerce_field(OVERRIDE_SOURCE, None, field, value)
                  for field, value in map(parse_override, settings)}

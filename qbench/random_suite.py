@@ -1,5 +1,6 @@
 """A suite of random problems (`qbench random-suite`): correctness over more of the problem space
-than hand-written suites reach. Every field of the problem model is drawn: dense, grouped and
+than hand-written suites reach. Every field of the problem model but the batch (the suite's), the
+scales and `reduce_range` (their defaults) is drawn (`DRAWN_FIELDS`): dense, grouped and
 depthwise convs (with channel multipliers), kernel sizes, strides, paddings and dilations, each
 pair square or not, both activation dtypes with their zero points, both weight schemes with or
 without a zero point, bias, output dtype and ReLU. Fields may be set instead (`fixed`), the rest
