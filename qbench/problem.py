@@ -24,6 +24,10 @@ WEIGHT_RANGE = QDTYPES["qint8"]
 # activations quantized to 7 bits, as PyTorch's observers do with reduce_range=True (its fbgemm
 # and x86 qconfigs: their kernels may add pairs of uint8 x int8 products in saturating int16)
 REDUCED_QDTYPES: dict[str, tuple[int, int]] = {"quint8": (0, 127), "qint8": (-64, 63)}
+# the scales a problem may have: within them the float32 requantization terms (the inputs' weight
+# scales of 0.001 to 0.01, bias, multiplier) stay finite and normal, where 1e38 made the bias
+# overflow and the auto output scale NaN; real quantized tensors have scales far inside them
+SCALE_BOUNDS = (1e-20, 1e20)
 
 
 def dtype_range(dtype: str) -> tuple[int, int]:
@@ -182,8 +186,12 @@ def _require_int(field: str, value: object, *, minimum: int) -> None:
 def _require_scale(field: str, value: object) -> None:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise InvalidProblem(field, f"expected a number, got {value!r}")
+    low, high = SCALE_BOUNDS
     if not (math.isfinite(value) and value > 0):
         raise InvalidProblem(field, f"must be a finite number > 0, got {value}")
+    if not low <= value <= high:
+        raise InvalidProblem(field, f"must lie in [{low:g}, {high:g}], where float32 "
+                             f"requantization stays finite, got {value:g}")
 
 
 def _require_zero_point(field: str, value: object, bounds: tuple[int, int],
