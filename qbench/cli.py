@@ -28,7 +28,7 @@ import qbench
 from qbench.environment import collect_environment
 from qbench.compare import (DEFAULT_THRESHOLD, NOISY_ABOVE, compare_runs, new_failures,
                             regressions, timing_changes)
-from qbench.errors import QbenchError
+from qbench.errors import InvalidProblem, QbenchError
 from qbench.export import export_pytest_benchmark
 from qbench.floor import rates_for_run
 from qbench.registry import Backend, load_backends
@@ -515,6 +515,8 @@ def make_random_suite(count: int, seed: int, max_channels: int, max_size: int,
         suite_batches = batches or (2,)
         layers = random_layers(count, seed, Bounds(max_channels, max_size), fixed,
                                max(suite_batches))
+    except InvalidProblem as exc:
+        raise InputError(f"{OVERRIDE_SOURCE}: field {exc.field!r}: {exc.message}") from None
     except QbenchError as exc:
         raise InputError(str(exc)) from None
     command = " ".join([f"qbench random-suite {count} --seed {seed} --max-channels "

@@ -24,6 +24,11 @@ WEIGHT_RANGE = QDTYPES["qint8"]
 # activations quantized to 7 bits, as PyTorch's observers do with reduce_range=True (its fbgemm
 # and x86 qconfigs: their kernels may add pairs of uint8 x int8 products in saturating int16)
 REDUCED_QDTYPES: dict[str, tuple[int, int]] = {"quint8": (0, 127), "qint8": (-64, 63)}
+# the fields that are (h, w) pairs
+PAIR_FIELDS = ("kernel_size", "stride", "padding", "dilation")
+# the least value of each integer field, each side of a pair field
+INT_MINIMUMS = {"batch": 1, "in_channels": 1, "height": 1, "width": 1, "out_channels": 1,
+                "groups": 1, "kernel_size": 1, "stride": 1, "padding": 0, "dilation": 1}
 # the scales a problem may have: within them the float32 requantization terms (the inputs' weight
 # scales of 0.001 to 0.01, bias, multiplier) stay finite and normal, where 1e38 made the bias
 # overflow and the auto output scale NaN; real quantized tensors have scales far inside them
@@ -124,12 +129,8 @@ class ConvProblem:
 
     def validate(self) -> ConvProblem:
         """Return self, or raise `InvalidProblem` naming the first impossible field."""
-        for name in ("batch", "in_channels", "height", "width", "out_channels", "groups"):
-            _require_int(name, getattr(self, name), minimum=1)
-        for name, minimum in (("kernel_size", 1), ("stride", 1), ("padding", 0), ("dilation", 1)):
-            pair = getattr(self, name)
-            for v in pair:
-                _require_int(name, v, minimum=minimum)
+        for name in INT_MINIMUMS:
+            require_at_least_minimum(name, getattr(self, name))
         if self.in_channels % self.groups:
             raise InvalidProblem("groups", f"in_channels={self.in_channels} is not divisible by "
                                  f"groups={self.groups}")
@@ -174,6 +175,13 @@ def int32_limits(problem: ConvProblem) -> str | None:
         if elements >= 2**31:
             return f"the {what} has {elements} elements; the kernels index with int32"
     return None
+
+
+def require_at_least_minimum(field: str, value: int | Pair) -> None:
+    """Raise `InvalidProblem` unless `value` (each side of a pair field's (h, w)) is an integer no
+    less than the least value of the integer field `field` (`INT_MINIMUMS`)."""
+    for side in value if field in PAIR_FIELDS else (value,):
+        _require_int(field, side, minimum=INT_MINIMUMS[field])
 
 
 def _require_int(field: str, value: object, *, minimum: int) -> None:

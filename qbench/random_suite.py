@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from qbench.errors import InvalidProblem, QbenchError
-from qbench.problem import QDTYPES, QSCHEMES, WEIGHT_RANGE, ConvProblem, int32_limits
+from qbench.problem import (INT_MINIMUMS, QDTYPES, QSCHEMES, WEIGHT_RANGE, ConvProblem,
+                            int32_limits, require_at_least_minimum)
 from qbench.suite_writer import Layer
 
 DRAWN_FIELDS = ("in_channels", "out_channels", "groups", "height", "width", "kernel_size",
@@ -50,7 +51,11 @@ def random_layers(count: int, seed: int, bounds: Bounds, fixed: Mapping[str, Any
     """`count` valid problems drawn from `seed`, as cases `random-1`, `random-2`, ..., with the
     DRAWN_FIELDS in `fixed` (of the problem model's types, as `qbench.suite.coerce_field` makes
     them) set instead of drawn, each within int32 kernels' limits at `batch`. Raises
-    NoProblemDrawn where no draw around `fixed` makes one."""
+    InvalidProblem where a set integer field is below its least value, NoProblemDrawn where no
+    draw around `fixed` makes a problem."""
+    for name, value in (fixed or {}).items():
+        if name in INT_MINIMUMS:  # before drawing around it: groups = 0 would divide by zero
+            require_at_least_minimum(name, value)
     rng = random.Random(seed)
     width = len(str(count))
     return [Layer(f"random-{index:0{width}d}", _draw(rng, bounds, dict(fixed or {}), batch), ())

@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from qbench.errors import InvalidProblem, QbenchError, SuiteError
-from qbench.problem import QDTYPES, QSCHEMES, ConvProblem, as_pair
+from qbench.problem import PAIR_FIELDS, QDTYPES, QSCHEMES, ConvProblem, as_pair
 
 MAX_CASES = 10_000
 _INT_FIELDS = {"batch", "in_channels", "height", "width", "out_channels", "groups",
                "in_zero_point", "weight_zero_point"}
-_PAIR_FIELDS = {"kernel_size", "stride", "padding", "dilation"}
 _CHOICE_FIELDS = {"in_dtype": tuple(QDTYPES), "out_dtype": tuple(QDTYPES),
                   "weight_qscheme": QSCHEMES}
 _BOOL_FIELDS = {"bias", "relu", "reduce_range"}
@@ -199,7 +198,7 @@ def _axes(file: str, case: str, merged: dict[str, Any]) -> list[tuple[str, list[
     for field, value in merged.items():
         if field in ("backends", "name") or not isinstance(value, list):
             continue
-        if field in _PAIR_FIELDS and _is_pair(value):
+        if field in PAIR_FIELDS and _is_pair(value):
             continue
         if not value:
             raise SuiteError(file, "empty sweep: a list needs at least one value", case=case,
@@ -275,7 +274,7 @@ def coerce_field(file: str, case: str | None, field: str, value: Any) -> Any:
     if field in _INT_FIELDS:
         _require_type(file, case, field, value, int, "an integer")
         return value
-    if field in _PAIR_FIELDS:
+    if field in PAIR_FIELDS:
         try:
             return as_pair(value)
         except TypeError:

@@ -91,7 +91,12 @@ def test_bad_counts_bounds_and_set_fields_are_bad_input(run_cli):
     for setting, message in (("reduce_range=true", "field 'reduce_range': not a drawn field"),
                              ("in_dtype=int8", "field 'in_dtype': expected one of"),
                              ("colour=red", "field 'colour': unknown field"),
-                             ("groups", "expected FIELD=VALUE")):
+                             ("groups", "expected FIELD=VALUE"),
+                             # below their least values: each divided by, or drawn up to, once
+                             ("groups=0", "--set: field 'groups': must be >= 1, got 0"),
+                             ("in_channels=0", "field 'in_channels': must be >= 1, got 0"),
+                             ("kernel_size=[3, -1]", "field 'kernel_size': must be >= 1, got -1"),
+                             ("padding=-2", "field 'padding': must be >= 0, got -2")):
         result = run_cli("random-suite", "5", "--set", setting)
         assert result.exit_code == 2 and message in result.output, (setting, result.output)
     impossible = run_cli("random-suite", "5", "--set", "in_channels=6", "--set", "groups=4")
