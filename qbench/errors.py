@@ -8,6 +8,13 @@ class QbenchError(Exception):
     traceback."""
 
 
+def describe(exc: BaseException) -> str:
+    """An exception as one line: its type and its message's first line (PyTorch's dispatcher
+    errors, for one, list every dispatch key on the lines after it)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
 class SuiteError(QbenchError):
     """A suite file that cannot be used, naming the file, the case and the field at fault."""
 

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from qbench.errors import QbenchError
+from qbench.errors import QbenchError, describe
 from qbench.problem import as_pair
 
 _RELU_MODULES = (nn.ReLU, nn.ReLU6)
@@ -97,7 +97,7 @@ def model_convs(model: nn.Module, input_shape: tuple[int, int, int], spec: str) 
             model(_zeros(model, shape))
     except Exception as exc:  # the user's model: its failure is bad input
         raise QbenchError(f"model {spec}: on an input of shape {shape} it raised "
-                          f"{type(exc).__name__}: {exc}") from None
+                          f"{describe(exc)}") from None
     finally:
         for handle in handles:
             handle.remove()
@@ -123,12 +123,12 @@ class _ConvReader(TorchFunctionMode):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.found = ModelConvs()
+        self.root_name = type(model).__name__  # the model's own module path is ""
         try:
             self.epilogues = _epilogues(model)
         except Exception as exc:  # torch.fx's refusals have no common type
             self.epilogues = {}
-            reason = (str(exc).strip().splitlines() or [""])[0]
-            self.found.untraced = f"torch.fx could not trace it ({type(exc).__name__}: {reason})"
+            self.found.untraced = f"torch.fx could not trace it ({describe(exc)})"
         self.calls: defaultdict[str, int] = defaultdict(int)  # per path, the calls read so far
         self.paths: dict[nn.Module, str] = {}  # the modules to hook: not TorchScript's
         scripted: list[str] = []
@@ -182,7 +182,8 @@ class _ConvReader(TorchFunctionMode):
     def _record(self, path: str, geometry: dict[str, Any] | str, rest: dict[str, Any] | str,
                 quantized: bool = False) -> None:
         """A call's fields (`geometry` and the `rest`), or the first one's reason why qbench
-        cannot measure it."""
+        cannot measure it; a conv that is the model itself is named after its class."""
+        path = path or self.root_name
         if isinstance(geometry, str) or isinstance(rest, str):
             self.found.skipped.append((path, geometry if isinstance(geometry, str) else rest))
         else:

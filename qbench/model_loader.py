@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import nn
 
-from qbench.errors import QbenchError
+from qbench.errors import QbenchError, describe
 
 
 def load_model(spec: str) -> nn.Module:
@@ -36,8 +36,7 @@ def load_model(spec: str) -> nn.Module:
             found = found(*args, **kwargs)
         except Exception as exc:  # the user's code: its failure is bad input
             call = target if arguments is not None else f"{name}()"
-            raise QbenchError(f"model {spec}: {call} raised {type(exc).__name__}: "
-                              f"{exc}") from None
+            raise QbenchError(f"model {spec}: {call} raised {describe(exc)}") from None
     if not isinstance(found, nn.Module):
         raise QbenchError(f"model {spec}: got a {type(found).__name__}, not a torch.nn.Module "
                           "or a function that returns one")

@@ -198,6 +198,21 @@ def test_bad_models_and_inputs_are_bad_input(run_cli, spec, input_shape, message
     assert "Traceback" not in result.output
 
 
+def test_a_models_error_is_told_in_one_line(run_cli):
+    result = run_cli("suite", "tiny_models:raising", "--input", "3,16,16")
+    assert result.exit_code == 2
+    assert "raising() raised RuntimeError: no weights here" in result.stderr
+    assert "its second line" not in result.stderr
+
+
+def test_a_model_that_is_one_conv_names_its_case_after_its_class(run_cli):
+    result = run_cli("suite", "torch.nn:Conv2d(3, 8, 3)", "--input", "3,8,8", "--batch", "1")
+    assert result.exit_code == 0, result.stderr
+    assert [case["name"] for case in tomllib.loads(result.stdout)["case"]] == ["Conv2d"]
+    uneven = run_cli("suite", "tiny_models:uneven", "--input", "3,16,16")
+    assert "Left out: Conv2d: padding='same' pads one side more" in uneven.stderr
+
+
 def test_a_function_called_with_literal_arguments_gives_the_model(run_cli):
     result = run_cli("suite", "tiny_models:sized(6, kernel=1)", "--input", "3,8,8", "--batch", "1")
     assert result.exit_code == 0, result.stderr

@@ -175,7 +175,7 @@ def sized(channels: int, *, kernel: int = 3) -> nn.Module:
 
 
 def raising() -> nn.Module:
-    raise RuntimeError("no weights here")
+    raise RuntimeError("no weights here\nits second line, as PyTorch's dispatcher errors have")
 
 
 def not_a_model() -> list:
