@@ -164,7 +164,7 @@ _SWEEP_SUFFIX = re.compile(r"\[[^\]]*\]$")
 
 def _case_label(raw: dict[str, Any], index: int) -> str:
     name = raw.get("name")
-    return name if isinstance(name, str) and name else f"#{index + 1}"
+    return name if isinstance(name, str) and name.strip() else f"#{index + 1}"
 
 
 def suggestion(name: str, known: Collection[str]) -> str:
@@ -214,6 +214,8 @@ def _expand(file: str, raw: dict[str, Any], index: int, defaults: dict[str, Any]
     if "name" not in raw:
         raise SuiteError(file, "missing field: every case needs a name", case=label, field="name")
     _require_type(file, label, "name", raw["name"], str, "a string")
+    if not raw["name"].strip():
+        raise SuiteError(file, "a case's name must not be blank", case=label, field="name")
     merged = {**_DEFAULTS, **defaults, **raw, **overrides}
     for field in REQUIRED_FIELDS:
         if field not in merged:

@@ -80,6 +80,7 @@ MALFORMED = {
     "zero-stride": (CASE + "stride = 0\n", "c", "stride", "must be >= 1"),
     "missing-field": (CASE.replace("height = 8\n", ""), "c", "height", "missing field"),
     "missing-name": (CASE.replace('name = "c"\n', ""), "#1", "name", "missing field"),
+    "blank-name": (CASE.replace('name = "c"\n', 'name = " "\n'), "#1", "name", "must not be blank"),
     "unknown-backend": (CASE + 'backends = ["torch-x86", "cudnnn"]\n', "c", "backends",
                         "unknown backend 'cudnnn'"),
     "no-cases": ('[suite]\nname = "x"\n', None, None, "no cases"),
