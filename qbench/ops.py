@@ -49,7 +49,7 @@ def conv2d_prepack(weight: torch.Tensor, bias: torch.Tensor | None,
     chosen = get_backend(backend)
     if weight.dim() != 4:
         raise ValueError(f"weight must be 4-D (K, C/groups, R, S), got shape {tuple(weight.shape)}")
-    params = ConvParams.of(_pair(stride), _pair(padding), _pair(dilation), groups)
+    params = ConvParams.of(stride, padding, dilation, groups)
     device = chosen.info.device
     w = QuantizedWeight.from_torch(weight).to(device)
     if bias is not None:
@@ -107,6 +107,3 @@ def _problem(x: QuantizedActivation, packed: PackedConv, scale: float, zero_poin
         bias=packed.bias is not None, out_dtype=dtype, out_scale=scale,  # type: ignore[arg-type]
         out_zero_point=zero_point, relu=relu).validate()
 
-
-def _pair(value: int | Sequence[int]) -> int | tuple[int, int]:
-    return value if isinstance(value, int) else (int(value[0]), int(value[1]))

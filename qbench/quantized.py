@@ -8,11 +8,14 @@ and conversion to and from `torch.quint8` / `torch.qint8` happens only at the dr
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
-from qbench.problem import ConvProblem, Pair, QDtype, QScheme, as_pair, dtype_range
+from qbench.errors import InvalidProblem
+from qbench.problem import (ConvProblem, Pair, QDtype, QScheme, as_pair, dtype_range,
+                            require_at_least_minimum)
 
 RAW_DTYPES: dict[str, torch.dtype] = {"quint8": torch.uint8, "qint8": torch.int8}
 TORCH_QDTYPES: dict[str, torch.dtype] = {"quint8": torch.quint8, "qint8": torch.qint8}
@@ -29,10 +32,19 @@ class ConvParams:
     groups: int = 1
 
     @classmethod
-    def of(cls, stride: int | Pair = 1, padding: int | Pair = 0, dilation: int | Pair = 1,
-           groups: int = 1) -> ConvParams:
-        """Params from ints or (h, w) pairs, as PyTorch accepts them."""
-        return cls(as_pair(stride), as_pair(padding), as_pair(dilation), int(groups))
+    def of(cls, stride: int | Sequence[int] = 1, padding: int | Sequence[int] = 0,
+           dilation: int | Sequence[int] = 1, groups: int = 1) -> ConvParams:
+        """Params from ints or (h, w) pairs, as PyTorch accepts them; raises `InvalidProblem`
+        naming the first that is neither or is below its least value (`INT_MINIMUMS`)."""
+        pairs = {}
+        for name, value in (("stride", stride), ("padding", padding), ("dilation", dilation)):
+            try:
+                pairs[name] = as_pair(value)
+            except TypeError as exc:
+                raise InvalidProblem(name, str(exc)) from None
+            require_at_least_minimum(name, pairs[name])
+        require_at_least_minimum("groups", groups)
+        return cls(**pairs, groups=groups)
 
 
 @dataclass(frozen=True)

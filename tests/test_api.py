@@ -103,3 +103,17 @@ def test_bad_arguments_are_clear():
         qf.conv2d(x, w, b, groups=2, backend="nope")
     with pytest.raises(ValueError, match="quantized tensor"):
         qops.conv2d(x.dequantize(), qops.conv2d_prepack(w, b, groups=2), 1.0, 0)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"stride": [1, 1, 1]}, r"stride: expected an int or an \(h, w\) pair of ints, got \[1, 1, 1\]"),
+    ({"padding": "same"}, r"padding: expected an int or an \(h, w\) pair of ints, got 'same'"),
+    ({"dilation": (1, 0)}, "dilation: must be >= 1, got 0"),
+    ({"padding": -1}, "padding: must be >= 0, got -1"),
+    ({"groups": 0}, "groups: must be >= 1, got 0"),
+])
+def test_prepack_refuses_geometry_that_no_conv_has(arguments, message):
+    """As PyTorch's conv2d_prepack does, before the backend's prepack sees it."""
+    _, w, b = _tensors()
+    with pytest.raises(ValueError, match=message):
+        qops.conv2d_prepack(w, b, **{"groups": 2} | arguments)
