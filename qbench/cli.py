@@ -194,6 +194,9 @@ def run(suite_file: Path, backends: str | None, overrides: tuple[str, ...],
     print_summary(writer.rows, settings.baseline_name)
     _write_outputs(out, benchmark_json, console)
     if interruption is not None:
+        console.print(f"interrupted after {len(writer.rows) - len(skip)} of {total} rows: the "
+                      f"same command with --resume {out} (and no --out) runs the rest",
+                      highlight=False, soft_wrap=True)
         raise click.exceptions.Exit(143 if isinstance(interruption, Terminated) else 130)
     if any(r["status"] in FAILING_STATUSES for r in writer.rows):
         raise click.exceptions.Exit(1)

@@ -148,7 +148,7 @@ def test_a_stopped_run_keeps_finished_rows_and_writes_the_report(name, to_group,
             os.killpg(proc.pid, signum)
         else:
             proc.send_signal(signum)
-        stdout, _ = proc.communicate(timeout=60)
+        stdout, stderr = proc.communicate(timeout=60)
         assert _live_processes_in_group(proc.pid) == []  # its worker stopped too
     finally:
         _kill_group(proc)
@@ -157,6 +157,7 @@ def test_a_stopped_run_keeps_finished_rows_and_writes_the_report(name, to_group,
     assert list(rows.backend) == ["torch-x86"] and rows.status.tolist() == ["ok"]
     assert json.loads((out / "results.json").read_text())["interrupted"] is True
     assert (out / "report.html").exists() and "torch-x86" in stdout
+    assert f"interrupted after 1 of 6 rows: the same command with --resume {out}" in stderr
 
 
 def _live_processes_in_group(group: int, wait_s: float = 10.0) -> list[int]:
