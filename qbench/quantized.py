@@ -117,13 +117,16 @@ class QuantizedWeight:
         if tensor.qscheme() == torch.per_tensor_affine:
             return cls(tensor.int_repr(), torch.full((k,), tensor.q_scale(), dtype=torch.float64),
                        torch.full((k,), tensor.q_zero_point(), dtype=torch.int64), "per_tensor")
-        if tensor.qscheme() in (torch.per_channel_affine, torch.per_channel_affine_float_qparams):
+        # not per_channel_affine_float_qparams (PyTorch's embedding quantization): its zero
+        # points are floats, which integer sums cannot subtract; PyTorch's conv refuses it too
+        if tensor.qscheme() == torch.per_channel_affine:
             if tensor.q_per_channel_axis() != 0:
                 raise ValueError("per-channel weights must be quantized along axis 0 (output "
                                  f"channels), got axis {tensor.q_per_channel_axis()}")
             return cls(tensor.int_repr(), tensor.q_per_channel_scales().to(torch.float64),
                        tensor.q_per_channel_zero_points().to(torch.int64), "per_channel")
-        raise ValueError(f"unsupported weight qscheme {tensor.qscheme()}")
+        raise ValueError(f"unsupported weight qscheme {tensor.qscheme()}; expected "
+                         "torch.per_tensor_affine or torch.per_channel_affine")
 
     def to(self, device: torch.device | str) -> QuantizedWeight:
         """The same weights (and their scales and zero points) on `device`."""

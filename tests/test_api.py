@@ -104,6 +104,11 @@ def test_bad_arguments_are_clear():
     with pytest.raises(ValueError, match="quantized tensor"):
         qops.conv2d(x.dequantize(), qops.conv2d_prepack(w, b, groups=2), 1.0, 0)
 
+    float_zero_points = torch.quantize_per_channel(
+        w.dequantize(), torch.full((6,), 0.01), torch.full((6,), 0.5), 0, torch.qint8)
+    with pytest.raises(ValueError, match="unsupported weight qscheme .*float_qparams"):
+        qf.conv2d(x, float_zero_points, b, groups=2)
+
 
 @pytest.mark.parametrize("arguments, message", [
     ({"stride": [1, 1, 1]}, r"stride: expected an int or an \(h, w\) pair of ints, got \[1, 1, 1\]"),
