@@ -117,13 +117,25 @@ def _start_hanging_run(write_suite, out: Path) -> subprocess.Popen:
             start_new_session=True)
     finally:
         signal.signal(signal.SIGINT, previous)
-    deadline = time.time() + 60
-    while time.time() < deadline:  # torch-x86's first row, then faulty-hangs hangs
-        if (out / "results.csv").exists() and len(pd.read_csv(out / "results.csv")) >= 1:
-            break
-        time.sleep(0.2)
+    try:
+        deadline = time.time() + 60
+        while not _rows_written(out / "results.csv"):  # torch-x86's, then faulty-hangs hangs
+            if time.time() > deadline:
+                pytest.fail(f"no row in {out / 'results.csv'} within 60 s")
+            time.sleep(0.2)
+    except BaseException:  # the run must not outlive the test, nor its hanging worker
+        _kill_group(proc)
+        raise
     time.sleep(1)
     return proc
+
+
+def _rows_written(csv: Path) -> bool:
+    """Whether `csv` has a row yet: the run creates it, then writes its header and first row."""
+    try:
+        return len(pd.read_csv(csv)) >= 1
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return False
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
