@@ -36,7 +36,10 @@ def _label(other: str) -> str:
 class Versus:
     """`backend` against `other` (a backend, or FLOOR) over `cases` cases where both have a time:
     the geomean of backend / other, the largest ratio and its case, the cases where backend is
-    faster (ratio below 1) and those within 2x (ratio at most 2)."""
+    faster (ratio below 1) and those within 2x (ratio at most 2), and the `unsettled` cases: those
+where a median of the ratio's (backend's, or the other's fastest ok member's) did not settle
+(its row's `settled` is false: sampling ran out of time before its confidence interval
+narrowed), whose ratio is as noisy as that median."""
 
     backend: str
     other: str
@@ -46,14 +49,17 @@ class Versus:
     worst_case: str
     faster: int
     within_2x: int
+    unsettled: int = 0
 
     def sentence(self) -> str:
         if not self.cases:
             return f"{self.backend} / {self.other}: no case where both are ok"
         tally = (f"within 2x on {self.within_2x}" if self.other == FLOOR
                  else f"faster on {self.faster}")
+        noise = (f"; {self.unsettled} of these ratios on a median that did not settle"
+                 if self.unsettled else "")
         return (f"{self.backend} / {self.other}: geomean {self.geomean:.2f}, worst "
-                f"{self.worst:.2f} ({self.worst_case}), {tally} of {self.cases}")
+                f"{self.worst:.2f} ({self.worst_case}), {tally} of {self.cases}{noise}")
 
 
 def head_to_head(rows: pd.DataFrame, backend: str, others: Sequence[str],
@@ -61,27 +67,40 @@ def head_to_head(rows: pd.DataFrame, backend: str, others: Sequence[str],
     """(per case in run order: the `ok` medians of `backend` and `others` (a group's: its
     fastest ok member's), NaN where not ok, and the ratios `backend / other`, and with `floor`
     the case's floor where backend's row is ok and backend / floor; the `Versus` of each)."""
-    ok = rows[rows["status"] == "ok"]
-    medians = ok.pivot_table(index="case", columns="backend", values="median_us", sort=False)
+    # rows without a `settled` column (made by hand) count as settled
+    ok = rows[rows["status"] == "ok"].assign(settled=lambda r: r.get("settled", True))
     cases = list(dict.fromkeys(rows["case"]))
     members = list(dict.fromkeys(m for other in others for m in group_members(other)))
-    medians = medians.reindex(index=cases, columns=[backend, *members])
+    columns = [backend, *members]
+    medians = ok.pivot_table(index="case", columns="backend", values="median_us", sort=False)
+    medians = medians.reindex(index=cases, columns=columns)
+    settled = ok.astype({"settled": float}).pivot_table(
+        index="case", columns="backend", values="settled", aggfunc="min", sort=False)
+    settled = settled.reindex(index=cases, columns=columns).fillna(1.0) == 1.0
     table = medians[[backend]].copy()
     table.columns.name = None
     labels = [_label(other) for other in others]
+    other_settled = {}
     for other, label in zip(others, labels):
-        table[label] = medians[group_members(other)].min(axis=1)
+        group = medians[group_members(other)]
+        table[label] = group.min(axis=1)
+        fastest = group.dropna(how="all").idxmin(axis=1)
+        other_settled[label] = pd.Series(
+            [bool(settled.at[case, fastest[case]]) if case in fastest.index else True
+             for case in group.index], index=group.index)
     if floor:
         table[FLOOR] = ok[ok["backend"] == backend].set_index("case")["floor_us"]
+        other_settled[FLOOR] = pd.Series(True, index=table.index)  # floors are not sampled
     summaries = []
     for other in [*labels, *([FLOOR] if floor else [])]:
         ratio = table[backend] / table[other]
         table[f"{backend} / {other}"] = ratio
         both = ratio.dropna()
+        noisy = ~(settled[backend] & other_settled[other])[both.index]
         worst_case = str(both.idxmax()) if len(both) else ""
         summaries.append(Versus(backend, other, len(both), geomean(list(both)),
                                 float(both.max()) if len(both) else math.nan, worst_case,
-                                int((both < 1).sum()), int((both <= 2).sum())))
+                                int((both < 1).sum()), int((both <= 2).sum()), int(noisy.sum())))
     return table, summaries
 
 

@@ -111,7 +111,7 @@ def test_bad_arguments_are_clear():
 
 
 @pytest.mark.parametrize("arguments, message", [
-    ({"stride": [1, 1, 1]}, r"stride: expected an int or an \(h, w\) pair of ints, got \[1, 1, 1\]"),
+    ({"stride": [1, 1, 1]}, r"stride: expected an int or an \(h, w\) pair of ints, got \[1, 1, 1"),
     ({"padding": "same"}, r"padding: expected an int or an \(h, w\) pair of ints, got 'same'"),
     ({"dilation": (1, 0)}, "dilation: must be >= 1, got 0"),
     ({"padding": -1}, "padding: must be >= 0, got -1"),

@@ -66,7 +66,9 @@ def test_rows_of_the_measured_card_carry_their_floor(run_cli, write_suite, tmp_p
         assert float(ratio.rstrip(" |")) == pytest.approx(row.median_us / row.floor_us, abs=0.01)
     assert lines[-2].startswith("- torch-x86 / floor: geomean")
     within = int((rows.median_us <= 2 * rows.floor_us).sum())  # the rows' own times: no speed
-    assert lines[-2].endswith(f"within 2x on {within} of 3")  # asserted (a loaded CPU is slow)
+    unsettled = int((~rows.settled.astype(bool)).sum())  # the rows' own: a CPU's may not settle
+    noise = f"; {unsettled} of these ratios on a median that did not settle" if unsettled else ""
+    assert lines[-2].endswith(f"within 2x on {within} of 3{noise}")
     network_ms = (rows.median_us * rows["count"]).sum() / 1e3, rows.floor_us.sum() / 1e3
     assert lines[-1] == (f"- network at batch 1 (median x count, 3 cases): torch-x86 "
                          f"{network_ms[0]:.3f} ms, floor {network_ms[1]:.3f} ms, ratio "

@@ -255,6 +255,21 @@ def test_head_to_head_against_a_group_takes_its_fastest_ok_member_per_case():
     assert (versus.cases, versus.worst_case, versus.faster) == (2, "b", 1)
 
 
+def test_head_to_head_counts_the_ratios_on_a_median_that_did_not_settle():
+    rows = pd.DataFrame([
+        {"case": case, "backend": backend, "status": "ok", "median_us": median,
+         "settled": settled}
+        for case, backend, median, settled in [
+            ("a", "mine", 10.0, True), ("a", "fp16", 20.0, False), ("a", "graph", 16.0, True),
+            ("b", "mine", 10.0, False), ("b", "fp16", 8.0, True), ("b", "graph", 9.0, True),
+            ("c", "mine", 10.0, True), ("c", "fp16", 8.0, False), ("c", "graph", 9.0, True)]])
+    _, (versus,) = head_to_head(rows, "mine", ["fp16,graph"])
+    # a: the unsettled fp16 is not the fastest; b: mine is unsettled; c: the fastest, fp16, is
+    assert versus.unsettled == 2
+    assert versus.sentence().endswith(
+        "faster on 1 of 3; 2 of these ratios on a median that did not settle")
+
+
 def test_networks_sum_median_times_count_per_batch_over_the_cases_both_ran():
     rows = pd.DataFrame([
         {"case": case, "backend": backend, "status": status, "median_us": median,
