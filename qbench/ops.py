@@ -106,4 +106,3 @@ def _problem(x: QuantizedActivation, packed: PackedConv, scale: float, zero_poin
         weight_qscheme=packed.weight.qscheme, weight_zero_point=weight_zero_point,
         bias=packed.bias is not None, out_dtype=dtype, out_scale=scale,  # type: ignore[arg-type]
         out_zero_point=zero_point, relu=relu).validate()
-

@@ -36,7 +36,7 @@ class ConvParams:
            dilation: int | Sequence[int] = 1, groups: int = 1) -> ConvParams:
         """Params from ints or (h, w) pairs, as PyTorch accepts them; raises `InvalidProblem`
         naming the first that is neither or is below its least value (`INT_MINIMUMS`)."""
-        pairs = {}
+        pairs: dict[str, Pair] = {}
         for name, value in (("stride", stride), ("padding", padding), ("dilation", dilation)):
             try:
                 pairs[name] = as_pair(value)

@@ -36,10 +36,10 @@ def _label(other: str) -> str:
 class Versus:
     """`backend` against `other` (a backend, or FLOOR) over `cases` cases where both have a time:
     the geomean of backend / other, the largest ratio and its case, the cases where backend is
-    faster (ratio below 1) and those within 2x (ratio at most 2), and the `unsettled` cases: those
-where a median of the ratio's (backend's, or the other's fastest ok member's) did not settle
-(its row's `settled` is false: sampling ran out of time before its confidence interval
-narrowed), whose ratio is as noisy as that median."""
+    faster (ratio below 1) and those within 2x (ratio at most 2), and the `unsettled` cases:
+    those where a median of the ratio's (backend's, or the other's fastest ok member's) did not
+    settle (its row's `settled` is false: sampling ran out of time before its confidence
+    interval narrowed), whose ratio is as noisy as that median."""
 
     backend: str
     other: str
