@@ -5,7 +5,10 @@ PyTorch's oneDNN is on 1 or 2 in 1,000 of them, `ONEDNN_MISCOMPUTED`, two others
 reference there; it leaves the activations out of some one-row depthwise kernels,
 `ONEDNN_BIAS_ONLY`). Where PyTorch 2.13's fbgemm takes its depthwise kernel (as x86 does past 100
 groups), it saturates on full-range activations and agrees on 7 bits' (`FBGEMM_DEPTHWISE`); its
-groupwise kernel is wrong on some group counts whatever the data (`FBGEMM_GROUPWISE_BROKEN`)."""
+groupwise kernel is wrong on some group counts whatever the data (`FBGEMM_GROUPWISE_BROKEN`).
+Where fbgemm and oneDNN add pairs of products in int16 (a CPU without AVX-512 VNNI:
+`cpu_engines`), they are compared on 7 bits' activations, and oneDNN's bugs, found in its AVX-512
+VNNI kernels, are not pinned."""
 
 from __future__ import annotations
 
@@ -26,6 +29,8 @@ from qbench.problem import ConvProblem
 from qbench.quantized import ConvParams, QuantizedActivation, QuantizedWeight
 from qbench.reference import (reference_accumulator, reference_conv2d, requantize,
                               window_weight_sums)
+
+from cpu_engines import ADDING_PAIRS_IN_INT16, exact_inputs
 
 
 def naive_accumulator(x: QuantizedActivation, w: QuantizedWeight, p) -> torch.Tensor:
@@ -124,6 +129,12 @@ def _max_error(problem: ConvProblem, engine: str, seed: int) -> int:
     return int((expected - actual).abs().max())
 
 
+def _max_error_where_exact(problem: ConvProblem, engine: str, seed: int) -> int:
+    """`_max_error` on what `engine` computes exactly on this CPU (`cpu_engines.exact_inputs`:
+    7 bits' activations where it adds pairs of products in int16)."""
+    return _max_error(exact_inputs(problem, engine), engine, seed)
+
+
 @st.composite
 def torch_comparable_problems(draw, weight_zero_points: bool = False) -> ConvProblem:
     groups = draw(st.sampled_from([1, 2, 3]))
@@ -177,10 +188,11 @@ def test_reference_agrees_with_pytorch_within_one_lsb(engine, problem, seed):
     supported = torch.backends.quantized.supported_engines
     if engine not in supported:
         pytest.skip(f"this PyTorch has no {engine} engine")
+    problem = exact_inputs(problem, engine)
     if _max_error(problem, engine, seed) <= 1:
         return
     others = [other for other in INDEPENDENT_ENGINES if other != engine and other in supported]
-    agreeing = [other for other in others if _max_error(problem, other, seed) <= 1]
+    agreeing = [other for other in others if _max_error_where_exact(problem, other, seed) <= 1]
     assert len(agreeing) >= 2, f"{engine} is off, and of {others} only {agreeing} agree"
 
 
@@ -193,14 +205,14 @@ def test_the_convs_onednn_miscomputed_agree_with_the_other_engines(engine, probl
     if engine not in torch.backends.quantized.supported_engines:
         pytest.skip(f"this PyTorch has no {engine} engine")
     for seed in range(5):
-        assert _max_error(problem, engine, seed) <= 1, seed
+        assert _max_error_where_exact(problem, engine, seed) <= 1, seed
 
 
 @settings(max_examples=40, deadline=None)
 @given(problem=torch_comparable_problems(weight_zero_points=True), seed=st.integers(0, 2**31))
 def test_reference_agrees_with_pytorch_x86_on_asymmetric_weights(problem, seed):
     """x86 (fbgemm underneath) accepts weight zero points; onednn refuses them."""
-    assert _max_error(problem, "x86", seed) <= 1
+    assert _max_error_where_exact(problem, "x86", seed) <= 1
 
 
 @pytest.mark.parametrize("engine", ["x86", "onednn"])
@@ -209,7 +221,8 @@ def test_reference_agrees_on_larger_layers(engine):
     for problem in [ConvProblem(2, 64, 14, 14, 64, (3, 3), padding=(1, 1), in_zero_point=128),
                     ConvProblem(1, 32, 16, 16, 32, (3, 3), padding=(1, 1), groups=32, relu=True),
                     ConvProblem(2, 256, 7, 7, 128, (1, 1), out_dtype="qint8")]:
-        expected, actual = _torch_conv(problem, engine, rng.randrange(2**31))
+        expected, actual = _torch_conv(exact_inputs(problem, engine), engine,
+                                       rng.randrange(2**31))
         diff = (expected - actual).abs()
         assert int(diff.max()) <= 1
         assert float((diff == 0).double().mean()) > 0.99
@@ -261,6 +274,10 @@ def test_onednn_leaves_out_the_activations_of_a_one_row_depthwise_kernel(engine)
     with the padding in width too (what README.md says of it)."""
     if engine not in torch.backends.quantized.supported_engines:
         pytest.skip(f"this PyTorch has no {engine} engine")
+    if engine in ADDING_PAIRS_IN_INT16:
+        pytest.skip(f"{engine} adds pairs of products in int16 on this CPU (no AVX-512 VNNI): its "
+                    "kernels here are not the AVX-512 VNNI ones this was found in (on an AVX2 "
+                    "CPU oneDNN computes these convs right, and x86 hands them to fbgemm)")
     assert min(_max_error(ONEDNN_BIAS_ONLY, engine, seed) for seed in range(3)) > 1
     for right in (ONEDNN_BIAS_ONLY.replace(in_zero_point=0),
                   ONEDNN_BIAS_ONLY.replace(padding=(1, 1))):
@@ -271,7 +288,7 @@ def test_onednn_leaves_out_the_activations_of_a_one_row_depthwise_kernel(engine)
 def test_the_convs_onednn_leaves_activations_out_of_agree_with_the_other_engines(engine):
     if engine not in torch.backends.quantized.supported_engines:
         pytest.skip(f"this PyTorch has no {engine} engine")
-    assert max(_max_error(ONEDNN_BIAS_ONLY, engine, seed) for seed in range(3)) <= 1
+    assert max(_max_error_where_exact(ONEDNN_BIAS_ONLY, engine, seed) for seed in range(3)) <= 1
 
 
 # PyTorch 2.13's fbgemm groupwise kernel, on 2 channels a group in 10 groups (also 12, 14, 20;
