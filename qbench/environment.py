@@ -28,6 +28,26 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# Linux's names of the instructions for int8 dot products; without AVX-512 VNNI's, PyTorch's fbgemm
+# and oneDNN add pairs of uint8 x int8 products in int16, saturating (README.md).
+_INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+@functools.cache
+def cpu_int8_dot_instructions(cpuinfo: str = "/proc/cpuinfo") -> list[str] | None:
+    """Which of `_INT8_DOT_FLAGS` the CPU has, as Linux lists them in `cpuinfo`'s x86 "flags";
+    None where it lists none (not Linux, not x86)."""
+    try:
+        with open(cpuinfo) as fh:
+            lines = [line for line in fh if line.startswith("flags")]
+    except OSError:
+        return None
+    if not lines:
+        return None
+    flags = {flag for line in lines for flag in line.split(":", 1)[1].split()}
+    return [flag for flag in _INT8_DOT_FLAGS if flag in flags]
+
+
 @functools.cache
 def device_name(device: str) -> str:
     """A short name for a row's device column: "cpu: <model>" or "cuda: <card>"."""
@@ -71,8 +91,9 @@ def qbench_variables() -> dict[str, str]:
 
 
 def collect_environment() -> dict[str, Any]:
-    """Host, CPU, GPU and driver (when present), the versions of the libraries in play, and
-    qbench's variables (`qbench_variables`)."""
+    """Host, CPU (its vector instructions as PyTorch dispatches on them, and its int8 dot
+    product instructions), GPU and driver (when present), the versions of the libraries in play,
+    and qbench's variables (`qbench_variables`)."""
     versions = {}
     for name in _PACKAGES:
         try:
@@ -84,6 +105,8 @@ def collect_environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpu": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_int8_dot": cpu_int8_dot_instructions(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "quantized_engines": list(torch.backends.quantized.supported_engines),

@@ -8,6 +8,7 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from qbench.check import exact_share_text
@@ -19,6 +20,9 @@ def geomean(values: Sequence[float]) -> float:
     finite = [v for v in values if v > 0 and math.isfinite(v)]
     return math.exp(sum(map(math.log, finite)) / len(finite)) if finite else math.nan
 
+
+# mismatch and error rows listed in full per backend and status; results.csv holds them all
+LISTED_FAILURES = 5
 
 _SHORT = {"mismatch": "mism", "mistrusted": "mistr", "unsupported": "unsup",
           "unavailable": "unavail"}
@@ -74,23 +78,33 @@ def stdout_console(piped_width: int) -> Console:
 
 
 def print_summary(rows: Sequence[dict[str, Any]], baseline: str) -> None:
-    """The table on stdout (100 columns when piped: what it needs), then every mismatch and error
-    with its message in full, the notes of `ok` rows (a row that ran again after its worker or
+    """The table on stdout (100 columns when piped: what it needs), then per backend and status
+    the first `LISTED_FAILURES` mismatches and errors with their messages in full and how many
+    more there are, the notes of `ok` rows (a row that ran again after its worker or
     Ray task was lost), then the rows whose timings are in doubt: samples taken while the GPU
     may have waited on the host."""
     console = stdout_console(100)
     console.print(summary_table(rows, baseline))
+    failing: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
         if row["status"] in ("mismatch", "error"):
-            console.print(f"[bold red]{row['status']}[/] {row['case']} / {row['backend']}: "
-                          f"{row['error']}", markup=True, highlight=False)
+            failing.setdefault((row["backend"], row["status"]), []).append(row)
+    for (backend, status), failed in failing.items():
+        for row in failed[:LISTED_FAILURES]:
+            _say(console, "bold red", status, f"{row['case']} / {backend}: {row['error']}")
+        if len(failed) > LISTED_FAILURES:
+            _say(console, "bold red", status, f"{len(failed) - LISTED_FAILURES} more rows of "
+                 f"{backend} (results.csv: error)")
     for row in rows:
         if row["status"] == "ok" and row["error"]:
-            console.print(f"[yellow]note[/] {row['case']} / {row['backend']}: {row['error']}",
-                          markup=True, highlight=False)
+            _say(console, "yellow", "note", f"{row['case']} / {row['backend']}: {row['error']}")
     for row in rows:
         if row.get("launch_bound_samples", 0) > 0:
-            console.print(f"[yellow]launch-bound[/] {row['case']} / {row['backend']}: "
-                          f"{row['launch_bound_samples']} of {row['samples']} samples may include "
-                          f"the host's {row['host_us']:.0f} us to queue a call", markup=True,
-                          highlight=False)
+            _say(console, "yellow", "launch-bound", f"{row['case']} / {row['backend']}: "
+                 f"{row['launch_bound_samples']} of {row['samples']} samples may include the "
+                 f"host's {row['host_us']:.0f} us to queue a call")
+
+
+def _say(console: Console, style: str, label: str, text: str) -> None:
+    """`label` in `style`, then `text` as it is (a case's "[batch=1]" is no markup to rich)."""
+    console.print(f"[{style}]{label}[/] {escape(text)}", highlight=False)

@@ -10,9 +10,11 @@ import sys
 
 import pandas as pd
 import pytest
+import torch
 
 import qbench
 from qbench.cli import _new_directory
+from qbench.environment import cpu_int8_dot_instructions
 from qbench.results import COLUMNS, SCHEMA_VERSION, load_results
 from qbench.errors import QbenchError
 from qbench.suite import slug
@@ -48,7 +50,8 @@ def test_smoke_suite_on_the_cpu_engines(run_cli, tmp_path):
     assert set(exact.status) == {"ok"} and (exact.max_err_lsb <= 1).all()
     assert len(exact) >= 22  # qnnpack's 10 rows and torch-fp32's 12 at least
     assert result.exit_code == 1  # the mismatches fail the run
-    assert "mismatch depthwise" in result.output
+    first = rows[(rows.backend == "torch-fbgemm") & (rows.status == "mismatch")].iloc[0]
+    assert f"mismatch {first.case} / torch-fbgemm: {first.error}" in result.output
 
 
 def test_reduce_range_gives_fbgemm_the_activations_it_is_made_for(run_cli, tmp_path):
@@ -79,12 +82,29 @@ def test_results_json_has_schema_environment_and_rows(run_cli, write_suite, tmp_
     header, rows = load_results(out)
     assert header["schema_version"] == SCHEMA_VERSION
     assert header["environment"]["cpu"] and header["environment"]["packages"]["torch"]
+    assert header["environment"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert "cpu_int8_dot" in header["environment"]
     assert header["environment"]["variables"]["QBENCH_TRITON_STREAM_K"] == "1"
     assert "UNRELATED_VARIABLE" not in header["environment"]["variables"]
-    assert "QBENCH_TRITON_STREAM_K=1" in (out / "report.html").read_text()
+    page = (out / "report.html").read_text()
+    assert "QBENCH_TRITON_STREAM_K=1" in page and "PyTorch's vector code: " in page
     assert header["settings"]["baseline"] == "torch-x86" and header["finished"]
     assert len(json.loads((out / "results.json").read_text())["rows"]) == len(rows) == 3
     assert set(rows.status) == {"ok"}
+
+
+def test_the_cpus_int8_dot_product_instructions_are_read_off_linuxs_flags(tmp_path):
+    x86 = tmp_path / "x86"
+    x86.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni\n\n"
+                   "processor\t: 1\nflags\t\t: fpu avx2 avx512f avx512_vnni\n")
+    older = tmp_path / "older"
+    older.write_text("processor\t: 0\nflags\t\t: fpu avx2 fma\n")
+    arm = tmp_path / "arm"
+    arm.write_text("processor\t: 0\nFeatures\t: fp asimd asimddp\n")
+    assert cpu_int8_dot_instructions(str(x86)) == ["avx512_vnni"]
+    assert cpu_int8_dot_instructions(str(older)) == []
+    assert cpu_int8_dot_instructions(str(arm)) is None
+    assert cpu_int8_dot_instructions(str(tmp_path / "missing")) is None
 
 
 def test_unknown_schema_version_is_refused(tmp_path):

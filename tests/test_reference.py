@@ -24,6 +24,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from qbench.environment import cpu_int8_dot_instructions
 from qbench.inputs import auto_output_quantization, make_inputs
 from qbench.problem import ConvProblem
 from qbench.quantized import ConvParams, QuantizedActivation, QuantizedWeight
@@ -308,6 +309,17 @@ def test_fbgemm_groupwise_kernel_is_wrong_on_some_group_counts():
                            timeout=300, cwd=Path(__file__).parent)
     died = child.returncode in (-signal.SIGABRT, -signal.SIGSEGV)
     assert died or (child.returncode == 0 and int(child.stdout) > 1), child.stderr
+
+
+def test_the_engines_add_pairs_in_int16_exactly_where_the_cpu_has_no_avx512_vnni():
+    """What README.md says of them and results.json's `cpu_int8_dot` records: the probe
+    (`cpu_engines`) finds fbgemm, oneDNN and x86 adding pairs of products in int16 where Linux
+    lists no avx512_vnni, and none of them where it does."""
+    instructions = cpu_int8_dot_instructions()
+    if instructions is None:
+        pytest.skip("Linux lists no x86 flags here")
+    engines = {"x86", "fbgemm", "onednn"} & set(torch.backends.quantized.supported_engines)
+    assert ADDING_PAIRS_IN_INT16 == (set() if "avx512_vnni" in instructions else engines)
 
 
 def test_full_range_inputs_are_not_degenerate():

@@ -1,8 +1,10 @@
-"""report.html, `qbench report`, `qbench compare` and the pytest-benchmark export."""
+"""report.html, the terminal summary, `qbench report`, `qbench compare` and the pytest-benchmark
+export."""
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -17,7 +19,7 @@ from qbench.ratios import head_to_head, networks
 from qbench.peaks import peak_for
 from qbench.plots import per_case_plot, roofline_plot
 from qbench.report import network_times
-from qbench.summary import backend_stats
+from qbench.summary import LISTED_FAILURES, backend_stats, print_summary
 
 from conftest import HOSTILE, TINY_SUITE
 
@@ -34,6 +36,22 @@ def test_report_is_self_contained_with_plots_and_escaped_strings(hostile_run):
     assert re.search(r"<title>[^<]*torch-onednn[^<]*median [0-9.]+ us", page)  # hover text
     assert "Backend &#34;faulty-raises&#34; failed in qbench_apply" in page  # messages in full
     assert "network time" in page.lower() and "geomean speedup" in page
+
+
+def test_the_summary_lists_each_backends_first_failures_and_counts_the_rest(capsys):
+    """A CPU without AVX-512 VNNI gave 138 mismatch lines on `suites/resnet.toml` (README.md), its
+    case names without their "[batch=1]", which rich took for markup."""
+    base = {"status": "mismatch", "max_err_lsb": 9, "exact_pct": 50.0, "speedup": math.nan}
+    rows = [base | {"case": f"c[batch={i}]", "backend": "wrong", "error": f"off {i}"}
+            for i in range(LISTED_FAILURES + 3)]
+    rows.append(base | {"case": "c0", "backend": "broken", "status": "error", "error": "raised"})
+    print_summary(rows, "wrong")
+    lines = [line for line in capsys.readouterr().out.splitlines()
+             if line.startswith(("mismatch", "error"))]
+    assert lines == [*(f"mismatch c[batch={i}] / wrong: off {i}"
+                       for i in range(LISTED_FAILURES)),
+                     "mismatch 3 more rows of wrong (results.csv: error)",
+                     "error c0 / broken: raised"]
 
 
 def test_qbench_report_renders_again(hostile_run, run_cli):
