@@ -10,10 +10,12 @@ than fit. Run without TRITON_INTERPRET."""
 
 from __future__ import annotations
 
+import multiprocessing
 import re
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 
 import triton
 from triton import knobs
@@ -236,6 +238,37 @@ def main(capabilities: list[int]) -> int:
                  _CONV1_DIVISIBLE),
                 ("direct", kernels.conv_direct_kernel,  # depthwise: vectorised loads
                  dict(_DEPTHWISE, BM=64, BN=64, UNROLL_TAPS=False), _DIVISIBLE)]
+    if 90 not in capabilities:
+        return _check_kernels(capabilities, variants)
+    # the Gluon configs, the longest part, compile in a process of their own beside the rest
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        wgmma_usage = pool.submit(wgmma_config_usage)
+        status = _check_kernels(capabilities, variants)
+        return status | _check_wgmma_configs(wgmma_usage.result())
+
+
+def _check_wgmma_configs(usage: list[tuple]) -> int:
+    """Print each Gluon config's `wgmma_config_usage`; 1 where one fails a check, else 0."""
+    status = 0
+    for label, registers, stack, step, (beside, loads), (fit, persist), fused in usage:
+        print(f"sm_90 wgmma config {label}: {registers} registers, {step} instructions a "
+              f"reduction step, {beside} of {loads} loads beside a wgmma, {fit} programs "
+              f"an SM, {f'{stack} B of spills' if stack else 'no spills'}")
+        status |= _spills(label, stack)
+        if not loads or beside < loads:
+            print(f"  {label} issues loads after a step's wgmma ends", file=sys.stderr)
+            status = 1
+        if persist > fit:
+            print(f"  {label}: {persist} persistent programs an SM, but {fit} fit at once",
+                  file=sys.stderr)
+            status = 1
+        status |= _fused(label, fused)
+    return status
+
+
+def _check_kernels(capabilities: list[int], variants: list[tuple]) -> int:
+    """Print each kernel of `variants` compiled for each capability and, for sm_90, the GEMM and
+    direct kernels' tuning configs; 1 where one fails a check, else 0."""
     status = 0
     for capability in capabilities:
         for name, kernel, constants, divisible_args in variants:
@@ -261,20 +294,6 @@ def main(capabilities: list[int]) -> int:
             print(f"sm_90 direct config {label}: {registers} registers, {fit} programs an SM, "
                   f"{f'{stack} B of spills' if stack else 'no spills'}")
             status |= _spills(label, stack) | _fused(label, fused)
-        for label, registers, stack, step, (beside, loads), (fit, persist), fused \
-                in wgmma_config_usage():
-            print(f"sm_90 wgmma config {label}: {registers} registers, {step} instructions a "
-                  f"reduction step, {beside} of {loads} loads beside a wgmma, {fit} programs "
-                  f"an SM, {f'{stack} B of spills' if stack else 'no spills'}")
-            status |= _spills(label, stack)
-            if not loads or beside < loads:
-                print(f"  {label} issues loads after a step's wgmma ends", file=sys.stderr)
-                status = 1
-            if persist > fit:
-                print(f"  {label}: {persist} persistent programs an SM, but {fit} fit at once",
-                      file=sys.stderr)
-                status = 1
-            status |= _fused(label, fused)
     return status
 
 
