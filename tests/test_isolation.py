@@ -41,7 +41,11 @@ def test_crashes_and_hangs_lose_no_other_rows(run_cli, write_suite, tmp_path, fa
     # each crash after other rows ran again in a fresh worker: the backend's own fault
     assert error["faulty-aborts"].str.startswith(
         'Backend "faulty-aborts" lost a fresh worker too: the worker process was killed').all()
-    assert error["faulty-segfaults"].str.endswith("killed by SIGSEGV").all()
+    # faulty-segfaults prints nothing, but its fresh worker may have (a CI run's did, once, on the
+    # second case alone): the death is said, then whatever the worker printed
+    segfaults = error["faulty-segfaults"]
+    assert segfaults.str.contains("killed by SIGSEGV(?:$|; its last output: )").all(), \
+        list(segfaults)
     assert error["faulty-hangs"].str.contains(
         "timed out after 4 s .*; its last output: faulty-hangs: waiting for nothing$").all()
     assert error["faulty-raises"].str.contains("injected failure").all()
