@@ -15,17 +15,29 @@ _PACKAGES = ("qbench", "torch", "numpy", "pandas", "pluggy", "triton", "cupy-cud
              "cupy-cuda12x", "nvidia-cudnn-frontend", "nvidia-ml-py")
 
 
+_CPUINFO = "/proc/cpuinfo"
+
+
 @functools.cache
+def _cpuinfo_lines(path: str) -> tuple[str, ...]:
+    """The lines of Linux's CPU facts at `path`, read once; none where there is no such file."""
+    try:
+        with open(path) as fh:
+            return tuple(fh)
+    except OSError:
+        return ()
+
+
+def _cpuinfo_values(key: str, path: str = _CPUINFO) -> list[str]:
+    """The values of `path`'s "KEY : value" lines for `key`, in order (one a processor)."""
+    return [line.split(":", 1)[1].strip() for line in _cpuinfo_lines(path)
+            if line.startswith(key)]
+
+
 def cpu_model() -> str:
     """The CPU's marketing name where Linux tells it, else what `platform` knows."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    names = _cpuinfo_values("model name")
+    return names[0] if names else platform.processor() or platform.machine()
 
 
 # Linux's names of the instructions for int8 dot products; without AVX-512 VNNI's, PyTorch's fbgemm
@@ -33,18 +45,13 @@ def cpu_model() -> str:
 _INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 
-@functools.cache
-def cpu_int8_dot_instructions(cpuinfo: str = "/proc/cpuinfo") -> list[str] | None:
+def cpu_int8_dot_instructions(cpuinfo: str = _CPUINFO) -> list[str] | None:
     """Which of `_INT8_DOT_FLAGS` the CPU has, as Linux lists them in `cpuinfo`'s x86 "flags";
     None where it lists none (not Linux, not x86)."""
-    try:
-        with open(cpuinfo) as fh:
-            lines = [line for line in fh if line.startswith("flags")]
-    except OSError:
-        return None
+    lines = _cpuinfo_values("flags", cpuinfo)
     if not lines:
         return None
-    flags = {flag for line in lines for flag in line.split(":", 1)[1].split()}
+    flags = {flag for line in lines for flag in line.split()}
     return [flag for flag in _INT8_DOT_FLAGS if flag in flags]
 
 
