@@ -7,8 +7,9 @@ without a zero point, bias, output dtype and ReLU. Fields may be set instead (`f
 drawn around them: channel counts as multiples of a set `groups`, zero points within a set dtype's
 range (the bounds bound what is drawn; a set field may go past them). The output's scale and zero
 point stay `auto`, so that outputs cover their range. Problems too large for int32 sums or
-indices at the suite's largest batch are drawn again. The same seed, bounds and set fields write
-the same suite.
+indices at the suite's largest batch are drawn again, and so are problems where most outputs
+read nothing but padding (all equal to the output's zero point: a case that tests little, and
+that the check mistrusts). The same seed, bounds and set fields write the same suite.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ _DILATIONS = (1, 1, 1, 2, 3)
 _GROUPS = (2, 3, 4, 8, 32)
 _MULTIPLIERS = (1, 1, 1, 2)  # a depthwise conv's output channels per input channel
 _TRIES = 1000  # draws of one problem before its set fields are called impossible
+MAX_PADDING_ONLY_SHARE = 0.5  # of a drawn problem's outputs whose window reads only padding
 
 
 @dataclass(frozen=True)
@@ -64,13 +66,16 @@ def random_layers(count: int, seed: int, bounds: Bounds, fixed: Mapping[str, Any
 
 def _draw(rng: random.Random, bounds: Bounds, fixed: dict[str, Any], batch: int) -> dict[str, Any]:
     """One problem's suite fields, drawn until they make a valid problem that int32 kernels can do
-    at `batch` (a draw whose image is too small for its kernel is drawn again)."""
+    at `batch` and whose outputs mostly read the image (a draw whose image is too small for its
+    kernel, or lies mostly in its padding, is drawn again)."""
     for _ in range(_TRIES):
         fields = _shape(rng, bounds, fixed) | _quantization(rng, fixed)
         try:
-            reason = int32_limits(ConvProblem(batch=batch, **fields).validate())
+            problem = ConvProblem(batch=batch, **fields).validate()
         except InvalidProblem as exc:
             reason = str(exc)
+        else:
+            reason = int32_limits(problem) or _mostly_padding(problem)
         if reason is None:
             return fields
     raise NoProblemDrawn(f"no valid problem within the bounds and set fields in {_TRIES} draws; "
@@ -120,6 +125,20 @@ def _quantization(rng: random.Random, fixed: dict[str, Any]) -> dict[str, Any]:
         if mean_x * (-0.5 - fields["weight_zero_point"]) < 0:
             fields["weight_zero_point"] = -1 - fields["weight_zero_point"]
     return fields
+
+
+def _mostly_padding(problem: ConvProblem) -> str | None:
+    """Why `problem` tests little, where more than MAX_PADDING_ONLY_SHARE of its outputs have a
+    window that reads no input pixel (a row or a column of taps all in the padding); else None."""
+    reading = 1.0  # the share of outputs whose window reads the image: rows' share x columns'
+    for size, out, k, s, p, d in zip((problem.height, problem.width), problem.output_size,
+                                     problem.kernel_size, problem.stride, problem.padding,
+                                     problem.dilation):
+        reads = sum(any(0 <= o * s - p + r * d < size for r in range(k)) for o in range(out))
+        reading *= reads / out
+    if 1 - reading > MAX_PADDING_ONLY_SHARE:
+        return f"{1 - reading:.0%} of the outputs read only padding"
+    return None
 
 
 def _pair(rng: random.Random, values: tuple[int, ...]) -> tuple[int, int]:

@@ -4,6 +4,7 @@ problem model, and that `qbench run` checks like any other."""
 from __future__ import annotations
 
 import pandas as pd
+import torch
 
 from qbench.problem import QDTYPES
 from qbench.suite import load_suite
@@ -59,6 +60,22 @@ def test_relu_cases_with_a_weight_zero_point_keep_their_sums_mean_positive(run_c
     for p in shifted:
         mean_x = sum(QDTYPES[p.in_dtype]) / 2 - p.in_zero_point
         assert mean_x * (-0.5 - p.weight_zero_point) >= 0, p
+
+
+def test_most_outputs_of_every_problem_read_the_image(run_cli, tmp_path):
+    """An output whose window is all padding is the zero point whatever the backend computes."""
+    suite = _suite(run_cli, tmp_path / "r.toml", "300", "--seed", "5", "--max-size", "8")
+    padded = 0
+    for p in (case.problem for case in suite.cases):
+        window_reads = torch.nn.functional.conv2d(
+            torch.ones(1, 1, p.height, p.width), torch.ones(1, 1, *p.kernel_size),
+            stride=p.stride, padding=p.padding, dilation=p.dilation) > 0
+        assert window_reads.float().mean() >= 0.5, p
+        padded += bool(max(p.padding))
+    assert padded > 100  # padding is still drawn, often
+    only_padding = run_cli("random-suite", "5", "--max-size", "3", "--set", "padding=9",
+                           "--set", "kernel_size=1")
+    assert only_padding.exit_code == 2 and "of the outputs read only padding" in only_padding.output
 
 
 def test_qbench_run_checks_a_random_suite(run_cli, tmp_path):
