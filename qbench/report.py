@@ -16,7 +16,7 @@ from qbench.check import exact_share_text
 from qbench.peaks import PEAKS, peak_for
 from qbench.plots import plots_for_device
 from qbench.results import PASSING_STATUSES, STATUSES, load_results
-from qbench.summary import backend_stats
+from qbench.summary import backend_stats, missing_baseline
 
 REPORT_FILE = "report.html"
 _TABLE_COLUMNS = ("case", "backend", "status", "batch", "in_channels", "out_channels", "height",
@@ -85,7 +85,9 @@ def render_report(directory: str | Path) -> Path:
     backends, accuracy = accuracy_matrix(rows)
     page = templates.get_template("report.html.j2").render(
         header=header, rows=rows.to_dict("records"), columns=_TABLE_COLUMNS,
-        summary=backend_stats(rows.to_dict("records")), network=network_times(rows),
+        summary=backend_stats(rows.to_dict("records")),
+        missing_baseline=missing_baseline(rows.to_dict("records"), baseline),
+        network=network_times(rows),
         devices=devices,
         accuracy_backends=backends, accuracy=accuracy, statuses=STATUSES, peaks=PEAKS,
         cards=cards_side_by_side(rows),

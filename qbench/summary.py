@@ -66,6 +66,14 @@ def backend_stats(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return stats
 
 
+def missing_baseline(rows: Sequence[dict[str, Any]], baseline: str) -> str | None:
+    """Why no row has a speedup, where the baseline backend has no row in the run; else None."""
+    if any(r["backend"] == baseline for r in rows):
+        return None
+    return (f"no speedups: the baseline, {baseline or 'none'}, is not among this run's backends "
+            f"(--baseline names another)")
+
+
 def _show(value: float, pattern: str) -> str:
     return "-" if math.isnan(value) else pattern.format(value)
 
@@ -78,13 +86,16 @@ def stdout_console(piped_width: int) -> Console:
 
 
 def print_summary(rows: Sequence[dict[str, Any]], baseline: str) -> None:
-    """The table on stdout (100 columns when piped: what it needs), then per backend and status
+    """The table on stdout (100 columns when piped: what it needs), a note where the baseline did
+    not run (no speedups), then per backend and status
     the first `LISTED_FAILURES` mismatches and errors with their messages in full and how many
     more there are, the notes of `ok` rows (a row that ran again after its worker or
     Ray task was lost), then the rows whose timings are in doubt: samples taken while the GPU
     may have waited on the host."""
     console = stdout_console(100)
     console.print(summary_table(rows, baseline))
+    if (note := missing_baseline(rows, baseline)) is not None:
+        _say(console, "yellow", "note", note)
     failing: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
         if row["status"] in ("mismatch", "error"):

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from markupsafe import escape
 
+from qbench.check import exact_share_text
 from qbench.compare import label
 from qbench.ratios import head_to_head, networks
 from qbench.peaks import peak_for
@@ -52,6 +54,28 @@ def test_the_summary_lists_each_backends_first_failures_and_counts_the_rest(caps
                        for i in range(LISTED_FAILURES)),
                      "mismatch 3 more rows of wrong (results.csv: error)",
                      "error c0 / broken: raised"]
+
+
+def test_summaries_give_each_backends_worst_error_and_say_when_the_baseline_did_not_run(
+        run_cli, write_suite, tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("run", write_suite(TINY_SUITE), "--out", out, *FAST,
+                     "--backends", "reference,torch-fp32", "--baseline", "torch-qnnpack")
+    assert result.exit_code == 0, result.output
+    note = ("no speedups: the baseline, torch-qnnpack, is not among this run's backends "
+            "(--baseline names another)")
+    assert f"note {note}" in " ".join(result.output.split())
+    page = (out / "report.html").read_text()
+    assert f"{escape(note)}." in page
+    summary = page[page.index("<h2>Summary</h2>"):page.index("Network time")]
+    for entry in backend_stats(pd.read_csv(out / "results.csv").to_dict("records")):
+        cells = re.search(rf'<td class="text">{entry["backend"]}</td>(.*)</tr>', summary)[1]
+        assert re.findall(r"<td[^>]*>([^<]*)</td>", cells)[-3:] == [
+            f'{entry["max_err_lsb"]:.4g}', exact_share_text(entry["min_exact_pct"]), "-"]
+    again = run_cli("run", write_suite(TINY_SUITE), "--out", tmp_path / "again", *FAST,
+                    "--backends", "reference,torch-fp32", "--baseline", "torch-fp32")
+    assert "no speedups" not in again.output
+    assert "no speedups" not in (tmp_path / "again" / "report.html").read_text()
 
 
 def test_qbench_report_renders_again(hostile_run, run_cli):
