@@ -37,7 +37,7 @@ from qbench.results import (FAILING_STATUSES, RESULT_FILES, SCHEMA_VERSION, Resu
 from qbench.isolation import run_isolated
 from qbench.model_convs import model_convs
 from qbench.model_loader import load_model
-from qbench.random_suite import DRAWN_FIELDS, Bounds, random_layers
+from qbench.random_suite import DRAWN_FIELDS, SETTABLE_FIELDS, Bounds, random_layers
 from qbench.ratios import group_members, head_to_head, networks
 from qbench.ratios import markdown as ratio_markdown
 from qbench.ratios import terminal_table as ratio_table
@@ -494,7 +494,8 @@ def make_suite(model: str, input_shape: tuple[int, int, int], batches: tuple[int
 @click.option("--set", "settings", multiple=True, metavar="FIELD=VALUE",
               help="Set a field in every problem instead of drawing it, the rest drawn around "
                    "it (repeatable), e.g. --set in_dtype=quint8 --set out_dtype=quint8: what "
-                   "PyTorch's CPU engines accept.")
+                   "PyTorch's CPU engines accept; --set reduce_range=true: 7 bits' activations, "
+                   "zero points drawn within them.")
 @click.option("--batch", "batches", type=click.IntRange(min=1), multiple=True,
               help="A batch size of the suite's cases (repeatable; default: 2).")
 @click.option("--name", help="The suite's name (default: random-COUNT-seed-SEED).")
@@ -510,11 +511,11 @@ def make_random_suite(count: int, seed: int, max_channels: int, max_size: int,
     try:
         fixed = {field: coerce_field(OVERRIDE_SOURCE, None, field, value)
                  for field, value in map(parse_override, settings)}
-        unknown = sorted(set(fixed) - set(DRAWN_FIELDS))
+        unknown = sorted(set(fixed) - set(SETTABLE_FIELDS))
         if unknown:
             raise InputError(f"{OVERRIDE_SOURCE}: field {unknown[0]!r}: not a drawn field; "
-                             f"drawn: {', '.join(DRAWN_FIELDS)} (set others with qbench run "
-                             "--set)")
+                             f"drawn: {', '.join(DRAWN_FIELDS)}; set too: reduce_range (set "
+                             "others with qbench run --set)")
         suite_batches = batches or (2,)
         layers = random_layers(count, seed, Bounds(max_channels, max_size), fixed,
                                max(suite_batches))

@@ -1,11 +1,13 @@
 """A suite of random problems (`qbench random-suite`): correctness over more of the problem space
 than hand-written suites reach. Every field of the problem model but the batch (the suite's), the
-scales and `reduce_range` (their defaults) is drawn (`DRAWN_FIELDS`): dense, grouped and
+scales (their defaults) and `reduce_range` (false unless set) is drawn (`DRAWN_FIELDS`): dense,
+grouped and
 depthwise convs (with channel multipliers), kernel sizes, strides, paddings and dilations, each
 pair square or not, both activation dtypes with their zero points, both weight schemes with or
-without a zero point, bias, output dtype and ReLU. Fields may be set instead (`fixed`), the rest
-drawn around them: channel counts as multiples of a set `groups`, zero points within a set dtype's
-range (the bounds bound what is drawn; a set field may go past them). The output's scale and zero
+without a zero point, bias, output dtype and ReLU. Fields may be set instead (`fixed`,
+`SETTABLE_FIELDS`), the rest drawn around them: channel counts as multiples of a set `groups`,
+zero points within a set dtype's range, or its 7 bits' with `reduce_range` set (the bounds bound
+what is drawn; a set field may go past them). The output's scale and zero
 point stay `auto`, so that outputs cover their range. Problems too large for int32 sums or
 indices at the suite's largest batch are drawn again, and so are problems where most outputs
 read nothing but padding (all equal to the output's zero point: a case that tests little, and
@@ -20,13 +22,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from qbench.errors import InvalidProblem, QbenchError
-from qbench.problem import (INT_MINIMUMS, QDTYPES, QSCHEMES, WEIGHT_RANGE, ConvProblem,
-                            int32_limits, require_at_least_minimum)
+from qbench.problem import (INT_MINIMUMS, QDTYPES, QSCHEMES, REDUCED_QDTYPES, WEIGHT_RANGE,
+                            ConvProblem, int32_limits, require_at_least_minimum)
 from qbench.suite_writer import Layer
 
 DRAWN_FIELDS = ("in_channels", "out_channels", "groups", "height", "width", "kernel_size",
                 "stride", "padding", "dilation", "in_dtype", "in_zero_point", "weight_qscheme",
                 "weight_zero_point", "out_dtype", "bias", "relu")
+SETTABLE_FIELDS = (*DRAWN_FIELDS, "reduce_range")  # reduce_range: 7 bits' activations if true
 _KERNELS = (1, 1, 2, 3, 3, 3, 5, 7)
 _STRIDES = (1, 1, 1, 2, 2, 3)
 _DILATIONS = (1, 1, 1, 2, 3)
@@ -51,7 +54,7 @@ class NoProblemDrawn(QbenchError):
 def random_layers(count: int, seed: int, bounds: Bounds, fixed: Mapping[str, Any] | None = None,
                   batch: int = 1) -> list[Layer]:
     """`count` valid problems drawn from `seed`, as cases `random-1`, `random-2`, ..., with the
-    DRAWN_FIELDS in `fixed` (of the problem model's types, as `qbench.suite.coerce_field` makes
+    SETTABLE_FIELDS in `fixed` (of the problem model's types, as `qbench.suite.coerce_field` makes
     them) set instead of drawn, each within int32 kernels' limits at `batch`. Raises
     InvalidProblem where a set integer field is below its least value, NoProblemDrawn where no
     draw around `fixed` makes a problem."""
@@ -110,18 +113,20 @@ def _shape(rng: random.Random, bounds: Bounds, fixed: dict[str, Any]) -> dict[st
 
 def _quantization(rng: random.Random, fixed: dict[str, Any]) -> dict[str, Any]:
     in_dtype = fixed.get("in_dtype") or rng.choice(tuple(QDTYPES))
-    drawn = {"in_dtype": in_dtype, "in_zero_point": rng.randint(*QDTYPES[in_dtype]),
+    activations = (REDUCED_QDTYPES if fixed.get("reduce_range") else QDTYPES)[in_dtype]
+    drawn = {"in_dtype": in_dtype, "in_zero_point": rng.randint(*activations),
              "weight_qscheme": rng.choice(QSCHEMES), "out_dtype": rng.choice(tuple(QDTYPES)),
              "bias": rng.random() < 0.75, "relu": rng.random() < 0.5,
              "weight_zero_point": rng.randint(*WEIGHT_RANGE) if rng.random() < 0.25 else 0}
-    fields = drawn | {name: value for name, value in fixed.items() if name in drawn}
+    fields = drawn | {name: value for name, value in fixed.items()
+                      if name in drawn or name == "reduce_range"}
     # On data over the whole range, the sums' mean is the terms times the mean of (x - zx)
     # times the mean of (w - zw), which dwarfs their spread: where it is negative, ReLU clamps
     # almost every output to the zero point, which the check mistrusts. With ReLU, a drawn zw
     # other than 0 takes its mirror image about the weights' mean (-0.5) where that makes the
     # mean positive (with zw = 0 the weights' mean is too small to matter).
     if fields["relu"] and fields["weight_zero_point"] and "weight_zero_point" not in fixed:
-        mean_x = sum(QDTYPES[in_dtype]) / 2 - fields["in_zero_point"]
+        mean_x = sum(activations) / 2 - fields["in_zero_point"]
         if mean_x * (-0.5 - fields["weight_zero_point"]) < 0:
             fields["weight_zero_point"] = -1 - fields["weight_zero_point"]
     return fields

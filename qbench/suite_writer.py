@@ -5,7 +5,8 @@ Calls with the same problem are one case, counted (`count`: occurrences in the m
 totals) and named after the first module that made it, the others named in a comment above it
 (comments are why the TOML is written here: `tomli-w` writes none). Fields at the problem
 model's defaults (stride 1, no padding, dilation 1, groups 1, a bias, quint8 in and out,
-per-channel weights, zero points 0) are left out; `relu` is always written.
+per-channel weights, zero points 0) are left out; `relu` is always written, and `reduce_range`
+wherever a layer has it (a random suite's, set).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from qbench.problem import ConvProblem
 _WIDTH = 100
 _ORDER = ("in_channels", "out_channels", "height", "width", "kernel_size", "stride", "padding",
           "dilation", "groups", "in_dtype", "in_zero_point", "weight_qscheme",
-          "weight_zero_point", "out_dtype", "bias", "relu")
+          "weight_zero_point", "out_dtype", "bias", "relu", "reduce_range")
 # fields left out where they hold the problem model's default, which the suite then gives them
 _LEFT_OUT = {f.name: f.default for f in fields(ConvProblem)
              if f.name in _ORDER[_ORDER.index("stride"):_ORDER.index("relu")]}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from qbench.problem import QDTYPES
+from qbench.problem import QDTYPES, REDUCED_QDTYPES
 from qbench.suite import load_suite
 
 
@@ -102,10 +102,22 @@ def test_set_fields_are_kept_and_the_rest_drawn_around_them(run_cli, tmp_path):
     assert "--set in_dtype=quint8 --set groups=4 --set 'kernel_size=[3, 1]'" in header
 
 
+def test_reduce_range_set_draws_zero_points_within_7_bits(run_cli, tmp_path):
+    """What PyTorch's fbgemm and oneDNN compute exactly on CPUs without AVX-512 VNNI (README)."""
+    problems = [case.problem for case in _suite(run_cli, tmp_path / "r.toml", "200", "--set",
+                                                 "reduce_range=true").cases]
+    assert all(p.reduce_range for p in problems)
+    for dtype, (low, high) in REDUCED_QDTYPES.items():
+        zero_points = {p.in_zero_point for p in problems if p.in_dtype == dtype}
+        assert len(zero_points) > 20 and low <= min(zero_points) and max(zero_points) <= high
+    assert not any(case.problem.reduce_range
+                   for case in _suite(run_cli, tmp_path / "full.toml", "50").cases)
+
+
 def test_bad_counts_bounds_and_set_fields_are_bad_input(run_cli):
     for args in (["0"], ["5", "--max-channels", "0"], ["5", "--max-size", "-1"]):
         assert run_cli("random-suite", *args).exit_code == 2, args
-    for setting, message in (("reduce_range=true", "field 'reduce_range': not a drawn field"),
+    for setting, message in (("out_scale=0.5", "field 'out_scale': not a drawn field"),
                              ("in_dtype=int8", "field 'in_dtype': expected one of"),
                              ("colour=red", "field 'colour': unknown field"),
                              ("groups", "expected FIELD=VALUE"),
