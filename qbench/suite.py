@@ -130,6 +130,9 @@ def slug(text: str) -> str:
     return re.sub(r"[^\w.-]+", "-", text).strip(".-") or "suite"
 
 
+_TABLES_LISTED = 20  # in the error of a --case that names no case, at most
+
+
 def select_cases(suite: Suite, patterns: Sequence[str]) -> Suite:
     """The suite with the cases that one of `patterns` (the command line's --case) names, in the
     suite's order; all of them without patterns. A pattern names a case by its name, by the name
@@ -139,9 +142,11 @@ def select_cases(suite: Suite, patterns: Sequence[str]) -> Suite:
     for pattern in patterns:
         if not any(_names(pattern, case) for case in suite.cases):
             tables = list(dict.fromkeys(table_name(case.name) for case in suite.cases))
+            more = len(tables) - _TABLES_LISTED
+            listed = ", ".join(tables[:_TABLES_LISTED]) + (f" and {more} more" if more > 0 else "")
             raise QbenchError(f"{suite.path}: --case {pattern!r} names none of its "
                               f"{len(suite.cases)} cases{suggestion(pattern, tables)}; its "
-                              f"[[case]] tables: {', '.join(tables)}")
+                              f"[[case]] tables: {listed}")
     if not patterns:
         return suite
     chosen = tuple(case for case in suite.cases if any(_names(p, case) for p in patterns))

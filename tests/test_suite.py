@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from qbench.errors import QbenchError, SuiteError
-from qbench.suite import MAX_CASES, load_suite, parse_override, select_cases
+from qbench.suite import MAX_CASES, load_suite, parse_override, select_cases, table_name
 
 from conftest import ROOT, TINY_SUITE
 
@@ -206,3 +206,12 @@ def test_case_patterns_select_by_name_table_or_shell_pattern():
     with pytest.raises(QbenchError, match=r"padding.toml: --case 'in-channel' names none of its "
                                           r"51 cases \(did you mean 'in-channels'\?\)"):
         select_cases(suite, ["in-channels", "in-channel"])
+
+
+def test_a_pattern_naming_no_case_lists_the_first_20_tables():
+    suite = load_suite(ROOT / "suites" / "resnet.toml")
+    tables = list(dict.fromkeys(table_name(case.name) for case in suite.cases))
+    with pytest.raises(QbenchError) as refused:
+        select_cases(suite, ["nothing"])
+    assert len(tables) > 20 and str(refused.value).endswith(
+        f"its [[case]] tables: {', '.join(tables[:20])} and {len(tables) - 20} more")
