@@ -1,17 +1,16 @@
 """A suite of random problems (`qbench random-suite`): correctness over more of the problem space
 than hand-written suites reach. Every field of the problem model but the batch (the suite's), the
 scales (their defaults) and `reduce_range` (false unless set) is drawn (`DRAWN_FIELDS`): dense,
-grouped and
-depthwise convs (with channel multipliers), kernel sizes, strides, paddings and dilations, each
-pair square or not, both activation dtypes with their zero points, both weight schemes with or
-without a zero point, bias, output dtype and ReLU. Fields may be set instead (`fixed`,
-`SETTABLE_FIELDS`), the rest drawn around them: channel counts as multiples of a set `groups`,
-zero points within a set dtype's range, or its 7 bits' with `reduce_range` set (the bounds bound
-what is drawn; a set field may go past them). The output's scale and zero
-point stay `auto`, so that outputs cover their range. Problems too large for int32 sums or
-indices at the suite's largest batch are drawn again, and so are problems where most outputs
-read nothing but padding (all equal to the output's zero point: a case that tests little, and
-that the check mistrusts). The same seed, bounds and set fields write the same suite.
+grouped and depthwise convs (with channel multipliers), kernel sizes, strides, paddings and
+dilations, each pair square or not, both activation dtypes with their zero points, both weight
+schemes with or without a zero point, bias, output dtype and ReLU. Fields may be set instead
+(`fixed`, `SETTABLE_FIELDS`), the rest drawn around them: channel counts as multiples of a set
+`groups`, zero points within a set dtype's range, or its 7 bits' with `reduce_range` set (the bounds
+bound what is drawn; a set field may go past them). The output's scale and zero point stay `auto`,
+so that outputs cover their range. Problems too large for int32 sums or indices at the suite's
+largest batch are drawn again, and so are problems where most outputs read nothing but padding (all
+equal to the output's zero point: a case that tests little, and that the check mistrusts). The same
+seed, bounds and set fields write the same suite.
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ def missing_baseline(rows: Sequence[dict[str, Any]], baseline: str) -> str | Non
     if any(r["backend"] == baseline for r in rows):
         return None
     return (f"no speedups: the baseline, {baseline or 'none'}, is not among this run's backends "
-            f"(--baseline names another)")
+            "(--baseline names another)")
 
 
 def _show(value: float, pattern: str) -> str:
@@ -87,11 +87,10 @@ def stdout_console(piped_width: int) -> Console:
 
 def print_summary(rows: Sequence[dict[str, Any]], baseline: str) -> None:
     """The table on stdout (100 columns when piped: what it needs), a note where the baseline did
-    not run (no speedups), then per backend and status
-    the first `LISTED_FAILURES` mismatches and errors with their messages in full and how many
-    more there are, the notes of `ok` rows (a row that ran again after its worker or
-    Ray task was lost), then the rows whose timings are in doubt: samples taken while the GPU
-    may have waited on the host."""
+    not run (no speedups), then per backend and status the first `LISTED_FAILURES` mismatches
+    and errors with their messages in full and how many more there are, the notes of `ok` rows
+    (a row that ran again after its worker or Ray task was lost), then the rows whose timings
+    are in doubt: samples taken while the GPU may have waited on the host."""
     console = stdout_console(100)
     console.print(summary_table(rows, baseline))
     if (note := missing_baseline(rows, baseline)) is not None:
