@@ -83,11 +83,10 @@ def render_report(directory: str | Path) -> Path:
         devices.append({"name": device, "peak": peak,
                         "plots": plots_for_device(group, baseline, peak)})
     backends, accuracy = accuracy_matrix(rows)
+    records = rows.to_dict("records")
     page = templates.get_template("report.html.j2").render(
-        header=header, rows=rows.to_dict("records"), columns=_TABLE_COLUMNS,
-        summary=backend_stats(rows.to_dict("records")),
-        missing_baseline=missing_baseline(rows.to_dict("records"), baseline),
-        network=network_times(rows),
+        header=header, rows=records, columns=_TABLE_COLUMNS, summary=backend_stats(records),
+        missing_baseline=missing_baseline(records, baseline), network=network_times(rows),
         devices=devices,
         accuracy_backends=backends, accuracy=accuracy, statuses=STATUSES, peaks=PEAKS,
         cards=cards_side_by_side(rows),
